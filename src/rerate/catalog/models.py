@@ -1,0 +1,218 @@
+"""The catalog: everything that decides a price, and the bookkeeping of jobs.
+
+History tables (rates, assignments) are append-only: a change is a new row
+with a later ``valid_from``/``effective_from``; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from rerate.catalog.types import NanoMoney, UtcDateTime
+
+#: The beginning of time for assignments given without ``--from``.
+BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CountryCode(Base):
+    """A dialling prefix that identifies a country (from phonenumbers metadata)."""
+
+    __tablename__ = "country_codes"
+
+    prefix: Mapped[str] = mapped_column(String(18), primary_key=True)
+    iso: Mapped[str] = mapped_column(String(2), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    calling_code: Mapped[int] = mapped_column(Integer)
+
+
+class DestinationGroup(Base):
+    """A named set of prefixes (for example "Germany Mobile") used in reports and scopes."""
+
+    __tablename__ = "destination_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class DestinationGroupPrefix(Base):
+    __tablename__ = "destination_group_prefixes"
+
+    prefix: Mapped[str] = mapped_column(String(18), primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("destination_groups.id"), index=True)
+
+
+class Tariff(Base):
+    __tablename__ = "tariffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    decimals: Mapped[int] = mapped_column(Integer, default=5)
+    rate_unit: Mapped[int] = mapped_column(Integer, default=60)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: Bumped by every change to the rate history; compiled indexes are cached by it.
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Rate(Base):
+    """One row of a tariff's rate history (shared/RATING.md "Rate row")."""
+
+    __tablename__ = "rates"
+    __table_args__ = (
+        UniqueConstraint("tariff_id", "prefix", "effective_from", name="uq_rate_version"),
+        Index("ix_rates_tariff_prefix", "tariff_id", "prefix"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"))
+    prefix: Mapped[str] = mapped_column(String(18))
+    effective_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_interval: Mapped[int] = mapped_column(Integer, default=1)
+    next_interval: Mapped[int] = mapped_column(Integer, default=1)
+    first_price: Mapped[Decimal] = mapped_column(NanoMoney)
+    next_price: Mapped[Decimal] = mapped_column(NanoMoney)
+    connect_fee: Mapped[Decimal] = mapped_column(NanoMoney, default=Decimal(0))
+    free_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    grace_period: Mapped[int] = mapped_column(Integer, default=0)
+    #: Percent with 4 decimal places, as an integer (2.5 % -> 25000).
+    post_call_surcharge: Mapped[int] = mapped_column(Integer, default=0)
+    forbidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    discontinued: Mapped[bool] = mapped_column(Boolean, default=False)
+    off_peak_first_price: Mapped[Decimal | None] = mapped_column(NanoMoney, nullable=True)
+    off_peak_next_price: Mapped[Decimal | None] = mapped_column(NanoMoney, nullable=True)
+    preference: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    route_category: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    payback: Mapped[Decimal | None] = mapped_column(NanoMoney, nullable=True)
+    description: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    country: Mapped[str | None] = mapped_column(String(2), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    billing_period: Mapped[str] = mapped_column(String(20), default="monthly")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    emails: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Account(Base):
+    """An identifier as it appears in XDRs; it belongs to customers over time."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AccountOwnership(Base):
+    """History of which customer an account belongs to."""
+
+    __tablename__ = "account_ownership"
+    __table_args__ = (UniqueConstraint("account_id", "valid_from", name="uq_ownership_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Vendor(Base):
+    __tablename__ = "vendors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class VendorConnection(Base):
+    """An identifier (trunk, gateway, IP) by which XDRs name the vendor that carried them."""
+
+    __tablename__ = "vendor_connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vendor_id: Mapped[int] = mapped_column(ForeignKey("vendors.id"), index=True)
+    identifier: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class TariffAssignment(Base):
+    """History of which tariff a customer, an account or a vendor uses."""
+
+    __tablename__ = "tariff_assignments"
+    __table_args__ = (UniqueConstraint("owner_kind", "owner_id", "valid_from", name="uq_assignment_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(16))  # customer | account | vendor
+    owner_id: Mapped[int] = mapped_column(Integer)
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"))
+    valid_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Collection(Base):
+    """One ingested file.  Its XDRs have ids ``collection_id << 32 | row``."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    source_path: Mapped[str] = mapped_column(Text)
+    checksum: Mapped[str] = mapped_column(String(64), index=True)
+    #: loading -> loaded; loading -> aborted (crash or error, cleaned up).
+    state: Mapped[str] = mapped_column(String(16), default="loading")
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    read: Mapped[int] = mapped_column(BigInteger, default=0)
+    loaded: Mapped[int] = mapped_column(BigInteger, default=0)
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejects_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    xdr_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    totals_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str] = mapped_column(String(100), default="cli")
+
+
+class AuditEntry(Base):
+    """Who changed what, when, with the values before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(300))
+    before: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)

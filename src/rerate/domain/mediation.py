@@ -1,0 +1,122 @@
+"""Default mediation: the fields that decide rating, derived in bulk.
+
+shared/RATING.md section 2: strip spaces and ``-``, then one leading ``+`` or
+one leading ``00``; what is left must be 1 to 20 digits, or the number is
+invalid.  The account identifier and the vendor connection are resolved
+against the catalog; unknown ones stay unresolved (rating then fails them
+with ``unknown_account`` / ``unknown_vendor``, and they are kept).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rerate.domain.history import History
+from rerate.domain.prefix_index import EpochIndex, Int64Array, encode_numbers
+
+MAX_NUMBER_DIGITS = 20
+
+
+def normalize_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Normalized called numbers; null where the result is not 1-20 digits.
+
+    >>> normalize_numbers(pa.array(["+44 20-7946", "0049301234", "12ab", None])).to_pylist()
+    ['44207946', '49301234', None, None]
+    """
+    cleaned = pc.replace_substring_regex(raw, pattern="[ -]", replacement="")
+    cleaned = pc.replace_substring_regex(cleaned, pattern=r"^(\+|00)", replacement="", max_replacements=1)
+    valid = pc.match_substring_regex(cleaned, pattern=f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$")
+    result = pc.if_else(pc.fill_null(valid, False), cleaned, pa.scalar(None, pa.string()))
+    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Exact identifier -> id resolution (accounts, vendor connections)."""
+
+    identifiers: pa.Array
+    ids: Int64Array
+
+    @classmethod
+    def build(cls, identifiers: list[str], ids: list[int]) -> Lookup:
+        return cls(pa.array(identifiers, pa.string()), np.asarray(ids, dtype=np.int64))
+
+    def resolve(self, values: pa.Array | pa.ChunkedArray) -> pa.Array:
+        if len(self.identifiers) == 0:
+            return pa.nulls(len(values), pa.int64())
+        position = pc.index_in(values, value_set=self.identifiers)
+        if isinstance(position, pa.ChunkedArray):
+            position = position.combine_chunks()
+        return pc.take(pa.array(self.ids), position)
+
+
+@dataclass(frozen=True)
+class PrefixNames:
+    """Longest-prefix naming of numbers: countries, destination groups."""
+
+    index: EpochIndex
+    names: pa.Array
+
+    @classmethod
+    def build(cls, prefixes: list[str], names: list[str]) -> PrefixNames:
+        distinct = sorted(set(names))
+        position = {name: i for i, name in enumerate(distinct)}
+        index = EpochIndex.build(prefixes, [position[n] for n in names])
+        return cls(index, pa.array(distinct, pa.string()))
+
+    def name(self, keys: Int64Array) -> pa.Array:
+        found = self.index.lookup(keys)
+        return pa.DictionaryArray.from_arrays(
+            pa.array(np.maximum(found, 0).astype(np.int32), mask=found < 0), self.names
+        )
+
+
+@dataclass(frozen=True)
+class MediationContext:
+    """The catalog, compiled for mediation."""
+
+    accounts: Lookup
+    ownership: History  # account id -> customer id over time
+    connections: Lookup  # vendor connection identifier -> vendor id
+    countries: PrefixNames
+    destination_groups: PrefixNames
+
+
+MEDIATED_SCHEMA = pa.schema(
+    [
+        ("number", pa.string()),
+        ("account_id", pa.int64()),
+        ("customer_id", pa.int64()),
+        ("vendor_id", pa.int64()),
+        ("country", pa.dictionary(pa.int32(), pa.string())),
+        ("destination_group", pa.dictionary(pa.int32(), pa.string())),
+    ]
+)
+
+
+def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.RecordBatch:
+    """Derive the rating inputs from raw ``cld``, ``account``, ``vendor``, ``connect_time``."""
+    number = normalize_numbers(batch.column("cld"))
+    keys = encode_numbers(number)
+    account_id = context.accounts.resolve(batch.column("account"))
+    when = (
+        pc.cast(pc.fill_null(batch.column("connect_time"), 0), pa.int64()).to_numpy(zero_copy_only=False)
+        // 1_000_000
+    )
+    owner = np.asarray(pc.fill_null(account_id, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    customer = context.ownership.lookup(owner, when)
+    return pa.RecordBatch.from_arrays(
+        [
+            number,
+            account_id,
+            pa.array(customer, mask=customer < 0),
+            context.connections.resolve(batch.column("vendor")),
+            context.countries.name(keys),
+            context.destination_groups.name(keys),
+        ],
+        schema=MEDIATED_SCHEMA,
+    )

@@ -1,0 +1,199 @@
+"""Longest-prefix lookup at a point in time, compiled to sorted arrays.
+
+ARCHITECTURE.md ("Rating kernel"): a tariff's rate history is cut into epochs at
+its distinct effective dates; in each epoch the prefixes in force are flattened
+into disjoint ranges of an 18-digit key space, each carrying its winning rate.
+A lookup is then one binary search (``numpy.searchsorted``) per XDR.
+
+Numbers are encoded in base 11 so that a short number never falls inside a
+longer prefix: digit ``k`` becomes ``k + 1`` and padding is ``0``.  The prefix
+``p`` of length ``L`` covers exactly the keys ``[key(p), key(p) + 11**(18-L))``,
+and prefixes nest like intervals, so the innermost interval is the longest
+prefix.
+
+>>> index = EpochIndex.build(["44", "447"], [10, 11])
+>>> index.lookup(encode_numbers(["447700900123", "4420", "4"])).tolist()
+[11, 10, -1]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+KEY_DIGITS = 18
+_POWERS = np.array([11 ** (KEY_DIGITS - 1 - i) for i in range(KEY_DIGITS)], dtype=np.int64)
+_PAD = ord("0") - 1  # "/" sorts just below "0"; after subtracting it, pad = 0, digit k = k + 1
+
+Int64Array = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+def encode_numbers(numbers: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> Int64Array:
+    """Base-11 keys of digit strings (first 18 digits); ``-1`` for null or empty."""
+    arr = numbers if isinstance(numbers, pa.Array | pa.ChunkedArray) else pa.array(numbers)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.string())
+    missing = pc.fill_null(pc.equal(pc.utf8_length(arr), 0), True)
+    fixed = pc.utf8_rpad(pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, KEY_DIGITS), KEY_DIGITS, "/")
+    # Every value is now exactly KEY_DIGITS ASCII bytes: view them as a matrix.
+    fixed = pa.concat_arrays([fixed]) if fixed.offset else fixed
+    n = len(fixed)
+    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32, count=n + 1)
+    data = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)
+    start = int(offsets[0]) if n else 0
+    columns = data[start : start + n * KEY_DIGITS].reshape(n, KEY_DIGITS).T.copy()
+    columns -= _PAD
+    keys = np.zeros(n, dtype=np.int64)
+    for column in columns:
+        keys *= 11
+        keys += column
+    keys[np.asarray(missing.to_numpy(zero_copy_only=False), dtype=bool)] = -1
+    return keys
+
+
+def prefix_span(prefix: str) -> tuple[int, int]:
+    """Inclusive key range ``(lo, hi)`` covered by a digit prefix of 1 to 18 digits."""
+    if not prefix.isdigit() or not 1 <= len(prefix) <= KEY_DIGITS:
+        raise ValueError(f"prefix must be 1 to {KEY_DIGITS} digits: {prefix!r}")
+    lo = 0
+    for ch in prefix.ljust(KEY_DIGITS, "/"):
+        lo = lo * 11 + (ord(ch) - _PAD)
+    return lo, lo + 11 ** (KEY_DIGITS - len(prefix)) - 1
+
+
+def flatten_spans(
+    spans: Iterable[tuple[int, int, int]],
+) -> tuple[Int64Array, Int64Array]:
+    """Flatten nested ``(lo, hi, payload)`` spans into boundaries and winners.
+
+    Spans must be laminar (nested or disjoint), which prefix spans always are.
+    The result ``bounds`` starts at 0; ``winners[i]`` holds for keys from
+    ``bounds[i]`` up to ``bounds[i + 1] - 1`` and is ``-1`` where nothing matches.
+    """
+    bounds: list[int] = [0]
+    winners: list[int] = [-1]
+
+    def emit(position: int, winner: int) -> None:
+        if bounds[-1] == position:
+            winners[-1] = winner
+            if len(winners) > 1 and winners[-2] == winner:
+                bounds.pop()
+                winners.pop()
+        elif winners[-1] != winner:
+            bounds.append(position)
+            winners.append(winner)
+
+    stack: list[tuple[int, int]] = []
+    for lo, hi, payload in sorted(spans, key=lambda s: (s[0], -s[1])):
+        while stack and stack[-1][0] < lo:
+            end, _ = stack.pop()
+            emit(end + 1, stack[-1][1] if stack else -1)
+        emit(lo, payload)
+        stack.append((hi, payload))
+    while stack:
+        end, _ = stack.pop()
+        emit(end + 1, stack[-1][1] if stack else -1)
+    return np.asarray(bounds, dtype=np.int64), np.asarray(winners, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class EpochIndex:
+    """Longest-prefix lookup for one fixed set of prefixes."""
+
+    bounds: Int64Array
+    winners: Int64Array
+
+    @classmethod
+    def build(cls, prefixes: Sequence[str], payloads: Sequence[int]) -> EpochIndex:
+        spans = ((*prefix_span(p), int(v)) for p, v in zip(prefixes, payloads, strict=True))
+        bounds, winners = flatten_spans(spans)
+        return cls(bounds, winners)
+
+    def lookup(self, keys: Int64Array) -> Int64Array:
+        """Payload of the longest prefix of each key; ``-1`` for none or key ``-1``."""
+        slot = np.searchsorted(self.bounds, keys, side="right") - 1
+        found = self.winners[np.maximum(slot, 0)]
+        return np.where(keys < 0, -1, found)
+
+
+@dataclass(frozen=True)
+class TimedPrefixIndex:
+    """Longest prefix in force at a time: one :class:`EpochIndex` per epoch.
+
+    ``epoch_starts`` are the distinct effective dates (epoch seconds).  Before
+    the first one nothing exists.
+    """
+
+    epoch_starts: Int64Array
+    epochs: tuple[EpochIndex, ...]
+
+    @classmethod
+    def build(
+        cls,
+        prefixes: Sequence[str],
+        effective_from: Sequence[int],
+        discontinued: Sequence[bool],
+        payloads: Sequence[int],
+    ) -> TimedPrefixIndex:
+        """Compile a rate history (shared/RATING.md 1.2 and 1.3).
+
+        For each prefix the row in force is the one with the greatest
+        ``effective_from <= t``; a discontinued row in force means the prefix
+        does not exist at ``t``.
+        """
+        order = sorted(range(len(prefixes)), key=lambda i: effective_from[i])
+        starts: list[int] = []
+        epochs: list[EpochIndex] = []
+        in_force: dict[str, tuple[int, int, int]] = {}
+        position = 0
+        while position < len(order):
+            start = effective_from[order[position]]
+            while position < len(order) and effective_from[order[position]] == start:
+                row = order[position]
+                prefix = prefixes[row]
+                if discontinued[row]:
+                    in_force.pop(prefix, None)
+                else:
+                    in_force[prefix] = (*prefix_span(prefix), int(payloads[row]))
+                position += 1
+            bounds, winners = flatten_spans(in_force.values())
+            starts.append(int(start))
+            epochs.append(EpochIndex(bounds, winners))
+        return cls(np.asarray(starts, dtype=np.int64), tuple(epochs))
+
+    def lookup(self, when: Int64Array, keys: Int64Array) -> Int64Array:
+        """Payload of the longest prefix of ``keys[i]`` in force at ``when[i]``.
+
+        Callers that pass ``keys`` in ascending order get the fastest searches:
+        XDRs are grouped by epoch with a stable sort, which keeps that order.
+        """
+        result = np.full(len(keys), -1, dtype=np.int64)
+        if not self.epochs or len(keys) == 0:
+            return result
+        epoch = np.searchsorted(self.epoch_starts, when, side="right") - 1
+        if len(self.epochs) == 1:
+            live = epoch >= 0
+            result[live] = (
+                self.epochs[0].lookup(keys[live]) if not live.all() else self.epochs[0].lookup(keys)
+            )
+            return result
+        small = epoch.astype(np.int16 if len(self.epochs) < 32_000 else np.int32)
+        order = np.argsort(small, kind="stable")  # radix sort for int16
+        counts = np.bincount(epoch + 1, minlength=len(self.epochs) + 1)
+        grouped_keys = keys[order]
+        found = np.full(len(keys), -1, dtype=np.int64)
+        position = int(counts[0])  # epoch -1: before the first effective date
+        for e, count in enumerate(counts[1:].tolist()):
+            if count:
+                span = slice(position, position + count)
+                found[span] = self.epochs[e].lookup(grouped_keys[span])
+                position += count
+        result[order] = found
+        return result

@@ -1,0 +1,318 @@
+"""The ``rerate`` command line.  Commands parse, call one service, render."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from rerate.bootstrap import App, bootstrap
+from rerate.entrypoints.console import RichIngestProgress, err, out, print_json
+from rerate.services import export as export_service
+from rerate.services import parties, tariffs
+from rerate.services.errors import RerateError
+from rerate.services.ingest import ingest as ingest_service
+from rerate.services.setup import initialize
+from rerate.services.timeparse import parse_utc
+from rerate.settings import Settings
+
+cli = typer.Typer(
+    help="rerate: rate telecom XDRs and correct them safely (previewed, undoable, audited).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+tariff_cli = typer.Typer(help="Tariffs and their rate history.", no_args_is_help=True)
+customer_cli = typer.Typer(help="Customers and their tariff assignments.", no_args_is_help=True)
+account_cli = typer.Typer(help="Accounts (identifiers as they appear in XDRs).", no_args_is_help=True)
+vendor_cli = typer.Typer(help="Vendors and their connections.", no_args_is_help=True)
+xdr_cli = typer.Typer(help="XDRs in their current state.", no_args_is_help=True)
+cli.add_typer(tariff_cli, name="tariff")
+cli.add_typer(customer_cli, name="customer")
+cli.add_typer(account_cli, name="account")
+cli.add_typer(vendor_cli, name="vendor")
+cli.add_typer(xdr_cli, name="xdr")
+
+_state: dict[str, App] = {}
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+FromOption = Annotated[
+    str | None, typer.Option("--from", help="Effective from, ISO UTC (2026-10-01T00:00:00Z).")
+]
+
+
+@cli.callback()
+def _main(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            envvar="RERATE_HOME",
+            help="Home directory of catalog and ledger [default: ./rerate-home].",
+        ),
+    ] = None,
+) -> None:
+    settings = Settings(home=home) if home is not None else Settings()
+    _state["settings"] = settings  # type: ignore[assignment]
+
+
+def app() -> App:
+    """The wired application, built on first use (nothing connects at import time)."""
+    if "app" not in _state:
+        settings = _state.get("settings")
+        _state["app"] = bootstrap(settings if isinstance(settings, Settings) else Settings())
+    return _state["app"]
+
+
+def _time(value: str | None, field: str) -> datetime | None:
+    return parse_utc(value, field=field) if value else None
+
+
+@cli.command()
+def init(as_json: JsonOption = False) -> None:
+    """Create or upgrade the home directory: catalog schema, country codes, ledger tables."""
+    report = initialize(app())
+    if as_json:
+        print_json(report)
+        return
+    state = "created" if report.schema_before is None else "up to date"
+    out.print(f"[green]rerate home ready[/] at {report.home} (catalog schema {report.schema_now}, {state})")
+    out.print(f"  catalog: {report.catalog}\n  ledger:  {report.ledger}")
+    out.print(f"  {report.country_prefixes} country prefixes loaded from phonenumbers")
+
+
+class ImportMode(StrEnum):
+    add = "add"
+
+
+@tariff_cli.command("import")
+def tariff_import(
+    name: Annotated[str, typer.Argument(help="Tariff name (created if new).")],
+    file: Annotated[Path, typer.Argument(help="Canonical rate CSV (header of RATING.md column names).")],
+    currency: Annotated[str | None, typer.Option(help="Currency of a new tariff (ISO 4217).")] = None,
+    decimals: Annotated[
+        int | None, typer.Option(help="Decimals amounts are rounded to (new tariff).")
+    ] = None,
+    mode: Annotated[
+        ImportMode, typer.Option(help="add: append the rows to the rate history.")
+    ] = ImportMode.add,
+    allow_past: Annotated[
+        bool, typer.Option("--allow-past", help="Accept rows effective in the past.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Add a canonical rate CSV to a tariff's history (one transaction: all rows or none)."""
+    options = {"currency": currency, "decimals": decimals, "allow_past": allow_past}
+    report = None
+    if not yes and not as_json and sys.stdin.isatty():
+        report = tariffs.import_rates(app(), name, file, preview=True, **options)  # type: ignore[arg-type]
+        if report.state == "preview" and not typer.confirm(
+            f"Add {report.added} rate(s) to tariff {name!r}?", default=True
+        ):
+            raise typer.Exit(1)
+    if report is None or report.state == "preview":
+        report = tariffs.import_rates(app(), name, file, **options)  # type: ignore[arg-type]
+    if as_json:
+        print_json(report.as_dict())
+    elif report.state == "rejected":
+        err.print(f"[red]nothing imported[/]: {len(report.errors)} problem(s) in {file}")
+        for problem in report.errors[:50]:
+            err.print(f"  {problem}")
+        if len(report.errors) > 50:
+            err.print(f"  ... and {len(report.errors) - 50} more (use --json for all)")
+    else:
+        created = " (new tariff)" if report.tariff_created else ""
+        out.print(
+            f"[green]tariff {name}{created}[/]: {report.added} rate(s) added, "
+            f"{report.unchanged} already present, {report.read} read"
+        )
+    if report.state == "rejected":
+        raise typer.Exit(1)
+
+
+@customer_cli.command("add")
+def customer_add(
+    name: str,
+    tariff: Annotated[str, typer.Option(help="Tariff the customer uses.")],
+    valid_from: FromOption = None,
+    currency: Annotated[str | None, typer.Option(help="Billing currency [default: the tariff's].")] = None,
+    billing_period: Annotated[str, typer.Option(help="Billing period.")] = "monthly",
+    timezone: Annotated[str, typer.Option(help="Customer's time zone.")] = "UTC",
+    email: Annotated[list[str] | None, typer.Option(help="Billing e-mail address (repeatable).")] = None,
+) -> None:
+    """Add a customer with its tariff."""
+    result = parties.add_customer(
+        app(),
+        name,
+        tariff=tariff,
+        valid_from=_time(valid_from, "--from"),
+        currency=currency,
+        billing_period=billing_period,
+        timezone=timezone,
+        emails=email,
+    )
+    out.print(f"[green]customer {result.name}[/] (id {result.id}): {result.detail}")
+
+
+@customer_cli.command("set-tariff")
+def customer_set_tariff(
+    name: str, tariff: str, valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")]
+) -> None:
+    """Assign another tariff to a customer from a point in time (history is kept)."""
+    result = parties.set_customer_tariff(app(), name, tariff, parse_utc(valid_from, field="--from"))
+    out.print(f"[green]customer {result.name}[/]: {result.detail}")
+
+
+@account_cli.command("add")
+def account_add(
+    ident: Annotated[str, typer.Argument(help="Identifier as it appears in XDRs.")],
+    customer: Annotated[str, typer.Option(help="Customer the account belongs to.")],
+    tariff: Annotated[str | None, typer.Option(help="Own tariff, overriding the customer's.")] = None,
+    valid_from: FromOption = None,
+) -> None:
+    """Add an account for a customer."""
+    result = parties.add_account(
+        app(), ident, customer=customer, tariff=tariff, valid_from=_time(valid_from, "--from")
+    )
+    out.print(f"[green]account {result.name}[/] (id {result.id}): {result.detail}")
+
+
+@account_cli.command("set-tariff")
+def account_set_tariff(
+    ident: str,
+    tariff: str,
+    valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")],
+) -> None:
+    """Give an account its own tariff from a point in time."""
+    result = parties.set_account_tariff(app(), ident, tariff, parse_utc(valid_from, field="--from"))
+    out.print(f"[green]account {result.name}[/]: {result.detail}")
+
+
+@vendor_cli.command("add")
+def vendor_add(
+    name: str,
+    tariff: Annotated[str, typer.Option(help="Vendor's (cost) tariff.")],
+    connection: Annotated[list[str], typer.Option(help="Connection identifier in XDRs (repeatable).")],
+    valid_from: FromOption = None,
+) -> None:
+    """Add a vendor, its cost tariff and the connections that carry its traffic."""
+    result = parties.add_vendor(
+        app(), name, tariff=tariff, connections=connection, valid_from=_time(valid_from, "--from")
+    )
+    out.print(f"[green]vendor {result.name}[/] (id {result.id}): {result.detail}")
+
+
+@cli.command()
+def ingest(
+    files: Annotated[list[Path], typer.Argument(help="XDR files: canonical CSV or Parquet.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Load XDR files, one collection each: validate, de-duplicate, mediate, rate."""
+    with RichIngestProgress(enabled=not as_json and err.is_terminal) as progress:
+        reports = ingest_service(app(), files, progress)
+    if as_json:
+        print_json([r.as_dict() for r in reports])
+    else:
+        table = Table(title="Ingest")
+        for column in (
+            "file",
+            "collection",
+            "state",
+            "read",
+            "loaded",
+            "duplicates",
+            "rejected",
+            "failed",
+            "seconds",
+        ):
+            table.add_column(column, justify="right" if column not in ("file", "state") else "left")
+        for r in reports:
+            table.add_row(
+                Path(r.file).name,
+                str(r.collection_id or ""),
+                r.state,
+                f"{r.read:,}",
+                f"{r.loaded:,}",
+                f"{r.duplicates:,}",
+                f"{r.rejected:,}",
+                f"{r.failed:,}",
+                f"{r.seconds:.1f}",
+            )
+        out.print(table)
+        for r in reports:
+            if r.error:
+                err.print(f"[yellow]{Path(r.file).name}[/]: {r.error}")
+            if r.rejected or r.duplicates:
+                out.print(f"  rejects and duplicates of {Path(r.file).name}: {r.rejects_path}")
+    if any(r.state == "error" for r in reports):
+        raise typer.Exit(1)
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+class ExportStatus(StrEnum):
+    rated = "rated"
+    failed = "failed"
+    voided = "voided"
+    all = "all"
+
+
+@xdr_cli.command("export")
+def xdr_export(
+    out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or parquet.")] = ExportFormat.csv,
+    status: Annotated[ExportStatus, typer.Option(help="Which XDRs.")] = ExportStatus.all,
+    customer: Annotated[str | None, typer.Option(help="Only this customer's XDRs.")] = None,
+    account: Annotated[str | None, typer.Option(help="Only this account's XDRs.")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Connect time from (ISO UTC, inclusive).")
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Connect time to (ISO UTC, exclusive).")] = None,
+) -> None:
+    """Export XDRs in their current state (after corrections), money as exact decimals."""
+    report = export_service.export_xdrs(
+        app(),
+        out_file,
+        fmt=fmt.value,
+        status=status.value,
+        customer=customer,
+        account=account,
+        start=_time(start, "--from"),
+        end=_time(end, "--to"),
+    )
+    out.print(f"[green]{report.rows:,} XDR(s)[/] written to {report.path} ({report.format})")
+
+
+@cli.command()
+def demo(
+    xdrs: Annotated[int, typer.Option(help="How many XDRs the demo month has.")] = 2_000_000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 7,
+) -> None:
+    """Build a realistic carrier world in the home directory, ingest a month, summarize it."""
+    from rerate.entrypoints.demo_view import show_demo
+
+    show_demo(_state.get("settings"), xdrs=xdrs, seed=seed)
+
+
+def main() -> None:
+    """Console entry point: operator errors are one clear line, never a traceback."""
+    try:
+        cli()
+    except RerateError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    finally:
+        if "app" in _state:
+            _state["app"].close()
+
+
+if __name__ == "__main__":
+    main()

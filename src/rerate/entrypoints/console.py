@@ -1,0 +1,78 @@
+"""Rendering helpers shared by CLI commands: JSON, tables, progress."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # exact: money never goes through a float
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(_plain(value), indent=2, sort_keys=False))
+
+
+class RichIngestProgress:
+    """Ingest progress as a Rich bar on stderr (stdout stays clean for --json)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[rows]:>12,} rows"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self.task: Any = None
+        self.rows = 0
+
+    def __enter__(self) -> RichIngestProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def file_started(self, name: str, total_bytes: int) -> None:
+        self.rows = 0
+        self.task = self.progress.add_task(name, total=total_bytes, rows=0)
+
+    def advanced(self, bytes_read: int, rows: int) -> None:
+        self.rows += rows
+        self.progress.update(self.task, completed=bytes_read, rows=self.rows)
+
+    def stage(self, text: str) -> None:
+        if self.task is not None:
+            name = self.progress.tasks[-1].description.split(" · ")[0]
+            self.progress.update(self.task, description=f"{name} · {text}")

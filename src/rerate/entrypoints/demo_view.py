@@ -1,0 +1,108 @@
+"""Rendering of ``rerate demo``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from rich.table import Table
+
+from rerate.bootstrap import bootstrap
+from rerate.entrypoints.console import RichIngestProgress, err, out
+from rerate.services.demo import prepare_home, run_demo
+from rerate.services.worldgen import WorldSpec
+from rerate.settings import Settings
+
+
+def _money(value: Decimal) -> str:
+    return f"{value:,.2f}"
+
+
+def show_demo(settings: Any, *, xdrs: int, seed: int) -> None:
+    settings = settings if isinstance(settings, Settings) else Settings()
+    prepare_home(settings.resolved_home)
+    app = bootstrap(settings)
+    try:
+        with RichIngestProgress(enabled=err.is_terminal) as progress:
+            report = run_demo(
+                app,
+                WorldSpec(xdrs=xdrs, seed=seed),
+                progress=progress,
+                say=lambda text: out.print(f"[bold cyan]>[/] {text}"),
+            )
+    finally:
+        app.close()
+    table = Table(title="Collections")
+    for column in ("file", "id", "read", "loaded", "duplicates", "rejected", "failed", "seconds"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for c in report.collections:
+        table.add_row(
+            c.file.rsplit("/", 1)[-1],
+            str(c.collection_id),
+            f"{c.read:,}",
+            f"{c.loaded:,}",
+            f"{c.duplicates:,}",
+            f"{c.rejected:,}",
+            f"{c.failed:,}",
+            f"{c.seconds:.1f}",
+        )
+    out.print(table)
+
+    summary = Table(title="Summary per customer (rated XDRs; from the daily totals)")
+    for column in (
+        "customer",
+        "cur",
+        "calls",
+        "minutes",
+        "revenue",
+        "cost",
+        "margin",
+        "failed",
+        "failed by reason",
+    ):
+        summary.add_column(
+            column, justify="left" if column in ("customer", "cur", "failed by reason") else "right"
+        )
+    for s in report.summary:
+        reasons = ", ".join(
+            f"{k} {v:,}" for k, v in sorted(s.failed_by_reason.items(), key=lambda kv: -kv[1])
+        )
+        margin = s.margin
+        summary.add_row(
+            s.customer,
+            s.currency,
+            f"{s.calls:,}",
+            f"{s.minutes:,.0f}",
+            _money(s.revenue),
+            _money(s.cost),
+            _money(margin) if margin is not None else "n/a",
+            f"{s.failed:,}",
+            reasons,
+        )
+    revenue = sum((s.revenue for s in report.summary), Decimal(0))
+    cost = sum((s.cost for s in report.summary), Decimal(0))
+    summary.add_section()
+    summary.add_row(
+        "All customers",
+        "",
+        f"{sum(s.calls for s in report.summary):,}",
+        f"{sum((s.minutes for s in report.summary), Decimal(0)):,.0f}",
+        _money(revenue),
+        _money(cost),
+        _money(revenue - cost),
+        f"{sum(s.failed for s in report.summary):,}",
+        "",
+    )
+    out.print(summary)
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+    out.print(f"[dim]timings: {timing}[/]")
+    home = settings.resolved_home
+    out.print(
+        "\n[bold]Try next[/] (this demo lives in "
+        f"{home}; add [cyan]--home {home}[/] or set RERATE_HOME):\n"
+        f"  rerate --home {home} xdr export --status failed --out failed.csv   # what failed, and why\n"
+        f"  rerate --home {home} xdr export --customer '{report.world.customers[0].name}' --out acme.csv\n"
+        f"  cat {home}/collections/2/rejects.csv   # rejected rows, line by line\n"
+        f"  rerate --home {home} ingest {report.world.xdr_files[0]}            # loads nothing: same file\n"
+        "  rerate --help"
+    )

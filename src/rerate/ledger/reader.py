@@ -1,0 +1,79 @@
+"""Read side of the ledger: DuckDB views of the current state.
+
+Every reader (exports, reports, the next correction) goes through the views
+made here, so the rule of what is visible lives in one place:
+
+* ``xdrs``: the current state of every XDR of a committed collection
+  (revision 0 for now; corrections add revisions on top);
+* ``daily_totals``: the billing cache rows written by committed units of work.
+
+A unit whose files were published to Delta but that never reached its catalog
+commit (a crash between the two) is invisible here and cleaned up later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import pyarrow as pa
+
+from rerate.ledger.schema import TOTALS_SCHEMA, XDR_TABLE_SCHEMA
+from rerate.ledger.tables import TOTALS, XDRS, Ledger
+
+
+def connect_duckdb(memory_limit: str = "2GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for the ledger: UTC, bounded memory."""
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    con.execute(f"SET memory_limit='{memory_limit}'")
+    con.execute("SET preserve_insertion_order=false")
+    if threads:
+        con.execute(f"SET threads={int(threads)}")
+    return con
+
+
+def _parquet_source(
+    con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema
+) -> str:
+    """SQL for a relation over ``files``, or over an empty table of ``schema``."""
+    if not files:
+        con.register(f"{name}_empty", schema.empty_table())
+        return f"SELECT * FROM {name}_empty"
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning=true, union_by_name=true)"
+
+
+@dataclass(frozen=True)
+class Visibility:
+    """Which units of work are committed: the catalog decides, the ledger obeys."""
+
+    collections: tuple[int, ...]
+    sources: tuple[str, ...]
+
+
+def open_views(
+    ledger: Ledger,
+    visibility: Visibility,
+    *,
+    days: tuple[date, date] | None = None,
+    con: duckdb.DuckDBPyConnection | None = None,
+    memory_limit: str = "2GB",
+) -> duckdb.DuckDBPyConnection:
+    """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions."""
+    con = con or connect_duckdb(memory_limit)
+    con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
+    con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
+    xdr_sql = _parquet_source(con, "xdr", ledger.files(XDRS, days=days), XDR_TABLE_SCHEMA)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW xdrs AS SELECT * FROM ({xdr_sql}) "
+        "WHERE collection_id IN (SELECT id FROM visible_collections)"
+    )
+    totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS), TOTALS_SCHEMA)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
+        "WHERE source IN (SELECT source FROM visible_sources)"
+    )
+    return con

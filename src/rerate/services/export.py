@@ -1,0 +1,115 @@
+"""Export of XDRs in their current state, joined with the catalog's names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Customer, Tariff, Vendor
+from rerate.ledger.reader import open_views
+from rerate.services.errors import InvalidInputError
+from rerate.services.parties import account_named, customer_named
+from rerate.services.visibility import current_visibility
+
+EXPORT_COLUMNS = (
+    "source_id, xdr_id, collection_id, connect_time, duration, cli, cld, account, customer, status, reason, "
+    "tariff, prefix, billed, amount, currency, vendor, vendor_tariff, vendor_status, vendor_reason, "
+    "vendor_prefix, vendor_billed, cost, vendor_currency, country, destination_group, service, line"
+)
+STATUSES = ("rated", "failed", "voided", "all")
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: str
+    rows: int
+    format: str
+
+
+def export_xdrs(
+    app: App,
+    out: Path,
+    *,
+    fmt: str = "csv",
+    status: str = "all",
+    customer: str | None = None,
+    account: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ExportReport:
+    if fmt not in ("csv", "parquet"):
+        raise InvalidInputError(f"unknown export format {fmt!r}: use csv or parquet")
+    if status not in STATUSES:
+        raise InvalidInputError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
+    with app.catalog.reading() as session:
+        visibility = current_visibility(session)
+        names = {
+            "customers": session.execute(select(Customer.id, Customer.name)).all(),
+            "tariffs": session.execute(select(Tariff.id, Tariff.name)).all(),
+            "vendors": session.execute(select(Vendor.id, Vendor.name)).all(),
+        }
+        customer_id = customer_named(session, customer).id if customer else None
+        account_id = account_named(session, account).id if account else None
+    days = (
+        start.date() if start else datetime(1970, 1, 1).date(),
+        end.date() if end else datetime(9999, 12, 31).date(),
+    )
+    con = open_views(
+        app.ledger,
+        visibility,
+        days=days if (start or end) else None,
+        memory_limit=app.settings.duckdb_memory_limit,
+    )
+    for table, rows in names.items():
+        con.register(
+            table,
+            pa.table(
+                {
+                    "id": pa.array([r[0] for r in rows], pa.int64()),
+                    "name": pa.array([r[1] for r in rows], pa.string()),
+                }
+            ),
+        )
+    where = ["true"]
+    params: list[object] = []
+    if status != "all":
+        where.append("x.status = ?")
+        params.append(status)
+    if customer_id is not None:
+        where.append("x.customer_id = ?")
+        params.append(customer_id)
+    if account_id is not None:
+        where.append("x.account_id = ?")
+        params.append(account_id)
+    if start is not None:
+        where.append("x.connect_time >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("x.connect_time < ?")
+        params.append(end)
+    query = f"""
+        SELECT x.source_id, x.xdr_id, x.collection_id,
+               strftime(x.connect_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS connect_time,
+               x.duration, x.cli, x.cld, x.account, c.name AS customer, x.status, x.reason,
+               t.name AS tariff, x.prefix, x.billed, x.amount, x.currency,
+               v.name AS vendor, vt.name AS vendor_tariff, x.vendor_status, x.vendor_reason,
+               x.vendor_prefix, x.vendor_billed, x.cost, x.vendor_currency,
+               x.country, x.destination_group, x.service, x.line
+        FROM xdrs x
+        LEFT JOIN customers c ON c.id = x.customer_id
+        LEFT JOIN tariffs t ON t.id = x.tariff_id
+        LEFT JOIN vendors v ON v.id = x.vendor_id
+        LEFT JOIN tariffs vt ON vt.id = x.vendor_tariff_id
+        WHERE {" AND ".join(where)}
+        ORDER BY x.connect_time, x.xdr_id
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
+    con.execute(f"COPY ({query}) TO '{str(out).replace(chr(39), chr(39) * 2)}' ({options})", params)
+    (counted,) = con.execute(f"SELECT count(*) FROM xdrs x WHERE {' AND '.join(where)}", params).fetchall()
+    return ExportReport(path=str(out), rows=int(counted[0]), format=fmt)

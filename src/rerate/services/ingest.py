@@ -1,0 +1,407 @@
+"""Ingest: XDR files become collections in the ledger, validated, mediated and rated.
+
+Each file is one collection, loaded as one unit of work:
+
+1. the file is read in chunks; malformed rows go to the collection's rejects
+   file with their line and reason, and the rest of the file goes on;
+2. each chunk is mediated and rated by the kernel, and written as sorted
+   Parquet files (one per day) into the XDR table's directory, unpublished;
+3. duplicates (a ``source_id`` already loaded for that day, or repeated in the
+   file) are found with one DuckDB pass and filtered out of the new files;
+4. the new files' daily totals are published, then the files themselves, each
+   in one Delta commit;
+5. the catalog marks the collection ``loaded``: only now does any reader see it.
+
+A crash anywhere before step 5 leaves nothing visible; the next writer removes
+the leftovers (:func:`recover_interrupted`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Collection
+from rerate.domain.mediation import mediate
+from rerate.domain.rating import rate_batch
+from rerate.ledger.reader import connect_duckdb
+from rerate.ledger.schema import TOTALS_SCHEMA, XDR_FILE_SCHEMA
+from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
+from rerate.ledger.totals import TOTALS_SELECT
+from rerate.services import audit, faults
+from rerate.services.compiled import mediation_context, rating_context
+from rerate.services.errors import RerateError
+from rerate.services.locks import ledger_lock
+from rerate.services.visibility import current_visibility
+from rerate.services.xdr_files import REQUIRED_COLUMNS, RawBatch, Reject, XdrFile
+
+MAX_DURATION = 1_000_000_000
+
+
+@dataclass
+class CollectionReport:
+    file: str
+    state: str  # loaded | already_loaded | error
+    collection_id: int | None = None
+    read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    failed: int = 0
+    rejects_path: str | None = None
+    duplicate_of: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class IngestProgress(Protocol):
+    def file_started(self, name: str, total_bytes: int) -> None: ...
+    def advanced(self, bytes_read: int, rows: int) -> None: ...
+    def stage(self, text: str) -> None: ...
+
+
+class SilentProgress:
+    def file_started(self, name: str, total_bytes: int) -> None:
+        pass
+
+    def advanced(self, bytes_read: int, rows: int) -> None:
+        pass
+
+    def stage(self, text: str) -> None:
+        pass
+
+
+def file_checksum(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def recover_interrupted(app: App) -> list[int]:
+    """Remove what crashed ingests left behind; call with the ledger lock held."""
+    with app.catalog.transaction() as session:
+        stale = session.scalars(select(Collection).where(Collection.state == "loading")).all()
+        for collection in stale:
+            prefix = unit_prefix("c", collection.id)
+            app.ledger.remove_unit(TOTALS, prefix)
+            app.ledger.remove_unit(XDRS, prefix)
+            collection.state = "aborted"
+            collection.error = (collection.error or "interrupted") + "; its partial files were removed"
+            collection.finished_at = datetime.now(UTC)
+            audit.record(session, "rerate", "collection.recover", f"collection {collection.id}")
+        return [c.id for c in stale]
+
+
+def ingest(app: App, paths: list[Path], progress: IngestProgress | None = None) -> list[CollectionReport]:
+    """Ingest each file as its own collection, in the order given."""
+    progress = progress or SilentProgress()
+    reports = []
+    app.ledger.ensure()
+    with ledger_lock(app.home, f"ingest by {app.actor}"):
+        recover_interrupted(app)
+        for path in paths:
+            started = time.perf_counter()
+            try:
+                report = _ingest_file(app, path, progress)
+            except RerateError as exc:
+                report = CollectionReport(file=str(path), state="error", error=str(exc))
+            report.seconds = round(time.perf_counter() - started, 3)
+            reports.append(report)
+    return reports
+
+
+def _ingest_file(app: App, path: Path, progress: IngestProgress) -> CollectionReport:
+    source = XdrFile(path)  # raises a clear error before anything is recorded
+    checksum = file_checksum(path)
+    with app.catalog.transaction() as session:
+        twin = session.scalar(
+            select(Collection).where(Collection.checksum == checksum, Collection.state == "loaded")
+        )
+        if twin is not None:
+            return CollectionReport(
+                file=str(path),
+                state="already_loaded",
+                duplicate_of=twin.id,
+                error=f"already loaded as collection {twin.id} ({twin.file_name}); nothing loaded",
+            )
+        collection = Collection(
+            file_name=path.name, source_path=str(path.resolve()), checksum=checksum, actor=app.actor
+        )
+        session.add(collection)
+        session.flush()
+        collection_id = collection.id
+    try:
+        return _load(app, source, collection_id, progress)
+    except BaseException as exc:
+        with app.catalog.transaction() as session:
+            failed = session.get(Collection, collection_id)
+            if failed is not None:
+                failed.error = f"{type(exc).__name__}: {exc}"
+        recover_interrupted(app)  # the same cleanup a crash gets at the next run
+        raise
+
+
+def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgress) -> CollectionReport:
+    folder = app.home / "collections" / str(collection_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    rejects_path = folder / "rejects.csv"
+    prefix = unit_prefix("c", collection_id)
+    writer = PartitionedWriter(app.ledger.path(XDRS), prefix, XDR_FILE_SCHEMA)
+    with app.catalog.reading() as session:
+        mediation = mediation_context(session)
+        rating = rating_context(session)
+        visibility = current_visibility(session)
+    con = connect_duckdb(app.settings.duckdb_memory_limit)
+    report = CollectionReport(file=str(source.path), state="loaded", collection_id=collection_id)
+    progress.file_started(source.path.name, source.size)
+    days: set[str] = set()
+    with rejects_path.open("w", newline="", encoding="utf-8") as rejects_file:
+        rejects = csv.writer(rejects_file)
+        rejects.writerow(["file", "line", "reason", "raw"])
+        for raw in source.batches():
+            typed, bad = _validate(con, raw, source.columns)
+            for reject in [*raw.rejects, *bad]:
+                rejects.writerow([source.path.name, reject.line, reject.reason, reject.raw])
+            report.rejected += len(raw.rejects) + len(bad)
+            report.read += raw.table.num_rows + len(raw.rejects)
+            if typed.num_rows:
+                xdrs = _mediate_and_rate(typed, collection_id, mediation, rating)
+                days.update(d.isoformat() for d in pc.unique(xdrs.column("call_date")).to_pylist())
+                writer.write_xdrs(xdrs)
+            progress.advanced(raw.bytes_read, raw.table.num_rows + len(raw.rejects))
+            faults.checkpoint("ingest.batch_written")
+        progress.stage("checking duplicates")
+        duplicates = _remove_duplicates(app, con, writer, visibility.collections, sorted(days))
+        for line, source_id, why in duplicates:
+            rejects.writerow([source.path.name, line, why, source_id])
+    report.duplicates = len(duplicates)
+    report.loaded = writer.rows_written - report.duplicates
+    report.rejects_path = str(rejects_path)
+
+    progress.stage("publishing")
+    new_files = [str(app.ledger.path(XDRS) / a.path) for a in writer.actions]
+    report.failed = _count_failed(con, new_files)
+    totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
+    if new_files:
+        totals = con.sql(
+            TOTALS_SELECT.format(
+                source=f"read_parquet({_sql_list(new_files)}, hive_partitioning=true)",
+                label=f"'collection:{collection_id}'",
+            )
+        ).to_arrow_table()
+        totals_writer.write_rows(totals.cast(TOTALS_SCHEMA))
+    totals_version = app.ledger.commit(TOTALS, totals_writer.actions, {"collection_id": str(collection_id)})
+    faults.checkpoint("ingest.totals_committed")
+    xdr_version = app.ledger.commit(XDRS, writer.actions, {"collection_id": str(collection_id)})
+    faults.checkpoint("ingest.xdrs_committed")
+    with app.catalog.transaction() as session:
+        collection = session.get(Collection, collection_id)
+        assert collection is not None
+        collection.state = "loaded"
+        collection.finished_at = datetime.now(UTC)
+        collection.read = report.read
+        collection.loaded = report.loaded
+        collection.duplicates = report.duplicates
+        collection.rejected = report.rejected
+        collection.failed = report.failed
+        collection.rejects_path = report.rejects_path
+        collection.xdr_version = xdr_version
+        collection.totals_version = totals_version
+        audit.record(
+            session,
+            app.actor,
+            "collection.ingest",
+            f"collection {collection_id}",
+            after={k: v for k, v in report.as_dict().items() if k not in {"state", "seconds"}},
+        )
+    return report
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _validate(
+    con: duckdb.DuckDBPyConnection, raw: RawBatch, columns: list[str]
+) -> tuple[pa.Table, list[Reject]]:
+    """Typed rows that pass the checks, and a reject for each row that does not."""
+    con.register("raw_batch", raw.table)
+    extras = [c for c in columns if c not in REQUIRED_COLUMNS and c != "service"]
+    extra_sql = (
+        "json_object(" + ", ".join(f"'{c}', \"{c}\"" for c in extras) + ")::VARCHAR"
+        if extras
+        else "NULL::VARCHAR"
+    )
+    service_sql = "coalesce(nullif(trim(service), ''), 'voice')" if "service" in columns else "'voice'"
+    result = con.sql(
+        f"""
+        WITH parsed AS (
+            SELECT *,
+                   TRY_CAST(nullif(trim(connect_time), '') AS TIMESTAMPTZ) AS ts,
+                   CASE WHEN regexp_full_match(trim(duration), '[0-9]{{1,18}}')
+                        THEN TRY_CAST(trim(duration) AS BIGINT) END AS dur
+            FROM raw_batch
+        )
+        SELECT line, source_id, ts AS connect_time, dur AS duration, cli, cld, account, vendor,
+               {service_sql} AS service, {extra_sql} AS extra, CAST(ts AS DATE) AS call_date,
+               CASE
+                 WHEN trim(source_id) = '' THEN 'missing source_id'
+                 WHEN trim(connect_time) = '' THEN 'missing connect_time'
+                 WHEN ts IS NULL THEN 'connect_time is not a time: ' || connect_time
+                 WHEN trim(duration) = '' THEN 'missing duration'
+                 WHEN regexp_full_match(trim(duration), '-[0-9]+') THEN 'negative duration: ' || duration
+                 WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || duration
+                 WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || duration
+                 WHEN trim(cld) = '' THEN 'missing cld (called number)'
+               END AS reject_reason,
+               concat_ws(',', source_id, connect_time, duration, cli, cld, account, vendor) AS raw_text
+        FROM parsed
+        """
+    ).to_arrow_table()
+    con.unregister("raw_batch")
+    reason = result.column("reject_reason")
+    if reason.null_count == len(reason):
+        return result.drop_columns(["reject_reason", "raw_text"]), []
+    bad = result.filter(pc.is_valid(reason)).select(["line", "reject_reason", "raw_text"]).to_pylist()
+    good = result.filter(pc.is_null(reason)).drop_columns(["reject_reason", "raw_text"])
+    return good, [Reject(r["line"], r["reject_reason"], r["raw_text"]) for r in bad]
+
+
+def _mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:
+    batch = typed.combine_chunks()
+    line = batch.column("line")
+    xdr_id = pc.bit_wise_or(pa.scalar(collection_id << 32, pa.int64()), line)
+    mediated = mediate(batch, mediation)
+    rated = rate_batch(
+        pa.RecordBatch.from_arrays(
+            [
+                batch.column("connect_time").combine_chunks(),
+                batch.column("duration").combine_chunks(),
+                mediated.column("number"),
+                mediated.column("account_id"),
+                mediated.column("customer_id"),
+                mediated.column("vendor_id"),
+            ],
+            names=["connect_time", "duration", "number", "account_id", "customer_id", "vendor_id"],
+        ),
+        rating,
+    )
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        "xdr_id": xdr_id,
+        "collection_id": pa.array(np.full(batch.num_rows, collection_id, dtype=np.int64)),
+    }
+    for name in (
+        "line",
+        "source_id",
+        "connect_time",
+        "duration",
+        "cli",
+        "cld",
+        "account",
+        "vendor",
+        "service",
+        "extra",
+    ):
+        columns[name] = batch.column(name)
+    for name in mediated.schema.names:
+        columns[name] = mediated.column(name)
+    for name in rated.schema.names:
+        columns[name] = rated.column(name)
+    columns["call_date"] = batch.column("call_date")
+    return pa.table(columns)
+
+
+def _remove_duplicates(
+    app: App,
+    con: duckdb.DuckDBPyConnection,
+    writer: PartitionedWriter,
+    visible: tuple[int, ...],
+    days: list[str],
+) -> list[tuple[int, str, str]]:
+    """Filter duplicate XDRs out of the new, unpublished files; returns (line, source_id, reason)."""
+    if not writer.actions:
+        return []
+    new_files = [str(app.ledger.path(XDRS) / a.path) for a in writer.actions]
+    old_files = (
+        app.ledger.files(
+            XDRS,
+            days=(datetime.fromisoformat(days[0]).date(), datetime.fromisoformat(days[-1]).date()),
+        )
+        if days
+        else []
+    )
+    con.register("visible_collections", pa.table({"id": pa.array(visible, pa.int64())}))
+    old_sql = (
+        f"SELECT call_date, source_id FROM read_parquet({_sql_list(old_files)}, hive_partitioning=true) "
+        "WHERE collection_id IN (SELECT id FROM visible_collections)"
+        if old_files and visible
+        else "SELECT NULL::DATE AS call_date, NULL::VARCHAR AS source_id WHERE false"
+    )
+    found = con.execute(
+        f"""
+        WITH fresh AS (
+            SELECT xdr_id, line, call_date, source_id, filename
+            FROM read_parquet({_sql_list(new_files)}, hive_partitioning=true, filename=true)
+        ),
+        repeated AS (
+            SELECT call_date, source_id, min(xdr_id) AS first_id
+            FROM fresh GROUP BY call_date, source_id HAVING count(*) > 1
+        ),
+        earlier AS (SELECT DISTINCT call_date, source_id FROM ({old_sql}))
+        SELECT f.xdr_id, f.line, f.source_id, f.filename,
+               CASE WHEN e.source_id IS NOT NULL THEN 'duplicate of an XDR already loaded'
+                    ELSE 'duplicate of line ' || (r.first_id & 4294967295)::VARCHAR || ' of this file'
+               END AS why
+        FROM fresh f
+        LEFT JOIN earlier e USING (call_date, source_id)
+        LEFT JOIN repeated r USING (call_date, source_id)
+        WHERE e.source_id IS NOT NULL OR (r.first_id IS NOT NULL AND f.xdr_id <> r.first_id)
+        ORDER BY f.line
+        """
+    ).fetchall()
+    if not found:
+        return []
+    table_dir = app.ledger.path(XDRS)
+    touched = sorted({row[3] for row in found})
+    dropped_ids = pa.table({"xdr_id": pa.array([row[0] for row in found], pa.int64())})
+    con.register("dropped_ids", dropped_ids)
+    replacement = PartitionedWriter(table_dir, writer.prefix, XDR_FILE_SCHEMA)
+    for filename in touched:
+        kept = con.sql(
+            f"SELECT * FROM read_parquet('{filename}', hive_partitioning=false) "
+            "WHERE xdr_id NOT IN (SELECT xdr_id FROM dropped_ids)"
+        ).to_arrow_table()
+        relative = str(Path(filename).relative_to(table_dir))
+        day = relative.split("/", 1)[0].split("=", 1)[1]
+        if kept.num_rows:
+            kept = kept.append_column(
+                "call_date", pa.array([datetime.fromisoformat(day).date()] * kept.num_rows)
+            )
+            replacement.write_xdrs(kept)
+        Path(filename).unlink()
+    writer.replace([str(Path(f).relative_to(table_dir)) for f in touched], replacement.actions)
+    return [(int(row[1]), str(row[2]), str(row[4])) for row in found]
+
+
+def _count_failed(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    if not files:
+        return 0
+    (value,) = con.execute(
+        f"SELECT count(*) FROM read_parquet({_sql_list(files)}) "
+        "WHERE status = 'failed' OR vendor_status = 'failed'"
+    ).fetchall()
+    return int(value[0])

@@ -1,0 +1,249 @@
+"""Customers, accounts and vendors, and which tariff each uses over time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import (
+    BEGINNING,
+    Account,
+    AccountOwnership,
+    Customer,
+    Tariff,
+    TariffAssignment,
+    Vendor,
+    VendorConnection,
+)
+from rerate.services import audit
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.timeparse import iso
+
+
+def tariff_named(session: Session, name: str) -> Tariff:
+    tariff = session.scalar(select(Tariff).where(Tariff.name == name))
+    if tariff is None:
+        raise NotFoundError(f"no tariff named {name!r} (import one with 'rerate tariff import')")
+    return tariff
+
+
+def customer_named(session: Session, name: str) -> Customer:
+    customer = session.scalar(select(Customer).where(Customer.name == name))
+    if customer is None:
+        raise NotFoundError(f"no customer named {name!r} (add one with 'rerate customer add')")
+    return customer
+
+
+def account_named(session: Session, identifier: str) -> Account:
+    account = session.scalar(select(Account).where(Account.identifier == identifier))
+    if account is None:
+        raise NotFoundError(f"no account {identifier!r} (add it with 'rerate account add')")
+    return account
+
+
+def vendor_named(session: Session, name: str) -> Vendor:
+    vendor = session.scalar(select(Vendor).where(Vendor.name == name))
+    if vendor is None:
+        raise NotFoundError(f"no vendor named {name!r} (add one with 'rerate vendor add')")
+    return vendor
+
+
+def _assign(
+    session: Session,
+    actor: str,
+    kind: str,
+    owner_id: int,
+    subject: str,
+    tariff: Tariff,
+    valid_from: datetime,
+) -> None:
+    clash = session.scalar(
+        select(TariffAssignment).where(
+            TariffAssignment.owner_kind == kind,
+            TariffAssignment.owner_id == owner_id,
+            TariffAssignment.valid_from == valid_from,
+        )
+    )
+    if clash is not None:
+        raise ConflictError(
+            f"{subject} already has a tariff assignment from {iso(valid_from)}; "
+            "assignments are history and are not overwritten: choose another --from"
+        )
+    previous = session.scalar(
+        select(TariffAssignment)
+        .where(
+            TariffAssignment.owner_kind == kind,
+            TariffAssignment.owner_id == owner_id,
+            TariffAssignment.valid_from < valid_from,
+        )
+        .order_by(TariffAssignment.valid_from.desc())
+        .limit(1)
+    )
+    session.add(
+        TariffAssignment(owner_kind=kind, owner_id=owner_id, tariff_id=tariff.id, valid_from=valid_from)
+    )
+    before = None
+    if previous is not None:
+        old = session.get(Tariff, previous.tariff_id)
+        before = {
+            "tariff": old.name if old else previous.tariff_id,
+            "from": iso(previous.valid_from),
+        }
+    audit.record(
+        session,
+        actor,
+        "tariff.assign",
+        subject,
+        before=before,
+        after={"tariff": tariff.name, "from": iso(valid_from)},
+    )
+
+
+@dataclass(frozen=True)
+class PartyResult:
+    kind: str
+    name: str
+    id: int
+    detail: str
+
+
+def add_customer(
+    app: App,
+    name: str,
+    *,
+    tariff: str,
+    valid_from: datetime | None = None,
+    currency: str | None = None,
+    billing_period: str = "monthly",
+    timezone: str = "UTC",
+    emails: list[str] | None = None,
+) -> PartyResult:
+    with app.catalog.transaction() as session:
+        if session.scalar(select(Customer).where(Customer.name == name)) is not None:
+            raise ConflictError(f"customer {name!r} exists already")
+        chosen = tariff_named(session, tariff)
+        customer = Customer(
+            name=name,
+            currency=(currency or chosen.currency).upper(),
+            billing_period=billing_period,
+            timezone=timezone,
+            emails=emails or [],
+        )
+        session.add(customer)
+        session.flush()
+        audit.record(
+            session,
+            app.actor,
+            "customer.add",
+            f"customer {name}",
+            after={"currency": customer.currency},
+        )
+        _assign(
+            session,
+            app.actor,
+            "customer",
+            customer.id,
+            f"customer {name}",
+            chosen,
+            valid_from or BEGINNING,
+        )
+        return PartyResult(
+            "customer", name, customer.id, f"tariff {chosen.name}, currency {customer.currency}"
+        )
+
+
+def set_customer_tariff(app: App, name: str, tariff: str, valid_from: datetime) -> PartyResult:
+    with app.catalog.transaction() as session:
+        customer = customer_named(session, name)
+        chosen = tariff_named(session, tariff)
+        _assign(session, app.actor, "customer", customer.id, f"customer {name}", chosen, valid_from)
+        return PartyResult("customer", name, customer.id, f"tariff {chosen.name} from {iso(valid_from)}")
+
+
+def add_account(
+    app: App,
+    identifier: str,
+    *,
+    customer: str,
+    tariff: str | None = None,
+    valid_from: datetime | None = None,
+) -> PartyResult:
+    if not identifier.strip():
+        raise InvalidInputError("an account identifier cannot be empty")
+    with app.catalog.transaction() as session:
+        if session.scalar(select(Account).where(Account.identifier == identifier)) is not None:
+            raise ConflictError(f"account {identifier!r} exists already")
+        owner = customer_named(session, customer)
+        account = Account(identifier=identifier)
+        session.add(account)
+        session.flush()
+        start = valid_from or BEGINNING
+        session.add(AccountOwnership(account_id=account.id, customer_id=owner.id, valid_from=start))
+        audit.record(
+            session,
+            app.actor,
+            "account.add",
+            f"account {identifier}",
+            after={"customer": customer, "from": iso(start)},
+        )
+        detail = f"customer {customer}"
+        if tariff is not None:
+            chosen = tariff_named(session, tariff)
+            _assign(session, app.actor, "account", account.id, f"account {identifier}", chosen, start)
+            detail += f", own tariff {chosen.name}"
+        return PartyResult("account", identifier, account.id, detail)
+
+
+def set_account_tariff(app: App, identifier: str, tariff: str, valid_from: datetime) -> PartyResult:
+    with app.catalog.transaction() as session:
+        account = account_named(session, identifier)
+        chosen = tariff_named(session, tariff)
+        _assign(session, app.actor, "account", account.id, f"account {identifier}", chosen, valid_from)
+        return PartyResult("account", identifier, account.id, f"tariff {chosen.name} from {iso(valid_from)}")
+
+
+def add_vendor(
+    app: App, name: str, *, tariff: str, connections: list[str], valid_from: datetime | None = None
+) -> PartyResult:
+    if not connections:
+        raise InvalidInputError("a vendor needs at least one --connection identifier")
+    with app.catalog.transaction() as session:
+        if session.scalar(select(Vendor).where(Vendor.name == name)) is not None:
+            raise ConflictError(f"vendor {name!r} exists already")
+        chosen = tariff_named(session, tariff)
+        vendor = Vendor(name=name)
+        session.add(vendor)
+        session.flush()
+        for identifier in connections:
+            session.add(VendorConnection(vendor_id=vendor.id, identifier=identifier))
+        try:
+            session.flush()
+        except IntegrityError as exc:
+            raise ConflictError(f"a connection of vendor {name!r} is already used by another vendor") from exc
+        audit.record(session, app.actor, "vendor.add", f"vendor {name}", after={"connections": connections})
+        _assign(
+            session,
+            app.actor,
+            "vendor",
+            vendor.id,
+            f"vendor {name}",
+            chosen,
+            valid_from or BEGINNING,
+        )
+        return PartyResult(
+            "vendor", name, vendor.id, f"tariff {chosen.name}, {len(connections)} connection(s)"
+        )
+
+
+def counts(session: Session) -> dict[str, int]:
+    return {
+        "customers": session.scalar(select(func.count()).select_from(Customer)) or 0,
+        "accounts": session.scalar(select(func.count()).select_from(Account)) or 0,
+        "vendors": session.scalar(select(func.count()).select_from(Vendor)) or 0,
+        "tariffs": session.scalar(select(func.count()).select_from(Tariff)) or 0,
+    }

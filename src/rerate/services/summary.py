@@ -1,0 +1,89 @@
+"""Per-customer summary read from the daily totals (never from raw XDRs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Customer
+from rerate.ledger.reader import open_views
+from rerate.services.visibility import current_visibility
+
+
+@dataclass
+class CustomerSummary:
+    customer: str
+    currency: str
+    calls: int
+    minutes: Decimal
+    revenue: Decimal
+    cost: Decimal
+    cost_currency: str
+    failed: int
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def margin(self) -> Decimal | None:
+        return self.revenue - self.cost if self.cost_currency in (self.currency, "") else None
+
+
+def customer_summary(app: App) -> list[CustomerSummary]:
+    with app.catalog.reading() as session:
+        visibility = current_visibility(session)
+        customers = session.execute(select(Customer.id, Customer.name, Customer.currency)).all()
+    con = open_views(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+    con.register(
+        "customers",
+        pa.table(
+            {
+                "id": pa.array([c[0] for c in customers], pa.int64()),
+                "name": pa.array([c[1] for c in customers]),
+                "currency": pa.array([c[2] for c in customers]),
+            }
+        ),
+    )
+    rows = con.execute(
+        """
+        SELECT coalesce(c.name, '(unknown account)') AS customer,
+               coalesce(any_value(t.currency) FILTER (WHERE t.status = 'rated'),
+                        any_value(c.currency), '') AS currency,
+               coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS calls,
+               coalesce(sum(t.seconds) FILTER (WHERE t.status = 'rated'), 0) AS seconds,
+               coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
+               coalesce(sum(t.cost) FILTER (WHERE t.status = 'rated' AND t.vendor_status = 'rated'), 0)
+                   AS cost,
+               coalesce(any_value(t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated'), '')
+                   AS cost_currency,
+               coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed'), 0) AS failed
+        FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
+        GROUP BY 1 ORDER BY revenue DESC, customer
+        """
+    ).fetchall()
+    reasons = con.execute(
+        """
+        SELECT coalesce(c.name, '(unknown account)'), t.reason, sum(t.calls)
+        FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
+        WHERE t.status = 'failed' GROUP BY ALL
+        """
+    ).fetchall()
+    by_reason: dict[str, dict[str, int]] = {}
+    for name, reason, calls in reasons:
+        by_reason.setdefault(name, {})[reason] = int(calls)
+    return [
+        CustomerSummary(
+            customer=r[0],
+            currency=r[1],
+            calls=int(r[2]),
+            minutes=(Decimal(int(r[3])) / 60).quantize(Decimal("0.01")),
+            revenue=Decimal(r[4]),
+            cost=Decimal(r[5]),
+            cost_currency=r[6],
+            failed=int(r[7]),
+            failed_by_reason=by_reason.get(r[0], {}),
+        )
+        for r in rows
+    ]

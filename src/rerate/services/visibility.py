@@ -1,0 +1,16 @@
+"""What the catalog says is committed, handed to the ledger's readers."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rerate.catalog.models import Collection
+from rerate.ledger.reader import Visibility
+
+VISIBLE_STATES = ("loaded",)
+
+
+def current_visibility(session: Session) -> Visibility:
+    ids = session.scalars(select(Collection.id).where(Collection.state.in_(VISIBLE_STATES))).all()
+    return Visibility(collections=tuple(ids), sources=tuple(f"collection:{i}" for i in ids))

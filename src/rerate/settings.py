@@ -1,0 +1,40 @@
+"""Settings: one object, read from the environment (``RERATE_*``) and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where rerate keeps its data.
+
+    Everything lives under one home directory.  The catalog defaults to a
+    SQLite file in it and the ledger to ``<home>/ledger``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RERATE_", extra="ignore")
+
+    home: Path = Path("rerate-home")
+    catalog_url: str | None = None
+    ledger_path: Path | None = None
+    #: Rows read, rated and written together during ingest.
+    batch_rows: int = 1_000_000
+    #: Memory DuckDB may use for set operations (duplicates, totals) before spilling.
+    duckdb_memory_limit: str = "2GB"
+    actor: str = "cli"
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        if self.catalog_url:
+            return self.catalog_url
+        return f"sqlite:///{self.resolved_home / 'catalog.sqlite'}"
+
+    @property
+    def resolved_ledger_path(self) -> Path:
+        return (self.ledger_path or self.resolved_home / "ledger").expanduser().resolve()
