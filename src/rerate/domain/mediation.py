@@ -27,11 +27,22 @@ def normalize_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
     >>> normalize_numbers(pa.array(["+44 20-7946", "0049301234", "12ab", None])).to_pylist()
     ['44207946', '49301234', None, None]
     """
-    cleaned = pc.replace_substring_regex(raw, pattern="[ -]", replacement="")
-    cleaned = pc.replace_substring_regex(cleaned, pattern=r"^(\+|00)", replacement="", max_replacements=1)
-    valid = pc.match_substring_regex(cleaned, pattern=f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$")
-    result = pc.if_else(pc.fill_null(valid, False), cleaned, pa.scalar(None, pa.string()))
-    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks()
+    digits_only = f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$"
+    # Most numbers arrive clean: rewrite only those that are not bare digits already.
+    clean = pc.and_not(
+        pc.fill_null(pc.match_substring_regex(raw, pattern=digits_only), False),
+        pc.fill_null(pc.starts_with(raw, "00"), False),
+    )
+    if pc.all(clean).as_py():
+        return raw
+    dirty = pc.invert(clean)
+    rewritten = pc.replace_substring_regex(pc.filter(raw, dirty), pattern="[ -]", replacement="")
+    rewritten = pc.replace_substring_regex(rewritten, pattern=r"^(\+|00)", replacement="", max_replacements=1)
+    valid = pc.fill_null(pc.match_substring_regex(rewritten, pattern=digits_only), False)
+    rewritten = pc.if_else(valid, rewritten, pa.scalar(None, pa.string()))
+    return pc.replace_with_mask(raw, dirty, rewritten)
 
 
 @dataclass(frozen=True)

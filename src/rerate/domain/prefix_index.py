@@ -103,6 +103,48 @@ def flatten_spans(
     return np.asarray(bounds, dtype=np.int64), np.asarray(winners, dtype=np.int64)
 
 
+_SPAN = np.array([11 ** (KEY_DIGITS - length) for length in range(KEY_DIGITS + 1)], dtype=np.int64)
+
+
+def flatten_prefixes(
+    keys: Int64Array, lengths: Int64Array, payloads: Int64Array
+) -> tuple[Int64Array, Int64Array]:
+    """Vectorized :func:`flatten_spans` for prefixes given as keys and digit counts.
+
+    Every boundary of the result is the start or the end + 1 of some prefix's
+    span.  The winner at a boundary point is its longest covering prefix, found
+    with one binary search per prefix length present (at most 18), instead of
+    a sweep in Python.
+    """
+    if len(keys) == 0:
+        return np.zeros(1, dtype=np.int64), np.full(1, -1, dtype=np.int64)
+    span = _SPAN[lengths]
+    points = np.unique(np.concatenate([[0], keys, keys + span]))
+    winner = np.full(len(points), -1, dtype=np.int64)
+    for length in sorted(set(lengths.tolist()), reverse=True):
+        mine = lengths == length
+        order = np.argsort(keys[mine])
+        candidates = keys[mine][order]
+        owners = payloads[mine][order]
+        truncated = points - points % _SPAN[length]
+        slot = np.minimum(np.searchsorted(candidates, truncated), len(candidates) - 1)
+        hit = (candidates[slot] == truncated) & (winner < 0)
+        winner[hit] = owners[slot[hit]]
+    changes = np.concatenate([[True], winner[1:] != winner[:-1]])
+    return points[changes], winner[changes]
+
+
+def prefix_keys(prefixes: Sequence[str]) -> tuple[Int64Array, Int64Array]:
+    """Keys and digit counts of digit prefixes (1 to 18 digits each)."""
+    array = pa.array(prefixes, pa.string())
+    lengths = np.asarray(pc.utf8_length(array).to_numpy(zero_copy_only=False), dtype=np.int64)
+    valid = pc.all(pc.match_substring_regex(array, f"^[0-9]{{1,{KEY_DIGITS}}}$")).as_py()
+    if len(prefixes) and not valid:
+        bad = next(p for p in prefixes if not p.isdigit() or not 1 <= len(p) <= KEY_DIGITS)
+        raise ValueError(f"prefix must be 1 to {KEY_DIGITS} digits: {bad!r}")
+    return encode_numbers(array), lengths
+
+
 @dataclass(frozen=True)
 class EpochIndex:
     """Longest-prefix lookup for one fixed set of prefixes."""
@@ -112,8 +154,8 @@ class EpochIndex:
 
     @classmethod
     def build(cls, prefixes: Sequence[str], payloads: Sequence[int]) -> EpochIndex:
-        spans = ((*prefix_span(p), int(v)) for p, v in zip(prefixes, payloads, strict=True))
-        bounds, winners = flatten_spans(spans)
+        keys, lengths = prefix_keys(prefixes)
+        bounds, winners = flatten_prefixes(keys, lengths, np.asarray(payloads, dtype=np.int64))
         return cls(bounds, winners)
 
     def lookup(self, keys: Int64Array) -> Int64Array:
@@ -148,25 +190,32 @@ class TimedPrefixIndex:
         ``effective_from <= t``; a discontinued row in force means the prefix
         does not exist at ``t``.
         """
-        order = sorted(range(len(prefixes)), key=lambda i: effective_from[i])
-        starts: list[int] = []
+        keys, lengths = prefix_keys(prefixes)
+        starts_all = np.asarray(effective_from, dtype=np.int64)
+        dropped = np.asarray(discontinued, dtype=bool)
+        payload = np.asarray(payloads, dtype=np.int64)
+        # Rows by prefix, then time: the row in force for a prefix at t is the
+        # last of its group with effective_from <= t.
+        order = np.lexsort((starts_all, keys))
+        keys, lengths, starts_all, dropped, payload = (
+            keys[order],
+            lengths[order],
+            starts_all[order],
+            dropped[order],
+            payload[order],
+        )
+        last_of_group = np.concatenate([keys[1:] != keys[:-1], [True]]) if len(keys) else np.zeros(0, bool)
         epochs: list[EpochIndex] = []
-        in_force: dict[str, tuple[int, int, int]] = {}
-        position = 0
-        while position < len(order):
-            start = effective_from[order[position]]
-            while position < len(order) and effective_from[order[position]] == start:
-                row = order[position]
-                prefix = prefixes[row]
-                if discontinued[row]:
-                    in_force.pop(prefix, None)
-                else:
-                    in_force[prefix] = (*prefix_span(prefix), int(payloads[row]))
-                position += 1
-            bounds, winners = flatten_spans(in_force.values())
-            starts.append(int(start))
+        starts = np.unique(starts_all)
+        for start in starts.tolist():
+            effective = starts_all <= start
+            # Within each prefix group rows are time-ordered, so the row in force
+            # is the last effective one: effective here and not effective next.
+            following_effective = np.concatenate([effective[1:], [False]]) & ~last_of_group
+            in_force = effective & ~following_effective & ~dropped
+            bounds, winners = flatten_prefixes(keys[in_force], lengths[in_force], payload[in_force])
             epochs.append(EpochIndex(bounds, winners))
-        return cls(np.asarray(starts, dtype=np.int64), tuple(epochs))
+        return cls(starts.astype(np.int64), tuple(epochs))
 
     def lookup(self, when: Int64Array, keys: Int64Array) -> Int64Array:
         """Payload of the longest prefix of ``keys[i]`` in force at ``when[i]``.

@@ -17,7 +17,6 @@ priced by the same formula in Python integers: exact either way.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,25 +65,29 @@ class PriceRows:
         rate_unit: Int64Array,
         decimals: Int64Array,
     ) -> PriceRows:
-        n = len(first_interval)
-        multiplier = np.zeros(n, dtype=np.int64)
-        divisor = np.ones(n, dtype=np.int64)
-        max_fast = np.full(n, -1, dtype=np.int64)
-        for i in range(n):  # once per rate row at compile time, never per XDR
-            m = _PERCENT_ONE_HUNDRED + int(surcharge[i])
-            d = 10 ** (_DENOMINATOR_EXPONENT - int(decimals[i])) * int(rate_unit[i])
-            g = math.gcd(m, d) or 1
-            m, d = m // g, d // g
-            fixed = int(connect_fee[i]) * int(rate_unit[i])
-            per_unit = max(int(first_price[i]), int(next_price[i]), 1)
-            shift = 10 ** (MONEY_DECIMALS - int(decimals[i]))
-            # A must fit, and so must the final amount A * m / d * shift.
-            a_max = min(_SAFE, _SAFE * d // (m * shift)) if m else _SAFE
-            if m * d < _SAFE and fixed < a_max:
-                multiplier[i], divisor[i] = m, d
-                max_fast[i] = (a_max - fixed) // per_unit
-            else:
-                multiplier[i], divisor[i] = 0, 1
+        m_full = _PERCENT_ONE_HUNDRED + surcharge.astype(np.int64)
+        exponent = _DENOMINATOR_EXPONENT - decimals.astype(np.int64)
+        # Decide in floating point which rows can take the int64 path at all; the
+        # bounds below are guards only, so being conservative never costs exactness.
+        d_estimate = np.power(10.0, exponent) * rate_unit
+        fixed_estimate = connect_fee.astype(np.float64) * rate_unit
+        candidate = (d_estimate < _SAFE / 4) & (m_full > 0) & (fixed_estimate < _SAFE / 4)
+        d_full = np.where(candidate, np.power(10, np.where(candidate, exponent, 0)) * rate_unit, 1)
+        g = np.gcd(np.where(candidate, m_full, 1), d_full)
+        multiplier = np.where(candidate, m_full // g, 0)
+        divisor = np.where(candidate, d_full // g, 1)
+        shift = np.power(10, MONEY_DECIMALS - decimals.astype(np.int64))
+        candidate &= multiplier.astype(np.float64) * divisor < _SAFE / 4
+        with np.errstate(divide="ignore"):
+            a_max = np.minimum(
+                float(_SAFE), float(_SAFE) * divisor / (np.maximum(multiplier, 1).astype(np.float64) * shift)
+            ) * (1 - 1e-9)
+        fixed = np.where(candidate, connect_fee * rate_unit, 0)
+        per_unit = np.maximum(np.maximum(first_price, next_price), 1)
+        room = np.floor(a_max).astype(np.int64) - fixed
+        max_fast = np.where(candidate & (room > 0), room // per_unit, -1)
+        multiplier = np.where(candidate, multiplier, 0)
+        divisor = np.where(candidate, divisor, 1)
         return cls(
             first_interval=first_interval,
             next_interval=next_interval,
@@ -99,8 +102,8 @@ class PriceRows:
             multiplier=multiplier,
             divisor=divisor,
             max_fast_billed=max_fast,
-            fixed=connect_fee * rate_unit,
-            shift=10 ** (MONEY_DECIMALS - decimals),
+            fixed=fixed,
+            shift=shift,
             packed=np.ascontiguousarray(
                 np.stack(
                     [
@@ -110,11 +113,11 @@ class PriceRows:
                         grace_period,
                         first_price,
                         next_price,
-                        connect_fee * rate_unit,
+                        fixed,
                         multiplier,
                         divisor,
                         max_fast,
-                        10 ** (MONEY_DECIMALS - decimals),
+                        shift,
                     ],
                     axis=1,
                 ).astype(np.int64)

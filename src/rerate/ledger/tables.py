@@ -13,9 +13,11 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 from rerate.ledger.schema import TOTALS_SCHEMA, XDR_TABLE_SCHEMA
 
 XDRS = "xdrs"
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 TOTALS = "daily_totals"
 
 
@@ -129,7 +132,10 @@ class PartitionedWriter:
 
     XDR batches are split by ``call_date`` and sorted by customer, then connect
     time, inside each file, so that a scope filter can skip row groups
-    (ARCHITECTURE.md).
+    (ARCHITECTURE.md).  Files are encoded on background threads (Arrow releases
+    the GIL), so the caller prepares the next batch meanwhile; at most one
+    batch is in flight, which bounds memory.  Call :meth:`flush` before using
+    :attr:`actions`.
     """
 
     table_dir: Path
@@ -138,6 +144,8 @@ class PartitionedWriter:
     partitioned: bool = True
     actions: list[AddAction] = field(default_factory=list)
     rows_written: int = 0
+    _pending: list[Future[AddAction]] = field(default_factory=list)
+    _pool: ThreadPoolExecutor | None = None
 
     def write_xdrs(self, batch: pa.Table) -> None:
         """Write one batch of XDRs (``call_date`` column included) as one file per day."""
@@ -153,43 +161,61 @@ class PartitionedWriter:
             | ((micros // 1_000_000) % 86_400)
         )
         order = np.argsort(key, kind="stable")
-        ordered = batch.take(pa.array(order))
         sorted_days = day[order]
         cuts = np.flatnonzero(np.diff(sorted_days)) + 1
-        starts = np.concatenate([[0], cuts])
-        ends = np.concatenate([cuts, [len(sorted_days)]])
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            part = ordered.slice(start, end - start)
-            value = date.fromordinal(date(1970, 1, 1).toordinal() + int(sorted_days[start]))
-            self._write(part.drop_columns(["call_date"]), {"call_date": value.isoformat()})
+        starts = np.concatenate([[0], cuts]).tolist()
+        ends = np.concatenate([cuts, [len(sorted_days)]]).tolist()
+        content = batch.drop_columns(["call_date"])
+        self.flush()
+        for start, end in zip(starts, ends, strict=True):
+            value = date.fromordinal(_EPOCH_ORDINAL + int(sorted_days[start]))
+            self._submit(partial(content.take, pa.array(order[start:end])), {"call_date": value.isoformat()})
+        self.rows_written += batch.num_rows
 
     def write_rows(self, table: pa.Table) -> None:
         """Write an unpartitioned table as one file."""
         if table.num_rows:
-            self._write(table, {})
+            self._submit(lambda: table, {})
+            self.rows_written += table.num_rows
 
-    def _write(self, table: pa.Table, partition: dict[str, str]) -> None:
+    def flush(self) -> None:
+        """Wait for every file in flight; errors surface here."""
+        pending, self._pending = self._pending, []
+        self.actions.extend(f.result() for f in pending)
+
+    def close(self) -> None:
+        self.flush()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _submit(self, rows: Callable[[], pa.Table], partition: dict[str, str]) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="rerate-writer"
+            )
+        self._pending.append(self._pool.submit(self._write, rows, partition))
+
+    def _write(self, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
+        table = rows().select(self.file_schema.names)
         subdir = "/".join(f"{k}={v}" for k, v in partition.items())
         name = f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet"
         relative = f"{subdir}/{name}" if subdir else name
         target = self.table_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        table = table.select(self.file_schema.names)
         pq.write_table(table, target, compression="zstd", compression_level=1, row_group_size=256_000)
-        self.actions.append(
-            AddAction(
-                path=relative,
-                size=target.stat().st_size,
-                partition_values=partition,
-                modification_time=int(time.time() * 1000),
-                data_change=True,
-                stats=json.dumps({"numRecords": table.num_rows}),
-            )
+        return AddAction(
+            path=relative,
+            size=target.stat().st_size,
+            partition_values=partition,
+            modification_time=int(time.time() * 1000),
+            data_change=True,
+            stats=json.dumps({"numRecords": table.num_rows}),
         )
-        self.rows_written += table.num_rows
 
     def replace(self, old_relative: Iterable[str], new_actions: Iterable[AddAction]) -> None:
         """Swap not-yet-committed files (after duplicates were filtered out of them)."""
+        self.flush()
         dropped = set(old_relative)
         kept = [a for a in self.actions if a.path not in dropped]
         self.actions = kept + list(new_actions)

@@ -7,8 +7,11 @@ each change to a rate history bumps.
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -29,6 +32,8 @@ from rerate.domain.history import History
 from rerate.domain.mediation import Lookup, MediationContext, PrefixNames
 from rerate.domain.rating import RATE_COLUMNS, RatingContext, TariffBook, TariffSpec, compile_book
 
+#: Bumped whenever the compiled book's layout changes, so old cache files are ignored.
+_BOOK_FORMAT = 1
 _BOOK_CACHE: dict[tuple[str, tuple[tuple[int, int], ...]], TariffBook] = {}
 
 _RATE_QUERY = text(
@@ -62,16 +67,33 @@ def load_rates(session: Session) -> pa.Table:
     return pa.table(arrays)
 
 
-def tariff_book(session: Session) -> TariffBook:
+def tariff_book(session: Session, cache_dir: Path | None = None) -> TariffBook:
+    """The compiled book of every tariff, from memory, from ``cache_dir``, or compiled now."""
     tariffs = session.execute(select(Tariff).order_by(Tariff.id)).scalars().all()
     url = str(session.get_bind().engine.url)
+    revisions = tuple((t.id, t.revision, t.currency, t.decimals, t.rate_unit) for t in tariffs)
     key = (url, tuple((t.id, t.revision) for t in tariffs))
     book = _BOOK_CACHE.get(key)
-    if book is None:
+    if book is not None:
+        return book
+    digest = hashlib.sha256(repr((url, revisions, _BOOK_FORMAT)).encode()).hexdigest()[:24]
+    cached = cache_dir / f"tariff-book-{digest}.pickle" if cache_dir else None
+    if cached is not None and cached.exists():
+        with cached.open("rb") as handle:
+            book = pickle.load(handle)  # written by this code, under the home directory
+    else:
         specs = [TariffSpec(t.id, t.currency, t.decimals, t.rate_unit) for t in tariffs]
         book = compile_book(specs, load_rates(session))
-        _BOOK_CACHE.clear()  # one catalog state per process is plenty
-        _BOOK_CACHE[key] = book
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            for stale in cached.parent.glob("tariff-book-*.pickle"):
+                stale.unlink()
+            partial = cached.with_suffix(".tmp")
+            with partial.open("wb") as handle:
+                pickle.dump(book, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            partial.replace(cached)
+    _BOOK_CACHE.clear()  # one catalog state per process is plenty
+    _BOOK_CACHE[key] = book
     return book
 
 
@@ -84,9 +106,9 @@ def _history(session: Session, kind: str) -> History:
     return History.build([r[0] for r in rows], [int(r[1].timestamp()) for r in rows], [r[2] for r in rows])
 
 
-def rating_context(session: Session) -> RatingContext:
+def rating_context(session: Session, cache_dir: Path | None = None) -> RatingContext:
     return RatingContext(
-        book=tariff_book(session),
+        book=tariff_book(session, cache_dir),
         account_tariffs=_history(session, "account"),
         customer_tariffs=_history(session, "customer"),
         vendor_tariffs=_history(session, "vendor"),

@@ -163,7 +163,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     writer = PartitionedWriter(app.ledger.path(XDRS), prefix, XDR_FILE_SCHEMA)
     with app.catalog.reading() as session:
         mediation = mediation_context(session)
-        rating = rating_context(session)
+        rating = rating_context(session, cache_dir=app.home / "cache")
         visibility = current_visibility(session)
     con = connect_duckdb(app.settings.duckdb_memory_limit)
     report = CollectionReport(file=str(source.path), state="loaded", collection_id=collection_id)
@@ -184,17 +184,18 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
                 writer.write_xdrs(xdrs)
             progress.advanced(raw.bytes_read, raw.table.num_rows + len(raw.rejects))
             faults.checkpoint("ingest.batch_written")
+        writer.flush()
         progress.stage("checking duplicates")
         duplicates = _remove_duplicates(app, con, writer, visibility.collections, sorted(days))
         for line, source_id, why in duplicates:
             rejects.writerow([source.path.name, line, why, source_id])
+    writer.close()
     report.duplicates = len(duplicates)
     report.loaded = writer.rows_written - report.duplicates
     report.rejects_path = str(rejects_path)
 
     progress.stage("publishing")
     new_files = [str(app.ledger.path(XDRS) / a.path) for a in writer.actions]
-    report.failed = _count_failed(con, new_files)
     totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
     if new_files:
         totals = con.sql(
@@ -204,6 +205,11 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
             )
         ).to_arrow_table()
         totals_writer.write_rows(totals.cast(TOTALS_SCHEMA))
+        failing = pc.or_(
+            pc.equal(totals.column("status"), "failed"), pc.equal(totals.column("vendor_status"), "failed")
+        )
+        report.failed = int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
+    totals_writer.close()
     totals_version = app.ledger.commit(TOTALS, totals_writer.actions, {"collection_id": str(collection_id)})
     faults.checkpoint("ingest.totals_committed")
     xdr_version = app.ledger.commit(XDRS, writer.actions, {"collection_id": str(collection_id)})
@@ -393,15 +399,6 @@ def _remove_duplicates(
             )
             replacement.write_xdrs(kept)
         Path(filename).unlink()
+    replacement.close()
     writer.replace([str(Path(f).relative_to(table_dir)) for f in touched], replacement.actions)
     return [(int(row[1]), str(row[2]), str(row[4])) for row in found]
-
-
-def _count_failed(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
-    if not files:
-        return 0
-    (value,) = con.execute(
-        f"SELECT count(*) FROM read_parquet({_sql_list(files)}) "
-        "WHERE status = 'failed' OR vendor_status = 'failed'"
-    ).fetchall()
-    return int(value[0])
