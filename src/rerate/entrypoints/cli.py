@@ -295,11 +295,12 @@ def xdr_export(
 def demo(
     xdrs: Annotated[int, typer.Option(help="How many XDRs the demo month has.")] = 2_000_000,
     seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 7,
+    destinations: Annotated[int, typer.Option(help="Prefixes per rate deck.")] = 20_000,
 ) -> None:
     """Build a realistic carrier world in the home directory, ingest a month, summarize it."""
     from rerate.entrypoints.demo_view import show_demo
 
-    show_demo(_state.get("settings"), xdrs=xdrs, seed=seed)
+    show_demo(_state.get("settings"), xdrs=xdrs, seed=seed, destinations=destinations)
 
 
 def main() -> None:

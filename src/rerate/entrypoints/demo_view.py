@@ -18,7 +18,7 @@ def _money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
-def show_demo(settings: Any, *, xdrs: int, seed: int) -> None:
+def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000) -> None:
     settings = settings if isinstance(settings, Settings) else Settings()
     prepare_home(settings.resolved_home)
     app = bootstrap(settings)
@@ -26,7 +26,7 @@ def show_demo(settings: Any, *, xdrs: int, seed: int) -> None:
         with RichIngestProgress(enabled=err.is_terminal) as progress:
             report = run_demo(
                 app,
-                WorldSpec(xdrs=xdrs, seed=seed),
+                WorldSpec(xdrs=xdrs, seed=seed, prefixes=destinations),
                 progress=progress,
                 say=lambda text: out.print(f"[bold cyan]>[/] {text}"),
             )

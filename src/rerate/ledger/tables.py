@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
@@ -71,15 +72,18 @@ class Ledger:
             table.load_as_version(version)
         if days is None or name != XDRS:
             return list(table.file_uris())
-        first, last = days
-        return list(
-            table.file_uris(
-                partition_filters=[
-                    ("call_date", ">=", first.isoformat()),
-                    ("call_date", "<=", last.isoformat()),
-                ]
+        first, last = (d.isoformat() for d in days)
+        actions = pa.table(table.get_add_actions(flatten=True))
+        root = self.path(name)
+        return [
+            str(root / unquote(path))
+            for path, day in zip(
+                actions.column("path").to_pylist(),
+                actions.column("partition.call_date").to_pylist(),
+                strict=True,
             )
-        )
+            if first <= str(day) <= last
+        ]
 
     def partitions(self, name: str = XDRS) -> list[date]:
         return sorted(date.fromisoformat(p["call_date"]) for p in self.table(name).partitions())

@@ -1,0 +1,164 @@
+"""The CLI contract, run as an operator runs it: a real ``rerate`` process."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import COST, RETAIL, write_rates, write_xdrs
+
+
+def rerate(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(home), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    rerate(home, "init")
+    write_rates(tmp_path / "retail.csv", RETAIL)
+    write_rates(tmp_path / "cost.csv", COST)
+    rerate(
+        home,
+        "tariff",
+        "import",
+        "retail",
+        str(tmp_path / "retail.csv"),
+        "--currency",
+        "EUR",
+        "--allow-past",
+        "--yes",
+    )
+    rerate(home, "tariff", "import", "cost", str(tmp_path / "cost.csv"), "--currency", "EUR", "--allow-past")
+    rerate(home, "customer", "add", "Acme", "--tariff", "retail")
+    rerate(home, "account", "add", "acc1", "--customer", "Acme")
+    rerate(home, "vendor", "add", "Carrier", "--tariff", "cost", "--connection", "gw1", "--connection", "gw2")
+    return home
+
+
+def test_operator_flow_from_init_to_export(home: Path, tmp_path: Path) -> None:
+    xdrs = write_xdrs(
+        tmp_path / "x.csv",
+        [
+            ("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+            ("a2", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "nobody", "gw2"),
+            ("a3", "not a time", "61", "1", "4420794600", "acc1", "gw2"),
+        ],
+    )
+    result = rerate(home, "ingest", str(xdrs), "--json")
+    (collection,) = json.loads(result.stdout)
+    assert {k: collection[k] for k in ("collection_id", "read", "loaded", "duplicates", "rejected")} == {
+        "collection_id": 1,
+        "read": 3,
+        "loaded": 2,
+        "duplicates": 0,
+        "rejected": 1,
+    }
+    assert Path(collection["rejects_path"]).exists()
+
+    out = tmp_path / "all.csv"
+    rerate(home, "xdr", "export", "--out", str(out))
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    required = (
+        "source_id, xdr_id, collection_id, connect_time, duration, cli, cld, account, customer, status, reason, "
+        "tariff, prefix, billed, amount, currency, vendor, vendor_tariff, vendor_status, vendor_reason, "
+        "vendor_prefix, vendor_billed, cost"
+    ).split(", ")
+    assert set(required) <= set(rows[0])
+    by_id = {r["source_id"]: r for r in rows}
+    assert (by_id["a1"]["amount"], by_id["a1"]["tariff"], by_id["a1"]["currency"]) == (
+        "0.020000000",
+        "retail",
+        "EUR",
+    )
+    assert by_id["a2"]["reason"] == "unknown_account"
+
+    failed = tmp_path / "failed.parquet"
+    rerate(home, "xdr", "export", "--out", str(failed), "--format", "parquet", "--status", "failed")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(failed).column("source_id").to_pylist() == ["a2"]
+
+    only = tmp_path / "acme.csv"
+    rerate(
+        home,
+        "xdr",
+        "export",
+        "--out",
+        str(only),
+        "--customer",
+        "Acme",
+        "--from",
+        "2026-10-20T00:00:00Z",
+        "--to",
+        "2026-10-21T00:00:00Z",
+    )
+    with only.open() as handle:
+        assert [r["source_id"] for r in csv.DictReader(handle)] == ["a1"]
+
+
+def test_errors_are_one_clear_line_not_a_traceback(home: Path, tmp_path: Path) -> None:
+    missing = rerate(home, "customer", "add", "Beta", "--tariff", "nope", check=False)
+    assert missing.returncode == 1
+    assert "no tariff named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n1,2\n")
+    bad = rerate(home, "ingest", str(junk), check=False)
+    assert bad.returncode == 1 and "missing column(s)" in bad.stderr and "Traceback" not in bad.stderr
+
+    bad_time = rerate(home, "customer", "set-tariff", "Acme", "cost", "--from", "soon", check=False)
+    assert bad_time.returncode == 2 and "not an ISO time" in bad_time.stderr
+
+
+def test_tariff_import_refuses_past_rows_without_allow_past(home: Path, tmp_path: Path) -> None:
+    deck = write_rates(
+        tmp_path / "old.csv", [{"prefix": "33", "first_price": "0.1", "effective_from": "2020-01-01"}]
+    )
+    refused = rerate(home, "tariff", "import", "retail", str(deck), "--json", check=False)
+    assert refused.returncode == 1
+    report = json.loads(refused.stdout)
+    assert report["state"] == "rejected" and "--allow-past" in report["errors"][0]["message"]
+
+
+def test_set_tariff_and_account_tariff(home: Path) -> None:
+    rerate(home, "customer", "set-tariff", "Acme", "cost", "--from", "2026-12-01T00:00:00Z")
+    rerate(home, "account", "set-tariff", "acc1", "retail", "--from", "2026-12-01T00:00:00Z")
+    again = rerate(
+        home, "account", "set-tariff", "acc1", "retail", "--from", "2026-12-01T00:00:00Z", check=False
+    )
+    assert again.returncode == 1 and "not overwritten" in again.stderr
+
+
+def test_demo_builds_a_world_and_summarizes_it(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    result = rerate(home, "demo", "--xdrs", "20000", "--destinations", "2000")
+    assert "Summary per customer" in result.stdout
+    assert "All customers" in result.stdout
+    assert "Try next" in result.stdout
+    again = rerate(
+        home, "demo", "--xdrs", "5000", "--destinations", "1000"
+    )  # a demo home is rebuilt, not appended to
+    assert "All customers" in again.stdout
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    refused = rerate(foreign, "demo", "--xdrs", "1000", check=False)
+    assert refused.returncode == 1 and "did not create" in refused.stderr
+    assert (foreign / "keep.txt").exists()

@@ -1,0 +1,100 @@
+"""Small worlds for tests: rate decks, XDR files and a configured home."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rerate.bootstrap import App, bootstrap
+from rerate.services import parties, tariffs
+from rerate.services.setup import initialize
+from rerate.settings import Settings
+
+XDR_HEADER = ("source_id", "connect_time", "duration", "cli", "cld", "account", "vendor")
+
+
+def write_rates(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    rows = list(rows)
+    header: list[str] = []
+    for row in rows:
+        header.extend(k for k in row if k not in header)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_xdrs(path: Path, rows: Sequence[Sequence[Any]], header: Sequence[str] = XDR_HEADER) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def make_app(home: Path, catalog_url: str | None = None) -> App:
+    app = bootstrap(Settings(home=home, catalog_url=catalog_url))
+    initialize(app)
+    return app
+
+
+RETAIL = [
+    {
+        "prefix": "44",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "first_interval": 60,
+        "next_interval": 60,
+        "first_price": "0.0100",
+        "next_price": "0.0100",
+    },
+    {
+        "prefix": "447",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "first_interval": 1,
+        "next_interval": 1,
+        "first_price": "0.0500",
+        "next_price": "0.0500",
+    },
+    {
+        "prefix": "4479",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "first_price": "0.0500",
+        "forbidden": "true",
+    },
+    {
+        "prefix": "49",
+        "effective_from": "2026-01-01T00:00:00Z",
+        "first_interval": 30,
+        "next_interval": 6,
+        "first_price": "0.0200",
+        "next_price": "0.0150",
+        "connect_fee": "0.01",
+    },
+    {
+        "prefix": "49",
+        "effective_from": "2026-10-15T00:00:00Z",
+        "first_interval": 30,
+        "next_interval": 6,
+        "first_price": "0.0300",
+        "next_price": "0.0250",
+        "connect_fee": "0.01",
+    },
+]
+COST = [{"prefix": "4", "effective_from": "2026-01-01T00:00:00Z", "first_price": "0.004"}]
+
+
+def small_world(home: Path, catalog_url: str | None = None) -> App:
+    """A customer Acme with accounts acc1/acc2, vendor Carrier on gw1, EUR tariffs."""
+    app = make_app(home, catalog_url)
+    tariffs.import_rates(
+        app, "retail", write_rates(home / "retail.csv", RETAIL), currency="EUR", allow_past=True
+    )
+    tariffs.import_rates(app, "cost", write_rates(home / "cost.csv", COST), currency="EUR", allow_past=True)
+    parties.add_customer(app, "Acme", tariff="retail")
+    parties.add_account(app, "acc1", customer="Acme")
+    parties.add_account(app, "acc2", customer="Acme")
+    parties.add_vendor(app, "Carrier", tariff="cost", connections=["gw1"])
+    return app

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select
+
+from rerate.catalog.database import schema_is_current
+from rerate.catalog.models import AuditEntry, CountryCode
+from rerate.services import parties
+from rerate.services.errors import ConflictError, NotFoundError
+from tests.factories import make_app, small_world
+
+
+def _check_catalog(home: Path, url: str | None) -> None:
+    app = make_app(home, url)
+    try:
+        again = make_app(home, url)  # init twice: idempotent
+        again.close()
+        assert schema_is_current(app.catalog.engine)
+        tables = set(inspect(app.catalog.engine).get_table_names())
+        assert {"tariffs", "rates", "customers", "accounts", "collections", "audit_log"} <= tables
+        with app.catalog.reading() as session:
+            by_prefix = {c.prefix: c.iso for c in session.scalars(select(CountryCode))}
+        assert by_prefix["1204"] == "CA"  # NANP area codes resolve to their country
+        assert by_prefix["1"] == "US"
+        assert by_prefix["77"] == "KZ"
+        assert by_prefix["44"] == "GB"
+        assert len(by_prefix) > 200
+    finally:
+        app.close()
+
+
+def test_init_on_sqlite_is_idempotent(tmp_path: Path) -> None:
+    _check_catalog(tmp_path / "home", None)
+
+
+@pytest.mark.postgres
+def test_init_on_postgres_is_idempotent(tmp_path: Path, postgres_url: str) -> None:
+    _check_catalog(tmp_path / "home", postgres_url)
+
+
+@pytest.mark.postgres
+def test_world_on_postgres_keeps_money_exact(tmp_path: Path, postgres_url: str) -> None:
+    app = small_world(tmp_path / "home", postgres_url)
+    try:
+        from rerate.catalog.models import Rate
+
+        with app.catalog.reading() as session:
+            rate = session.scalar(
+                select(Rate).where(Rate.prefix == "49").order_by(Rate.effective_from.desc())
+            )
+        assert rate is not None
+        assert str(rate.next_price) == "0.025"
+        assert rate.effective_from == datetime(2026, 10, 15, tzinfo=UTC)
+    finally:
+        app.close()
+
+
+def test_assignments_are_history_and_audited(world) -> None:  # type: ignore[no-untyped-def]
+    parties.set_customer_tariff(world, "Acme", "cost", datetime(2026, 11, 1, tzinfo=UTC))
+    with pytest.raises(ConflictError, match="history"):
+        parties.set_customer_tariff(world, "Acme", "retail", datetime(2026, 11, 1, tzinfo=UTC))
+    with pytest.raises(NotFoundError, match="no tariff named"):
+        parties.set_customer_tariff(world, "Acme", "missing", datetime(2026, 12, 1, tzinfo=UTC))
+    with world.catalog.reading() as session:
+        actions = [a.action for a in session.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+        last = session.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
+    assert actions.count("tariff.assign") == 3  # Acme, Carrier, then the change above
+    assert last is not None and last.before == {"tariff": "retail", "from": "1970-01-01T00:00:00Z"}
+
+
+def test_duplicate_names_are_refused(world) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConflictError):
+        parties.add_customer(world, "Acme", tariff="retail")
+    with pytest.raises(ConflictError):
+        parties.add_account(world, "acc1", customer="Acme")
+    with pytest.raises(ConflictError, match="already used"):
+        parties.add_vendor(world, "Other", tariff="cost", connections=["gw1"])

@@ -1,0 +1,163 @@
+from __future__ import annotations
+
+import csv
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Collection
+from rerate.ledger.reader import open_views
+from rerate.services.export import export_xdrs
+from rerate.services.ingest import ingest
+from rerate.services.visibility import current_visibility
+from tests.factories import write_xdrs
+
+ROWS = [
+    ("a1", "2026-10-10T10:00:00Z", "45", "111", "+49 30 1234", "acc1", "gw1"),  # 49 before its price change
+    ("a2", "2026-10-20T10:00:00Z", "45", "111", "0049301234", "acc1", "gw1"),  # 49 after it
+    ("a3", "2026-10-20T11:00:00Z", "61", "111", "4420794600", "acc2", "gw1"),  # 60/60 intervals
+    ("a4", "2026-10-20T12:00:00Z", "30", "111", "447900123456", "acc1", "gw1"),  # forbidden
+    ("a5", "2026-10-20T13:00:00Z", "30", "111", "4420794600", "stranger", "gw1"),  # unknown account
+    ("a6", "2026-10-20T14:00:00Z", "30", "111", "anonymous", "acc1", "gw7"),  # bad number, unknown vendor
+    ("a7", "2026-10-20 15:00:00", "0", "111", "4420794600", "acc1", "gw1"),  # naive time is UTC; zero length
+    ("b1", "yesterday", "30", "111", "4420794600", "acc1", "gw1"),  # rejected: time
+    ("b2", "2026-10-20T15:00:00Z", "1.5", "111", "4420794600", "acc1", "gw1"),  # rejected: duration
+    ("b3", "2026-10-20T15:00:00Z", "-2", "111", "4420794600", "acc1", "gw1"),  # rejected: negative
+    ("", "2026-10-20T15:00:00Z", "2", "111", "4420794600", "acc1", "gw1"),  # rejected: no source id
+    ("a3", "2026-10-20T11:00:00Z", "61", "111", "4420794600", "acc2", "gw1"),  # duplicate in file
+]
+
+
+def _export(app: App, tmp_path: Path, **filters: object) -> list[dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out, **filters)  # type: ignore[arg-type]
+    with out.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ingest_rates_both_sides_and_keeps_failures(world: App, tmp_path: Path) -> None:
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert (report.state, report.read, report.loaded, report.duplicates, report.rejected) == (
+        "loaded",
+        12,
+        7,
+        1,
+        4,
+    )
+    rows = {r["source_id"]: r for r in _export(world, tmp_path)}
+    assert set(rows) == {"a1", "a2", "a3", "a4", "a5", "a6", "a7"}
+    assert (rows["a1"]["billed"], Decimal(rows["a1"]["amount"])) == ("48", Decimal("0.0245"))
+    assert Decimal(rows["a2"]["amount"]) == Decimal("0.0325")  # the 2026-10-15 rate applies
+    assert (rows["a3"]["prefix"], rows["a3"]["billed"], Decimal(rows["a3"]["amount"])) == (
+        "44",
+        "120",
+        Decimal("0.02"),
+    )
+    assert Decimal(rows["a3"]["cost"]) == Decimal("0.00407")  # 61 s at 0.004/min, 1/1 intervals
+    assert (rows["a4"]["status"], rows["a4"]["reason"]) == ("failed", "forbidden_destination")
+    assert rows["a4"]["vendor_status"] == "rated"  # one side's failure never fails the other
+    assert (rows["a5"]["reason"], rows["a5"]["customer"]) == ("unknown_account", "")
+    assert (rows["a6"]["reason"], rows["a6"]["vendor_reason"]) == ("invalid_number", "unknown_vendor")
+    assert (rows["a7"]["status"], rows["a7"]["billed"], Decimal(rows["a7"]["amount"])) == ("rated", "0", 0)
+    assert rows["a1"]["customer"] == "Acme" and rows["a1"]["vendor"] == "Carrier"
+    assert rows["a1"]["country"] == "DE" and rows["a3"]["country"] == "GB"
+
+
+def test_rejects_file_names_line_and_reason(world: App, tmp_path: Path) -> None:
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert report.rejects_path is not None
+    with open(report.rejects_path) as handle:
+        rejects = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert rejects[9].startswith("connect_time is not a time")
+    assert rejects[10].startswith("duration is not a whole number")
+    assert rejects[11].startswith("negative duration")
+    assert rejects[12] == "missing source_id"
+    assert rejects[13] == "duplicate of line 4 of this file"
+
+
+def test_structurally_broken_rows_are_rejected_and_the_rest_loads(world: App, tmp_path: Path) -> None:
+    path = tmp_path / "broken.csv"
+    path.write_text(
+        "source_id,connect_time,duration,cli,cld,account,vendor\n"
+        "x1,2026-10-20T10:00:00Z,10,1,4420,acc1,gw1\n"
+        "x2,2026-10-20T10:00:00Z\n"
+        "\n"
+        "x3,2026-10-20T10:00:00Z,10,1,4420,acc1,gw1,extra\n"
+        "x4,2026-10-20T10:00:00Z,10,1,4420,acc1,gw1\n"
+    )
+    (report,) = ingest(world, [path])
+    assert (report.loaded, report.rejected) == (2, 3)
+    with open(str(report.rejects_path)) as handle:
+        lines = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert lines == {3: "expected 7 fields, found 2", 4: "empty line", 5: "expected 7 fields, found 8"}
+    assert [r["line"] for r in _export(world, tmp_path)] == ["2", "6"]
+
+
+def test_same_file_twice_loads_nothing(world: App, tmp_path: Path) -> None:
+    path = write_xdrs(tmp_path / "x.csv", ROWS)
+    first, second = ingest(world, [path, path])
+    assert second.state == "already_loaded" and second.duplicate_of == first.collection_id
+    assert len(_export(world, tmp_path)) == 7
+
+
+def test_duplicates_across_collections_are_counted_not_loaded(world: App, tmp_path: Path) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    overlap = [
+        ("a1", "2026-10-10T10:00:00Z", "45", "111", "4930", "acc1", "gw1"),  # same id, same day
+        ("a1", "2026-10-11T10:00:00Z", "45", "111", "4930", "acc1", "gw1"),  # same id, another day
+        ("n1", "2026-10-10T10:00:00Z", "45", "111", "4930", "acc1", "gw1"),
+    ]
+    (report,) = ingest(world, [write_xdrs(tmp_path / "y.csv", overlap)])
+    assert (report.loaded, report.duplicates) == (2, 1)
+    assert len(_export(world, tmp_path)) == 9
+
+
+def test_a_file_of_the_wrong_shape_is_one_clear_error(world: App, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.csv"
+    junk.write_text("name,price\nfoo,1\n")
+    (report,) = ingest(world, [junk])
+    assert report.state == "error" and "missing column(s) source_id" in str(report.error)
+    with world.catalog.reading() as session:
+        assert session.scalars(select(Collection)).all() == []
+
+
+def test_parquet_input_loads_like_csv(world: App, tmp_path: Path) -> None:
+    header = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
+    table = pa.table({name: [row[i] for row in ROWS[:3]] for i, name in enumerate(header)})
+    table = table.set_column(2, "duration", pa.array([45, 45, 61], pa.int64()))
+    pq.write_table(table, tmp_path / "x.parquet")
+    (report,) = ingest(world, [tmp_path / "x.parquet"])
+    assert (report.state, report.loaded) == ("loaded", 3)
+    assert Decimal(_export(world, tmp_path)[0]["amount"]) == Decimal("0.0245")
+
+
+def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    ingest(
+        world,
+        [write_xdrs(tmp_path / "y.csv", [("z9", "2026-10-21T10:00:00Z", "600", "1", "4930", "acc2", "gw1")])],
+    )
+    with world.catalog.reading() as session:
+        con = open_views(world.ledger, current_visibility(session))
+    from_ledger = con.execute(
+        "SELECT customer_id, status, count(*), sum(duration), coalesce(sum(amount), 0), coalesce(sum(cost), 0) "
+        "FROM xdrs GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    from_totals = con.execute(
+        "SELECT customer_id, status, sum(calls), sum(seconds), sum(amount), sum(cost) "
+        "FROM daily_totals GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert from_ledger == from_totals
+    assert sum(r[2] for r in from_ledger) == 8
+
+
+@pytest.mark.parametrize("status", ["rated", "failed"])
+def test_export_filters_by_status(world: App, tmp_path: Path, status: str) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    rows = _export(world, tmp_path, status=status)
+    assert rows and all(r["status"] == status for r in rows)
