@@ -144,6 +144,16 @@ class _SideResult:
     amount: Int64Array
     reason_code: Int64Array  # index into the side's precedence, -1 when rated
 
+    def restore(self, order: Int64Array) -> _SideResult:
+        """The same results in the batch's own order (``order`` sorted it)."""
+        fields = []
+        for name in self.__dataclass_fields__:
+            values = getattr(self, name)
+            restored = np.empty_like(values)
+            restored[order] = values
+            fields.append(restored)
+        return _SideResult(*fields)
+
 
 #: Below this many rows a batch is rated on the calling thread alone.
 PARALLEL_MIN_ROWS = 1 << 17
@@ -190,10 +200,11 @@ def _rate_part(batch: pa.RecordBatch, context: RatingContext, options: RatingOpt
         // 1_000_000
     )
     usage, usage_valid = _int_column(batch, "duration")
-    # Prefix searches run in number order (binary searches over sorted probes
-    # stay in cache); everything else stays in the batch's own order.
+    # Everything runs in number order: binary searches over sorted probes stay
+    # in cache, and rate rows (compiled in prefix order) are then gathered
+    # almost sequentially.  Results are put back in the batch's order once.
     order = np.argsort(keys)
-    sorted_probe = (keys[order], when[order])
+    keys, when, usage, usage_valid = keys[order], when[order], usage[order], usage_valid[order]
 
     arrays: list[pa.Array] = []
     sides = [s for s in (Side.CUSTOMER, Side.VENDOR) if s in options.sides]
@@ -201,19 +212,21 @@ def _rate_part(batch: pa.RecordBatch, context: RatingContext, options: RatingOpt
         if side is Side.CUSTOMER:
             owner, owner_known = _int_column(batch, "account_id")
             customer, _ = _int_column(batch, "customer_id")
-            tariff = context.account_tariffs.lookup(np.where(owner_known, owner, -1), when)
-            by_customer = context.customer_tariffs.lookup(np.where(owner_known, customer, -1), when)
+            owner_known = owner_known[order]
+            owner = np.where(owner_known, owner[order], -1)
+            tariff = context.account_tariffs.lookup(owner, when)
+            by_customer = context.customer_tariffs.lookup(np.where(owner_known, customer[order], -1), when)
             tariff = np.where(tariff >= 0, tariff, by_customer)
             unknown_reason, precedence = Reason.UNKNOWN_ACCOUNT, CUSTOMER_PRECEDENCE
         else:
             owner, owner_known = _int_column(batch, "vendor_id")
-            tariff = context.vendor_tariffs.lookup(np.where(owner_known, owner, -1), when)
+            owner_known = owner_known[order]
+            tariff = context.vendor_tariffs.lookup(np.where(owner_known, owner[order], -1), when)
             unknown_reason, precedence = Reason.UNKNOWN_VENDOR, VENDOR_PRECEDENCE
         if side in options.tariff_override:
             tariff = np.full(n, options.tariff_override[side], dtype=np.int64)
         position = context.book.positions(tariff)
-        row = np.empty(n, dtype=np.int64)
-        row[order] = _find_rows(context.book, position[order], *sorted_probe)
+        row = _find_rows(context.book, position, keys, when)
         result = _rate_side(
             context.book,
             tariff,
@@ -228,7 +241,7 @@ def _rate_part(batch: pa.RecordBatch, context: RatingContext, options: RatingOpt
             },
             precedence=precedence,
         )
-        arrays.extend(_side_arrays(context.book, result, precedence))
+        arrays.extend(_side_arrays(context.book, result.restore(order), precedence))
     return pa.RecordBatch.from_arrays(arrays, schema=result_schema(sides))
 
 

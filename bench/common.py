@@ -1,0 +1,25 @@
+"""Shared helpers for the benchmark scripts (never imported by rerate itself)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def timed(function: Callable[[], T], repeat: int = 1) -> tuple[T, float]:
+    """Result of the last run and the best wall time of ``repeat`` runs."""
+    best = float("inf")
+    result: T
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def rate(n: int, seconds: float) -> str:
+    per_second = n / seconds if seconds else float("inf")
+    return f"{per_second / 1e6:.2f} M/s" if per_second >= 1e5 else f"{per_second / 1e3:.1f} k/s"
