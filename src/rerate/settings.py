@@ -19,10 +19,10 @@ class Settings(BaseSettings):
     home: Path = Path("rerate-home")
     catalog_url: str | None = None
     ledger_path: Path | None = None
-    #: Rows read, rated and written together during ingest.
-    batch_rows: int = 1_000_000
+    #: Bytes of an XDR file read, rated and written together during ingest.
+    ingest_chunk_mb: int = 32
     #: Memory DuckDB may use for set operations (duplicates, totals) before spilling.
-    duckdb_memory_limit: str = "2GB"
+    duckdb_memory_limit: str = "1GB"
     actor: str = "cli"
 
     @property

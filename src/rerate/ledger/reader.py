@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -24,11 +25,16 @@ from rerate.ledger.schema import TOTALS_SCHEMA, XDR_TABLE_SCHEMA
 from rerate.ledger.tables import TOTALS, XDRS, Ledger
 
 
-def connect_duckdb(memory_limit: str = "2GB", threads: int | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection set up for the ledger: UTC, bounded memory."""
+def connect_duckdb(
+    memory_limit: str = "1GB", threads: int | None = None, spill_to: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection set up for the ledger: UTC, bounded memory, spilling to disk."""
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
     con.execute(f"SET memory_limit='{memory_limit}'")
+    if spill_to is not None:
+        spill_to.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory='{spill_to}'")
     con.execute("SET preserve_insertion_order=false")
     if threads:
         con.execute(f"SET threads={int(threads)}")

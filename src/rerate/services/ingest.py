@@ -125,7 +125,9 @@ def ingest(app: App, paths: list[Path], progress: IngestProgress | None = None) 
 
 
 def _ingest_file(app: App, path: Path, progress: IngestProgress) -> CollectionReport:
-    source = XdrFile(path)  # raises a clear error before anything is recorded
+    source = XdrFile(
+        path, chunk_bytes=app.settings.ingest_chunk_mb << 20
+    )  # a bad file fails here, before anything is recorded
     checksum = file_checksum(path)
     with app.catalog.transaction() as session:
         twin = session.scalar(
@@ -165,7 +167,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
         mediation = mediation_context(session)
         rating = rating_context(session, cache_dir=app.home / "cache")
         visibility = current_visibility(session)
-    con = connect_duckdb(app.settings.duckdb_memory_limit)
+    con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     report = CollectionReport(file=str(source.path), state="loaded", collection_id=collection_id)
     progress.file_started(source.path.name, source.size)
     days: set[str] = set()
@@ -195,16 +197,10 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     report.rejects_path = str(rejects_path)
 
     progress.stage("publishing")
-    new_files = [str(app.ledger.path(XDRS) / a.path) for a in writer.actions]
     totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
-    if new_files:
-        totals = con.sql(
-            TOTALS_SELECT.format(
-                source=f"read_parquet({_sql_list(new_files)}, hive_partitioning=true)",
-                label=f"'collection:{collection_id}'",
-            )
-        ).to_arrow_table()
-        totals_writer.write_rows(totals.cast(TOTALS_SCHEMA))
+    if writer.actions:
+        totals = _daily_totals(con, app.ledger.path(XDRS), writer, f"collection:{collection_id}")
+        totals_writer.write_rows(totals)
         failing = pc.or_(
             pc.equal(totals.column("status"), "failed"), pc.equal(totals.column("vendor_status"), "failed")
         )
@@ -235,6 +231,26 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
             after={k: v for k, v in report.as_dict().items() if k not in {"state", "seconds"}},
         )
     return report
+
+
+def _daily_totals(
+    con: duckdb.DuckDBPyConnection, table_dir: Path, writer: PartitionedWriter, label: str
+) -> pa.Table:
+    """Totals of the new files, one day at a time (memory bounded by a day's XDRs)."""
+    by_day: dict[str, list[str]] = {}
+    for action in writer.actions:
+        by_day.setdefault(str(action.partition_values["call_date"]), []).append(str(table_dir / action.path))
+    parts = [
+        con.sql(
+            TOTALS_SELECT.format(
+                source=f"read_parquet({_sql_list(files)}, hive_partitioning=true)", label=f"'{label}'"
+            )
+        )
+        .to_arrow_table()
+        .cast(TOTALS_SCHEMA)
+        for files in by_day.values()
+    ]
+    return pa.concat_tables(parts)
 
 
 def _sql_list(paths: list[str]) -> str:
@@ -338,50 +354,70 @@ def _remove_duplicates(
     visible: tuple[int, ...],
     days: list[str],
 ) -> list[tuple[int, str, str]]:
-    """Filter duplicate XDRs out of the new, unpublished files; returns (line, source_id, reason)."""
+    """Filter duplicate XDRs out of the new, unpublished files; returns (line, source_id, reason).
+
+    A duplicate has the ``source_id`` of an XDR already loaded for the same
+    call date, or of an earlier line of this file for that date.  The check
+    runs one day at a time, so its memory is bounded by one day's XDRs.
+    """
     if not writer.actions:
         return []
-    new_files = [str(app.ledger.path(XDRS) / a.path) for a in writer.actions]
-    old_files = (
-        app.ledger.files(
-            XDRS,
-            days=(datetime.fromisoformat(days[0]).date(), datetime.fromisoformat(days[-1]).date()),
-        )
-        if days
-        else []
-    )
     con.register("visible_collections", pa.table({"id": pa.array(visible, pa.int64())}))
+    table_dir = app.ledger.path(XDRS)
+    found: list[tuple[int, int, str, str, str]] = []
+    for day in days:
+        new_files = [
+            str(table_dir / a.path) for a in writer.actions if a.partition_values.get("call_date") == day
+        ]
+        if not new_files:
+            continue
+        when = datetime.fromisoformat(day).date()
+        old_files = app.ledger.files(XDRS, days=(when, when)) if visible else []
+        found.extend(_duplicates_of_day(con, new_files, old_files))
+    return _drop_rows(con, writer, table_dir, found)
+
+
+def _duplicates_of_day(
+    con: duckdb.DuckDBPyConnection, new_files: list[str], old_files: list[str]
+) -> list[tuple[int, int, str, str, str]]:
     old_sql = (
-        f"SELECT call_date, source_id FROM read_parquet({_sql_list(old_files)}, hive_partitioning=true) "
+        f"SELECT source_id FROM read_parquet({_sql_list(old_files)}, hive_partitioning=false) "
         "WHERE collection_id IN (SELECT id FROM visible_collections)"
-        if old_files and visible
-        else "SELECT NULL::DATE AS call_date, NULL::VARCHAR AS source_id WHERE false"
+        if old_files
+        else "SELECT NULL::VARCHAR AS source_id WHERE false"
     )
-    found = con.execute(
+    rows = con.execute(
         f"""
         WITH fresh AS (
-            SELECT xdr_id, line, call_date, source_id, filename
-            FROM read_parquet({_sql_list(new_files)}, hive_partitioning=true, filename=true)
+            SELECT xdr_id, line, source_id, filename
+            FROM read_parquet({_sql_list(new_files)}, hive_partitioning=false, filename=true)
         ),
         repeated AS (
-            SELECT call_date, source_id, min(xdr_id) AS first_id
-            FROM fresh GROUP BY call_date, source_id HAVING count(*) > 1
+            SELECT source_id, min(xdr_id) AS first_id FROM fresh GROUP BY source_id HAVING count(*) > 1
         ),
-        earlier AS (SELECT DISTINCT call_date, source_id FROM ({old_sql}))
+        earlier AS (SELECT DISTINCT source_id FROM ({old_sql}))
         SELECT f.xdr_id, f.line, f.source_id, f.filename,
                CASE WHEN e.source_id IS NOT NULL THEN 'duplicate of an XDR already loaded'
                     ELSE 'duplicate of line ' || (r.first_id & 4294967295)::VARCHAR || ' of this file'
                END AS why
         FROM fresh f
-        LEFT JOIN earlier e USING (call_date, source_id)
-        LEFT JOIN repeated r USING (call_date, source_id)
+        LEFT JOIN earlier e USING (source_id)
+        LEFT JOIN repeated r USING (source_id)
         WHERE e.source_id IS NOT NULL OR (r.first_id IS NOT NULL AND f.xdr_id <> r.first_id)
-        ORDER BY f.line
         """
     ).fetchall()
+    return [(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+
+def _drop_rows(
+    con: duckdb.DuckDBPyConnection,
+    writer: PartitionedWriter,
+    table_dir: Path,
+    found: list[tuple[int, int, str, str, str]],
+) -> list[tuple[int, str, str]]:
+    """Rewrite the new files that hold duplicates, without them."""
     if not found:
         return []
-    table_dir = app.ledger.path(XDRS)
     touched = sorted({row[3] for row in found})
     dropped_ids = pa.table({"xdr_id": pa.array([row[0] for row in found], pa.int64())})
     con.register("dropped_ids", dropped_ids)
@@ -401,4 +437,5 @@ def _remove_duplicates(
         Path(filename).unlink()
     replacement.close()
     writer.replace([str(Path(f).relative_to(table_dir)) for f in touched], replacement.actions)
-    return [(int(row[1]), str(row[2]), str(row[4])) for row in found]
+    found.sort(key=lambda row: row[1])
+    return [(row[1], row[2], row[4]) for row in found]

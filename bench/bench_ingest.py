@@ -1,0 +1,99 @@
+"""Ingest throughput (CSV -> ledger, end to end) and peak memory, on generated data.
+
+* ``--xdrs`` XDRs of the demo world's shape are ingested through the service
+  (validate, de-duplicate, mediate, rate both sides, write, publish);
+* baseline in the same run: DuckDB copying the same CSV to Parquet with no
+  checks and no rating, the floor any loader pays for reading and writing;
+* ``--rss-xdrs`` XDRs are ingested by a separate ``rerate ingest`` process
+  whose peak resident memory is read from the kernel (ru_maxrss).
+
+    python bench/bench_ingest.py --xdrs 5000000 --rss-xdrs 20000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import rate
+
+from rerate.bootstrap import App, bootstrap
+from rerate.services import parties, tariffs
+from rerate.services.ingest import ingest
+from rerate.services.setup import initialize
+from rerate.services.worldgen import World, WorldSpec, generate_world
+from rerate.settings import Settings
+
+
+def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:
+    shutil.rmtree(home, ignore_errors=True)
+    app = bootstrap(Settings(home=home))
+    initialize(app)
+    world = generate_world(WorldSpec(xdrs=xdrs), data)
+    for name, path in world.tariff_files.items():
+        tariffs.import_rates(app, name, path, currency=world.tariff_currency[name], allow_past=True)
+    for vendor in world.vendors:
+        parties.add_vendor(app, vendor.name, tariff=vendor.tariff, connections=vendor.identifiers)
+    for customer in world.customers:
+        parties.add_customer(app, customer.name, tariff=customer.tariff)
+        for identifier in customer.identifiers:
+            parties.add_account(app, identifier, customer=customer.name)
+    return app, world
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--xdrs", type=int, default=5_000_000)
+    parser.add_argument("--rss-xdrs", type=int, default=20_000_000, help="0 to skip the memory run")
+    parser.add_argument("--work", type=Path, default=Path("bench-data"))
+    args = parser.parse_args()
+    work = args.work.resolve()
+
+    app, world = build(work / "home", work / "world", args.xdrs)
+    source = world.xdr_files[0]
+    size_mb = source.stat().st_size / 1e6
+    print(f"file: {source.name}, {args.xdrs:,} XDRs, {size_mb:,.0f} MB")
+
+    started = time.perf_counter()
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * FROM read_csv('{source}', all_varchar=true)) TO '{work / 'copy.parquet'}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+    baseline = time.perf_counter() - started
+    print(f"baseline, DuckDB CSV -> Parquet copy: {rate(args.xdrs, baseline):>10}  ({baseline:.1f} s)")
+
+    started = time.perf_counter()
+    (report,) = ingest(app, [source])
+    seconds = time.perf_counter() - started
+    assert report.loaded == args.xdrs, report
+    print(f"rerate ingest, end to end:            {rate(args.xdrs, seconds):>10}  ({seconds:.1f} s; "
+          f"{report.failed:,} failed kept) = {baseline / seconds:.2f}x the bare copy's speed")
+    print(f"goal >= 1 M XDRs/s: {'met' if args.xdrs / seconds >= 1e6 else 'NOT met'}")
+    app.close()
+
+    if args.rss_xdrs:
+        big_app, big_world = build(work / "home-rss", work / "world-rss", args.rss_xdrs)
+        big_app.close()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(work / "home-rss"), "ingest",
+             str(big_world.xdr_files[0]), "--json"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        seconds = time.perf_counter() - started
+        peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+        print(f"peak RSS ingesting {args.rss_xdrs:,} XDRs: {peak_mb:,.0f} MB in {seconds:.0f} s "
+              f"({rate(args.rss_xdrs, seconds)}); goal < 2 GB: {'met' if peak_mb < 2048 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
