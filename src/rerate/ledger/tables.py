@@ -35,6 +35,36 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 TOTALS = "daily_totals"
 
 
+#: Columns worth dictionary-encoding (few distinct values); ids and numbers are not.
+XDR_DICTIONARY_COLUMNS = (
+    "account",
+    "vendor",
+    "service",
+    "country",
+    "destination_group",
+    "prefix",
+    "currency",
+    "status",
+    "reason",
+    "vendor_prefix",
+    "vendor_currency",
+    "vendor_status",
+    "vendor_reason",
+)
+#: Columns whose min/max statistics let scope filters skip row groups.
+XDR_STATISTICS_COLUMNS = (
+    "xdr_id",
+    "collection_id",
+    "connect_time",
+    "customer_id",
+    "account_id",
+    "vendor_id",
+    "tariff_id",
+    "vendor_tariff_id",
+    "status",
+)
+
+
 def unit_prefix(kind: str, unit_id: int) -> str:
     """File-name prefix of every file a collection (``c``) or job (``j``) writes."""
     return f"{kind}{unit_id:08d}-"
@@ -207,7 +237,21 @@ class PartitionedWriter:
         relative = f"{subdir}/{name}" if subdir else name
         target = self.table_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, target, compression="zstd", compression_level=1, row_group_size=256_000)
+        if self.partitioned:
+            # Dictionaries and statistics only where they pay: encoding is most of ingest's cost.
+            dictionary: bool | list[str] = [c for c in XDR_DICTIONARY_COLUMNS if c in table.column_names]
+            statistics: bool | list[str] = [c for c in XDR_STATISTICS_COLUMNS if c in table.column_names]
+        else:
+            dictionary = statistics = True
+        pq.write_table(
+            table,
+            target,
+            compression="zstd",
+            compression_level=1,
+            row_group_size=256_000,
+            use_dictionary=dictionary,
+            write_statistics=statistics,
+        )
         return AddAction(
             path=relative,
             size=target.stat().st_size,

@@ -277,21 +277,28 @@ def _validate(
                    CASE WHEN regexp_full_match(trim(duration), '[0-9]{{1,18}}')
                         THEN TRY_CAST(trim(duration) AS BIGINT) END AS dur
             FROM raw_batch
+        ),
+        checked AS (
+            SELECT *,
+                   CASE
+                     WHEN trim(source_id) = '' THEN 'missing source_id'
+                     WHEN trim(connect_time) = '' THEN 'missing connect_time'
+                     WHEN ts IS NULL THEN 'connect_time is not a time: ' || connect_time
+                     WHEN trim(duration) = '' THEN 'missing duration'
+                     WHEN regexp_full_match(trim(duration), '-[0-9]+') THEN 'negative duration: ' || duration
+                     WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || duration
+                     WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || duration
+                     WHEN trim(cld) = '' THEN 'missing cld (called number)'
+                   END AS reject_reason
+            FROM parsed
         )
         SELECT line, source_id, ts AS connect_time, dur AS duration, cli, cld, account, vendor,
                {service_sql} AS service, {extra_sql} AS extra, CAST(ts AS DATE) AS call_date,
-               CASE
-                 WHEN trim(source_id) = '' THEN 'missing source_id'
-                 WHEN trim(connect_time) = '' THEN 'missing connect_time'
-                 WHEN ts IS NULL THEN 'connect_time is not a time: ' || connect_time
-                 WHEN trim(duration) = '' THEN 'missing duration'
-                 WHEN regexp_full_match(trim(duration), '-[0-9]+') THEN 'negative duration: ' || duration
-                 WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || duration
-                 WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || duration
-                 WHEN trim(cld) = '' THEN 'missing cld (called number)'
-               END AS reject_reason,
-               concat_ws(',', source_id, connect_time, duration, cli, cld, account, vendor) AS raw_text
-        FROM parsed
+               reject_reason,
+               CASE WHEN reject_reason IS NOT NULL
+                    THEN concat_ws(',', source_id, connect_time, duration, cli, cld, account, vendor)
+               END AS raw_text
+        FROM checked
         """
     ).to_arrow_table()
     con.unregister("raw_batch")
