@@ -23,14 +23,14 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import rate
-
 from rerate.bootstrap import App, bootstrap
 from rerate.services import parties, tariffs
 from rerate.services.ingest import ingest
 from rerate.services.setup import initialize
 from rerate.services.worldgen import World, WorldSpec, generate_world
 from rerate.settings import Settings
+
+from common import rate
 
 
 def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import rate, timed
 from rerate.domain.history import History
 from rerate.domain.rating import (
     RATE_COLUMNS,
@@ -37,6 +36,8 @@ from rerate.domain.rating import (
     compile_book,
     rate_batch,
 )
+
+from common import rate, timed
 
 START = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
 DAY = 86_400

@@ -231,7 +231,9 @@ class PartitionedWriter:
         self._pending.append(self._pool.submit(self._write, rows, partition))
 
     def _write(self, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
-        table = rows().select(self.file_schema.names)
+        # Plain column types: the kernel hands out dictionary views of the whole
+        # tariff book, which would otherwise be written into every file.
+        table = rows().select(self.file_schema.names).cast(self.file_schema)
         subdir = "/".join(f"{k}={v}" for k, v in partition.items())
         name = f"{self.prefix}{uuid.uuid4().hex[:12]}.parquet"
         relative = f"{subdir}/{name}" if subdir else name
