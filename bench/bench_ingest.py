@@ -50,7 +50,9 @@ def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--xdrs", type=int, default=5_000_000)
     parser.add_argument("--rss-xdrs", type=int, default=20_000_000, help="0 to skip the memory run")
     parser.add_argument("--work", type=Path, default=Path("bench-data"))
@@ -64,8 +66,10 @@ def main() -> None:
 
     started = time.perf_counter()
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT * FROM read_csv('{source}', all_varchar=true)) TO '{work / 'copy.parquet'}' "
-                "(FORMAT parquet, COMPRESSION zstd)")
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{source}', all_varchar=true)) TO '{work / 'copy.parquet'}' "
+        "(FORMAT parquet, COMPRESSION zstd)"
+    )
     baseline = time.perf_counter() - started
     print(f"baseline, DuckDB CSV -> Parquet copy: {rate(args.xdrs, baseline):>10}  ({baseline:.1f} s)")
 
@@ -73,8 +77,10 @@ def main() -> None:
     (report,) = ingest(app, [source])
     seconds = time.perf_counter() - started
     assert report.loaded == args.xdrs, report
-    print(f"rerate ingest, end to end:            {rate(args.xdrs, seconds):>10}  ({seconds:.1f} s; "
-          f"{report.failed:,} failed kept) = {baseline / seconds:.2f}x the bare copy's speed")
+    print(
+        f"rerate ingest, end to end:            {rate(args.xdrs, seconds):>10}  ({seconds:.1f} s; "
+        f"{report.failed:,} failed kept) = {baseline / seconds:.2f}x the bare copy's speed"
+    )
     print(f"goal >= 1 M XDRs/s: {'met' if args.xdrs / seconds >= 1e6 else 'NOT met'}")
     app.close()
 
@@ -84,15 +90,25 @@ def main() -> None:
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(work / "home-rss"), "ingest",
-             str(big_world.xdr_files[0]), "--json"],
+            [
+                sys.executable,
+                "-m",
+                "rerate.entrypoints.cli",
+                "--home",
+                str(work / "home-rss"),
+                "ingest",
+                str(big_world.xdr_files[0]),
+                "--json",
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
         seconds = time.perf_counter() - started
         peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-        print(f"peak RSS ingesting {args.rss_xdrs:,} XDRs: {peak_mb:,.0f} MB in {seconds:.0f} s "
-              f"({rate(args.rss_xdrs, seconds)}); goal < 2 GB: {'met' if peak_mb < 2048 else 'NOT met'}")
+        print(
+            f"peak RSS ingesting {args.rss_xdrs:,} XDRs: {peak_mb:,.0f} MB in {seconds:.0f} s "
+            f"({rate(args.rss_xdrs, seconds)}); goal < 2 GB: {'met' if peak_mb < 2048 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

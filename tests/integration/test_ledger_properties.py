@@ -44,7 +44,9 @@ def test_totals_equal_ledger_and_every_row_is_accounted_for(files: list[list[tup
             "FROM daily_totals GROUP BY ALL ORDER BY ALL"
         ).fetchall()
         assert ledger == totals
-        (distinct,) = con.execute("SELECT count(DISTINCT (call_date, source_id)) = count(*) FROM xdrs").fetchall()
+        (distinct,) = con.execute(
+            "SELECT count(DISTINCT (call_date, source_id)) = count(*) FROM xdrs"
+        ).fetchall()
         assert distinct[0]  # no duplicate is ever loaded
         for report in reports:
             if report.state == "loaded":

@@ -239,7 +239,8 @@ def _daily_totals(
     """Totals of the new files.  The grouping has few keys, so memory stays small."""
     files = [str(table_dir / action.path) for action in writer.actions]
     source = f"read_parquet({_sql_list(files)}, hive_partitioning=true)"
-    return con.sql(TOTALS_SELECT.format(source=source, label=f"'{label}'")).to_arrow_table().cast(TOTALS_SCHEMA)
+    totals = con.sql(TOTALS_SELECT.format(source=source, label=f"'{label}'")).to_arrow_table()
+    return totals.cast(TOTALS_SCHEMA)
 
 
 def _sql_list(paths: list[str]) -> str:
