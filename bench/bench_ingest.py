@@ -24,7 +24,7 @@ import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rerate.bootstrap import App, bootstrap
-from rerate.services import parties, tariffs
+from rerate.services.demo import load_world
 from rerate.services.ingest import ingest
 from rerate.services.setup import initialize
 from rerate.services.worldgen import World, WorldSpec, generate_world
@@ -38,14 +38,7 @@ def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:
     app = bootstrap(Settings(home=home))
     initialize(app)
     world = generate_world(WorldSpec(xdrs=xdrs), data)
-    for name, path in world.tariff_files.items():
-        tariffs.import_rates(app, name, path, currency=world.tariff_currency[name], allow_past=True)
-    for vendor in world.vendors:
-        parties.add_vendor(app, vendor.name, tariff=vendor.tariff, connections=vendor.identifiers)
-    for customer in world.customers:
-        parties.add_customer(app, customer.name, tariff=customer.tariff)
-        for identifier in customer.identifiers:
-            parties.add_account(app, identifier, customer=customer.name)
+    load_world(app, world)
     return app, world
 
 

@@ -35,6 +35,24 @@ def write_xdrs(path: Path, rows: Sequence[Sequence[Any]], header: Sequence[str] 
     return path
 
 
+def ledger_and_totals(app: App) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The same grouping computed from the XDRs and from the daily totals."""
+    from rerate.ledger.reader import open_views
+    from rerate.services.visibility import current_visibility
+
+    with app.catalog.reading() as session:
+        con = open_views(app.ledger, current_visibility(session))
+    ledger = con.execute(
+        "SELECT customer_id, status, vendor_status, count(*), sum(duration), "
+        "coalesce(sum(amount), 0), coalesce(sum(cost), 0) FROM xdrs GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    totals = con.execute(
+        "SELECT customer_id, status, vendor_status, sum(calls), sum(seconds), sum(amount), sum(cost) "
+        "FROM daily_totals GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    return ledger, totals
+
+
 def make_app(home: Path, catalog_url: str | None = None) -> App:
     app = bootstrap(Settings(home=home, catalog_url=catalog_url))
     initialize(app)

@@ -11,11 +11,9 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection
-from rerate.ledger.reader import open_views
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
-from rerate.services.visibility import current_visibility
-from tests.factories import write_xdrs
+from tests.factories import ledger_and_totals, write_xdrs
 
 ROWS = [
     ("a1", "2026-10-10T10:00:00Z", "45", "111", "+49 30 1234", "acc1", "gw1"),  # 49 before its price change
@@ -142,18 +140,9 @@ def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:
         world,
         [write_xdrs(tmp_path / "y.csv", [("z9", "2026-10-21T10:00:00Z", "600", "1", "4930", "acc2", "gw1")])],
     )
-    with world.catalog.reading() as session:
-        con = open_views(world.ledger, current_visibility(session))
-    from_ledger = con.execute(
-        "SELECT customer_id, status, count(*), sum(duration), coalesce(sum(amount), 0), coalesce(sum(cost), 0) "
-        "FROM xdrs GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
-    from_totals = con.execute(
-        "SELECT customer_id, status, sum(calls), sum(seconds), sum(amount), sum(cost) "
-        "FROM daily_totals GROUP BY ALL ORDER BY ALL"
-    ).fetchall()
+    from_ledger, from_totals = ledger_and_totals(world)
     assert from_ledger == from_totals
-    assert sum(r[2] for r in from_ledger) == 8
+    assert sum(r[3] for r in from_ledger) == 8
 
 
 @pytest.mark.parametrize("status", ["rated", "failed"])

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from rerate.ledger.reader import open_views
 from rerate.services.ingest import ingest
 from rerate.services.visibility import current_visibility
-from tests.factories import small_world, write_xdrs
+from tests.factories import ledger_and_totals, small_world, write_xdrs
 
 ROW = st.tuples(
     st.sampled_from([f"id{i}" for i in range(12)]),  # few ids: duplicates happen
@@ -33,16 +33,9 @@ def test_totals_equal_ledger_and_every_row_is_accounted_for(files: list[list[tup
         reports = []
         for number, rows in enumerate(files):
             reports.extend(ingest(app, [write_xdrs(root / f"f{number}.csv", rows)]))
+        ledger, totals = ledger_and_totals(app)
         with app.catalog.reading() as session:
             con = open_views(app.ledger, current_visibility(session))
-        ledger = con.execute(
-            "SELECT customer_id, status, vendor_status, count(*), sum(duration), "
-            "coalesce(sum(amount), 0), coalesce(sum(cost), 0) FROM xdrs GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
-        totals = con.execute(
-            "SELECT customer_id, status, vendor_status, sum(calls), sum(seconds), sum(amount), sum(cost) "
-            "FROM daily_totals GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
         assert ledger == totals
         (distinct,) = con.execute(
             "SELECT count(DISTINCT (call_date, source_id)) = count(*) FROM xdrs"

@@ -157,6 +157,7 @@ class _SideResult:
 
 #: Below this many rows a batch is rated on the calling thread alone.
 PARALLEL_MIN_ROWS = 1 << 17
+MAX_PART_ROWS = 1 << 19
 _POOL: ThreadPoolExecutor | None = None
 
 
@@ -181,7 +182,9 @@ def rate_batch(
     workers = min(os.cpu_count() or 1, batch.num_rows // PARALLEL_MIN_ROWS)
     if workers <= 1:
         return _rate_part(batch, context, options)
-    step = -(-batch.num_rows // workers)
+    # Parts of bounded size: large enough for sorted probes to pay, small enough
+    # that temporaries are recycled by the allocator rather than faulted in.
+    step = min(-(-batch.num_rows // workers), MAX_PART_ROWS)
     parts = [batch.slice(start, step) for start in range(0, batch.num_rows, step)]
     results = list(_pool().map(lambda part: _rate_part(part, context, options), parts))
     return pa.concat_batches(results)

@@ -40,6 +40,18 @@ def prepare_home(home: Path) -> None:
     (home / MARKER).write_text("created by 'rerate demo'; the next demo run replaces this directory\n")
 
 
+def load_world(app: App, world: World) -> None:
+    """Import a generated world's rate decks and create its vendors, customers and accounts."""
+    for name, path in world.tariff_files.items():
+        tariffs.import_rates(app, name, path, currency=world.tariff_currency[name], allow_past=True)
+    for vendor in world.vendors:
+        parties.add_vendor(app, vendor.name, tariff=vendor.tariff, connections=vendor.identifiers)
+    for customer in world.customers:
+        parties.add_customer(app, customer.name, tariff=customer.tariff)
+        for identifier in customer.identifiers:
+            parties.add_account(app, identifier, customer=customer.name)
+
+
 def run_demo(
     app: App,
     spec: WorldSpec,
@@ -65,14 +77,7 @@ def run_demo(
     world = generate_world(spec, app.home / "demo-input")
     lap("generate")
     say("Importing rate decks (canonical CSV, three effective dates each)")
-    for name, path in world.tariff_files.items():
-        tariffs.import_rates(app, name, path, currency=world.tariff_currency[name], allow_past=True)
-    for vendor in world.vendors:
-        parties.add_vendor(app, vendor.name, tariff=vendor.tariff, connections=vendor.identifiers)
-    for customer in world.customers:
-        parties.add_customer(app, customer.name, tariff=customer.tariff)
-        for identifier in customer.identifiers:
-            parties.add_account(app, identifier, customer=customer.name)
+    load_world(app, world)
     lap("catalog")
     say("Ingesting the month's XDR files (validated, de-duplicated, mediated, rated on both sides)")
     collections = ingest(app, world.xdr_files, progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -24,33 +25,36 @@ from rerate.services import audit
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.timeparse import iso
 
+Named = TypeVar("Named", Tariff, Customer, Account, Vendor)
+
+
+def _named(session: Session, model: type[Named], column: Any, value: str, what: str, hint: str) -> Named:
+    found = session.scalar(select(model).where(column == value))
+    if found is None:
+        raise NotFoundError(f"no {what} {value!r} ({hint})")
+    return found
+
 
 def tariff_named(session: Session, name: str) -> Tariff:
-    tariff = session.scalar(select(Tariff).where(Tariff.name == name))
-    if tariff is None:
-        raise NotFoundError(f"no tariff named {name!r} (import one with 'rerate tariff import')")
-    return tariff
+    return _named(
+        session, Tariff, Tariff.name, name, "tariff named", "import one with 'rerate tariff import'"
+    )
 
 
 def customer_named(session: Session, name: str) -> Customer:
-    customer = session.scalar(select(Customer).where(Customer.name == name))
-    if customer is None:
-        raise NotFoundError(f"no customer named {name!r} (add one with 'rerate customer add')")
-    return customer
+    return _named(
+        session, Customer, Customer.name, name, "customer named", "add one with 'rerate customer add'"
+    )
 
 
 def account_named(session: Session, identifier: str) -> Account:
-    account = session.scalar(select(Account).where(Account.identifier == identifier))
-    if account is None:
-        raise NotFoundError(f"no account {identifier!r} (add it with 'rerate account add')")
-    return account
+    return _named(
+        session, Account, Account.identifier, identifier, "account", "add it with 'rerate account add'"
+    )
 
 
 def vendor_named(session: Session, name: str) -> Vendor:
-    vendor = session.scalar(select(Vendor).where(Vendor.name == name))
-    if vendor is None:
-        raise NotFoundError(f"no vendor named {name!r} (add one with 'rerate vendor add')")
-    return vendor
+    return _named(session, Vendor, Vendor.name, name, "vendor named", "add one with 'rerate vendor add'")
 
 
 def _assign(

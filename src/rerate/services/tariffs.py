@@ -28,6 +28,22 @@ from rerate.services import audit
 from rerate.services.errors import InvalidInputError
 from rerate.services.timeparse import iso, parse_utc
 
+#: The canonical rate CSV's columns, in the order rerate writes them.
+CANONICAL_COLUMNS = (
+    "prefix",
+    "effective_from",
+    "first_interval",
+    "next_interval",
+    "first_price",
+    "next_price",
+    "connect_fee",
+    "free_seconds",
+    "grace_period",
+    "post_call_surcharge",
+    "forbidden",
+    "discontinued",
+    "description",
+)
 REQUIRED = ("prefix", "first_price")
 INTEGER_FIELDS = {"first_interval": 1, "next_interval": 1, "free_seconds": 0, "grace_period": 0}
 BOOLEAN_FIELDS = ("forbidden", "discontinued", "hidden")

@@ -20,22 +20,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from rerate.services.countries import country_prefixes
+from rerate.services.tariffs import CANONICAL_COLUMNS
 
-RATE_HEADER = (
-    "prefix",
-    "effective_from",
-    "first_interval",
-    "next_interval",
-    "first_price",
-    "next_price",
-    "connect_fee",
-    "free_seconds",
-    "grace_period",
-    "post_call_surcharge",
-    "forbidden",
-    "discontinued",
-    "description",
-)
+RATE_HEADER = CANONICAL_COLUMNS
 _NAMES = (
     "Atlas Borealis Cobalt Delta Ember Fjord Granite Harbor Iris Juniper Kestrel Lumen Meridian Nimbus "
     "Onyx Pioneer Quartz Raven Sierra Tundra Umbra Vertex Willow Xenon Yarrow Zephyr Aurora Beacon "
@@ -217,7 +204,7 @@ def generate_world(spec: WorldSpec, folder: Path) -> World:
     xdr_path = folder / f"xdrs-{spec.month:%Y-%m}.csv"
     write_xdrs(xdr_path, spec, rng, prefixes, customers, vendor_parties)
     late = folder / f"xdrs-{spec.month:%Y-%m}-late-delivery.csv"
-    _write_late_file(late, xdr_path, rng)
+    _write_late_file(late, xdr_path, rng, customers[0].identifiers[0], vendor_parties[0].identifiers[0])
     return World(spec, tariff_files, currency, customers, vendor_parties, [xdr_path, late], prefixes)
 
 
@@ -309,7 +296,9 @@ def write_xdrs(
             writer.close()
 
 
-def _write_late_file(path: Path, first: Path, rng: np.random.Generator) -> None:
+def _write_late_file(
+    path: Path, first: Path, rng: np.random.Generator, account: str, connection: str
+) -> None:
     """A second delivery that overlaps the first (duplicates) and has a few broken rows."""
     with first.open("r", encoding="utf-8") as handle:
         header = handle.readline()
@@ -324,7 +313,8 @@ def _write_late_file(path: Path, first: Path, rng: np.random.Generator) -> None:
     fresh = []
     for i in range(1500):
         moment = datetime(2026, 10, 31, 23, 0, tzinfo=UTC) + timedelta(seconds=int(rng.integers(0, 3599)))
-        fresh.append(f"sw2-late-{i},{_iso(moment)},{int(rng.integers(0, 900))},4420,4420794{i:04d},,\n")
+        seconds = int(rng.integers(0, 900))
+        fresh.append(f"sw2-late-{i},{_iso(moment)},{seconds},4420,4420794{i:04d},{account},{connection}\n")
     with path.open("w", encoding="utf-8") as handle:
         handle.write(header)
         handle.writelines(overlap + broken + fresh)
