@@ -28,6 +28,10 @@ class History:
 
     keys: Int64Array
     values: Int64Array
+    #: When every owner has exactly one entry (the common case), the dense tables
+    #: ``owner -> start`` and ``owner -> value`` answer with one gather.
+    single_start: Int64Array | None = None
+    single_value: Int64Array | None = None
 
     @classmethod
     def build(cls, owners: Sequence[int], starts: Sequence[int], values: Sequence[int]) -> History:
@@ -35,7 +39,15 @@ class History:
         start_arr = np.clip(np.asarray(starts, dtype=np.int64), 0, _TIME_MASK)
         keys = (owner_arr << _TIME_BITS) | start_arr
         order = np.argsort(keys, kind="stable")
-        return cls(keys[order], np.asarray(values, dtype=np.int64)[order])
+        value_arr = np.asarray(values, dtype=np.int64)
+        single_start = single_value = None
+        if len(owner_arr) and len(np.unique(owner_arr)) == len(owner_arr) and owner_arr.min() >= 0:
+            if owner_arr.max() < 1 << 24:  # dense tables stay small
+                single_start = np.full(int(owner_arr.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+                single_value = np.full(int(owner_arr.max()) + 1, -1, dtype=np.int64)
+                single_start[owner_arr] = start_arr
+                single_value[owner_arr] = value_arr
+        return cls(keys[order], value_arr[order], single_start, single_value)
 
     @classmethod
     def empty(cls) -> History:
@@ -45,6 +57,12 @@ class History:
         """Value in force for each ``(owner, when)``; ``-1`` if none or owner < 0."""
         if len(self.keys) == 0:
             return np.full(len(owners), -1, dtype=np.int64)
+        if self.single_start is not None and self.single_value is not None:
+            known = (owners >= 0) & (owners < len(self.single_start))
+            slot = np.where(known, owners, 0)
+            hit = known & (np.clip(when, 0, _TIME_MASK) >= self.single_start[slot])
+            found: Int64Array = np.where(hit, self.single_value[slot], -1)
+            return found
         probe = (np.maximum(owners, 0) << _TIME_BITS) | np.clip(when, 0, _TIME_MASK)
         slot = np.searchsorted(self.keys, probe, side="right") - 1
         safe = np.maximum(slot, 0)
