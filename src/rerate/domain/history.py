@@ -41,12 +41,12 @@ class History:
         order = np.argsort(keys, kind="stable")
         value_arr = np.asarray(values, dtype=np.int64)
         single_start = single_value = None
-        if len(owner_arr) and len(np.unique(owner_arr)) == len(owner_arr) and owner_arr.min() >= 0:
-            if owner_arr.max() < 1 << 24:  # dense tables stay small
-                single_start = np.full(int(owner_arr.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
-                single_value = np.full(int(owner_arr.max()) + 1, -1, dtype=np.int64)
-                single_start[owner_arr] = start_arr
-                single_value[owner_arr] = value_arr
+        one_each = len(owner_arr) > 0 and len(np.unique(owner_arr)) == len(owner_arr)
+        if one_each and owner_arr.min() >= 0 and owner_arr.max() < 1 << 24:  # dense tables stay small
+            single_start = np.full(int(owner_arr.max()) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+            single_value = np.full(int(owner_arr.max()) + 1, -1, dtype=np.int64)
+            single_start[owner_arr] = start_arr
+            single_value[owner_arr] = value_arr
         return cls(keys[order], value_arr[order], single_start, single_value)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,8 +19,9 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-out = Console()
-err = Console(stderr=True)
+# Tables stay readable when output goes to a file or a CI log (Rich assumes 80 columns there).
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
 def _plain(value: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -97,12 +98,14 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
     out.print(f"[dim]timings: {timing}[/]")
     home = settings.resolved_home
+    command = sys.argv[0] if sys.argv and sys.argv[0].endswith("rerate") else "rerate"
+    late = report.collections[-1]
     out.print(
-        "\n[bold]Try next[/] (this demo lives in "
-        f"{home}; add [cyan]--home {home}[/] or set RERATE_HOME):\n"
-        f"  rerate --home {home} xdr export --status failed --out failed.csv   # what failed, and why\n"
-        f"  rerate --home {home} xdr export --customer '{report.world.customers[0].name}' --out acme.csv\n"
-        f"  cat {home}/collections/2/rejects.csv   # rejected rows, line by line\n"
-        f"  rerate --home {home} ingest {report.world.xdr_files[0]}            # loads nothing: same file\n"
-        "  rerate --help"
+        f"\n[bold]Try next[/] (the demo's home is {home}):\n"
+        f"  {command} --home {home} xdr export --status failed --out failed.csv\n"
+        f"  {command} --home {home} xdr export --customer '{report.world.customers[0].name}' "
+        "--out customer.csv\n"
+        f"  cat {late.rejects_path}     # rejected and duplicate rows, with line and reason\n"
+        f"  {command} --home {home} ingest {report.world.xdr_files[0]}     # loads nothing: same file\n"
+        f"  {command} --help"
     )
