@@ -48,7 +48,9 @@ def ledger_and_totals(app: App) -> tuple[list[tuple[Any, ...]], list[tuple[Any, 
     ).fetchall()
     totals = con.execute(
         "SELECT customer_id, status, vendor_status, sum(calls), sum(seconds), sum(amount), sum(cost) "
-        "FROM daily_totals GROUP BY ALL ORDER BY ALL"
+        "FROM daily_totals GROUP BY ALL "
+        # a group a correction emptied nets to zero: it is not a group of the ledger any more
+        "HAVING sum(calls) <> 0 OR sum(seconds) <> 0 OR sum(amount) <> 0 OR sum(cost) <> 0 ORDER BY ALL"
     ).fetchall()
     return ledger, totals
 

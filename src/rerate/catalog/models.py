@@ -216,3 +216,35 @@ class AuditEntry(Base):
     subject: Mapped[str] = mapped_column(String(300))
     before: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
     after: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+
+
+class Job(Base):
+    """A correction: what it applies to, with which parameters, who asked, and what it did.
+
+    ``state``: planned (a dry run), scheduled, running, applied, failed, reverted.
+    Revisions and totals written by a job are visible only while it is
+    ``applied``; reverting a job hides them again (ARCHITECTURE.md "Undo").
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # rerate | reprocess | rollback | revert
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    scope: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    parameters: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    description: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    scheduled_for: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    in_scope: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed: Mapped[int] = mapped_column(BigInteger, default=0)
+    totals: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    diff_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    revision_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reverts_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
+    reverted_by_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

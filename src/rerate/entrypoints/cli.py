@@ -12,6 +12,8 @@ import typer
 from rich.table import Table
 
 from rerate.bootstrap import App, bootstrap
+from rerate.catalog.database import schema_is_current
+from rerate.entrypoints import cli_corrections
 from rerate.entrypoints.console import RichIngestProgress, err, out, print_json
 from rerate.services import export as export_service
 from rerate.services import parties, tariffs
@@ -60,11 +62,16 @@ def _main(
     _state["settings"] = settings  # type: ignore[assignment]
 
 
-def app() -> App:
+def app(require_schema: bool = True) -> App:
     """The wired application, built on first use (nothing connects at import time)."""
     if "app" not in _state:
         settings = _state.get("settings")
         _state["app"] = bootstrap(settings if isinstance(settings, Settings) else Settings())
+        if require_schema and not schema_is_current(_state["app"].catalog.engine):
+            raise RerateError(
+                f"the home {_state['app'].home} is not initialized, or was made by another version "
+                "of rerate: run 'rerate init' (safe to repeat)"
+            )
     return _state["app"]
 
 
@@ -75,7 +82,7 @@ def _time(value: str | None, field: str) -> datetime | None:
 @cli.command()
 def init(as_json: JsonOption = False) -> None:
     """Create or upgrade the home directory: catalog schema, country codes, ledger tables."""
-    report = initialize(app())
+    report = initialize(app(require_schema=False))
     if as_json:
         print_json(report)
         return
@@ -301,6 +308,9 @@ def demo(
     from rerate.entrypoints.demo_view import show_demo
 
     show_demo(_state.get("settings"), xdrs=xdrs, seed=seed, destinations=destinations)
+
+
+cli_corrections.register(cli, app)
 
 
 def main() -> None:

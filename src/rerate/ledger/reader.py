@@ -21,8 +21,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from rerate.ledger.schema import TOTALS_SCHEMA, XDR_TABLE_SCHEMA
-from rerate.ledger.tables import TOTALS, XDRS, Ledger
+from rerate.ledger.schema import (
+    DERIVED_FIELDS,
+    RAW_FIELDS,
+    REVISION_TABLE_SCHEMA,
+    TOTALS_SCHEMA,
+    XDR_TABLE_SCHEMA,
+)
+from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, Ledger
 
 
 def connect_duckdb(
@@ -58,6 +64,8 @@ class Visibility:
 
     collections: tuple[int, ...]
     sources: tuple[str, ...]
+    #: Applied (and not reverted) jobs: their revisions make the current state.
+    jobs: tuple[int, ...] = ()
 
 
 def open_views(
@@ -72,11 +80,35 @@ def open_views(
     con = con or connect_duckdb(memory_limit)
     con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
+    con.register("visible_jobs", pa.table({"id": pa.array(visibility.jobs, pa.int64())}))
     xdr_sql = _parquet_source(con, "xdr", ledger.files(XDRS, days=days), XDR_TABLE_SCHEMA)
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW xdrs AS SELECT * FROM ({xdr_sql}) "
+        f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) "
         "WHERE collection_id IN (SELECT id FROM visible_collections)"
     )
+    revision_files = ledger.files(REVISIONS, days=days) if visibility.jobs else []
+    if not revision_files:
+        con.execute("CREATE OR REPLACE TEMP VIEW xdrs AS SELECT * FROM xdr_revision0")
+    else:
+        revision_sql = _parquet_source(con, "revision", revision_files, REVISION_TABLE_SCHEMA)
+        derived = ",\n".join(
+            f"CASE WHEN r.xdr_id IS NULL THEN x.{f.name} ELSE r.{f.name} END AS {f.name}"
+            for f in DERIVED_FIELDS
+        )
+        raw = ", ".join(f"x.{f.name}" for f in RAW_FIELDS)
+        # The current state: the newest revision of an applied job, else revision 0.
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP VIEW xdrs AS
+            WITH latest AS (
+                SELECT * FROM ({revision_sql})
+                WHERE job_id IN (SELECT id FROM visible_jobs)
+                QUALIFY row_number() OVER (PARTITION BY xdr_id ORDER BY job_id DESC) = 1
+            )
+            SELECT {raw}, {derived}, x.call_date
+            FROM xdr_revision0 x LEFT JOIN latest r ON r.xdr_id = x.xdr_id
+            """
+        )
     totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS), TOTALS_SCHEMA)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "

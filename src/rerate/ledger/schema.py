@@ -61,6 +61,19 @@ XDR_FILE_SCHEMA = pa.schema(RAW_FIELDS + MEDIATED_FIELDS + RATED_FIELDS)
 #: The Delta table's schema, partition column included.
 XDR_TABLE_SCHEMA = pa.schema([*RAW_FIELDS, *MEDIATED_FIELDS, *RATED_FIELDS, PARTITION_FIELD])
 
+#: Columns a correction may change (everything derived from the raw fields).
+DERIVED_FIELDS = MEDIATED_FIELDS + RATED_FIELDS
+#: One row per XDR a job changed: its new derived fields (append-only).
+REVISION_FILE_SCHEMA = pa.schema(
+    [
+        pa.field("xdr_id", pa.int64(), nullable=False),
+        pa.field("job_id", pa.int64(), nullable=False),
+        pa.field("connect_time", TIMESTAMP),
+        *DERIVED_FIELDS,
+    ]
+)
+REVISION_TABLE_SCHEMA = pa.schema([*REVISION_FILE_SCHEMA, PARTITION_FIELD])
+
 #: Keys of the daily totals (the billing cache).
 TOTALS_KEYS = [
     pa.field("day", pa.date32()),

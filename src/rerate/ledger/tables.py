@@ -28,11 +28,18 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
-from rerate.ledger.schema import TOTALS_SCHEMA, XDR_TABLE_SCHEMA
+from rerate.ledger.schema import REVISION_TABLE_SCHEMA, TOTALS_SCHEMA, XDR_TABLE_SCHEMA
 
 XDRS = "xdrs"
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 TOTALS = "daily_totals"
+REVISIONS = "revisions"
+#: Each table's schema and partition columns.
+TABLES: dict[str, tuple[pa.Schema, list[str] | None]] = {
+    XDRS: (XDR_TABLE_SCHEMA, ["call_date"]),
+    TOTALS: (TOTALS_SCHEMA, None),
+    REVISIONS: (REVISION_TABLE_SCHEMA, ["call_date"]),
+}
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 #: Columns worth dictionary-encoding (few distinct values); ids and numbers are not.
@@ -82,10 +89,9 @@ class Ledger:
     def ensure(self) -> None:
         """Create the tables if they do not exist yet (idempotent)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        if not DeltaTable.is_deltatable(str(self.path(XDRS))):
-            DeltaTable.create(str(self.path(XDRS)), schema=XDR_TABLE_SCHEMA, partition_by=["call_date"])
-        if not DeltaTable.is_deltatable(str(self.path(TOTALS))):
-            DeltaTable.create(str(self.path(TOTALS)), schema=TOTALS_SCHEMA)
+        for name, (schema, partitions) in TABLES.items():
+            if not DeltaTable.is_deltatable(str(self.path(name))):
+                DeltaTable.create(str(self.path(name)), schema=schema, partition_by=partitions)
 
     def table(self, name: str) -> DeltaTable:
         return DeltaTable(str(self.path(name)))
@@ -100,7 +106,7 @@ class Ledger:
         table = self.table(name)
         if version is not None:
             table.load_as_version(version)
-        if days is None or name != XDRS:
+        if days is None or TABLES[name][1] is None:
             return list(table.file_uris())
         first, last = (d.isoformat() for d in days)
         actions = pa.table(table.get_add_actions(flatten=True))
@@ -121,12 +127,12 @@ class Ledger:
     def commit(self, name: str, actions: Sequence[AddAction], metadata: dict[str, str]) -> int:
         """Publish written files in one Delta commit; returns the new table version."""
         table = self.table(name)
-        schema = XDR_TABLE_SCHEMA if name == XDRS else TOTALS_SCHEMA
+        schema, partitions = TABLES[name]
         table.create_write_transaction(
             list(actions),
             mode="append",
             schema=schema,
-            partition_by=["call_date"] if name == XDRS else None,
+            partition_by=partitions,
             commit_properties=CommitProperties(custom_metadata=metadata),
         )
         return self.version(name)
@@ -142,7 +148,7 @@ class Ledger:
                 data_change=True,
                 deletion_timestamp=now,
                 size=a["size_bytes"],
-                partition_values={"call_date": str(a["partition.call_date"])} if name == XDRS else None,
+                partition_values={"call_date": str(a["partition.call_date"])} if TABLES[name][1] else None,
             )
             for a in actions
             if os.path.basename(a["path"]).startswith(prefix)
@@ -151,8 +157,8 @@ class Ledger:
             table.create_write_transaction(
                 removes,
                 mode="append",
-                schema=XDR_TABLE_SCHEMA if name == XDRS else TOTALS_SCHEMA,
-                partition_by=["call_date"] if name == XDRS else None,
+                schema=TABLES[name][0],
+                partition_by=TABLES[name][1],
                 commit_properties=CommitProperties(custom_metadata={"cleanup": prefix}),
             )
         for orphan in self.path(name).rglob(f"{prefix}*.parquet"):

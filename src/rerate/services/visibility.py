@@ -5,12 +5,19 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rerate.catalog.models import Collection
+from rerate.catalog.models import Collection, Job
 from rerate.ledger.reader import Visibility
 
 VISIBLE_STATES = ("loaded",)
+#: Jobs whose revisions and totals count.  A reverted job's writes are hidden.
+APPLIED = "applied"
 
 
 def current_visibility(session: Session) -> Visibility:
     ids = session.scalars(select(Collection.id).where(Collection.state.in_(VISIBLE_STATES))).all()
-    return Visibility(collections=tuple(ids), sources=tuple(f"collection:{i}" for i in ids))
+    jobs = session.scalars(select(Job.id).where(Job.state == APPLIED)).all()
+    return Visibility(
+        collections=tuple(ids),
+        sources=tuple(f"collection:{i}" for i in ids) + tuple(f"job:{j}" for j in jobs),
+        jobs=tuple(jobs),
+    )

@@ -1,0 +1,94 @@
+"""What a correction applies to: a scope of XDRs, described in plain words.
+
+A scope combines customers, accounts, vendors, destination prefixes (a prefix
+matches every number under it), countries, destination groups, collections,
+a half-open UTC time window and statuses.  Values of one kind are alternatives
+(OR); kinds combine (AND).  An empty scope is refused: a correction of
+"everything" must be asked for with an explicit time window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class EmptyScopeError(ValueError):
+    """A scope that names nothing."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    customers: tuple[int, ...] = ()
+    accounts: tuple[int, ...] = ()
+    vendors: tuple[int, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
+    destination_groups: tuple[str, ...] = ()
+    collections: tuple[int, ...] = ()
+    statuses: tuple[str, ...] = ()
+    start: datetime | None = None
+    end: datetime | None = None
+    #: Names for display, keyed like the id fields (ids alone do not read well).
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.is_empty():
+            raise EmptyScopeError(
+                "an empty scope is refused: name customers, accounts, vendors, prefixes, countries, "
+                "destination groups, collections or a time window"
+            )
+        if self.start and self.end and self.start >= self.end:
+            raise EmptyScopeError("the time window is empty: --from must be before --to")
+        bad = [p for p in self.prefixes if not p.isdigit()]
+        if bad:
+            raise EmptyScopeError(f"prefixes must be digits: {', '.join(bad)}")
+
+    def is_empty(self) -> bool:
+        return not any(
+            (
+                self.customers,
+                self.accounts,
+                self.vendors,
+                self.prefixes,
+                self.countries,
+                self.destination_groups,
+                self.collections,
+                self.start,
+                self.end,
+            )
+        )
+
+    def describe(self) -> str:
+        """The scope in plain words, for confirmations, job lists and the audit trail."""
+        parts: list[str] = []
+        for key, noun in (
+            ("customers", "customer"),
+            ("accounts", "account"),
+            ("vendors", "vendor"),
+            ("collections", "collection"),
+        ):
+            values = self.labels.get(key) or tuple(str(v) for v in getattr(self, key))
+            if values:
+                parts.append(f"{noun}{'s' if len(values) > 1 else ''} {', '.join(values)}")
+        if self.prefixes:
+            parts.append("numbers starting " + " or ".join(self.prefixes))
+        if self.countries:
+            parts.append("countries " + ", ".join(self.countries))
+        if self.destination_groups:
+            parts.append("destination groups " + ", ".join(self.destination_groups))
+        if self.statuses:
+            parts.append("status " + " or ".join(self.statuses))
+        if self.start or self.end:
+            start = self.start.strftime("%Y-%m-%d %H:%M") if self.start else "the beginning"
+            end = self.end.strftime("%Y-%m-%d %H:%M") if self.end else "now"
+            parts.append(f"connected from {start} to {end} UTC")
+        return "XDRs of " + "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form stored with the job."""
+        data = asdict(self)
+        data["start"] = self.start.isoformat() if self.start else None
+        data["end"] = self.end.isoformat() if self.end else None
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}

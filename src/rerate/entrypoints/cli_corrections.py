@@ -1,0 +1,215 @@
+"""CLI of corrections: ``rerate rerate`` and ``rerate jobs``."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from rerate.bootstrap import App
+from rerate.domain.rating import Side
+from rerate.entrypoints.console import err, out, print_json
+from rerate.services import corrections
+from rerate.services.corrections import CorrectionReport, RerateRequest
+from rerate.services.scopes import resolve_scope
+from rerate.services.timeparse import parse_utc
+
+jobs_cli = typer.Typer(help="Correction jobs: list, inspect, revert.", no_args_is_help=True)
+
+Many = Annotated[list[str] | None, typer.Option()]
+
+
+class SideChoice(StrEnum):
+    customer = "customer"
+    vendor = "vendor"
+    both = "both"
+
+
+def _scope(app: App, **names: Any) -> Any:
+    with app.catalog.reading() as session:
+        return resolve_scope(
+            session,
+            customers=names["customer"] or (),
+            accounts=names["account"] or (),
+            vendors=names["vendor"] or (),
+            prefixes=names["prefix"] or (),
+            countries=names["country"] or (),
+            destination_groups=names["destination_group"] or (),
+            collections=[int(c) for c in names["collection"] or ()],
+            statuses=names["status"] or (),
+            start=parse_utc(names["start"], field="--from") if names["start"] else None,
+            end=parse_utc(names["end"], field="--to") if names["end"] else None,
+        )
+
+
+def _money(values: dict[str, dict[str, Decimal]]) -> str:
+    parts = [f"{c} amount {v['amount']:,f} cost {v['cost']:,f}" for c, v in sorted(values.items())]
+    return "; ".join(parts) or "-"
+
+
+def show_report(report: CorrectionReport) -> None:
+    out.print(f"[bold]job {report.job_id}[/] ({report.state}): {report.description}")
+    out.print(f"  XDRs in scope: {report.in_scope:,}   changed: {report.changed:,}")
+    out.print(f"  failures cured: {report.cured:,}")
+    out.print(f"  before: {_money(report.before)}")
+    out.print(f"  after:  {_money(report.after)}")
+    out.print(f"  delta:  {_money(report.delta)}")
+    if report.new_failures:
+        failures = ", ".join(f"{k} {v:,}" for k, v in report.new_failures.items())
+        out.print(f"  [yellow]new failures[/]: {failures}")
+    for title, rows, key in (
+        ("by customer", report.by_customer, "customer_id"),
+        ("by destination", report.by_destination, "country"),
+        ("by day", report.by_day, "day"),
+    ):
+        if not rows:
+            continue
+        table = Table(title=f"Delta {title}")
+        for column in (key, "currency", "xdrs", "amount delta", "cost delta"):
+            table.add_column(column, justify="right" if column not in (key, "currency") else "left")
+        for row in rows[:31]:
+            table.add_row(
+                str(row[key]),
+                str(row["currency"]),
+                f"{row['xdrs']:,}",
+                f"{row['amount_delta']:,f}",
+                f"{row['cost_delta']:,f}",
+            )
+        out.print(table)
+    if report.diff_path:
+        out.print(f"  every changed XDR, old and new values: {report.diff_path}")
+
+
+def register(cli: typer.Typer, app: Any) -> None:
+    """Add the correction commands to the main CLI (``app`` builds the wired application)."""
+
+    @cli.command("rerate")
+    def rerate_command(
+        customer: Many = None,
+        account: Many = None,
+        vendor: Many = None,
+        prefix: Many = None,
+        country: Many = None,
+        destination_group: Many = None,
+        collection: Many = None,
+        status: Many = None,
+        start: Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC).")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="Connect time to, exclusive (ISO UTC).")] = None,
+        tariff: Annotated[str | None, typer.Option(help="Price every XDR in scope with this tariff.")] = None,
+        ghost_percent: Annotated[str, typer.Option(help="Ghost time percent (RATING.md 3.1).")] = "0",
+        side: Annotated[SideChoice, typer.Option(help="Which side to re-price.")] = SideChoice.both,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ) -> None:
+        """Re-price a scope with today's configuration (or a tariff override); dry run, then apply."""
+        wired = app()
+        scope = _scope(
+            wired,
+            customer=customer,
+            account=account,
+            vendor=vendor,
+            prefix=prefix,
+            country=country,
+            destination_group=destination_group,
+            collection=collection,
+            status=status,
+            start=start,
+            end=end,
+        )
+        sides = (Side.CUSTOMER, Side.VENDOR) if side is SideChoice.both else (Side(side.value),)
+        request = RerateRequest(scope=scope, tariff=tariff, ghost_percent=Decimal(ghost_percent), sides=sides)
+        if dry_run or not yes:
+            preview = corrections.rerate(wired, RerateRequest(**{**request.__dict__, "dry_run": True}))
+            if dry_run or preview.changed == 0:
+                print_json(preview) if as_json else show_report(preview)
+                return
+            if as_json or not sys.stdin.isatty():
+                show_report(preview)
+                err.print("[yellow]not applied[/]: pass --yes to apply without a prompt")
+                raise typer.Exit(1)
+            show_report(preview)
+            if not typer.confirm(f"Apply: change {preview.changed:,} XDR(s)?", default=False):
+                raise typer.Exit(1)
+        report = corrections.rerate(wired, request)
+        print_json(report) if as_json else show_report(report)
+
+    @jobs_cli.command("list")
+    def jobs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Every job, newest first."""
+        rows = corrections.jobs(app())
+        if as_json:
+            print_json([_job_dict(j) for j in rows])
+            return
+        table = Table(title="Jobs")
+        for column in ("id", "kind", "state", "by", "created", "in scope", "changed", "what"):
+            table.add_column(column)
+        for j in rows:
+            table.add_row(
+                str(j.id),
+                j.kind,
+                j.state,
+                j.actor,
+                j.created_at.strftime("%Y-%m-%d %H:%M"),
+                f"{j.in_scope:,}",
+                f"{j.changed:,}",
+                j.description,
+            )
+        out.print(table)
+
+    @jobs_cli.command("show")
+    def jobs_show(job_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """One job: scope, parameters, totals, where its diff is."""
+        found = corrections.job(app(), job_id)
+        if as_json:
+            print_json(_job_dict(found))
+            return
+        for key, value in _job_dict(found).items():
+            out.print(f"[bold]{key}[/]: {value}")
+
+    @jobs_cli.command("revert")
+    def jobs_revert(
+        job_id: int,
+        yes: Annotated[bool, typer.Option("--yes")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Undo an applied job, restoring the exact previous state of its XDRs."""
+        wired = app()
+        target = corrections.job(wired, job_id)
+        asking = not yes and not as_json and sys.stdin.isatty()
+        if asking and not typer.confirm(f"Revert job {job_id} ({target.description})?", default=False):
+            raise typer.Exit(1)
+        report = corrections.revert(wired, job_id)
+        if as_json:
+            print_json(report)
+        else:
+            out.print(
+                f"[green]job {job_id} reverted[/] by job {report.job_id}: {report.changed:,} XDR(s) restored"
+            )
+
+    cli.add_typer(jobs_cli, name="jobs")
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    return {
+        "job_id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "description": job.description,
+        "scope": job.scope,
+        "parameters": job.parameters,
+        "actor": job.actor,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "in_scope": job.in_scope,
+        "changed": job.changed,
+        "totals": job.totals,
+        "diff_path": job.diff_path,
+        "reverts_job_id": job.reverts_job_id,
+        "reverted_by_job_id": job.reverted_by_job_id,
+        "error": job.error,
+    }

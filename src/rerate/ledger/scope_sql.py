@@ -1,0 +1,46 @@
+"""A :class:`~rerate.domain.scopes.Scope` as a DuckDB predicate over the ``xdrs`` view."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from rerate.domain.scopes import Scope
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def scope_predicate(scope: Scope, alias: str = "x") -> str:
+    """SQL that is true for the XDRs in ``scope`` (values are ids, digits or escaped names)."""
+    clauses: list[str] = []
+    for column, values in (
+        ("customer_id", scope.customers),
+        ("account_id", scope.accounts),
+        ("vendor_id", scope.vendors),
+        ("collection_id", scope.collections),
+    ):
+        if values:
+            clauses.append(f"{alias}.{column} IN ({', '.join(str(int(v)) for v in values)})")
+    if scope.prefixes:
+        clauses.append("(" + " OR ".join(f"starts_with({alias}.number, '{p}')" for p in scope.prefixes) + ")")
+    if scope.countries:
+        clauses.append(f"{alias}.country IN ({_quoted(scope.countries)})")
+    if scope.destination_groups:
+        clauses.append(f"{alias}.destination_group IN ({_quoted(scope.destination_groups)})")
+    if scope.statuses:
+        clauses.append(f"{alias}.status IN ({_quoted(scope.statuses)})")
+    if scope.start:
+        clauses.append(f"{alias}.connect_time >= '{scope.start.isoformat()}'::TIMESTAMPTZ")
+    if scope.end:
+        clauses.append(f"{alias}.connect_time < '{scope.end.isoformat()}'::TIMESTAMPTZ")
+    return " AND ".join(clauses) if clauses else "true"
+
+
+def scope_days(scope: Scope) -> tuple[date, date] | None:
+    """The call dates a scope can touch, for partition pruning (None: all)."""
+    if not scope.start and not scope.end:
+        return None
+    first = scope.start.date() if scope.start else date(1970, 1, 1)
+    last = scope.end.date() if scope.end else date(9999, 12, 31)
+    return first, last

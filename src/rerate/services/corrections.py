@@ -1,0 +1,521 @@
+"""Corrections: re-rating a scope as a dry run or as an applied, revertible job.
+
+A job reads the scope's XDRs in their current state one call date at a time,
+re-prices them with the kernel, and keeps only the XDRs whose result changed.
+A dry run stops there and reports the full diff.  Applying writes, for the
+changed XDRs only, revision rows and the daily totals' delta (old rows
+negated, new rows added), publishes both, and then marks the job ``applied``
+in the catalog, which is what makes them visible (ARCHITECTURE.md).  Applying
+the same correction twice therefore writes nothing the second time.
+Reverting hides a job's revisions and totals again, restoring the exact
+previous state, unless a later job changed the same XDRs.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.domain.money import PERCENT_SCALE, to_scaled
+from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
+from rerate.domain.scopes import Scope
+from rerate.ledger.reader import open_views
+from rerate.ledger.schema import REVISION_FILE_SCHEMA, TOTALS_SCHEMA
+from rerate.ledger.scope_sql import scope_days, scope_predicate
+from rerate.ledger.tables import REVISIONS, TOTALS, PartitionedWriter, unit_prefix
+from rerate.ledger.totals import TOTALS_SELECT
+from rerate.services import audit, faults
+from rerate.services.compiled import rating_context
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.locks import ledger_lock
+from rerate.services.parties import tariff_named
+from rerate.services.visibility import APPLIED, current_visibility
+
+SAMPLE_SIZE = 20
+
+
+@dataclass(frozen=True)
+class RerateRequest:
+    scope: Scope
+    tariff: str | None = None
+    ghost_percent: Decimal = Decimal(0)
+    sides: tuple[Side, ...] = (Side.CUSTOMER, Side.VENDOR)
+    dry_run: bool = False
+
+
+@dataclass
+class CorrectionReport:
+    """What a correction did or, for a dry run, would do."""
+
+    job_id: int
+    kind: str
+    state: str
+    description: str
+    in_scope: int = 0
+    changed: int = 0
+    before: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    after: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    delta: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    by_customer: list[dict[str, Any]] = field(default_factory=list)
+    by_day: list[dict[str, Any]] = field(default_factory=list)
+    by_destination: list[dict[str, Any]] = field(default_factory=list)
+    new_failures: dict[str, int] = field(default_factory=dict)
+    cured: int = 0
+    sample: list[dict[str, Any]] = field(default_factory=list)
+    diff_path: str | None = None
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _changed_mask(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> pa.Array:
+    changed = pa.array([False] * old.num_rows)
+    for name in columns:
+        a, b = old.column(name), new.column(name)
+        equal = pc.fill_null(pc.equal(a, b), False)
+        both_null = pc.and_(pc.is_null(a), pc.is_null(b))
+        changed = pc.or_(changed, pc.invert(pc.or_(equal, both_null)))
+    return changed
+
+
+def _money_by_currency(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, dict[str, Decimal]]:
+    rows = con.execute(
+        f"""
+        SELECT currency, coalesce(sum(amount) FILTER (WHERE status = 'rated'), 0), 'amount' FROM {relation}
+        WHERE currency IS NOT NULL GROUP BY currency
+        UNION ALL
+        SELECT vendor_currency, coalesce(sum(cost) FILTER (WHERE vendor_status = 'rated'), 0), 'cost'
+        FROM {relation} WHERE vendor_currency IS NOT NULL GROUP BY vendor_currency
+        """
+    ).fetchall()
+    result: dict[str, dict[str, Decimal]] = {}
+    for currency, value, kind in rows:
+        result.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})[kind] += Decimal(value)
+    return result
+
+
+def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decimal]], sign: int = 1) -> None:
+    for currency, values in other.items():
+        slot = target.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})
+        for kind, value in values.items():
+            slot[kind] += sign * value
+
+
+def _scope_batches(con: duckdb.DuckDBPyConnection, scope: Scope) -> Iterator[pa.Table]:
+    """The scope's XDRs in their current state, one call date at a time (bounded memory)."""
+    predicate = scope_predicate(scope)
+    days = [
+        d
+        for (d,) in con.execute(
+            f"SELECT DISTINCT call_date FROM xdrs x WHERE {predicate} ORDER BY 1"
+        ).fetchall()
+    ]
+    for day in days:
+        yield con.sql(
+            f"SELECT * FROM xdrs x WHERE call_date = DATE '{day.isoformat()}' AND {predicate}"
+        ).to_arrow_table()
+
+
+def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:
+    inputs = pa.RecordBatch.from_arrays(
+        [
+            current.column(c).combine_chunks()
+            for c in ("connect_time", "duration", "number", "account_id", "customer_id", "vendor_id")
+        ],
+        names=["connect_time", "duration", "number", "account_id", "customer_id", "vendor_id"],
+    )
+    rated = rate_batch(inputs, context, options)
+    updated = current
+    for name in rated.schema.names:
+        column = rated.column(name)
+        target = current.schema.field(name).type
+        updated = updated.set_column(updated.schema.get_field_index(name), name, column.cast(target))
+    return updated
+
+
+def _new_job(app: App, kind: str, request: RerateRequest, description: str) -> int:
+    with app.catalog.transaction() as session:
+        job = Job(
+            kind=kind,
+            state="planning" if request.dry_run else "running",
+            dry_run=request.dry_run,
+            scope=request.scope.as_dict(),
+            parameters={
+                "tariff": request.tariff,
+                "ghost_percent": str(request.ghost_percent),
+                "sides": [s.value for s in request.sides],
+            },
+            description=description,
+            actor=app.actor,
+            started_at=datetime.now(UTC),
+        )
+        session.add(job)
+        session.flush()
+        return job.id
+
+
+def recover_interrupted_jobs(app: App) -> list[int]:
+    """Remove what crashed jobs left behind; call with the ledger lock held."""
+    with app.catalog.transaction() as session:
+        stale = session.scalars(select(Job).where(Job.state == "running")).all()
+        for job in stale:
+            prefix = unit_prefix("j", job.id)
+            app.ledger.remove_unit(TOTALS, prefix)
+            app.ledger.remove_unit(REVISIONS, prefix)
+            job.state = "failed"
+            job.error = (job.error or "interrupted") + "; its partial files were removed"
+            job.finished_at = datetime.now(UTC)
+            audit.record(session, "rerate", "job.recover", f"job {job.id}")
+        return [j.id for j in stale]
+
+
+def rerate(app: App, request: RerateRequest) -> CorrectionReport:
+    """Re-price a scope with today's configuration, or with ``request.tariff`` for every XDR in it."""
+    options = RatingOptions(
+        ghost_percent_scaled=to_scaled(request.ghost_percent, 4, field="ghost percent"),
+        sides=frozenset(request.sides),
+    )
+    with app.catalog.reading() as session:
+        if request.tariff:
+            override = tariff_named(session, request.tariff).id
+            options = RatingOptions(
+                ghost_percent_scaled=options.ghost_percent_scaled,
+                sides=options.sides,
+                tariff_override=dict.fromkeys(request.sides, override),
+            )
+    if request.ghost_percent < 0 or request.ghost_percent * PERCENT_SCALE != int(
+        request.ghost_percent * PERCENT_SCALE
+    ):
+        raise InvalidInputError("--ghost-percent must be zero or positive, with at most 4 decimals")
+    what = f"re-rate {', '.join(s.value for s in request.sides)} side(s) of {request.scope.describe()}"
+    if request.tariff:
+        what += f" with tariff {request.tariff}"
+    if request.ghost_percent:
+        what += f", ghost time {request.ghost_percent} %"
+    app.ledger.ensure()
+    if request.dry_run:
+        job_id = _new_job(app, "rerate", request, what)
+        return _run(app, job_id, request, options, what)
+    with ledger_lock(app.home, f"job by {app.actor}"):
+        recover_interrupted_jobs(app)
+        job_id = _new_job(app, "rerate", request, what)
+        try:
+            return _run(app, job_id, request, options, what)
+        except BaseException as exc:
+            with app.catalog.transaction() as session:
+                job = session.get(Job, job_id)
+                if job is not None:
+                    job.error = f"{type(exc).__name__}: {exc}"
+            recover_interrupted_jobs(app)
+            raise
+
+
+def _run(
+    app: App, job_id: int, request: RerateRequest, options: RatingOptions, what: str
+) -> CorrectionReport:
+    report = CorrectionReport(
+        job_id=job_id, kind="rerate", state="planned" if request.dry_run else "applied", description=what
+    )
+    folder = app.home / "jobs" / str(job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    diff_path = folder / "diff.csv"
+    with app.catalog.reading() as session:
+        visibility = current_visibility(session)
+        context = rating_context(session, cache_dir=app.home / "cache")
+    con = open_views(
+        app.ledger, visibility, days=scope_days(request.scope), memory_limit=app.settings.duckdb_memory_limit
+    )
+    prefix = unit_prefix("j", job_id)
+    revisions = PartitionedWriter(app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA)
+    compared = tuple(
+        c for side in request.sides for c in (CUSTOMER_COLUMNS if side is Side.CUSTOMER else VENDOR_COLUMNS)
+    )
+    totals_parts: list[pa.Table] = []
+    breakdown_parts: list[pa.Table] = []
+    with diff_path.open("w", newline="") as handle:
+        diff = csv.writer(handle)
+        diff.writerow(
+            [
+                "xdr_id",
+                "source_id",
+                "connect_time",
+                "customer_id",
+                "number",
+                *(f"old_{c}" for c in compared),
+                *(f"new_{c}" for c in compared),
+            ]
+        )
+        for current in _scope_batches(con, request.scope):
+            report.in_scope += current.num_rows
+            updated = _reprice(current, context, options)
+            con.register("old_rows", current)
+            con.register("new_rows", updated)
+            _add(report.before, _money_by_currency(con, "old_rows"))
+            _add(report.after, _money_by_currency(con, "new_rows"))
+            changed = _changed_mask(current, updated, compared)
+            old, new = current.filter(changed), updated.filter(changed)
+            if old.num_rows == 0:
+                continue
+            report.changed += old.num_rows
+            con.register("old_changed", old)
+            con.register("new_changed", new)
+            totals_parts.append(_totals_delta(con, f"job:{job_id}"))
+            breakdown_parts.append(
+                con.sql(
+                    """
+                    SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
+                           coalesce(n.currency, o.currency) AS currency,
+                           coalesce(n.amount, 0) - coalesce(o.amount, 0) AS amount_delta,
+                           coalesce(n.cost, 0) - coalesce(o.cost, 0) AS cost_delta,
+                           o.status AS old_status, n.status AS new_status, n.reason AS new_reason
+                    FROM new_changed n JOIN old_changed o USING (xdr_id)
+                    """
+                ).to_arrow_table()
+            )
+            for o, n in zip(old.to_pylist(), new.to_pylist(), strict=True):
+                diff.writerow(
+                    [
+                        o["xdr_id"],
+                        o["source_id"],
+                        o["connect_time"].isoformat(),
+                        o["customer_id"],
+                        o["number"],
+                        *(o[c] for c in compared),
+                        *(n[c] for c in compared),
+                    ]
+                )
+                if len(report.sample) < SAMPLE_SIZE:
+                    report.sample.append(
+                        {"xdr_id": o["xdr_id"], "source_id": o["source_id"], "number": o["number"]}
+                        | {f"old_{c}": o[c] for c in compared}
+                        | {f"new_{c}": n[c] for c in compared}
+                    )
+            if not request.dry_run:
+                revisions.write_xdrs(
+                    new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
+                )
+            faults.checkpoint("rerate.batch_written")
+    revisions.close()
+    report.diff_path = str(diff_path)
+    report.delta = {
+        c: {k: report.after.get(c, {}).get(k, Decimal(0)) - v for k, v in vals.items()}
+        for c, vals in report.before.items()
+    }
+    for currency, vals in report.after.items():
+        report.delta.setdefault(currency, dict(vals))
+    _summarize(con, report, breakdown_parts)
+    if request.dry_run:
+        _finish(app, job_id, report, state="planned")
+        return report
+    totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
+    if totals_parts:
+        totals_writer.write_rows(pa.concat_tables(totals_parts))
+    totals_writer.close()
+    app.ledger.commit(TOTALS, totals_writer.actions, {"job_id": str(job_id)})
+    faults.checkpoint("rerate.totals_committed")
+    version = app.ledger.commit(REVISIONS, revisions.actions, {"job_id": str(job_id)})
+    faults.checkpoint("rerate.revisions_committed")
+    _finish(app, job_id, report, state=APPLIED, revision_version=version)
+    return report
+
+
+def _totals_delta(con: duckdb.DuckDBPyConnection, label: str) -> pa.Table:
+    """Daily totals of the new rows minus those of the old rows they replace."""
+    added = (
+        con.sql(TOTALS_SELECT.format(source="new_changed", label=f"'{label}'"))
+        .to_arrow_table()
+        .cast(TOTALS_SCHEMA)
+    )
+    removed = (
+        con.sql(TOTALS_SELECT.format(source="old_changed", label=f"'{label}'"))
+        .to_arrow_table()
+        .cast(TOTALS_SCHEMA)
+    )
+    for name in ("calls", "seconds", "billed", "vendor_billed", "amount", "cost"):
+        index = removed.schema.get_field_index(name)
+        removed = removed.set_column(index, name, pc.negate(removed.column(name)))
+    return pa.concat_tables([added, removed])
+
+
+#: Report attribute -> (breakdown column, the key's name in the report).
+_BREAKDOWNS = {
+    "by_customer": ("customer_id", "customer_id"),
+    "by_day": ("call_date", "day"),
+    "by_destination": ("country", "country"),
+}
+
+
+def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: list[pa.Table]) -> None:
+    """Deltas by customer, by day and by destination country, failures made and cured."""
+    if not parts:
+        return
+    con.register("breakdown", pa.concat_tables(parts))
+    for attribute, (column, key) in _BREAKDOWNS.items():
+        rows = con.execute(
+            f"SELECT {column}, currency, count(*), sum(amount_delta), sum(cost_delta) "
+            "FROM breakdown GROUP BY ALL ORDER BY 1, 2"
+        ).fetchall()
+        setattr(
+            report,
+            attribute,
+            [
+                {
+                    key: r[0].isoformat() if hasattr(r[0], "isoformat") else r[0],
+                    "currency": r[1],
+                    "xdrs": r[2],
+                    "amount_delta": r[3],
+                    "cost_delta": r[4],
+                }
+                for r in rows
+            ],
+        )
+    report.new_failures = dict(
+        con.execute(
+            "SELECT new_reason, count(*) FROM breakdown "
+            "WHERE new_status = 'failed' AND old_status = 'rated' GROUP BY 1"
+        ).fetchall()
+    )
+    (cured,) = con.execute(
+        "SELECT count(*) FROM breakdown WHERE old_status = 'failed' AND new_status = 'rated'"
+    ).fetchall()
+    report.cured = int(cured[0])
+
+
+def _finish(
+    app: App, job_id: int, report: CorrectionReport, *, state: str, revision_version: int | None = None
+) -> None:
+    with app.catalog.transaction() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.state = state
+        job.in_scope = report.in_scope
+        job.changed = report.changed
+        job.totals = {
+            "before": _plain(report.before),
+            "after": _plain(report.after),
+            "delta": _plain(report.delta),
+        }
+        job.diff_path = report.diff_path
+        job.revision_version = revision_version
+        job.finished_at = datetime.now(UTC)
+        audit.record(
+            session,
+            app.actor,
+            f"job.{state}",
+            f"job {job_id}",
+            after={
+                "description": job.description,
+                "in_scope": report.in_scope,
+                "changed": report.changed,
+                "delta": _plain(report.delta),
+            },
+        )
+
+
+def _plain(money: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, str]]:
+    return {c: {k: str(v) for k, v in vals.items()} for c, vals in money.items()}
+
+
+def revert(app: App, job_id: int) -> CorrectionReport:
+    """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them."""
+    with ledger_lock(app.home, f"revert by {app.actor}"):
+        with app.catalog.reading() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+            if job.state != APPLIED or job.kind == "revert":
+                raise ConflictError(
+                    f"job {job_id} is {job.state}: only an applied correction can be reverted"
+                )
+            later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
+        blocking = _later_jobs_touching(app, job_id, list(later))
+        if blocking:
+            raise ConflictError(
+                f"job {job_id} cannot be reverted: job {blocking[0]} changed the same XDRs later; "
+                f"revert job {blocking[0]} first"
+            )
+        with app.catalog.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            undo = Job(
+                kind="revert",
+                state=APPLIED,
+                dry_run=False,
+                scope=job.scope,
+                parameters={"job": job_id},
+                description=f"revert job {job_id}: {job.description}",
+                actor=app.actor,
+                started_at=datetime.now(UTC),
+                finished_at=datetime.now(UTC),
+                in_scope=job.changed,
+                changed=job.changed,
+                reverts_job_id=job_id,
+                totals={"delta": _negated(job.totals.get("delta"))},
+            )
+            session.add(undo)
+            session.flush()
+            job.state = "reverted"
+            job.reverted_by_job_id = undo.id
+            audit.record(
+                session,
+                app.actor,
+                "job.revert",
+                f"job {job_id}",
+                before={"state": APPLIED},
+                after={"state": "reverted", "by": undo.id},
+            )
+            return CorrectionReport(
+                job_id=undo.id,
+                kind="revert",
+                state=APPLIED,
+                description=undo.description,
+                in_scope=job.changed,
+                changed=job.changed,
+            )
+
+
+def _negated(delta: object) -> dict[str, dict[str, str]]:
+    if not isinstance(delta, dict):
+        return {}
+    return {c: {k: str(-Decimal(v)) for k, v in vals.items()} for c, vals in delta.items()}
+
+
+def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
+    if not later:
+        return []
+    files = app.ledger.files(REVISIONS)
+    if not files:
+        return []
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""
+        WITH r AS (SELECT job_id, xdr_id FROM read_parquet([{listed}], hive_partitioning=false))
+        SELECT DISTINCT later.job_id FROM r later JOIN r mine ON later.xdr_id = mine.xdr_id
+        WHERE mine.job_id = {int(job_id)} AND later.job_id IN ({", ".join(str(int(j)) for j in later)})
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def jobs(app: App) -> list[Job]:
+    with app.catalog.reading() as session:
+        return list(session.scalars(select(Job).order_by(Job.id.desc())).all())
+
+
+def job(app: App, job_id: int) -> Job:
+    with app.catalog.reading() as session:
+        found = session.get(Job, job_id)
+        if found is None:
+            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+        return found

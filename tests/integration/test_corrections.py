@@ -1,0 +1,156 @@
+"""Re-rating: dry run, apply, idempotence, revert, and crash atomicity."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.domain.rating import Side
+from rerate.ledger.tables import REVISIONS, TOTALS
+from rerate.services.corrections import RerateRequest, rerate, revert
+from rerate.services.errors import ConflictError, InvalidInputError
+from rerate.services.export import export_xdrs
+from rerate.services.faults import CRASH_EXIT_CODE
+from rerate.services.ingest import ingest
+from rerate.services.scopes import resolve_scope
+from tests.factories import ledger_and_totals, small_world, write_xdrs
+
+ROWS = [
+    ("a1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
+    ("a2", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+    ("a3", "2026-10-20T12:00:00Z", "30", "1", "447900123456", "acc2", "gw1"),  # forbidden in retail
+    ("a4", "2026-10-21T12:00:00Z", "30", "1", "4420794600", "stranger", "gw1"),  # unknown account
+]
+
+
+@pytest.fixture
+def loaded(world: App, tmp_path: Path) -> App:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    return world
+
+
+def _export(app: App, tmp_path: Path) -> dict[str, dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        return {r["source_id"]: r for r in csv.DictReader(handle)}
+
+
+def _request(app: App, **kwargs: object) -> RerateRequest:
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    return RerateRequest(scope=scope, **kwargs)  # type: ignore[arg-type]
+
+
+def test_dry_run_reports_the_diff_and_writes_nothing(loaded: App, tmp_path: Path) -> None:
+    before = _export(loaded, tmp_path)
+    versions = (loaded.ledger.version(REVISIONS), loaded.ledger.version(TOTALS))
+    report = rerate(loaded, _request(loaded, tariff="cost", dry_run=True))
+    assert (report.state, report.in_scope, report.changed, report.cured) == ("planned", 3, 3, 1)
+    assert report.before["EUR"]["amount"] == Decimal("0.0245") + Decimal("0.02")
+    assert report.delta["EUR"]["amount"] == report.after["EUR"]["amount"] - report.before["EUR"]["amount"]
+    with open(str(report.diff_path)) as handle:
+        assert len(list(csv.DictReader(handle))) == 3
+    assert (loaded.ledger.version(REVISIONS), loaded.ledger.version(TOTALS)) == versions
+    assert _export(loaded, tmp_path) == before
+
+
+def test_apply_changes_only_what_differs_and_twice_changes_nothing(loaded: App, tmp_path: Path) -> None:
+    report = rerate(loaded, _request(loaded, tariff="cost"))
+    assert (report.state, report.changed) == ("applied", 3)
+    rows = _export(loaded, tmp_path)
+    assert (rows["a3"]["status"], rows["a3"]["tariff"]) == ("rated", "cost")  # cured by the new prices
+    assert Decimal(rows["a2"]["amount"]) == Decimal("0.00407")
+    assert rows["a4"]["status"] == "failed"  # out of scope: untouched
+    ledger, totals = ledger_and_totals(loaded)
+    assert ledger == totals  # the aggregates moved by exactly the delta
+    again = rerate(loaded, _request(loaded, tariff="cost"))
+    assert again.changed == 0
+    assert ledger_and_totals(loaded)[1] == totals
+
+
+def test_customer_side_only_leaves_the_vendor_side_alone(loaded: App, tmp_path: Path) -> None:
+    before = _export(loaded, tmp_path)
+    rerate(loaded, _request(loaded, tariff="cost", sides=(Side.CUSTOMER,)))
+    after = _export(loaded, tmp_path)
+    assert all(after[k]["cost"] == before[k]["cost"] for k in before)
+    assert after["a1"]["amount"] != before["a1"]["amount"]
+
+
+def test_ghost_percent_bills_more_time(loaded: App, tmp_path: Path) -> None:
+    rerate(loaded, _request(loaded, ghost_percent=Decimal(10), sides=(Side.CUSTOMER,)))
+    rows = _export(loaded, tmp_path)
+    assert rows["a2"]["billed"] == "120"  # 61 s * 1.1 = 68 s -> two 60 s intervals
+    assert rows["a1"]["billed"] == "54"  # 45 s * 1.1 = 50 s -> 30 + 4 x 6
+    with pytest.raises(InvalidInputError):
+        rerate(loaded, _request(loaded, ghost_percent=Decimal("-1")))
+
+
+def test_revert_restores_the_exact_previous_state(loaded: App, tmp_path: Path) -> None:
+    before = _export(loaded, tmp_path)
+    totals_before = ledger_and_totals(loaded)
+    report = rerate(loaded, _request(loaded, tariff="cost"))
+    assert _export(loaded, tmp_path) != before
+    undo = revert(loaded, report.job_id)
+    assert undo.kind == "revert"
+    assert _export(loaded, tmp_path) == before
+    assert ledger_and_totals(loaded) == totals_before
+    with pytest.raises(ConflictError, match="only an applied correction"):
+        revert(loaded, report.job_id)
+
+
+def test_revert_is_refused_when_a_later_job_changed_the_same_xdrs(loaded: App) -> None:
+    first = rerate(loaded, _request(loaded, tariff="cost"))
+    second = rerate(loaded, _request(loaded, tariff="retail"))
+    assert second.changed == 3
+    with pytest.raises(ConflictError, match=f"job {second.job_id} changed the same XDRs"):
+        revert(loaded, first.job_id)
+    revert(loaded, second.job_id)
+    revert(loaded, first.job_id)
+
+
+@pytest.mark.parametrize(
+    "checkpoint", ["rerate.batch_written", "rerate.totals_committed", "rerate.revisions_committed"]
+)
+def test_killed_rerate_leaves_the_ledger_as_it_was(tmp_path: Path, checkpoint: str) -> None:
+    home = tmp_path / "home"
+    app = small_world(home)
+    ingest(app, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    before = (_export(app, tmp_path), ledger_and_totals(app))
+    crashed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rerate.entrypoints.cli",
+            "--home",
+            str(home),
+            "rerate",
+            "--customer",
+            "Acme",
+            "--tariff",
+            "cost",
+            "--yes",
+        ],
+        env={**os.environ, "RERATE_CRASH_AT": checkpoint},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stdout + crashed.stderr
+    assert (_export(app, tmp_path), ledger_and_totals(app)) == before
+    retry = rerate(app, _request(app, tariff="cost"))  # cleans up the crashed job first
+    assert retry.changed == 3
+    with app.catalog.reading() as session:
+        states = [j.state for j in session.scalars(select(Job).order_by(Job.id))]
+    assert states == ["failed", "applied"]
+    assert not any("j00000001-" in f for f in app.ledger.files(REVISIONS) + app.ledger.files(TOTALS))
+    app.close()
