@@ -162,3 +162,32 @@ def test_demo_builds_a_world_and_summarizes_it(tmp_path: Path) -> None:
     refused = rerate(foreign, "demo", "--xdrs", "1000", check=False)
     assert refused.returncode == 1 and "did not create" in refused.stderr
     assert (foreign / "keep.txt").exists()
+
+
+def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
+    xdrs = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    rerate(home, "ingest", str(xdrs))
+    preview = json.loads(
+        rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--dry-run", "--json").stdout
+    )
+    assert {"job_id", "state", "in_scope", "changed", "before", "after", "delta", "adjustments"} <= set(
+        preview
+    )
+    assert (preview["state"], preview["changed"]) == ("planned", 1)
+    refused = rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--json", check=False)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    applied = json.loads(
+        rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--yes", "--json").stdout
+    )
+    assert (applied["state"], applied["changed"]) == ("applied", 1)
+    jobs = json.loads(rerate(home, "jobs", "list", "--json").stdout)
+    assert [j["state"] for j in jobs][:2] == ["applied", "planned"]
+    rerate(home, "jobs", "revert", str(applied["job_id"]), "--yes")
+    rolled = json.loads(rerate(home, "collection", "rollback", "1", "--yes", "--json").stdout)
+    assert rolled["changed"] == 1
+    listed = json.loads(rerate(home, "collection", "list", "--json").stdout)
+    assert listed[0]["state"] == "rolled back"
+    empty = rerate(home, "rerate", "--tariff", "cost", check=False)
+    assert empty.returncode == 2 and "empty scope" in empty.stderr

@@ -55,6 +55,7 @@ class Scope:
                 self.countries,
                 self.destination_groups,
                 self.collections,
+                self.statuses,
                 self.start,
                 self.end,
             )

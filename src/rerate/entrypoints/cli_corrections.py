@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any
@@ -14,11 +16,17 @@ from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import err, out, print_json
 from rerate.services import corrections
+from rerate.services import rollback as rollback_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
+from rerate.services.errors import RerateError
+from rerate.services.reprocess import reprocess
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
 
 jobs_cli = typer.Typer(help="Correction jobs: list, inspect, revert.", no_args_is_help=True)
+collection_cli = typer.Typer(
+    help="Collections (ingested files): list, inspect, roll back.", no_args_is_help=True
+)
 
 Many = Annotated[list[str] | None, typer.Option()]
 
@@ -123,20 +131,9 @@ def register(cli: typer.Typer, app: Any) -> None:
         )
         sides = (Side.CUSTOMER, Side.VENDOR) if side is SideChoice.both else (Side(side.value),)
         request = RerateRequest(scope=scope, tariff=tariff, ghost_percent=Decimal(ghost_percent), sides=sides)
-        if dry_run or not yes:
-            preview = corrections.rerate(wired, RerateRequest(**{**request.__dict__, "dry_run": True}))
-            if dry_run or preview.changed == 0:
-                print_json(preview) if as_json else show_report(preview)
-                return
-            if as_json or not sys.stdin.isatty():
-                show_report(preview)
-                err.print("[yellow]not applied[/]: pass --yes to apply without a prompt")
-                raise typer.Exit(1)
-            show_report(preview)
-            if not typer.confirm(f"Apply: change {preview.changed:,} XDR(s)?", default=False):
-                raise typer.Exit(1)
-        report = corrections.rerate(wired, request)
-        print_json(report) if as_json else show_report(report)
+        _preview_then_apply(
+            lambda dry: corrections.rerate(wired, replace(request, dry_run=dry)), dry_run, yes, as_json
+        )
 
     @jobs_cli.command("list")
     def jobs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
@@ -191,7 +188,129 @@ def register(cli: typer.Typer, app: Any) -> None:
                 f"[green]job {job_id} reverted[/] by job {report.job_id}: {report.changed:,} XDR(s) restored"
             )
 
+    @cli.command("reprocess")
+    def reprocess_command(
+        failed: Annotated[
+            bool, typer.Option("--failed", help="Only XDRs that failed on either side.")
+        ] = False,
+        every: Annotated[
+            bool, typer.Option("--all", help="Rated XDRs too (e.g. after set-customer).")
+        ] = False,
+        customer: Many = None,
+        account: Many = None,
+        vendor: Many = None,
+        prefix: Many = None,
+        country: Many = None,
+        destination_group: Many = None,
+        collection: Many = None,
+        start: Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC).")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="Connect time to, exclusive (ISO UTC).")] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ) -> None:
+        """Re-mediate and re-rate XDRs after the configuration was fixed."""
+        if failed == every:
+            raise RerateError("say which XDRs: --failed or --all")
+        wired = app()
+        statuses = ["failed"] if failed else None
+        scope = _scope(
+            wired,
+            customer=customer,
+            account=account,
+            vendor=vendor,
+            prefix=prefix,
+            country=country,
+            destination_group=destination_group,
+            collection=collection,
+            status=statuses,
+            start=start,
+            end=end,
+        )
+        _preview_then_apply(
+            lambda dry: reprocess(wired, scope, failed_only=failed, dry_run=dry), dry_run, yes, as_json
+        )
+
+    @collection_cli.command("list")
+    def collection_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Every collection, newest first."""
+        rows = rollback_service.collections(app())
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title="Collections")
+        for column in (
+            "id",
+            "file",
+            "state",
+            "read",
+            "loaded",
+            "duplicates",
+            "rejected",
+            "failed",
+            "loaded at",
+        ):
+            table.add_column(column)
+        for c in rows:
+            table.add_row(
+                str(c["collection_id"]),
+                c["file"],
+                c["state"],
+                f"{c['read']:,}",
+                f"{c['loaded']:,}",
+                f"{c['duplicates']:,}",
+                f"{c['rejected']:,}",
+                f"{c['failed']:,}",
+                c["finished_at"].strftime("%Y-%m-%d %H:%M") if c["finished_at"] else "",
+            )
+        out.print(table)
+
+    @collection_cli.command("show")
+    def collection_show(collection_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """One collection: counts, state, checksum, rejects file."""
+        found = [c for c in rollback_service.collections(app()) if c["collection_id"] == collection_id]
+        if not found:
+            raise RerateError(f"no collection {collection_id} (see 'rerate collection list')")
+        if as_json:
+            print_json(found[0])
+            return
+        for key, value in found[0].items():
+            out.print(f"[bold]{key}[/]: {value}")
+
+    @collection_cli.command("rollback")
+    def collection_rollback(
+        collection_id: int,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the impact, change nothing.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    ) -> None:
+        """Void every XDR of a collection (undo with 'rerate jobs revert')."""
+        wired = app()
+        _preview_then_apply(
+            lambda dry: rollback_service.rollback(wired, collection_id, dry_run=dry), dry_run, yes, as_json
+        )
+
     cli.add_typer(jobs_cli, name="jobs")
+    cli.add_typer(collection_cli, name="collection")
+
+
+def _preview_then_apply(
+    run: Callable[[bool], CorrectionReport], dry_run: bool, yes: bool, as_json: bool
+) -> None:
+    """Dry run first unless --yes; apply after confirmation (or with --yes)."""
+    if dry_run or not yes:
+        preview = run(True)
+        if dry_run or preview.changed == 0:
+            print_json(preview) if as_json else show_report(preview)
+            return
+        show_report(preview)
+        if as_json or not sys.stdin.isatty():
+            err.print("[yellow]not applied[/]: pass --yes to apply without a prompt")
+            raise typer.Exit(1)
+        if not typer.confirm(f"Apply: change {preview.changed:,} XDR(s)?", default=False):
+            raise typer.Exit(1)
+    report = run(False)
+    print_json(report) if as_json else show_report(report)
 
 
 def _job_dict(job: Any) -> dict[str, Any]:

@@ -29,7 +29,11 @@ def scope_predicate(scope: Scope, alias: str = "x") -> str:
     if scope.destination_groups:
         clauses.append(f"{alias}.destination_group IN ({_quoted(scope.destination_groups)})")
     if scope.statuses:
-        clauses.append(f"{alias}.status IN ({_quoted(scope.statuses)})")
+        # "failed" means failed on either side: a vendor-side failure needs fixing too.
+        either = [f"{alias}.status IN ({_quoted(scope.statuses)})"]
+        if "failed" in scope.statuses:
+            either.append(f"{alias}.vendor_status = 'failed'")
+        clauses.append("(" + " OR ".join(either) + ")")
     if scope.start:
         clauses.append(f"{alias}.connect_time >= '{scope.start.isoformat()}'::TIMESTAMPTZ")
     if scope.end:

@@ -14,7 +14,7 @@ previous state, unless a later job changed the same XDRs.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -36,7 +36,7 @@ from rerate.ledger.scope_sql import scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, TOTALS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import TOTALS_SELECT
 from rerate.services import audit, faults
-from rerate.services.compiled import rating_context
+from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
@@ -142,19 +142,36 @@ def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Tabl
     return updated
 
 
-def _new_job(app: App, kind: str, request: RerateRequest, description: str) -> int:
+@dataclass(frozen=True)
+class Correction:
+    """One kind of correction, ready to run: how to turn an XDR's current state into its new one."""
+
+    kind: str
+    scope: Scope
+    description: str
+    parameters: dict[str, Any]
+    dry_run: bool
+    #: Columns compared to decide whether an XDR changed (and shown in the diff).
+    compared: tuple[str, ...]
+    #: ``(current rows, catalog contexts) -> new rows``; the same schema in and out.
+    transform: Callable[[pa.Table, Contexts], pa.Table]
+
+
+@dataclass(frozen=True)
+class Contexts:
+    rating: Any
+    mediation: Any
+
+
+def _new_job(app: App, correction: Correction) -> int:
     with app.catalog.transaction() as session:
         job = Job(
-            kind=kind,
-            state="planning" if request.dry_run else "running",
-            dry_run=request.dry_run,
-            scope=request.scope.as_dict(),
-            parameters={
-                "tariff": request.tariff,
-                "ghost_percent": str(request.ghost_percent),
-                "sides": [s.value for s in request.sides],
-            },
-            description=description,
+            kind=correction.kind,
+            state="planning" if correction.dry_run else "running",
+            dry_run=correction.dry_run,
+            scope=correction.scope.as_dict(),
+            parameters=correction.parameters,
+            description=correction.description,
             actor=app.actor,
             started_at=datetime.now(UTC),
         )
@@ -180,36 +197,54 @@ def recover_interrupted_jobs(app: App) -> list[int]:
 
 def rerate(app: App, request: RerateRequest) -> CorrectionReport:
     """Re-price a scope with today's configuration, or with ``request.tariff`` for every XDR in it."""
-    options = RatingOptions(
-        ghost_percent_scaled=to_scaled(request.ghost_percent, 4, field="ghost percent"),
-        sides=frozenset(request.sides),
-    )
-    with app.catalog.reading() as session:
-        if request.tariff:
-            override = tariff_named(session, request.tariff).id
-            options = RatingOptions(
-                ghost_percent_scaled=options.ghost_percent_scaled,
-                sides=options.sides,
-                tariff_override=dict.fromkeys(request.sides, override),
-            )
     if request.ghost_percent < 0 or request.ghost_percent * PERCENT_SCALE != int(
         request.ghost_percent * PERCENT_SCALE
     ):
         raise InvalidInputError("--ghost-percent must be zero or positive, with at most 4 decimals")
+    overrides: dict[Side, int] = {}
+    if request.tariff:
+        with app.catalog.reading() as session:
+            overrides = dict.fromkeys(request.sides, tariff_named(session, request.tariff).id)
+    options = RatingOptions(
+        ghost_percent_scaled=to_scaled(request.ghost_percent, 4, field="ghost percent"),
+        sides=frozenset(request.sides),
+        tariff_override=overrides,
+    )
     what = f"re-rate {', '.join(s.value for s in request.sides)} side(s) of {request.scope.describe()}"
     if request.tariff:
         what += f" with tariff {request.tariff}"
     if request.ghost_percent:
         what += f", ghost time {request.ghost_percent} %"
+    correction = Correction(
+        kind="rerate",
+        scope=request.scope,
+        description=what,
+        parameters={
+            "tariff": request.tariff,
+            "ghost_percent": str(request.ghost_percent),
+            "sides": [s.value for s in request.sides],
+        },
+        dry_run=request.dry_run,
+        compared=tuple(
+            c
+            for side in request.sides
+            for c in (CUSTOMER_COLUMNS if side is Side.CUSTOMER else VENDOR_COLUMNS)
+        ),
+        transform=lambda current, contexts: _reprice(current, contexts.rating, options),
+    )
+    return execute(app, correction)
+
+
+def execute(app: App, correction: Correction) -> CorrectionReport:
+    """Run a correction as a dry run, or apply it under the ledger lock."""
     app.ledger.ensure()
-    if request.dry_run:
-        job_id = _new_job(app, "rerate", request, what)
-        return _run(app, job_id, request, options, what)
+    if correction.dry_run:
+        return _run(app, _new_job(app, correction), correction)
     with ledger_lock(app.home, f"job by {app.actor}"):
         recover_interrupted_jobs(app)
-        job_id = _new_job(app, "rerate", request, what)
+        job_id = _new_job(app, correction)
         try:
-            return _run(app, job_id, request, options, what)
+            return _run(app, job_id, correction)
         except BaseException as exc:
             with app.catalog.transaction() as session:
                 job = session.get(Job, job_id)
@@ -219,26 +254,28 @@ def rerate(app: App, request: RerateRequest) -> CorrectionReport:
             raise
 
 
-def _run(
-    app: App, job_id: int, request: RerateRequest, options: RatingOptions, what: str
-) -> CorrectionReport:
+def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
     report = CorrectionReport(
-        job_id=job_id, kind="rerate", state="planned" if request.dry_run else "applied", description=what
+        job_id=job_id,
+        kind=correction.kind,
+        state="planned" if correction.dry_run else "applied",
+        description=correction.description,
     )
     folder = app.home / "jobs" / str(job_id)
     folder.mkdir(parents=True, exist_ok=True)
     diff_path = folder / "diff.csv"
     with app.catalog.reading() as session:
         visibility = current_visibility(session)
-        context = rating_context(session, cache_dir=app.home / "cache")
+        contexts = Contexts(rating_context(session, cache_dir=app.home / "cache"), mediation_context(session))
     con = open_views(
-        app.ledger, visibility, days=scope_days(request.scope), memory_limit=app.settings.duckdb_memory_limit
+        app.ledger,
+        visibility,
+        days=scope_days(correction.scope),
+        memory_limit=app.settings.duckdb_memory_limit,
     )
     prefix = unit_prefix("j", job_id)
     revisions = PartitionedWriter(app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA)
-    compared = tuple(
-        c for side in request.sides for c in (CUSTOMER_COLUMNS if side is Side.CUSTOMER else VENDOR_COLUMNS)
-    )
+    compared = correction.compared
     totals_parts: list[pa.Table] = []
     breakdown_parts: list[pa.Table] = []
     with diff_path.open("w", newline="") as handle:
@@ -254,9 +291,9 @@ def _run(
                 *(f"new_{c}" for c in compared),
             ]
         )
-        for current in _scope_batches(con, request.scope):
+        for current in _scope_batches(con, correction.scope):
             report.in_scope += current.num_rows
-            updated = _reprice(current, context, options)
+            updated = correction.transform(current, contexts)
             con.register("old_rows", current)
             con.register("new_rows", updated)
             _add(report.before, _money_by_currency(con, "old_rows"))
@@ -299,7 +336,7 @@ def _run(
                         | {f"old_{c}": o[c] for c in compared}
                         | {f"new_{c}": n[c] for c in compared}
                     )
-            if not request.dry_run:
+            if not correction.dry_run:
                 revisions.write_xdrs(
                     new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
                 )
@@ -313,7 +350,7 @@ def _run(
     for currency, vals in report.after.items():
         report.delta.setdefault(currency, dict(vals))
     _summarize(con, report, breakdown_parts)
-    if request.dry_run:
+    if correction.dry_run:
         _finish(app, job_id, report, state="planned")
         return report
     totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
@@ -437,6 +474,10 @@ def revert(app: App, job_id: int) -> CorrectionReport:
                     f"job {job_id} is {job.state}: only an applied correction can be reverted"
                 )
             later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
+        if job.kind == "rollback":
+            from rerate.services.rollback import check_revert_of_rollback  # rollback builds on this module
+
+            check_revert_of_rollback(app, job)
         blocking = _later_jobs_touching(app, job_id, list(later))
         if blocking:
             raise ConflictError(

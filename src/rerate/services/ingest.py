@@ -44,7 +44,7 @@ from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import RerateError
 from rerate.services.locks import ledger_lock
-from rerate.services.visibility import current_visibility
+from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import REQUIRED_COLUMNS, RawBatch, Reject, XdrFile
 
 MAX_DURATION = 1_000_000_000
@@ -130,9 +130,11 @@ def _ingest_file(app: App, path: Path, progress: IngestProgress) -> CollectionRe
     )  # a bad file fails here, before anything is recorded
     checksum = file_checksum(path)
     with app.catalog.transaction() as session:
-        twin = session.scalar(
+        rolled_back = rolled_back_collections(session)
+        twins = session.scalars(
             select(Collection).where(Collection.checksum == checksum, Collection.state == "loaded")
-        )
+        ).all()
+        twin = next((t for t in twins if t.id not in rolled_back), None)
         if twin is not None:
             return CollectionReport(
                 file=str(path),
@@ -167,6 +169,9 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
         mediation = mediation_context(session)
         rating = rating_context(session, cache_dir=app.home / "cache")
         visibility = current_visibility(session)
+        # XDRs of rolled-back collections are voided: their source ids may load again.
+        rolled_back = rolled_back_collections(session)
+        live = tuple(c for c in visibility.collections if c not in rolled_back)
     con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     report = CollectionReport(file=str(source.path), state="loaded", collection_id=collection_id)
     progress.file_started(source.path.name, source.size)
@@ -188,7 +193,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
             faults.checkpoint("ingest.batch_written")
         writer.flush()
         progress.stage("checking duplicates")
-        duplicates = _remove_duplicates(app, con, writer, visibility.collections, sorted(days))
+        duplicates = _remove_duplicates(app, con, writer, live, sorted(days))
         for line, source_id, why in duplicates:
             rejects.writerow([source.path.name, line, why, source_id])
     writer.close()

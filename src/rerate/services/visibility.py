@@ -13,6 +13,12 @@ VISIBLE_STATES = ("loaded",)
 APPLIED = "applied"
 
 
+def rolled_back_collections(session: Session) -> dict[int, int]:
+    """Collection id -> the applied rollback job that voided it."""
+    jobs = session.scalars(select(Job).where(Job.kind == "rollback", Job.state == APPLIED)).all()
+    return {int(j.parameters["collection"]): j.id for j in jobs}  # type: ignore[call-overload]
+
+
 def current_visibility(session: Session) -> Visibility:
     ids = session.scalars(select(Collection.id).where(Collection.state.in_(VISIBLE_STATES))).all()
     jobs = session.scalars(select(Job.id).where(Job.state == APPLIED)).all()

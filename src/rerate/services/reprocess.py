@@ -1,0 +1,46 @@
+"""Re-processing: re-mediate and re-rate XDRs after the configuration was fixed.
+
+``--failed`` takes the XDRs that failed on either side (a new account, rate or
+vendor connection now exists); ``--all`` takes rated ones too, for example
+after ``account set-customer`` moved an identifier to another customer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pyarrow as pa
+
+from rerate.bootstrap import App
+from rerate.domain.mediation import mediate
+from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions
+from rerate.domain.scopes import Scope
+from rerate.services.corrections import Contexts, Correction, CorrectionReport, _reprice, execute
+
+MEDIATED_COLUMNS = ("number", "account_id", "customer_id", "vendor_id", "country", "destination_group")
+
+
+def _remediate(current: pa.Table, contexts: Contexts) -> pa.Table:
+    mediated = mediate(current, contexts.mediation)
+    updated = current
+    for name in MEDIATED_COLUMNS:
+        index = updated.schema.get_field_index(name)
+        updated = updated.set_column(index, name, mediated.column(name).cast(current.schema.field(name).type))
+    return _reprice(updated, contexts.rating, RatingOptions())
+
+
+def reprocess(app: App, scope: Scope, *, failed_only: bool, dry_run: bool = False) -> CorrectionReport:
+    """Re-mediate and re-rate the scope's XDRs (only failed ones with ``failed_only``)."""
+    if failed_only:
+        scope = replace(scope, statuses=("failed",))
+    what = f"re-process {'failed ' if failed_only else ''}{scope.describe()}"
+    correction = Correction(
+        kind="reprocess",
+        scope=scope,
+        description=what,
+        parameters={"failed_only": failed_only},
+        dry_run=dry_run,
+        compared=MEDIATED_COLUMNS + CUSTOMER_COLUMNS + VENDOR_COLUMNS,
+        transform=_remediate,
+    )
+    return execute(app, correction)

@@ -1,0 +1,123 @@
+"""Collection rollback: every XDR of a collection becomes ``voided``.
+
+A rollback is a correction like any other (ARCHITECTURE.md): its revisions
+void the XDRs and its totals delta removes exactly their amounts.  Once it is
+applied, the file's checksum and source ids stop counting, so the same file
+can be ingested again and loads as new.  ``jobs revert`` undoes a rollback,
+unless the file was loaded again meanwhile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Collection, Job
+from rerate.domain.scopes import Scope
+from rerate.domain.statuses import Status
+from rerate.services.corrections import Contexts, Correction, CorrectionReport, execute
+from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.visibility import rolled_back_collections
+
+VOIDED_COLUMNS = (
+    "status",
+    "reason",
+    "billed",
+    "amount",
+    "vendor_status",
+    "vendor_reason",
+    "vendor_billed",
+    "cost",
+)
+
+
+def _void(current: pa.Table, _contexts: Contexts) -> pa.Table:
+    updated = current
+    for name in VOIDED_COLUMNS:
+        kind = current.schema.field(name).type
+        value = (
+            pa.scalar(Status.VOIDED.value, kind)
+            if name in ("status", "vendor_status")
+            else pa.scalar(None, kind)
+        )
+        column = (
+            pa.array([value.as_py()] * current.num_rows, kind) if current.num_rows else pa.array([], kind)
+        )
+        updated = updated.set_column(updated.schema.get_field_index(name), name, column)
+    return updated
+
+
+def collections(app: App) -> list[dict[str, Any]]:
+    with app.catalog.reading() as session:
+        rolled = rolled_back_collections(session)
+        rows = session.scalars(select(Collection).order_by(Collection.id.desc())).all()
+        return [
+            {
+                "collection_id": c.id,
+                "file": c.file_name,
+                "state": "rolled back" if c.id in rolled else c.state,
+                "rolled_back_by_job": rolled.get(c.id),
+                "read": c.read,
+                "loaded": c.loaded,
+                "duplicates": c.duplicates,
+                "rejected": c.rejected,
+                "failed": c.failed,
+                "started_at": c.started_at,
+                "finished_at": c.finished_at,
+                "checksum": c.checksum,
+                "rejects_path": c.rejects_path,
+                "error": c.error,
+            }
+            for c in rows
+        ]
+
+
+def rollback(app: App, collection_id: int, *, dry_run: bool = False) -> CorrectionReport:
+    """Void every XDR of a loaded collection (a previewable, revertible job)."""
+    with app.catalog.reading() as session:
+        collection = session.get(Collection, collection_id)
+        if collection is None:
+            raise NotFoundError(f"no collection {collection_id} (see 'rerate collection list')")
+        if collection.state != "loaded":
+            raise ConflictError(f"collection {collection_id} is {collection.state}: nothing to roll back")
+        rolled = rolled_back_collections(session)
+        if collection_id in rolled:
+            raise ConflictError(
+                f"collection {collection_id} was rolled back already by job {rolled[collection_id]}"
+            )
+        name = collection.file_name
+    correction = Correction(
+        kind="rollback",
+        scope=Scope(collections=(collection_id,), labels={"collections": (f"{collection_id} ({name})",)}),
+        description=f"roll back collection {collection_id} ({name}): void its XDRs",
+        parameters={"collection": collection_id},
+        dry_run=dry_run,
+        compared=("status", "vendor_status"),
+        transform=_void,
+    )
+    return execute(app, correction)
+
+
+def check_revert_of_rollback(app: App, job: Job) -> None:
+    """Refuse to bring a collection back when the same file was loaded again meanwhile."""
+    collection_id = int(job.parameters.get("collection", 0))  # type: ignore[call-overload]
+    with app.catalog.reading() as session:
+        original = session.get(Collection, collection_id)
+        if original is None:
+            return
+        again = session.scalars(
+            select(Collection.id).where(
+                Collection.checksum == original.checksum,
+                Collection.state == "loaded",
+                Collection.id > collection_id,
+            )
+        ).all()
+        live = [c for c in again if c not in rolled_back_collections(session)]
+    if live:
+        raise ConflictError(
+            f"the file of collection {collection_id} was loaded again as collection {live[0]}: "
+            f"roll back collection {live[0]} before bringing {collection_id} back"
+        )

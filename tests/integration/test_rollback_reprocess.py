@@ -1,0 +1,86 @@
+"""Collection rollback and re-processing of failed XDRs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from rerate.bootstrap import App
+from rerate.services import parties
+from rerate.services.corrections import revert
+from rerate.services.errors import ConflictError
+from rerate.services.export import export_xdrs
+from rerate.services.ingest import ingest
+from rerate.services.reprocess import reprocess
+from rerate.services.rollback import collections, rollback
+from rerate.services.scopes import resolve_scope
+from tests.factories import ledger_and_totals, write_xdrs
+
+ROWS = [
+    ("a1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
+    ("a2", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "stranger", "gw1"),
+    ("a3", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc2", "gw-new"),
+]
+
+
+def _export(app: App, tmp_path: Path) -> dict[str, dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        return {r["xdr_id"]: r for r in csv.DictReader(handle)}
+
+
+def test_rollback_voids_the_collection_and_the_file_loads_again(world: App, tmp_path: Path) -> None:
+    path = write_xdrs(tmp_path / "x.csv", ROWS)
+    (first,) = ingest(world, [path])
+    assert first.collection_id is not None
+    preview = rollback(world, first.collection_id, dry_run=True)
+    assert (preview.state, preview.in_scope, preview.changed) == ("planned", 3, 3)
+    assert all(r["status"] != "voided" for r in _export(world, tmp_path).values())
+
+    applied = rollback(world, first.collection_id)
+    assert applied.delta["EUR"]["amount"] == -applied.before["EUR"]["amount"]
+    assert {r["status"] for r in _export(world, tmp_path).values()} == {"voided"}
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+    assert all(row[1] == "voided" for row in totals)  # nothing left to bill
+    assert collections(world)[0]["state"] == "rolled back"
+
+    (again,) = ingest(world, [path])  # the same file loads as new
+    assert (again.state, again.loaded, again.duplicates) == ("loaded", 3, 0)
+    with pytest.raises(ConflictError, match="loaded again as collection"):
+        revert(world, applied.job_id)
+    with pytest.raises(ConflictError, match="rolled back already"):
+        rollback(world, first.collection_id)
+
+
+def test_revert_of_a_rollback_brings_the_collection_back(world: App, tmp_path: Path) -> None:
+    (first,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert first.collection_id is not None
+    before = (_export(world, tmp_path), ledger_and_totals(world))
+    applied = rollback(world, first.collection_id)
+    revert(world, applied.job_id)
+    assert (_export(world, tmp_path), ledger_and_totals(world)) == before
+
+
+def test_reprocess_failed_picks_up_fixed_configuration(world: App, tmp_path: Path) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    rows = _export(world, tmp_path)
+    assert sorted(r["reason"] or r["vendor_reason"] for r in rows.values() if r["source_id"] != "a1") == [
+        "unknown_account",
+        "unknown_vendor",
+    ]
+    parties.add_account(world, "stranger", customer="Acme")
+    parties.add_vendor(world, "NewCarrier", tariff="cost", connections=["gw-new"])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, statuses=["failed"])
+    report = reprocess(world, scope, failed_only=True)
+    assert (report.in_scope, report.changed, report.cured) == (2, 2, 1)
+    after = {r["source_id"]: r for r in _export(world, tmp_path).values()}
+    assert (after["a2"]["status"], after["a2"]["customer"]) == ("rated", "Acme")
+    assert (after["a3"]["vendor_status"], after["a3"]["vendor"]) == ("rated", "NewCarrier")
+    assert reprocess(world, scope, failed_only=True).changed == 0
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
