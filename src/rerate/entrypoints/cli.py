@@ -200,6 +200,15 @@ def account_set_tariff(
     out.print(f"[green]account {result.name}[/]: {result.detail}")
 
 
+@account_cli.command("set-customer")
+def account_set_customer(
+    ident: str, customer: str, valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")]
+) -> None:
+    """Move an account to another customer from a point in time (history is kept)."""
+    result = parties.set_account_customer(app(), ident, customer, parse_utc(valid_from, field="--from"))
+    out.print(f"[green]account {result.name}[/]: {result.detail}")
+
+
 @vendor_cli.command("add")
 def vendor_add(
     name: str,

@@ -15,7 +15,8 @@ from rich.table import Table
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import err, out, print_json
-from rerate.services import corrections
+from rerate.services import audit_log, corrections
+from rerate.services import cache as cache_service
 from rerate.services import rollback as rollback_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
 from rerate.services.errors import RerateError
@@ -24,6 +25,7 @@ from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
 
 jobs_cli = typer.Typer(help="Correction jobs: list, inspect, revert.", no_args_is_help=True)
+cache_cli = typer.Typer(help="The daily totals (billing cache).", no_args_is_help=True)
 collection_cli = typer.Typer(
     help="Collections (ingested files): list, inspect, roll back.", no_args_is_help=True
 )
@@ -290,8 +292,57 @@ def register(cli: typer.Typer, app: Any) -> None:
             lambda dry: rollback_service.rollback(wired, collection_id, dry_run=dry), dry_run, yes, as_json
         )
 
+    @cache_cli.command("sync")
+    def cache_sync(
+        start: Annotated[str | None, typer.Option("--from", help="First day (ISO date or time).")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="Last day (ISO date or time).")] = None,
+        check: Annotated[bool, typer.Option("--check", help="Only report differences.")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Compare the daily totals with the ledger; repair them unless --check."""
+        report = cache_service.sync(
+            app(),
+            start=parse_utc(start, field="--from").date() if start else None,
+            end=parse_utc(end, field="--to").date() if end else None,
+            check=check,
+        )
+        if as_json:
+            print_json(report)
+        else:
+            verb = "repaired" if report.repaired else "found"
+            out.print(f"{report.checked_days} day(s) checked: {len(report.differences)} difference(s) {verb}")
+            for difference in report.differences[:20]:
+                out.print(f"  {difference}")
+        if check and report.differences:
+            raise typer.Exit(1)
+
+    @cli.command("audit")
+    def audit_command(
+        limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Who changed what, when: catalog changes, ingests and jobs."""
+        rows = audit_log.entries(app(), limit=limit)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title="Audit trail")
+        for column in ("when", "who", "action", "subject", "before", "after"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["at"].strftime("%Y-%m-%d %H:%M:%S"),
+                row["actor"],
+                row["action"],
+                row["subject"],
+                str(row["before"] or ""),
+                str(row["after"] or ""),
+            )
+        out.print(table)
+
     cli.add_typer(jobs_cli, name="jobs")
     cli.add_typer(collection_cli, name="collection")
+    cli.add_typer(cache_cli, name="cache")
 
 
 def _preview_then_apply(

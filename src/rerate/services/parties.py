@@ -211,6 +211,49 @@ def set_account_tariff(app: App, identifier: str, tariff: str, valid_from: datet
         return PartyResult("account", identifier, account.id, f"tariff {chosen.name} from {iso(valid_from)}")
 
 
+def set_account_customer(app: App, identifier: str, customer: str, valid_from: datetime) -> PartyResult:
+    """Move an account to another customer from a point in time (ownership is history)."""
+    with app.catalog.transaction() as session:
+        account = account_named(session, identifier)
+        owner = customer_named(session, customer)
+        clash = session.scalar(
+            select(AccountOwnership).where(
+                AccountOwnership.account_id == account.id, AccountOwnership.valid_from == valid_from
+            )
+        )
+        if clash is not None:
+            raise ConflictError(
+                f"account {identifier} already changes owner at {iso(valid_from)}; ownership is history: "
+                "choose another --from"
+            )
+        previous = session.scalar(
+            select(AccountOwnership)
+            .where(AccountOwnership.account_id == account.id, AccountOwnership.valid_from < valid_from)
+            .order_by(AccountOwnership.valid_from.desc())
+            .limit(1)
+        )
+        session.add(AccountOwnership(account_id=account.id, customer_id=owner.id, valid_from=valid_from))
+        before = None
+        if previous is not None:
+            old = session.get(Customer, previous.customer_id)
+            before = {"customer": old.name if old else previous.customer_id, "from": iso(previous.valid_from)}
+        audit.record(
+            session,
+            app.actor,
+            "account.set_customer",
+            f"account {identifier}",
+            before=before,
+            after={"customer": customer, "from": iso(valid_from)},
+        )
+        return PartyResult(
+            "account",
+            identifier,
+            account.id,
+            f"customer {customer} from {iso(valid_from)}; re-process its XDRs to apply it "
+            f"('rerate reprocess --all --account {identifier} --from {iso(valid_from)}')",
+        )
+
+
 def add_vendor(
     app: App, name: str, *, tariff: str, connections: list[str], valid_from: datetime | None = None
 ) -> PartyResult:
