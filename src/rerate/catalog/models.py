@@ -248,3 +248,44 @@ class Job(Base):
     reverts_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
     reverted_by_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class BillingPeriod(Base):
+    """A customer's closed billing period, with what the ledger looked like at closing.
+
+    ``totals_version`` and ``sources`` pin the daily totals exactly as they were,
+    so the period's summary can be reproduced after later corrections
+    (ARCHITECTURE.md "Billing periods").
+    """
+
+    __tablename__ = "billing_periods"
+    __table_args__ = (UniqueConstraint("customer_id", "period", name="uq_period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    state: Mapped[str] = mapped_column(String(16), default="closed")
+    closed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    closed_by: Mapped[str] = mapped_column(String(100))
+    xdr_version: Mapped[int] = mapped_column(BigInteger)
+    revision_version: Mapped[int] = mapped_column(BigInteger)
+    totals_version: Mapped[int] = mapped_column(BigInteger)
+    sources: Mapped[list[str]] = mapped_column(JSON, default=list)
+    summary: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+
+
+class Adjustment(Base):
+    """A correction to a closed period, to be invoiced in the open one (never rewriting the old invoice)."""
+
+    __tablename__ = "adjustments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    period: Mapped[str] = mapped_column(String(7))
+    destination: Mapped[str] = mapped_column(String(200))
+    currency: Mapped[str] = mapped_column(String(3))
+    xdrs: Mapped[int] = mapped_column(BigInteger)
+    amount_delta: Mapped[Decimal] = mapped_column(NanoMoney)
+    cost_delta: Mapped[Decimal] = mapped_column(NanoMoney)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

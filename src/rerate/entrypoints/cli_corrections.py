@@ -15,7 +15,7 @@ from rich.table import Table
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import err, out, print_json
-from rerate.services import audit_log, corrections
+from rerate.services import audit_log, corrections, periods
 from rerate.services import cache as cache_service
 from rerate.services import rollback as rollback_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
@@ -25,6 +25,7 @@ from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
 
 jobs_cli = typer.Typer(help="Correction jobs: list, inspect, revert.", no_args_is_help=True)
+period_cli = typer.Typer(help="Billing periods: close, list.", no_args_is_help=True)
 cache_cli = typer.Typer(help="The daily totals (billing cache).", no_args_is_help=True)
 collection_cli = typer.Typer(
     help="Collections (ingested files): list, inspect, roll back.", no_args_is_help=True
@@ -113,6 +114,9 @@ def register(cli: typer.Typer, app: Any) -> None:
         ghost_percent: Annotated[str, typer.Option(help="Ghost time percent (RATING.md 3.1).")] = "0",
         side: Annotated[SideChoice, typer.Option(help="Which side to re-price.")] = SideChoice.both,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
+        allow_closed: Annotated[
+            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
+        ] = False,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
@@ -132,7 +136,13 @@ def register(cli: typer.Typer, app: Any) -> None:
             end=end,
         )
         sides = (Side.CUSTOMER, Side.VENDOR) if side is SideChoice.both else (Side(side.value),)
-        request = RerateRequest(scope=scope, tariff=tariff, ghost_percent=Decimal(ghost_percent), sides=sides)
+        request = RerateRequest(
+            scope=scope,
+            tariff=tariff,
+            ghost_percent=Decimal(ghost_percent),
+            sides=sides,
+            allow_closed=allow_closed,
+        )
         _preview_then_apply(
             lambda dry: corrections.rerate(wired, replace(request, dry_run=dry)), dry_run, yes, as_json
         )
@@ -208,6 +218,9 @@ def register(cli: typer.Typer, app: Any) -> None:
         start: Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC).")] = None,
         end: Annotated[str | None, typer.Option("--to", help="Connect time to, exclusive (ISO UTC).")] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
+        allow_closed: Annotated[
+            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
+        ] = False,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
@@ -230,7 +243,10 @@ def register(cli: typer.Typer, app: Any) -> None:
             end=end,
         )
         _preview_then_apply(
-            lambda dry: reprocess(wired, scope, failed_only=failed, dry_run=dry), dry_run, yes, as_json
+            lambda dry: reprocess(wired, scope, failed_only=failed, dry_run=dry, allow_closed=allow_closed),
+            dry_run,
+            yes,
+            as_json,
         )
 
     @collection_cli.command("list")
@@ -283,13 +299,21 @@ def register(cli: typer.Typer, app: Any) -> None:
     def collection_rollback(
         collection_id: int,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the impact, change nothing.")] = False,
+        allow_closed: Annotated[
+            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
+        ] = False,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Void every XDR of a collection (undo with 'rerate jobs revert')."""
         wired = app()
         _preview_then_apply(
-            lambda dry: rollback_service.rollback(wired, collection_id, dry_run=dry), dry_run, yes, as_json
+            lambda dry: rollback_service.rollback(
+                wired, collection_id, dry_run=dry, allow_closed=allow_closed
+            ),
+            dry_run,
+            yes,
+            as_json,
         )
 
     @cache_cli.command("sync")
@@ -340,6 +364,36 @@ def register(cli: typer.Typer, app: Any) -> None:
             )
         out.print(table)
 
+    @period_cli.command("close")
+    def period_close(customer: str, period: Annotated[str, typer.Option("--period", help="YYYY-MM")]) -> None:
+        """Close a customer's billing period: later changes to it become adjustment lines."""
+        closed = periods.close_period(app(), customer, period)
+        out.print(f"[green]{customer} {period} closed[/]: {closed.summary or 'no rated traffic'}")
+
+    @period_cli.command("list")
+    def period_list(
+        customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Closed billing periods with their totals as closed."""
+        rows = periods.list_periods(app(), customer)
+        if as_json:
+            print_json(rows)
+            return
+        table = Table(title="Closed periods")
+        for column in ("customer", "period", "closed", "by", "totals as closed"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(
+                row["customer"],
+                row["period"],
+                row["closed_at"].strftime("%Y-%m-%d %H:%M"),
+                row["closed_by"],
+                str(row["summary"]),
+            )
+        out.print(table)
+
+    cli.add_typer(period_cli, name="period")
     cli.add_typer(jobs_cli, name="jobs")
     cli.add_typer(collection_cli, name="collection")
     cli.add_typer(cache_cli, name="cache")

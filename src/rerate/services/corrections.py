@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from rerate.bootstrap import App
-from rerate.catalog.models import Job
+from rerate.catalog.models import Adjustment, Job
 from rerate.domain.money import PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
@@ -40,6 +40,7 @@ from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
+from rerate.services.periods import closed_periods, touched
 from rerate.services.visibility import APPLIED, current_visibility
 
 SAMPLE_SIZE = 20
@@ -52,6 +53,7 @@ class RerateRequest:
     ghost_percent: Decimal = Decimal(0)
     sides: tuple[Side, ...] = (Side.CUSTOMER, Side.VENDOR)
     dry_run: bool = False
+    allow_closed: bool = False
 
 
 @dataclass
@@ -155,6 +157,8 @@ class Correction:
     compared: tuple[str, ...]
     #: ``(current rows, catalog contexts) -> new rows``; the same schema in and out.
     transform: Callable[[pa.Table, Contexts], pa.Table]
+    #: Changes inside closed billing periods are refused unless this is set.
+    allow_closed: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,7 @@ def rerate(app: App, request: RerateRequest) -> CorrectionReport:
             for c in (CUSTOMER_COLUMNS if side is Side.CUSTOMER else VENDOR_COLUMNS)
         ),
         transform=lambda current, contexts: _reprice(current, contexts.rating, options),
+        allow_closed=request.allow_closed,
     )
     return execute(app, correction)
 
@@ -267,6 +272,7 @@ def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
     with app.catalog.reading() as session:
         visibility = current_visibility(session)
         contexts = Contexts(rating_context(session, cache_dir=app.home / "cache"), mediation_context(session))
+        closed = closed_periods(session)
     con = open_views(
         app.ledger,
         visibility,
@@ -350,6 +356,13 @@ def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
     for currency, vals in report.after.items():
         report.delta.setdefault(currency, dict(vals))
     _summarize(con, report, breakdown_parts)
+    report.adjustments = touched(_by_period(con) if breakdown_parts else [], closed)
+    if report.adjustments and not correction.dry_run and not correction.allow_closed:
+        names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})
+        raise ConflictError(
+            f"this correction changes XDRs of closed billing period(s): {', '.join(names)}; "
+            "pass --allow-closed to apply it and record adjustment lines for the open period"
+        )
     if correction.dry_run:
         _finish(app, job_id, report, state="planned")
         return report
@@ -427,6 +440,28 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
     report.cured = int(cured[0])
 
 
+def _by_period(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    rows = con.execute(
+        """
+        SELECT customer_id, strftime(call_date, '%Y-%m'), country, currency, count(*),
+               sum(amount_delta), sum(cost_delta)
+        FROM breakdown WHERE customer_id IS NOT NULL GROUP BY ALL ORDER BY ALL
+        """
+    ).fetchall()
+    return [
+        {
+            "customer_id": r[0],
+            "period": r[1],
+            "destination": r[2],
+            "currency": r[3],
+            "xdrs": r[4],
+            "amount_delta": Decimal(r[5]),
+            "cost_delta": Decimal(r[6]),
+        }
+        for r in rows
+    ]
+
+
 def _finish(
     app: App, job_id: int, report: CorrectionReport, *, state: str, revision_version: int | None = None
 ) -> None:
@@ -444,6 +479,20 @@ def _finish(
         job.diff_path = report.diff_path
         job.revision_version = revision_version
         job.finished_at = datetime.now(UTC)
+        if state == APPLIED:
+            for line in report.adjustments:  # committed with the job: visible exactly when it is
+                session.add(
+                    Adjustment(
+                        job_id=job_id,
+                        customer_id=line["customer_id"],
+                        period=line["period"],
+                        destination=line["destination"] or "",
+                        currency=line["currency"] or "",
+                        xdrs=line["xdrs"],
+                        amount_delta=line["amount_delta"],
+                        cost_delta=line["cost_delta"],
+                    )
+                )
         audit.record(
             session,
             app.actor,

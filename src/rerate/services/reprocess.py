@@ -29,7 +29,9 @@ def _remediate(current: pa.Table, contexts: Contexts) -> pa.Table:
     return _reprice(updated, contexts.rating, RatingOptions())
 
 
-def reprocess(app: App, scope: Scope, *, failed_only: bool, dry_run: bool = False) -> CorrectionReport:
+def reprocess(
+    app: App, scope: Scope, *, failed_only: bool, dry_run: bool = False, allow_closed: bool = False
+) -> CorrectionReport:
     """Re-mediate and re-rate the scope's XDRs (only failed ones with ``failed_only``)."""
     if failed_only:
         scope = replace(scope, statuses=("failed",))
@@ -42,5 +44,6 @@ def reprocess(app: App, scope: Scope, *, failed_only: bool, dry_run: bool = Fals
         dry_run=dry_run,
         compared=MEDIATED_COLUMNS + CUSTOMER_COLUMNS + VENDOR_COLUMNS,
         transform=_remediate,
+        allow_closed=allow_closed,
     )
     return execute(app, correction)

@@ -75,7 +75,9 @@ def collections(app: App) -> list[dict[str, Any]]:
         ]
 
 
-def rollback(app: App, collection_id: int, *, dry_run: bool = False) -> CorrectionReport:
+def rollback(
+    app: App, collection_id: int, *, dry_run: bool = False, allow_closed: bool = False
+) -> CorrectionReport:
     """Void every XDR of a loaded collection (a previewable, revertible job)."""
     with app.catalog.reading() as session:
         collection = session.get(Collection, collection_id)
@@ -97,6 +99,7 @@ def rollback(app: App, collection_id: int, *, dry_run: bool = False) -> Correcti
         dry_run=dry_run,
         compared=("status", "vendor_status"),
         transform=_void,
+        allow_closed=allow_closed,
     )
     return execute(app, correction)
 

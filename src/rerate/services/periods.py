@@ -1,0 +1,161 @@
+"""Billing periods: closing them, and reproducing a closed period exactly.
+
+Closing records the ledger's table versions and which units of work were
+visible.  Later corrections that touch the period need ``--allow-closed``;
+they write their revisions as usual and adjustment lines for the open
+period, while the closed period's totals, read at the recorded version with
+the recorded units, stay exactly what was invoiced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import BillingPeriod, Customer
+from rerate.ledger.reader import connect_duckdb, open_views
+from rerate.ledger.tables import REVISIONS, TOTALS, XDRS
+from rerate.services import audit
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.parties import customer_named
+from rerate.services.visibility import current_visibility
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def _bounds(period: str) -> tuple[datetime, datetime]:
+    match = _PERIOD.match(period)
+    if not match:
+        raise InvalidInputError(f"--period must look like 2026-10, got {period!r}")
+    year, month = int(match.group(1)), int(match.group(2))
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def _summary(con: duckdb.DuckDBPyConnection, relation: str, customer_id: int, period: str) -> dict[str, Any]:
+    start, end = _bounds(period)
+    rows = con.execute(
+        f"""
+        SELECT currency, sum(calls), sum(seconds), sum(amount), sum(cost) FROM {relation}
+        WHERE customer_id = ? AND status = 'rated' AND day >= ? AND day < ?
+        GROUP BY currency ORDER BY currency
+        """,
+        [customer_id, start.date(), end.date()],
+    ).fetchall()
+    return {
+        r[0]: {"calls": int(r[1]), "seconds": int(r[2]), "amount": str(r[3]), "cost": str(r[4])} for r in rows
+    }
+
+
+def close_period(app: App, customer: str, period: str, *, now: datetime | None = None) -> BillingPeriod:
+    _start, end = _bounds(period)
+    if end > (now or datetime.now(UTC)):
+        raise ConflictError(
+            f"period {period} has not ended yet: it can be closed from {end.date().isoformat()}"
+        )
+    app.ledger.ensure()
+    with app.catalog.transaction() as session:
+        owner = customer_named(session, customer)
+        clash = session.scalar(
+            select(BillingPeriod).where(BillingPeriod.customer_id == owner.id, BillingPeriod.period == period)
+        )
+        if clash is not None:
+            raise ConflictError(f"{customer} {period} was closed already, on {clash.closed_at:%Y-%m-%d}")
+        visibility = current_visibility(session)
+        con = open_views(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+        closed = BillingPeriod(
+            customer_id=owner.id,
+            period=period,
+            closed_by=app.actor,
+            xdr_version=app.ledger.version(XDRS),
+            revision_version=app.ledger.version(REVISIONS),
+            totals_version=app.ledger.version(TOTALS),
+            sources=list(visibility.sources),
+            summary=_summary(con, "daily_totals", owner.id, period),
+        )
+        session.add(closed)
+        audit.record(
+            session, app.actor, "period.close", f"{customer} {period}", after={"summary": closed.summary}
+        )
+        session.flush()
+        return closed
+
+
+def list_periods(app: App, customer: str | None = None) -> list[dict[str, Any]]:
+    with app.catalog.reading() as session:
+        query = select(BillingPeriod, Customer.name).join(Customer, Customer.id == BillingPeriod.customer_id)
+        if customer:
+            query = query.where(BillingPeriod.customer_id == customer_named(session, customer).id)
+        return [
+            {
+                "customer": name,
+                "period": p.period,
+                "state": p.state,
+                "closed_at": p.closed_at,
+                "closed_by": p.closed_by,
+                "summary": p.summary,
+            }
+            for p, name in session.execute(query.order_by(BillingPeriod.period, Customer.name)).all()
+        ]
+
+
+def summary_as_closed(app: App, customer: str, period: str) -> dict[str, Any]:
+    """The period's totals exactly as they were when it was closed (Delta time travel)."""
+    with app.catalog.reading() as session:
+        owner = customer_named(session, customer)
+        closed = session.scalar(
+            select(BillingPeriod).where(BillingPeriod.customer_id == owner.id, BillingPeriod.period == period)
+        )
+        if closed is None:
+            raise NotFoundError(f"{customer} {period} is not closed")
+    files = app.ledger.files(TOTALS, version=closed.totals_version)
+    con = connect_duckdb(app.settings.duckdb_memory_limit)
+    if not files:
+        return {}
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    sources = ", ".join("'" + s + "'" for s in closed.sources) or "''"
+    con.execute(
+        f"CREATE VIEW totals_then AS SELECT * FROM read_parquet([{listed}]) WHERE source IN ({sources})"
+    )
+    return _summary(con, "totals_then", owner.id, period)
+
+
+def summary_now(app: App, customer: str, period: str) -> dict[str, Any]:
+    with app.catalog.reading() as session:
+        owner = customer_named(session, customer)
+        visibility = current_visibility(session)
+    con = open_views(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+    return _summary(con, "daily_totals", owner.id, period)
+
+
+def closed_periods(session: Session) -> dict[tuple[int, str], str]:
+    """(customer id, YYYY-MM) -> customer name, for every closed period."""
+    rows = session.execute(
+        select(BillingPeriod.customer_id, BillingPeriod.period, Customer.name).join(
+            Customer, Customer.id == BillingPeriod.customer_id
+        )
+    ).all()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def touched(breakdown: Sequence[dict[str, Any]], closed: dict[tuple[int, str], str]) -> list[dict[str, Any]]:
+    """Adjustment lines: the changes a job makes inside closed periods."""
+    lines = []
+    for row in breakdown:
+        key = (row["customer_id"], row["period"])
+        if key in closed:
+            lines.append(row | {"customer": closed[key]})
+    return lines
+
+
+def as_money(value: object) -> Decimal:
+    return Decimal(str(value))

@@ -1,0 +1,81 @@
+"""Closed billing periods: refusal without --allow-closed, adjustment lines, reproduction as closed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Adjustment, Job
+from rerate.services.corrections import RerateRequest, rerate, revert
+from rerate.services.errors import ConflictError, InvalidInputError
+from rerate.services.ingest import ingest
+from rerate.services.periods import close_period, list_periods, summary_as_closed, summary_now
+from rerate.services.scopes import resolve_scope
+from tests.factories import ledger_and_totals, write_xdrs
+
+ROWS = [
+    ("o1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
+    ("o2", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+    ("n1", "2026-11-02T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+]
+
+
+@pytest.fixture
+def closed(world: App, tmp_path: Path) -> App:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    close_period(world, "Acme", "2026-10")
+    return world
+
+
+def _request(app: App, **kwargs: object) -> RerateRequest:
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    return RerateRequest(scope=scope, tariff="cost", **kwargs)  # type: ignore[arg-type]
+
+
+def test_closing_validates_and_records_the_totals(closed: App) -> None:
+    (period,) = list_periods(closed)
+    assert (period["customer"], period["period"]) == ("Acme", "2026-10")
+    assert period["summary"]["EUR"]["calls"] == 2
+    with pytest.raises(ConflictError, match="closed already"):
+        close_period(closed, "Acme", "2026-10")
+    with pytest.raises(ConflictError, match="has not ended"):
+        close_period(closed, "Acme", "2999-01")
+    with pytest.raises(InvalidInputError, match="2026-10"):
+        close_period(closed, "Acme", "October")
+
+
+def test_correction_touching_a_closed_period_is_refused_naming_it(closed: App) -> None:
+    before = ledger_and_totals(closed)
+    preview = rerate(closed, _request(closed, dry_run=True))
+    assert {a["period"] for a in preview.adjustments} == {"2026-10"}  # the dry run shows them
+    with pytest.raises(ConflictError, match=r"Acme 2026-10.*--allow-closed"):
+        rerate(closed, _request(closed))
+    assert ledger_and_totals(closed) == before
+    with closed.catalog.reading() as session:
+        assert session.scalars(select(Job.state).order_by(Job.id.desc())).first() == "failed"
+
+
+def test_allow_closed_writes_adjustments_and_keeps_the_closed_totals(closed: App) -> None:
+    as_closed = summary_as_closed(closed, "Acme", "2026-10")
+    report = rerate(closed, _request(closed, allow_closed=True))
+    assert report.changed == 3
+    october = [a for a in report.adjustments if a["period"] == "2026-10"]
+    assert sum(a["xdrs"] for a in october) == 2
+    assert all(a["period"] != "2026-11" for a in report.adjustments)  # open periods need no adjustment
+    with closed.catalog.reading() as session:
+        stored = session.scalars(select(Adjustment)).all()
+    assert sum((a.amount_delta for a in stored), Decimal(0)) == sum(
+        (a["amount_delta"] for a in october), Decimal(0)
+    )
+    assert summary_as_closed(closed, "Acme", "2026-10") == as_closed  # the invoice stays true
+    now = summary_now(closed, "Acme", "2026-10")
+    assert Decimal(now["EUR"]["amount"]) - Decimal(as_closed["EUR"]["amount"]) == sum(
+        (a["amount_delta"] for a in october), Decimal(0)
+    )
+    revert(closed, report.job_id)
+    assert summary_now(closed, "Acme", "2026-10") == as_closed
