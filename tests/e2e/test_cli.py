@@ -152,6 +152,7 @@ def test_demo_builds_a_world_and_summarizes_it(tmp_path: Path) -> None:
     assert "Summary per customer" in result.stdout
     assert "All customers" in result.stdout
     assert "Try next" in result.stdout
+    assert "Preview (dry run, nothing written)" in result.stdout and "Applied as job" in result.stdout
     again = rerate(
         home, "demo", "--xdrs", "5000", "--destinations", "1000"
     )  # a demo home is rebuilt, not appended to

@@ -72,24 +72,27 @@ def show_report(report: CorrectionReport) -> None:
     if report.new_failures:
         failures = ", ".join(f"{k} {v:,}" for k, v in report.new_failures.items())
         out.print(f"  [yellow]new failures[/]: {failures}")
-    for title, rows, key in (
-        ("by customer", report.by_customer, "customer_id"),
-        ("by destination", report.by_destination, "country"),
-        ("by day", report.by_day, "day"),
+    for title, unordered, key, limit in (
+        ("by customer", report.by_customer, "customer", 20),
+        ("by destination (largest changes)", report.by_destination, "country", 10),
+        ("by day", report.by_day, "day", 31),
     ):
-        if not rows:
+        if not unordered:
             continue
+        rows = sorted(unordered, key=lambda r: -abs(r["amount_delta"])) if key == "country" else unordered
         table = Table(title=f"Delta {title}")
         for column in (key, "currency", "xdrs", "amount delta", "cost delta"):
             table.add_column(column, justify="right" if column not in (key, "currency") else "left")
-        for row in rows[:31]:
+        for row in rows[:limit]:
             table.add_row(
-                str(row[key]),
+                str(row[key] or "-"),
                 str(row["currency"]),
                 f"{row['xdrs']:,}",
                 f"{row['amount_delta']:,f}",
                 f"{row['cost_delta']:,f}",
             )
+        if len(rows) > limit:
+            table.caption = f"... and {len(rows) - limit} more (every changed XDR is in the diff CSV)"
         out.print(table)
     if report.diff_path:
         out.print(f"  every changed XDR, old and new values: {report.diff_path}")

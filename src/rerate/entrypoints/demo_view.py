@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from rerate.bootstrap import bootstrap
+from rerate.entrypoints.cli_corrections import show_report
 from rerate.entrypoints.console import RichIngestProgress, err, out
 from rerate.services.demo import prepare_home, run_demo
 from rerate.services.worldgen import WorldSpec
@@ -48,6 +49,14 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
             f"{c.seconds:.1f}",
         )
     out.print(table)
+    if report.preview is not None and report.applied is not None:
+        out.print(f"\n[bold cyan]>[/] Correction: {report.correction_story}")
+        out.print("[bold]Preview[/] (dry run, nothing written):")
+        show_report(report.preview)
+        out.print(
+            f"[bold green]Applied[/] as job {report.applied.job_id}: {report.applied.changed:,} XDR(s) got a "
+            f"new revision; undo with 'rerate jobs revert {report.applied.job_id}'"
+        )
 
     summary = Table(title="Summary per customer (rated XDRs; from the daily totals)")
     for column in (

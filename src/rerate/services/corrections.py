@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from sqlalchemy import select
 
 from rerate.bootstrap import App
-from rerate.catalog.models import Adjustment, Job
+from rerate.catalog.models import Adjustment, Customer, Job
 from rerate.domain.money import PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
@@ -273,6 +273,7 @@ def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
         visibility = current_visibility(session)
         contexts = Contexts(rating_context(session, cache_dir=app.home / "cache"), mediation_context(session))
         closed = closed_periods(session)
+        customer_names = {row[0]: row[1] for row in session.execute(select(Customer.id, Customer.name))}
     con = open_views(
         app.ledger,
         visibility,
@@ -356,6 +357,8 @@ def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
     for currency, vals in report.after.items():
         report.delta.setdefault(currency, dict(vals))
     _summarize(con, report, breakdown_parts)
+    for row in report.by_customer:
+        row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
     report.adjustments = touched(_by_period(con) if breakdown_parts else [], closed)
     if report.adjustments and not correction.dry_run and not correction.allow_closed:
         names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})

@@ -6,12 +6,15 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rerate.bootstrap import App
 from rerate.services import parties, tariffs
+from rerate.services.corrections import CorrectionReport, RerateRequest, rerate
 from rerate.services.errors import ConflictError
 from rerate.services.ingest import CollectionReport, IngestProgress, ingest
+from rerate.services.scopes import resolve_scope
 from rerate.services.setup import initialize
 from rerate.services.summary import CustomerSummary, customer_summary
 from rerate.services.worldgen import World, WorldSpec, generate_world
@@ -25,6 +28,9 @@ class DemoReport:
     collections: list[CollectionReport]
     summary: list[CustomerSummary]
     timings: dict[str, float] = field(default_factory=dict)
+    correction_story: str = ""
+    preview: CorrectionReport | None = None
+    applied: CorrectionReport | None = None
 
 
 def prepare_home(home: Path) -> None:
@@ -82,6 +88,26 @@ def run_demo(
     say("Ingesting the month's XDR files (validated, de-duplicated, mediated, rated on both sides)")
     collections = ingest(app, world.xdr_files, progress)
     lap("ingest")
+    story, preview, applied = _wrong_tariff_correction(app, world)
+    lap("correction")
     summary = customer_summary(app)
     lap("summary")
-    return DemoReport(world, collections, summary, timings)
+    return DemoReport(world, collections, summary, timings, story, preview, applied)
+
+
+def _wrong_tariff_correction(app: App, world: World) -> tuple[str, CorrectionReport, CorrectionReport]:
+    """The classic mistake: a customer was on the wrong tariff for the whole month."""
+    customer = world.customers[0]
+    right = next(t for t in world.tariff_files if t != customer.tariff and not t.endswith(" cost"))
+    month = datetime(world.spec.month.year, world.spec.month.month, 1, tzinfo=UTC)
+    following = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=UTC)
+    parties.set_customer_tariff(app, customer.name, right, month)
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=[customer.name], start=month, end=following)
+    preview = rerate(app, RerateRequest(scope=scope, dry_run=True))
+    applied = rerate(app, RerateRequest(scope=scope))
+    story = (
+        f"{customer.name} should have been on tariff '{right}' all month, not '{customer.tariff}': "
+        f"the assignment is fixed from {month:%Y-%m-%d} and the month is re-rated (preview, then apply)"
+    )
+    return story, preview, applied
