@@ -16,11 +16,12 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.ledger.tables import REVISIONS, TOTALS
-from rerate.services.corrections import RerateRequest, rerate, revert
+from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.export import export_xdrs
 from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
+from rerate.services.jobs import revert
 from rerate.services.scopes import resolve_scope
 from tests.factories import ledger_and_totals, small_world, write_xdrs
 

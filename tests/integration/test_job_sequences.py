@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from rerate.bootstrap import App
 from rerate.ledger.tables import TOTALS, unit_prefix
 from rerate.services import cache, parties
-from rerate.services.corrections import RerateRequest, rerate, revert
+from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError
 from rerate.services.ingest import ingest
+from rerate.services.jobs import revert
 from rerate.services.reprocess import reprocess
 from rerate.services.rollback import rollback
 from rerate.services.scopes import resolve_scope

@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Job
-from rerate.services.corrections import RerateRequest, rerate, revert
+from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.ingest import ingest
+from rerate.services.jobs import revert
 from rerate.services.periods import close_period, list_periods, summary_as_closed, summary_now
 from rerate.services.scopes import resolve_scope
 from tests.factories import ledger_and_totals, write_xdrs

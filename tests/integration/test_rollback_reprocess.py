@@ -9,10 +9,10 @@ import pytest
 
 from rerate.bootstrap import App
 from rerate.services import parties
-from rerate.services.corrections import revert
 from rerate.services.errors import ConflictError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
+from rerate.services.jobs import revert
 from rerate.services.reprocess import reprocess
 from rerate.services.rollback import collections, rollback
 from rerate.services.scopes import resolve_scope

@@ -93,3 +93,17 @@ class Scope:
         data["start"] = self.start.isoformat() if self.start else None
         data["end"] = self.end.isoformat() if self.end else None
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scope:
+        """The inverse of :meth:`as_dict` (for scheduled jobs)."""
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            value = data.get(name)
+            if name in ("start", "end"):
+                values[name] = datetime.fromisoformat(value) if value else None
+            elif name == "labels":
+                values[name] = {k: tuple(v) for k, v in (value or {}).items()}
+            else:
+                values[name] = tuple(value or ())
+        return cls(**values)

@@ -17,10 +17,12 @@ from rerate.domain.rating import Side
 from rerate.entrypoints.console import err, out, print_json
 from rerate.services import audit_log, corrections, periods
 from rerate.services import cache as cache_service
+from rerate.services import jobs as jobs_service
 from rerate.services import rollback as rollback_service
+from rerate.services import schedule as schedule_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
 from rerate.services.errors import RerateError
-from rerate.services.reprocess import reprocess
+from rerate.services.reprocess import reprocess, reprocess_correction
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
 
@@ -120,6 +122,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         allow_closed: Annotated[
             bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
         ] = False,
+        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
@@ -146,6 +149,9 @@ def register(cli: typer.Typer, app: Any) -> None:
             sides=sides,
             allow_closed=allow_closed,
         )
+        if at:
+            _schedule(wired, corrections.rerate_correction(wired, request), at, as_json)
+            return
         _preview_then_apply(
             lambda dry: corrections.rerate(wired, replace(request, dry_run=dry)), dry_run, yes, as_json
         )
@@ -153,7 +159,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     @jobs_cli.command("list")
     def jobs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Every job, newest first."""
-        rows = corrections.jobs(app())
+        rows = jobs_service.jobs(app())
         if as_json:
             print_json([_job_dict(j) for j in rows])
             return
@@ -176,7 +182,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     @jobs_cli.command("show")
     def jobs_show(job_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """One job: scope, parameters, totals, where its diff is."""
-        found = corrections.job(app(), job_id)
+        found = jobs_service.job(app(), job_id)
         if as_json:
             print_json(_job_dict(found))
             return
@@ -191,11 +197,11 @@ def register(cli: typer.Typer, app: Any) -> None:
     ) -> None:
         """Undo an applied job, restoring the exact previous state of its XDRs."""
         wired = app()
-        target = corrections.job(wired, job_id)
+        target = jobs_service.job(wired, job_id)
         asking = not yes and not as_json and sys.stdin.isatty()
         if asking and not typer.confirm(f"Revert job {job_id} ({target.description})?", default=False):
             raise typer.Exit(1)
-        report = corrections.revert(wired, job_id)
+        report = jobs_service.revert(wired, job_id)
         if as_json:
             print_json(report)
         else:
@@ -224,6 +230,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         allow_closed: Annotated[
             bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
         ] = False,
+        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
@@ -245,6 +252,10 @@ def register(cli: typer.Typer, app: Any) -> None:
             start=start,
             end=end,
         )
+        if at:
+            correction = reprocess_correction(scope, failed_only=failed, allow_closed=allow_closed)
+            _schedule(wired, correction, at, as_json)
+            return
         _preview_then_apply(
             lambda dry: reprocess(wired, scope, failed_only=failed, dry_run=dry, allow_closed=allow_closed),
             dry_run,
@@ -305,11 +316,16 @@ def register(cli: typer.Typer, app: Any) -> None:
         allow_closed: Annotated[
             bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
         ] = False,
+        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
         yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
         """Void every XDR of a collection (undo with 'rerate jobs revert')."""
         wired = app()
+        if at:
+            correction = rollback_service.rollback_correction(wired, collection_id, allow_closed=allow_closed)
+            _schedule(wired, correction, at, as_json)
+            return
         _preview_then_apply(
             lambda dry: rollback_service.rollback(
                 wired, collection_id, dry_run=dry, allow_closed=allow_closed
@@ -367,6 +383,27 @@ def register(cli: typer.Typer, app: Any) -> None:
             )
         out.print(table)
 
+    @jobs_cli.command("run-due")
+    def jobs_run_due(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+        """Apply every scheduled job whose time has come (for cron; the service runs it itself)."""
+        results = schedule_service.run_due(app())
+        if as_json:
+            print_json(results)
+            return
+        if not results:
+            out.print("no scheduled job is due")
+        for result in results:
+            if isinstance(result, str):
+                err.print(f"[red]{result}[/]")
+            else:
+                show_report(result)
+
+    @jobs_cli.command("cancel")
+    def jobs_cancel(job_id: int) -> None:
+        """Cancel a scheduled job before it runs."""
+        schedule_service.cancel(app(), job_id)
+        out.print(f"[green]job {job_id} cancelled[/]")
+
     @period_cli.command("close")
     def period_close(customer: str, period: Annotated[str, typer.Option("--period", help="YYYY-MM")]) -> None:
         """Close a customer's billing period: later changes to it become adjustment lines."""
@@ -400,6 +437,18 @@ def register(cli: typer.Typer, app: Any) -> None:
     cli.add_typer(jobs_cli, name="jobs")
     cli.add_typer(collection_cli, name="collection")
     cli.add_typer(cache_cli, name="cache")
+
+
+def _schedule(wired: App, correction: Any, at: str, as_json: bool) -> None:
+    when = parse_utc(at, field="--at")
+    job_id = schedule_service.schedule(wired, correction, when)
+    if as_json:
+        print_json({"job_id": job_id, "state": "scheduled", "at": when})
+    else:
+        out.print(
+            f"[green]scheduled[/] as job {job_id} for {when:%Y-%m-%d %H:%M} UTC: {correction.description}"
+        )
+        out.print("  'rerate jobs run-due' applies it once due; 'rerate jobs cancel' drops it")
 
 
 def _preview_then_apply(

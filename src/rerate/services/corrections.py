@@ -37,7 +37,7 @@ from rerate.ledger.tables import REVISIONS, TOTALS, PartitionedWriter, unit_pref
 from rerate.ledger.totals import TOTALS_SELECT
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
 from rerate.services.periods import closed_periods, touched
@@ -184,6 +184,18 @@ def _new_job(app: App, correction: Correction) -> int:
         return job.id
 
 
+def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
+    if job_id is None:
+        return _new_job(app, correction)
+    with app.catalog.transaction() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state != "scheduled":
+            raise ConflictError(f"job {job_id} is not scheduled")
+        job.state = "planning" if correction.dry_run else "running"
+        job.started_at = datetime.now(UTC)
+        return job_id
+
+
 def recover_interrupted_jobs(app: App) -> list[int]:
     """Remove what crashed jobs left behind; call with the ledger lock held."""
     with app.catalog.transaction() as session:
@@ -201,6 +213,11 @@ def recover_interrupted_jobs(app: App) -> list[int]:
 
 def rerate(app: App, request: RerateRequest) -> CorrectionReport:
     """Re-price a scope with today's configuration, or with ``request.tariff`` for every XDR in it."""
+    return execute(app, rerate_correction(app, request))
+
+
+def rerate_correction(app: App, request: RerateRequest) -> Correction:
+    """The re-rating of ``request`` as a correction ready to run (or to schedule)."""
     if request.ghost_percent < 0 or request.ghost_percent * PERCENT_SCALE != int(
         request.ghost_percent * PERCENT_SCALE
     ):
@@ -227,6 +244,7 @@ def rerate(app: App, request: RerateRequest) -> CorrectionReport:
             "tariff": request.tariff,
             "ghost_percent": str(request.ghost_percent),
             "sides": [s.value for s in request.sides],
+            "allow_closed": request.allow_closed,
         },
         dry_run=request.dry_run,
         compared=tuple(
@@ -237,17 +255,20 @@ def rerate(app: App, request: RerateRequest) -> CorrectionReport:
         transform=lambda current, contexts: _reprice(current, contexts.rating, options),
         allow_closed=request.allow_closed,
     )
-    return execute(app, correction)
+    return correction
 
 
-def execute(app: App, correction: Correction) -> CorrectionReport:
-    """Run a correction as a dry run, or apply it under the ledger lock."""
+def execute(app: App, correction: Correction, job_id: int | None = None) -> CorrectionReport:
+    """Run a correction as a dry run, or apply it under the ledger lock.
+
+    ``job_id`` runs an existing (scheduled) job row instead of recording a new one.
+    """
     app.ledger.ensure()
     if correction.dry_run:
-        return _run(app, _new_job(app, correction), correction)
+        return _run(app, _start_job(app, correction, job_id), correction)
     with ledger_lock(app.home, f"job by {app.actor}"):
         recover_interrupted_jobs(app)
-        job_id = _new_job(app, correction)
+        job_id = _start_job(app, correction, job_id)
         try:
             return _run(app, job_id, correction)
         except BaseException as exc:
@@ -512,103 +533,3 @@ def _finish(
 
 def _plain(money: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, str]]:
     return {c: {k: str(v) for k, v in vals.items()} for c, vals in money.items()}
-
-
-def revert(app: App, job_id: int) -> CorrectionReport:
-    """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them."""
-    with ledger_lock(app.home, f"revert by {app.actor}"):
-        with app.catalog.reading() as session:
-            job = session.get(Job, job_id)
-            if job is None:
-                raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-            if job.state != APPLIED or job.kind == "revert":
-                raise ConflictError(
-                    f"job {job_id} is {job.state}: only an applied correction can be reverted"
-                )
-            later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
-        if job.kind == "rollback":
-            from rerate.services.rollback import check_revert_of_rollback  # rollback builds on this module
-
-            check_revert_of_rollback(app, job)
-        blocking = _later_jobs_touching(app, job_id, list(later))
-        if blocking:
-            raise ConflictError(
-                f"job {job_id} cannot be reverted: job {blocking[0]} changed the same XDRs later; "
-                f"revert job {blocking[0]} first"
-            )
-        with app.catalog.transaction() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            undo = Job(
-                kind="revert",
-                state=APPLIED,
-                dry_run=False,
-                scope=job.scope,
-                parameters={"job": job_id},
-                description=f"revert job {job_id}: {job.description}",
-                actor=app.actor,
-                started_at=datetime.now(UTC),
-                finished_at=datetime.now(UTC),
-                in_scope=job.changed,
-                changed=job.changed,
-                reverts_job_id=job_id,
-                totals={"delta": _negated(job.totals.get("delta"))},
-            )
-            session.add(undo)
-            session.flush()
-            job.state = "reverted"
-            job.reverted_by_job_id = undo.id
-            audit.record(
-                session,
-                app.actor,
-                "job.revert",
-                f"job {job_id}",
-                before={"state": APPLIED},
-                after={"state": "reverted", "by": undo.id},
-            )
-            return CorrectionReport(
-                job_id=undo.id,
-                kind="revert",
-                state=APPLIED,
-                description=undo.description,
-                in_scope=job.changed,
-                changed=job.changed,
-            )
-
-
-def _negated(delta: object) -> dict[str, dict[str, str]]:
-    if not isinstance(delta, dict):
-        return {}
-    return {c: {k: str(-Decimal(v)) for k, v in vals.items()} for c, vals in delta.items()}
-
-
-def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
-    if not later:
-        return []
-    files = app.ledger.files(REVISIONS)
-    if not files:
-        return []
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con = duckdb.connect()
-    rows = con.execute(
-        f"""
-        WITH r AS (SELECT job_id, xdr_id FROM read_parquet([{listed}], hive_partitioning=false))
-        SELECT DISTINCT later.job_id FROM r later JOIN r mine ON later.xdr_id = mine.xdr_id
-        WHERE mine.job_id = {int(job_id)} AND later.job_id IN ({", ".join(str(int(j)) for j in later)})
-        ORDER BY 1
-        """
-    ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
-def jobs(app: App) -> list[Job]:
-    with app.catalog.reading() as session:
-        return list(session.scalars(select(Job).order_by(Job.id.desc())).all())
-
-
-def job(app: App, job_id: int) -> Job:
-    with app.catalog.reading() as session:
-        found = session.get(Job, job_id)
-        if found is None:
-            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-        return found

@@ -33,6 +33,14 @@ def reprocess(
     app: App, scope: Scope, *, failed_only: bool, dry_run: bool = False, allow_closed: bool = False
 ) -> CorrectionReport:
     """Re-mediate and re-rate the scope's XDRs (only failed ones with ``failed_only``)."""
+    return execute(
+        app, reprocess_correction(scope, failed_only=failed_only, dry_run=dry_run, allow_closed=allow_closed)
+    )
+
+
+def reprocess_correction(
+    scope: Scope, *, failed_only: bool, dry_run: bool = False, allow_closed: bool = False
+) -> Correction:
     if failed_only:
         scope = replace(scope, statuses=("failed",))
     what = f"re-process {'failed ' if failed_only else ''}{scope.describe()}"
@@ -40,10 +48,10 @@ def reprocess(
         kind="reprocess",
         scope=scope,
         description=what,
-        parameters={"failed_only": failed_only},
+        parameters={"failed_only": failed_only, "allow_closed": allow_closed},
         dry_run=dry_run,
         compared=MEDIATED_COLUMNS + CUSTOMER_COLUMNS + VENDOR_COLUMNS,
         transform=_remediate,
         allow_closed=allow_closed,
     )
-    return execute(app, correction)
+    return correction

@@ -79,6 +79,12 @@ def rollback(
     app: App, collection_id: int, *, dry_run: bool = False, allow_closed: bool = False
 ) -> CorrectionReport:
     """Void every XDR of a loaded collection (a previewable, revertible job)."""
+    return execute(app, rollback_correction(app, collection_id, dry_run=dry_run, allow_closed=allow_closed))
+
+
+def rollback_correction(
+    app: App, collection_id: int, *, dry_run: bool = False, allow_closed: bool = False
+) -> Correction:
     with app.catalog.reading() as session:
         collection = session.get(Collection, collection_id)
         if collection is None:
@@ -95,13 +101,13 @@ def rollback(
         kind="rollback",
         scope=Scope(collections=(collection_id,), labels={"collections": (f"{collection_id} ({name})",)}),
         description=f"roll back collection {collection_id} ({name}): void its XDRs",
-        parameters={"collection": collection_id},
+        parameters={"collection": collection_id, "allow_closed": allow_closed},
         dry_run=dry_run,
         compared=("status", "vendor_status"),
         transform=_void,
         allow_closed=allow_closed,
     )
-    return execute(app, correction)
+    return correction
 
 
 def check_revert_of_rollback(app: App, job: Job) -> None:

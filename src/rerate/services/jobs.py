@@ -1,0 +1,122 @@
+"""Jobs: listing, inspecting, and reverting applied corrections.
+
+Reverting hides a job's revisions and totals (the catalog stops counting it),
+which restores the exact previous state; it is refused, naming the job, when
+a later job changed the same XDRs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import duckdb
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.ledger.tables import REVISIONS
+from rerate.services import audit
+from rerate.services.corrections import CorrectionReport
+from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.locks import ledger_lock
+from rerate.services.rollback import check_revert_of_rollback
+from rerate.services.visibility import APPLIED
+
+
+def revert(app: App, job_id: int) -> CorrectionReport:
+    """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them."""
+    with ledger_lock(app.home, f"revert by {app.actor}"):
+        with app.catalog.reading() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+            if job.state != APPLIED or job.kind == "revert":
+                raise ConflictError(
+                    f"job {job_id} is {job.state}: only an applied correction can be reverted"
+                )
+            later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
+        if job.kind == "rollback":
+            check_revert_of_rollback(app, job)
+        blocking = _later_jobs_touching(app, job_id, list(later))
+        if blocking:
+            raise ConflictError(
+                f"job {job_id} cannot be reverted: job {blocking[0]} changed the same XDRs later; "
+                f"revert job {blocking[0]} first"
+            )
+        with app.catalog.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            undo = Job(
+                kind="revert",
+                state=APPLIED,
+                dry_run=False,
+                scope=job.scope,
+                parameters={"job": job_id},
+                description=f"revert job {job_id}: {job.description}",
+                actor=app.actor,
+                started_at=datetime.now(UTC),
+                finished_at=datetime.now(UTC),
+                in_scope=job.changed,
+                changed=job.changed,
+                reverts_job_id=job_id,
+                totals={"delta": _negated(job.totals.get("delta"))},
+            )
+            session.add(undo)
+            session.flush()
+            job.state = "reverted"
+            job.reverted_by_job_id = undo.id
+            audit.record(
+                session,
+                app.actor,
+                "job.revert",
+                f"job {job_id}",
+                before={"state": APPLIED},
+                after={"state": "reverted", "by": undo.id},
+            )
+            return CorrectionReport(
+                job_id=undo.id,
+                kind="revert",
+                state=APPLIED,
+                description=undo.description,
+                in_scope=job.changed,
+                changed=job.changed,
+            )
+
+
+def _negated(delta: object) -> dict[str, dict[str, str]]:
+    if not isinstance(delta, dict):
+        return {}
+    return {c: {k: str(-Decimal(v)) for k, v in vals.items()} for c, vals in delta.items()}
+
+
+def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
+    if not later:
+        return []
+    files = app.ledger.files(REVISIONS)
+    if not files:
+        return []
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con = duckdb.connect()
+    rows = con.execute(
+        f"""
+        WITH r AS (SELECT job_id, xdr_id FROM read_parquet([{listed}], hive_partitioning=false))
+        SELECT DISTINCT later.job_id FROM r later JOIN r mine ON later.xdr_id = mine.xdr_id
+        WHERE mine.job_id = {int(job_id)} AND later.job_id IN ({", ".join(str(int(j)) for j in later)})
+        ORDER BY 1
+        """
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def jobs(app: App) -> list[Job]:
+    with app.catalog.reading() as session:
+        return list(session.scalars(select(Job).order_by(Job.id.desc())).all())
+
+
+def job(app: App, job_id: int) -> Job:
+    with app.catalog.reading() as session:
+        found = session.get(Job, job_id)
+        if found is None:
+            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+        return found

@@ -1,0 +1,112 @@
+"""Scheduled corrections: ``--at`` records a job to run later; ``jobs run-due`` runs what is due.
+
+The scheduler of the service (a later issue) calls :func:`run_due`; operators
+can call it from cron through the CLI.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.domain.rating import Side
+from rerate.domain.scopes import Scope
+from rerate.services import audit
+from rerate.services.corrections import (
+    Correction,
+    CorrectionReport,
+    RerateRequest,
+    execute,
+    rerate_correction,
+)
+from rerate.services.errors import ConflictError, NotFoundError, RerateError
+from rerate.services.reprocess import reprocess_correction
+from rerate.services.rollback import rollback_correction
+
+
+def schedule(app: App, correction: Correction, at: datetime) -> int:
+    """Record ``correction`` to be applied at ``at`` (UTC); returns the job id."""
+    if correction.dry_run:
+        raise ConflictError("a dry run runs now: --at is for applying a correction later")
+    with app.catalog.transaction() as session:
+        job = Job(
+            kind=correction.kind,
+            state="scheduled",
+            dry_run=False,
+            scope=correction.scope.as_dict(),
+            parameters=correction.parameters,
+            description=correction.description,
+            actor=app.actor,
+            scheduled_for=at,
+        )
+        session.add(job)
+        session.flush()
+        audit.record(session, app.actor, "job.schedule", f"job {job.id}", after={"at": at.isoformat()})
+        return job.id
+
+
+def _rebuild(app: App, job: Job) -> Correction:
+    scope = Scope.from_dict(dict(job.scope))
+    parameters = dict(job.parameters)
+    allow_closed = bool(parameters.get("allow_closed", False))
+    if job.kind == "rerate":
+        named_sides = parameters.get("sides") or ["customer", "vendor"]
+        sides = tuple(Side(str(s)) for s in named_sides) if isinstance(named_sides, list) else ()
+        request = RerateRequest(
+            scope=scope,
+            tariff=str(parameters["tariff"]) if parameters.get("tariff") else None,
+            ghost_percent=Decimal(str(parameters.get("ghost_percent", "0"))),
+            sides=sides,
+            allow_closed=allow_closed,
+        )
+        return rerate_correction(app, request)
+    if job.kind == "reprocess":
+        return reprocess_correction(
+            scope, failed_only=bool(parameters.get("failed_only")), allow_closed=allow_closed
+        )
+    if job.kind == "rollback":
+        return rollback_correction(app, int(str(parameters["collection"])), allow_closed=allow_closed)
+    raise ConflictError(f"job {job.id} of kind {job.kind} cannot be scheduled")
+
+
+def run_due(app: App, now: datetime | None = None) -> list[CorrectionReport | str]:
+    """Apply every scheduled job whose time has come, oldest first; a failure does not stop the rest."""
+    now = now or datetime.now(UTC)
+    with app.catalog.reading() as session:
+        due = session.scalars(
+            select(Job)
+            .where(Job.state == "scheduled", Job.scheduled_for <= now)
+            .order_by(Job.scheduled_for, Job.id)
+        ).all()
+    results: list[CorrectionReport | str] = []
+    for job in due:
+        try:
+            results.append(execute(app, _rebuild(app, job), job_id=job.id))
+        except RerateError as exc:
+            with app.catalog.transaction() as session:
+                stored = session.get(Job, job.id)
+                if stored is not None and stored.state in ("scheduled", "running"):
+                    stored.state = "failed"
+                if stored is not None:
+                    stored.error = str(exc)
+            results.append(f"job {job.id} failed: {exc}")
+    return results
+
+
+def cancel(app: App, job_id: int) -> None:
+    with app.catalog.transaction() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+        if job.state != "scheduled":
+            raise ConflictError(
+                f"job {job_id} is {job.state}: only a scheduled job can be cancelled "
+                "(an applied one is undone with 'rerate jobs revert')"
+            )
+        job.state = "cancelled"
+        job.finished_at = datetime.now(UTC)
+        audit.record(session, app.actor, "job.cancel", f"job {job_id}")

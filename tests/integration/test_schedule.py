@@ -1,0 +1,47 @@
+"""Scheduled corrections run when due, exactly like applied ones, and can be cancelled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from rerate.bootstrap import App
+from rerate.services.corrections import RerateRequest, rerate_correction
+from rerate.services.errors import ConflictError
+from rerate.services.ingest import ingest
+from rerate.services.jobs import job
+from rerate.services.rollback import rollback_correction
+from rerate.services.schedule import cancel, run_due, schedule
+from rerate.services.scopes import resolve_scope
+from tests.factories import ledger_and_totals, write_xdrs
+
+ROWS = [("a1", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+def test_scheduled_rerate_runs_when_due(world: App, tmp_path: Path) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"], start=datetime(2026, 10, 1, tzinfo=UTC))
+    job_id = schedule(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")), AT)
+    assert job(world, job_id).state == "scheduled"
+    assert run_due(world, now=datetime(2026, 11, 30, tzinfo=UTC)) == []
+    (report,) = run_due(world, now=AT)
+    assert not isinstance(report, str)
+    assert (report.job_id, report.state, report.changed) == (job_id, "applied", 1)
+    assert job(world, job_id).state == "applied"
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+    assert run_due(world, now=AT) == []  # ran once
+
+
+def test_cancel_only_scheduled_jobs(world: App, tmp_path: Path) -> None:
+    (loaded,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    job_id = schedule(world, rollback_correction(world, int(loaded.collection_id or 0)), AT)
+    cancel(world, job_id)
+    assert job(world, job_id).state == "cancelled"
+    assert run_due(world, now=AT) == []
+    with pytest.raises(ConflictError, match="only a scheduled job"):
+        cancel(world, job_id)
