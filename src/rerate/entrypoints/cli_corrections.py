@@ -14,7 +14,7 @@ from rich.table import Table
 
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
-from rerate.entrypoints.console import err, out, print_json
+from rerate.entrypoints.console import RichJobProgress, err, out, print_json
 from rerate.services import audit_log, corrections, periods
 from rerate.services import cache as cache_service
 from rerate.services import jobs as jobs_service
@@ -153,7 +153,10 @@ def register(cli: typer.Typer, app: Any) -> None:
             _schedule(wired, corrections.rerate_correction(wired, request), at, as_json)
             return
         _preview_then_apply(
-            lambda dry: corrections.rerate(wired, replace(request, dry_run=dry)), dry_run, yes, as_json
+            lambda dry, progress: corrections.rerate(wired, replace(request, dry_run=dry), progress),
+            dry_run,
+            yes,
+            as_json,
         )
 
     @jobs_cli.command("list")
@@ -257,7 +260,9 @@ def register(cli: typer.Typer, app: Any) -> None:
             _schedule(wired, correction, at, as_json)
             return
         _preview_then_apply(
-            lambda dry: reprocess(wired, scope, failed_only=failed, dry_run=dry, allow_closed=allow_closed),
+            lambda dry, progress: reprocess(
+                wired, scope, failed_only=failed, dry_run=dry, allow_closed=allow_closed, progress=progress
+            ),
             dry_run,
             yes,
             as_json,
@@ -327,8 +332,8 @@ def register(cli: typer.Typer, app: Any) -> None:
             _schedule(wired, correction, at, as_json)
             return
         _preview_then_apply(
-            lambda dry: rollback_service.rollback(
-                wired, collection_id, dry_run=dry, allow_closed=allow_closed
+            lambda dry, progress: rollback_service.rollback(
+                wired, collection_id, dry_run=dry, allow_closed=allow_closed, progress=progress
             ),
             dry_run,
             yes,
@@ -451,12 +456,19 @@ def _schedule(wired: App, correction: Any, at: str, as_json: bool) -> None:
         out.print("  'rerate jobs run-due' applies it once due; 'rerate jobs cancel' drops it")
 
 
+def _with_progress(
+    run: Callable[[bool, Any], CorrectionReport], dry: bool, as_json: bool
+) -> CorrectionReport:
+    with RichJobProgress(enabled=not as_json and err.is_terminal) as progress:
+        return run(dry, progress)
+
+
 def _preview_then_apply(
-    run: Callable[[bool], CorrectionReport], dry_run: bool, yes: bool, as_json: bool
+    run: Callable[[bool, Any], CorrectionReport], dry_run: bool, yes: bool, as_json: bool
 ) -> None:
     """Dry run first unless --yes; apply after confirmation (or with --yes)."""
     if dry_run or not yes:
-        preview = run(True)
+        preview = _with_progress(run, True, as_json)
         if dry_run or preview.changed == 0:
             print_json(preview) if as_json else show_report(preview)
             return
@@ -466,7 +478,7 @@ def _preview_then_apply(
             raise typer.Exit(1)
         if not typer.confirm(f"Apply: change {preview.changed:,} XDR(s)?", default=False):
             raise typer.Exit(1)
-    report = run(False)
+    report = _with_progress(run, False, as_json)
     print_json(report) if as_json else show_report(report)
 
 

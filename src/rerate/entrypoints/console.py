@@ -78,3 +78,35 @@ class RichIngestProgress:
         if self.task is not None:
             name = self.progress.tasks[-1].description.split(" · ")[0]
             self.progress.update(self.task, description=f"{name} · {text}")
+
+
+class RichJobProgress:
+    """A correction job's progress (call dates of its scope) as a Rich bar on stderr."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} days"),
+            TextColumn("{task.fields[xdrs]:>12,} XDRs"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self.task: Any = None
+        self.xdrs = 0
+
+    def __enter__(self) -> RichJobProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.progress.stop()
+
+    def started(self, description: str, days: int) -> None:
+        self.xdrs = 0
+        self.task = self.progress.add_task(description, total=days, xdrs=0)
+
+    def advanced(self, day: str, xdrs: int) -> None:
+        self.xdrs += xdrs
+        self.progress.update(self.task, advance=1, xdrs=self.xdrs)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -112,7 +112,24 @@ def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decim
             slot[kind] += sign * value
 
 
-def _scope_batches(con: duckdb.DuckDBPyConnection, scope: Scope) -> Iterator[pa.Table]:
+class JobProgress(Protocol):
+    """Receives a job's progress: one step per call date of the scope."""
+
+    def started(self, description: str, days: int) -> None: ...
+    def advanced(self, day: str, xdrs: int) -> None: ...
+
+
+class QuietProgress:
+    def started(self, description: str, days: int) -> None:
+        pass
+
+    def advanced(self, day: str, xdrs: int) -> None:
+        pass
+
+
+def _scope_batches(
+    con: duckdb.DuckDBPyConnection, scope: Scope, progress: JobProgress, description: str
+) -> Iterator[pa.Table]:
     """The scope's XDRs in their current state, one call date at a time (bounded memory)."""
     predicate = scope_predicate(scope)
     days = [
@@ -121,10 +138,13 @@ def _scope_batches(con: duckdb.DuckDBPyConnection, scope: Scope) -> Iterator[pa.
             f"SELECT DISTINCT call_date FROM xdrs x WHERE {predicate} ORDER BY 1"
         ).fetchall()
     ]
+    progress.started(description, len(days))
     for day in days:
-        yield con.sql(
+        batch = con.sql(
             f"SELECT * FROM xdrs x WHERE call_date = DATE '{day.isoformat()}' AND {predicate}"
         ).to_arrow_table()
+        yield batch
+        progress.advanced(day.isoformat(), batch.num_rows)
 
 
 def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:
@@ -211,9 +231,9 @@ def recover_interrupted_jobs(app: App) -> list[int]:
         return [j.id for j in stale]
 
 
-def rerate(app: App, request: RerateRequest) -> CorrectionReport:
+def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None) -> CorrectionReport:
     """Re-price a scope with today's configuration, or with ``request.tariff`` for every XDR in it."""
-    return execute(app, rerate_correction(app, request))
+    return execute(app, rerate_correction(app, request), progress=progress)
 
 
 def rerate_correction(app: App, request: RerateRequest) -> Correction:
@@ -258,19 +278,21 @@ def rerate_correction(app: App, request: RerateRequest) -> Correction:
     return correction
 
 
-def execute(app: App, correction: Correction, job_id: int | None = None) -> CorrectionReport:
+def execute(
+    app: App, correction: Correction, job_id: int | None = None, progress: JobProgress | None = None
+) -> CorrectionReport:
     """Run a correction as a dry run, or apply it under the ledger lock.
 
     ``job_id`` runs an existing (scheduled) job row instead of recording a new one.
     """
     app.ledger.ensure()
     if correction.dry_run:
-        return _run(app, _start_job(app, correction, job_id), correction)
+        return _run(app, _start_job(app, correction, job_id), correction, progress or QuietProgress())
     with ledger_lock(app.home, f"job by {app.actor}"):
         recover_interrupted_jobs(app)
         job_id = _start_job(app, correction, job_id)
         try:
-            return _run(app, job_id, correction)
+            return _run(app, job_id, correction, progress or QuietProgress())
         except BaseException as exc:
             with app.catalog.transaction() as session:
                 job = session.get(Job, job_id)
@@ -280,7 +302,7 @@ def execute(app: App, correction: Correction, job_id: int | None = None) -> Corr
             raise
 
 
-def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
+def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -> CorrectionReport:
     report = CorrectionReport(
         job_id=job_id,
         kind=correction.kind,
@@ -319,7 +341,8 @@ def _run(app: App, job_id: int, correction: Correction) -> CorrectionReport:
                 *(f"new_{c}" for c in compared),
             ]
         )
-        for current in _scope_batches(con, correction.scope):
+        label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
+        for current in _scope_batches(con, correction.scope, progress, label):
             report.in_scope += current.num_rows
             updated = correction.transform(current, contexts)
             con.register("old_rows", current)

@@ -15,7 +15,14 @@ from rerate.bootstrap import App
 from rerate.domain.mediation import mediate
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions
 from rerate.domain.scopes import Scope
-from rerate.services.corrections import Contexts, Correction, CorrectionReport, _reprice, execute
+from rerate.services.corrections import (
+    Contexts,
+    Correction,
+    CorrectionReport,
+    JobProgress,
+    _reprice,
+    execute,
+)
 
 MEDIATED_COLUMNS = ("number", "account_id", "customer_id", "vendor_id", "country", "destination_group")
 
@@ -30,12 +37,19 @@ def _remediate(current: pa.Table, contexts: Contexts) -> pa.Table:
 
 
 def reprocess(
-    app: App, scope: Scope, *, failed_only: bool, dry_run: bool = False, allow_closed: bool = False
+    app: App,
+    scope: Scope,
+    *,
+    failed_only: bool,
+    dry_run: bool = False,
+    allow_closed: bool = False,
+    progress: JobProgress | None = None,
 ) -> CorrectionReport:
     """Re-mediate and re-rate the scope's XDRs (only failed ones with ``failed_only``)."""
-    return execute(
-        app, reprocess_correction(scope, failed_only=failed_only, dry_run=dry_run, allow_closed=allow_closed)
+    correction = reprocess_correction(
+        scope, failed_only=failed_only, dry_run=dry_run, allow_closed=allow_closed
     )
+    return execute(app, correction, progress=progress)
 
 
 def reprocess_correction(

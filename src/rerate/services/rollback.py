@@ -18,7 +18,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Collection, Job
 from rerate.domain.scopes import Scope
 from rerate.domain.statuses import Status
-from rerate.services.corrections import Contexts, Correction, CorrectionReport, execute
+from rerate.services.corrections import Contexts, Correction, CorrectionReport, JobProgress, execute
 from rerate.services.errors import ConflictError, NotFoundError
 from rerate.services.visibility import rolled_back_collections
 
@@ -76,10 +76,16 @@ def collections(app: App) -> list[dict[str, Any]]:
 
 
 def rollback(
-    app: App, collection_id: int, *, dry_run: bool = False, allow_closed: bool = False
+    app: App,
+    collection_id: int,
+    *,
+    dry_run: bool = False,
+    allow_closed: bool = False,
+    progress: JobProgress | None = None,
 ) -> CorrectionReport:
     """Void every XDR of a loaded collection (a previewable, revertible job)."""
-    return execute(app, rollback_correction(app, collection_id, dry_run=dry_run, allow_closed=allow_closed))
+    correction = rollback_correction(app, collection_id, dry_run=dry_run, allow_closed=allow_closed)
+    return execute(app, correction, progress=progress)
 
 
 def rollback_correction(
