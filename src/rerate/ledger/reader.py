@@ -75,18 +75,26 @@ def open_views(
     days: tuple[date, date] | None = None,
     con: duckdb.DuckDBPyConnection | None = None,
     memory_limit: str = "2GB",
+    files: tuple[list[str], list[str]] | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions."""
+    """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions.
+
+    ``files`` gives the XDR and revision files directly (one day's, say) instead
+    of reading the table logs.
+    """
     con = con or connect_duckdb(memory_limit)
     con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
     con.register("visible_jobs", pa.table({"id": pa.array(visibility.jobs, pa.int64())}))
-    xdr_sql = _parquet_source(con, "xdr", ledger.files(XDRS, days=days), XDR_TABLE_SCHEMA)
+    xdr_files, revision_files = files if files is not None else (ledger.files(XDRS, days=days), [])
+    xdr_sql = _parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) "
         "WHERE collection_id IN (SELECT id FROM visible_collections)"
     )
-    revision_files = ledger.files(REVISIONS, days=days) if visibility.jobs else []
+    if files is None:
+        revision_files = ledger.files(REVISIONS, days=days) if visibility.jobs else []
+    revision_files = revision_files if visibility.jobs else []
     if not revision_files:
         con.execute("CREATE OR REPLACE TEMP VIEW xdrs AS SELECT * FROM xdr_revision0")
     else:

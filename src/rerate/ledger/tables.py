@@ -121,6 +121,17 @@ class Ledger:
             if first <= str(day) <= last
         ]
 
+    def files_by_day(self, name: str) -> dict[str, list[str]]:
+        """Live files of a partitioned table grouped by call date, from one read of its log."""
+        actions = pa.table(self.table(name).get_add_actions(flatten=True))
+        root = self.path(name)
+        grouped: dict[str, list[str]] = {}
+        for path, day in zip(
+            actions.column("path").to_pylist(), actions.column("partition.call_date").to_pylist(), strict=True
+        ):
+            grouped.setdefault(str(day), []).append(str(root / unquote(path)))
+        return grouped
+
     def partitions(self, name: str = XDRS) -> list[date]:
         return sorted(date.fromisoformat(p["call_date"]) for p in self.table(name).partitions())
 

@@ -13,7 +13,6 @@ previous state, unless a later job changed the same XDRs.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from sqlalchemy import select
 
 from rerate.bootstrap import App
@@ -30,10 +30,10 @@ from rerate.catalog.models import Adjustment, Customer, Job
 from rerate.domain.money import PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import open_views
+from rerate.ledger.reader import Visibility, connect_duckdb, open_views
 from rerate.ledger.schema import REVISION_FILE_SCHEMA, TOTALS_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
-from rerate.ledger.tables import REVISIONS, TOTALS, PartitionedWriter, unit_prefix
+from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import TOTALS_SELECT
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
@@ -128,23 +128,32 @@ class QuietProgress:
 
 
 def _scope_batches(
-    con: duckdb.DuckDBPyConnection, scope: Scope, progress: JobProgress, description: str
+    app: App,
+    con: duckdb.DuckDBPyConnection,
+    visibility: Visibility,
+    scope: Scope,
+    progress: JobProgress,
+    description: str,
 ) -> Iterator[pa.Table]:
-    """The scope's XDRs in their current state, one call date at a time (bounded memory)."""
+    """The scope's XDRs in their current state, one call date at a time (bounded memory).
+
+    Each day gets views over that day's files only, so a query never scans, or
+    resolves revisions for, the rest of the ledger.
+    """
     predicate = scope_predicate(scope)
-    days = [
-        d
-        for (d,) in con.execute(
-            f"SELECT DISTINCT call_date FROM xdrs x WHERE {predicate} ORDER BY 1"
-        ).fetchall()
-    ]
+    xdr_files = app.ledger.files_by_day(XDRS)
+    revision_files = app.ledger.files_by_day(REVISIONS) if visibility.jobs else {}
+    window = scope_days(scope)
+    days = sorted(
+        day for day in xdr_files if window is None or window[0].isoformat() <= day <= window[1].isoformat()
+    )
     progress.started(description, len(days))
     for day in days:
-        batch = con.sql(
-            f"SELECT * FROM xdrs x WHERE call_date = DATE '{day.isoformat()}' AND {predicate}"
-        ).to_arrow_table()
-        yield batch
-        progress.advanced(day.isoformat(), batch.num_rows)
+        open_views(app.ledger, visibility, con=con, files=(xdr_files[day], revision_files.get(day, [])))
+        batch = con.sql(f"SELECT * FROM xdrs x WHERE {predicate}").to_arrow_table()
+        if batch.num_rows:
+            yield batch
+        progress.advanced(day, batch.num_rows)
 
 
 def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:
@@ -317,32 +326,16 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         contexts = Contexts(rating_context(session, cache_dir=app.home / "cache"), mediation_context(session))
         closed = closed_periods(session)
         customer_names = {row[0]: row[1] for row in session.execute(select(Customer.id, Customer.name))}
-    con = open_views(
-        app.ledger,
-        visibility,
-        days=scope_days(correction.scope),
-        memory_limit=app.settings.duckdb_memory_limit,
-    )
+    con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     prefix = unit_prefix("j", job_id)
     revisions = PartitionedWriter(app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA)
     compared = correction.compared
     totals_parts: list[pa.Table] = []
     breakdown_parts: list[pa.Table] = []
-    with diff_path.open("w", newline="") as handle:
-        diff = csv.writer(handle)
-        diff.writerow(
-            [
-                "xdr_id",
-                "source_id",
-                "connect_time",
-                "customer_id",
-                "number",
-                *(f"old_{c}" for c in compared),
-                *(f"new_{c}" for c in compared),
-            ]
-        )
+    diff: pacsv.CSVWriter | None = None
+    try:
         label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
-        for current in _scope_batches(con, correction.scope, progress, label):
+        for current in _scope_batches(app, con, visibility, correction.scope, progress, label):
             report.in_scope += current.num_rows
             updated = correction.transform(current, contexts)
             con.register("old_rows", current)
@@ -369,29 +362,35 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                     """
                 ).to_arrow_table()
             )
-            for o, n in zip(old.to_pylist(), new.to_pylist(), strict=True):
-                diff.writerow(
-                    [
-                        o["xdr_id"],
-                        o["source_id"],
-                        o["connect_time"].isoformat(),
-                        o["customer_id"],
-                        o["number"],
-                        *(o[c] for c in compared),
-                        *(n[c] for c in compared),
-                    ]
-                )
-                if len(report.sample) < SAMPLE_SIZE:
-                    report.sample.append(
-                        {"xdr_id": o["xdr_id"], "source_id": o["source_id"], "number": o["number"]}
-                        | {f"old_{c}": o[c] for c in compared}
-                        | {f"new_{c}": n[c] for c in compared}
-                    )
+            rows = _diff_rows(old, new, compared)
+            if diff is None:
+                diff = pacsv.CSVWriter(diff_path, rows.schema)
+            diff.write_table(rows)
+            if len(report.sample) < SAMPLE_SIZE:
+                report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
             if not correction.dry_run:
                 revisions.write_xdrs(
                     new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
                 )
             faults.checkpoint("rerate.batch_written")
+    finally:
+        if diff is not None:
+            diff.close()
+    if diff is None:  # nothing changed: an empty diff with its header
+        diff_path.write_text(
+            ",".join(
+                [
+                    "xdr_id",
+                    "source_id",
+                    "connect_time",
+                    "customer_id",
+                    "number",
+                    *(f"old_{c}" for c in compared),
+                    *(f"new_{c}" for c in compared),
+                ]
+            )
+            + "\n"
+        )
     revisions.close()
     report.diff_path = str(diff_path)
     report.delta = {
@@ -423,6 +422,16 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     faults.checkpoint("rerate.revisions_committed")
     _finish(app, job_id, report, state=APPLIED, revision_version=version)
     return report
+
+
+def _diff_rows(old: pa.Table, new: pa.Table, compared: tuple[str, ...]) -> pa.Table:
+    """Old and new values of the compared columns of every changed XDR, side by side."""
+    columns = {
+        name: old.column(name) for name in ("xdr_id", "source_id", "connect_time", "customer_id", "number")
+    }
+    columns |= {f"old_{c}": old.column(c) for c in compared}
+    columns |= {f"new_{c}": new.column(c) for c in compared}
+    return pa.table(columns)
 
 
 def _totals_delta(con: duckdb.DuckDBPyConnection, label: str) -> pa.Table:
