@@ -41,6 +41,7 @@ from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
 from rerate.services.periods import closed_periods, touched
+from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import APPLIED, current_visibility
 
 SAMPLE_SIZE = 20
@@ -225,21 +226,6 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
         return job_id
 
 
-def recover_interrupted_jobs(app: App) -> list[int]:
-    """Remove what crashed jobs left behind; call with the ledger lock held."""
-    with app.catalog.transaction() as session:
-        stale = session.scalars(select(Job).where(Job.state == "running")).all()
-        for job in stale:
-            prefix = unit_prefix("j", job.id)
-            app.ledger.remove_unit(TOTALS, prefix)
-            app.ledger.remove_unit(REVISIONS, prefix)
-            job.state = "failed"
-            job.error = (job.error or "interrupted") + "; its partial files were removed"
-            job.finished_at = datetime.now(UTC)
-            audit.record(session, "rerate", "job.recover", f"job {job.id}")
-        return [j.id for j in stale]
-
-
 def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None) -> CorrectionReport:
     """Re-price a scope with today's configuration, or with ``request.tariff`` for every XDR in it."""
     return execute(app, rerate_correction(app, request), progress=progress)
@@ -298,7 +284,7 @@ def execute(
     if correction.dry_run:
         return _run(app, _start_job(app, correction, job_id), correction, progress or QuietProgress())
     with ledger_lock(app.home, f"job by {app.actor}"):
-        recover_interrupted_jobs(app)
+        recover_interrupted(app)
         job_id = _start_job(app, correction, job_id)
         try:
             return _run(app, job_id, correction, progress or QuietProgress())
@@ -307,7 +293,7 @@ def execute(
                 job = session.get(Job, job_id)
                 if job is not None:
                     job.error = f"{type(exc).__name__}: {exc}"
-            recover_interrupted_jobs(app)
+            recover_interrupted(app)
             raise
 
 

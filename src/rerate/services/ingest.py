@@ -13,7 +13,7 @@ Each file is one collection, loaded as one unit of work:
 5. the catalog marks the collection ``loaded``: only now does any reader see it.
 
 A crash anywhere before step 5 leaves nothing visible; the next writer removes
-the leftovers (:func:`recover_interrupted`).
+the leftovers (:mod:`rerate.services.recovery`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import RerateError
 from rerate.services.locks import ledger_lock
+from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import REQUIRED_COLUMNS, RawBatch, Reject, XdrFile
 
@@ -89,21 +90,6 @@ class SilentProgress:
 def file_checksum(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def recover_interrupted(app: App) -> list[int]:
-    """Remove what crashed ingests left behind; call with the ledger lock held."""
-    with app.catalog.transaction() as session:
-        stale = session.scalars(select(Collection).where(Collection.state == "loading")).all()
-        for collection in stale:
-            prefix = unit_prefix("c", collection.id)
-            app.ledger.remove_unit(TOTALS, prefix)
-            app.ledger.remove_unit(XDRS, prefix)
-            collection.state = "aborted"
-            collection.error = (collection.error or "interrupted") + "; its partial files were removed"
-            collection.finished_at = datetime.now(UTC)
-            audit.record(session, "rerate", "collection.recover", f"collection {collection.id}")
-        return [c.id for c in stale]
 
 
 def ingest(app: App, paths: list[Path], progress: IngestProgress | None = None) -> list[CollectionReport]:

@@ -56,15 +56,11 @@ MONEY_FIELDS = (
     "payback",
 )
 KNOWN = {
-    "prefix",
-    "effective_from",
-    *INTEGER_FIELDS,
+    *CANONICAL_COLUMNS,
     *MONEY_FIELDS,
-    "post_call_surcharge",
-    *BOOLEAN_FIELDS,
+    "hidden",
     "preference",
     "route_category",
-    "description",
     "country",
 }
 _TRUE = {"1", "true", "yes", "y", "t"}

@@ -1,0 +1,45 @@
+"""Cleaning up after units of work that died before their catalog commit.
+
+Collections (``loading``) and jobs (``running``) write files named after
+themselves into the ledger's tables and publish them before the catalog
+commit that makes them visible.  A unit found unfinished by the next writer
+(who holds the ledger lock, so it cannot be running) is unpublished and its
+files deleted, by name; readers never saw it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Collection, Job
+from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, unit_prefix
+from rerate.services import audit
+
+#: Unit kind -> (catalog model, unfinished state, final state, tables it writes).
+_UNITS: dict[str, tuple[type[Collection] | type[Job], str, str, tuple[str, ...]]] = {
+    "c": (Collection, "loading", "aborted", (TOTALS, XDRS)),
+    "j": (Job, "running", "failed", (TOTALS, REVISIONS)),
+}
+
+
+def recover_interrupted(app: App) -> list[str]:
+    """Remove what crashed collections and jobs left behind; call with the ledger lock held."""
+    recovered: list[str] = []
+    with app.catalog.transaction() as session:
+        for kind, (model, unfinished, final, tables) in _UNITS.items():
+            units: list[Collection | Job] = list(
+                session.scalars(select(model).where(model.state == unfinished))
+            )
+            for unit in units:
+                for table in tables:
+                    app.ledger.remove_unit(table, unit_prefix(kind, unit.id))
+                unit.state = final
+                unit.error = (unit.error or "interrupted") + "; its partial files were removed"
+                unit.finished_at = datetime.now(UTC)
+                name = f"{model.__tablename__[:-1]} {unit.id}"
+                audit.record(session, "rerate", f"{model.__tablename__[:-1]}.recover", name)
+                recovered.append(name)
+    return recovered
