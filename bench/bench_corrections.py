@@ -24,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sqlalchemy import select
+
 from rerate.bootstrap import bootstrap
+from rerate.catalog.models import Customer
 from rerate.ledger.reader import open_views
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.demo import load_world
@@ -142,10 +145,9 @@ def main() -> None:
             break
         chosen.append(int(customer_id))
         total += int(count)
-    names = {c.name: i for i, c in enumerate(world.customers, start=1)}
-    scope_names = [n for n, i in names.items() if i in chosen]
     month = datetime(2026, 10, 1, tzinfo=UTC)
     with app.catalog.reading() as session:
+        scope_names = list(session.scalars(select(Customer.name).where(Customer.id.in_(chosen))))
         scope = resolve_scope(
             session, customers=scope_names, start=month, end=datetime(2026, 11, 1, tzinfo=UTC)
         )

@@ -5,13 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rerate.domain.prefix_index import (
-    EpochIndex,
-    TimedPrefixIndex,
-    encode_numbers,
-    flatten_spans,
-    prefix_span,
-)
+from rerate.domain.prefix_index import EpochIndex, TimedPrefixIndex, encode_numbers
+from tests.reference_prefix import flatten_spans, prefix_span
 
 
 def brute_longest(prefixes: list[str], number: str) -> int:

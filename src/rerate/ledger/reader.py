@@ -80,7 +80,7 @@ def open_views(
     """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions.
 
     ``files`` gives the XDR and revision files directly (one day's, say) instead
-    of reading the table logs.
+    of reading the table logs; ``daily_totals`` is then left out.
     """
     con = con or connect_duckdb(memory_limit)
     con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
@@ -117,9 +117,11 @@ def open_views(
             FROM xdr_revision0 x LEFT JOIN latest r ON r.xdr_id = x.xdr_id
             """
         )
-    totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS), TOTALS_SCHEMA)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
-        "WHERE source IN (SELECT source FROM visible_sources)"
-    )
+    if files is None:
+        totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS), TOTALS_SCHEMA)
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
+            "WHERE source IN (SELECT source FROM visible_sources)"
+        )
+
     return con

@@ -132,9 +132,6 @@ class Ledger:
             grouped.setdefault(str(day), []).append(str(root / unquote(path)))
         return grouped
 
-    def partitions(self, name: str = XDRS) -> list[date]:
-        return sorted(date.fromisoformat(p["call_date"]) for p in self.table(name).partitions())
-
     def commit(self, name: str, actions: Sequence[AddAction], metadata: dict[str, str]) -> int:
         """Publish written files in one Delta commit; returns the new table version."""
         table = self.table(name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -155,7 +154,3 @@ def touched(breakdown: Sequence[dict[str, Any]], closed: dict[tuple[int, str], s
         if key in closed:
             lines.append(row | {"customer": closed[key]})
     return lines
-
-
-def as_money(value: object) -> Decimal:
-    return Decimal(str(value))

@@ -38,14 +38,8 @@ def _void(current: pa.Table, _contexts: Contexts) -> pa.Table:
     updated = current
     for name in VOIDED_COLUMNS:
         kind = current.schema.field(name).type
-        value = (
-            pa.scalar(Status.VOIDED.value, kind)
-            if name in ("status", "vendor_status")
-            else pa.scalar(None, kind)
-        )
-        column = (
-            pa.array([value.as_py()] * current.num_rows, kind) if current.num_rows else pa.array([], kind)
-        )
+        value = Status.VOIDED.value if name in ("status", "vendor_status") else None
+        column = pa.repeat(pa.scalar(value, kind), current.num_rows)
         updated = updated.set_column(updated.schema.get_field_index(name), name, column)
     return updated
 

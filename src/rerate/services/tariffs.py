@@ -66,18 +66,7 @@ KNOWN = {
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"", "0", "false", "no", "n", "f"}
 #: Columns compared to decide whether an incoming row equals the stored one.
-_COMPARED = (
-    "first_interval",
-    "next_interval",
-    "first_price",
-    "next_price",
-    "connect_fee",
-    "free_seconds",
-    "grace_period",
-    "post_call_surcharge",
-    "forbidden",
-    "discontinued",
-)
+_COMPARED = tuple(c for c in CANONICAL_COLUMNS if c not in ("prefix", "effective_from", "description"))
 
 
 @dataclass(frozen=True)
