@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class RefRate:
     forbidden: bool
     discontinued: bool
     rate_id: int
+    off_peak_first_price: Decimal | None = None
+    off_peak_next_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,23 @@ class RefTariff:
     decimals: int
     rate_unit: int
     rates: tuple[RefRate, ...]
+    #: Off-peak windows: (weekdays with Monday 0, start second, end second); end <= start crosses midnight.
+    timezone: str = "UTC"
+    windows: tuple[tuple[frozenset[int], int, int], ...] = ()
+
+
+def is_off_peak(tariff: RefTariff, when: int) -> bool:
+    """RATING.md section 5, read directly: the local weekday and time against each window."""
+    local = datetime.fromtimestamp(when, UTC).astimezone(ZoneInfo(tariff.timezone))
+    weekday = local.weekday()
+    second = local.hour * 3600 + local.minute * 60 + local.second
+    for days, start, end in tariff.windows:
+        if start < end:
+            if weekday in days and start <= second < end:
+                return True
+        elif (weekday in days and second >= start) or ((weekday - 1) % 7 in days and second < end):
+            return True
+    return False
 
 
 def normalize(cld: str | None) -> str | None:
@@ -67,8 +88,14 @@ def rate_in_force(tariff: RefTariff, number: str, when: int) -> RefRate | None:
     return best
 
 
-def price(rate: RefRate, usage: int, ghost: Decimal, decimals: int, unit: int) -> tuple[int, Decimal]:
+def price(
+    rate: RefRate, usage: int, ghost: Decimal, decimals: int, unit: int, off_peak: bool = False
+) -> tuple[int, Decimal]:
     """RATING.md section 3, step by step."""
+    first_price, next_price = rate.first_price, rate.next_price
+    if off_peak and rate.off_peak_first_price is not None:
+        first_price = rate.off_peak_first_price
+        next_price = rate.off_peak_next_price if rate.off_peak_next_price is not None else first_price
     with localcontext() as ctx:
         ctx.prec = 80
         d = usage if ghost == 0 else math.ceil(Decimal(usage) * (100 + ghost) / 100)
@@ -85,8 +112,8 @@ def price(rate: RefRate, usage: int, ghost: Decimal, decimals: int, unit: int) -
             )
         raw = (
             rate.connect_fee
-            + rate.first_price * min(billed, rate.first_interval) / unit
-            + rate.next_price * max(billed - rate.first_interval, 0) / unit
+            + first_price * min(billed, rate.first_interval) / unit
+            + next_price * max(billed - rate.first_interval, 0) / unit
         )
         amount = (raw * (100 + rate.surcharge) / 100).quantize(
             Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP
@@ -140,7 +167,8 @@ def rate_one(
         first = min(reasons, key=order.index)
         return RefResult("failed", first, rate.prefix if rate else None, None, None)
     assert tariff is not None and rate is not None and usage is not None
-    billed, amount = price(rate, usage, ghost, tariff.decimals, tariff.rate_unit)
+    off_peak = is_off_peak(tariff, when)
+    billed, amount = price(rate, usage, ghost, tariff.decimals, tariff.rate_unit, off_peak)
     if amount.scaleb(9) >= 2**63:  # the ledger stores amounts as int64 nano-units (docs/rating.md)
         return RefResult("failed", "bad_value", rate.prefix, None, None)
     return RefResult("rated", None, rate.prefix, billed, amount)

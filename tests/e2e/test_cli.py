@@ -44,7 +44,18 @@ def home(tmp_path: Path) -> Path:
         "--allow-past",
         "--yes",
     )
-    rerate(home, "tariff", "import", "cost", str(tmp_path / "cost.csv"), "--currency", "EUR", "--allow-past")
+    rerate(
+        home,
+        "tariff",
+        "import",
+        "cost",
+        str(tmp_path / "cost.csv"),
+        "--currency",
+        "EUR",
+        "--allow-past",
+        "--country",
+        "4=ZZ",
+    )
     rerate(home, "customer", "add", "Acme", "--tariff", "retail")
     rerate(home, "account", "add", "acc1", "--customer", "Acme")
     rerate(home, "vendor", "add", "Carrier", "--tariff", "cost", "--connection", "gw1", "--connection", "gw2")
@@ -127,14 +138,18 @@ def test_errors_are_one_clear_line_not_a_traceback(home: Path, tmp_path: Path) -
     assert bad_time.returncode == 2 and "not an ISO time" in bad_time.stderr
 
 
-def test_tariff_import_refuses_past_rows_without_allow_past(home: Path, tmp_path: Path) -> None:
+def test_tariff_import_skips_past_rows_unless_told_otherwise(home: Path, tmp_path: Path) -> None:
     deck = write_rates(
         tmp_path / "old.csv", [{"prefix": "33", "first_price": "0.1", "effective_from": "2020-01-01"}]
     )
-    refused = rerate(home, "tariff", "import", "retail", str(deck), "--json", check=False)
-    assert refused.returncode == 1
-    report = json.loads(refused.stdout)
-    assert report["state"] == "rejected" and "--allow-past" in report["errors"][0]["message"]
+    skipped = json.loads(rerate(home, "tariff", "import", "retail", str(deck), "--json").stdout)
+    assert skipped["summary"]["skipped_past"] == 1 and skipped["summary"]["created"] == 0
+    assert skipped["rows"][0]["status"] == "past"
+    as_now = json.loads(
+        rerate(home, "tariff", "import", "retail", str(deck), "--past-as-now", "--json").stdout
+    )
+    assert as_now["summary"]["created"] == 1
+    assert as_now["rows"][0]["effective_from"] > "2026-01-01"
 
 
 def test_set_tariff_and_account_tariff(home: Path) -> None:

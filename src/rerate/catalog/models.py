@@ -72,6 +72,9 @@ class Tariff(Base):
     decimals: Mapped[int] = mapped_column(Integer, default=5)
     rate_unit: Mapped[int] = mapped_column(Integer, default=60)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: Off-peak windows in the tariff's time zone (shared/RATING.md section 5), as
+    #: ``[{"days": [0..6], "start": "HH:MM", "end": "HH:MM"}]``; Monday is 0.
+    off_peak: Mapped[list[dict[str, object]]] = mapped_column(JSON, default=list)
     #: Bumped by every change to the rate history; compiled indexes are cached by it.
     revision: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -288,4 +291,63 @@ class Adjustment(Base):
     xdrs: Mapped[int] = mapped_column(BigInteger)
     amount_delta: Mapped[Decimal] = mapped_column(NanoMoney)
     cost_delta: Mapped[Decimal] = mapped_column(NanoMoney)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Destination(Base):
+    """A dialling prefix known to the system, with its country (the seed's "destination")."""
+
+    __tablename__ = "destinations"
+
+    prefix: Mapped[str] = mapped_column(String(18), primary_key=True)
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    description: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ImportTemplate(Base):
+    """Saved parsing and mapping settings of an import, reused by name."""
+
+    __tablename__ = "import_templates"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_template_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # rate_deck | xdr
+    name: Mapped[str] = mapped_column(String(200))
+    settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class ExchangeRate(Base):
+    """How much one unit of ``currency`` is worth in ``to_currency`` from a point in time on."""
+
+    __tablename__ = "exchange_rates"
+    __table_args__ = (
+        UniqueConstraint("currency", "to_currency", "effective_from", name="uq_exchange_rate_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    to_currency: Mapped[str] = mapped_column(String(3))
+    rate: Mapped[Decimal] = mapped_column(NanoMoney)
+    effective_from: Mapped[datetime] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RateImport(Base):
+    """One run of the rate-deck import: its settings, its summary and its results file."""
+
+    __tablename__ = "rate_imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tariff_id: Mapped[int] = mapped_column(ForeignKey("tariffs.id"), index=True)
+    file_name: Mapped[str] = mapped_column(String(500))
+    mode: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    summary: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    results_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    proposed_jobs: Mapped[list[int]] = mapped_column(JSON, default=list)
+    actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

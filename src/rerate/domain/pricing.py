@@ -64,7 +64,9 @@ class PriceRows:
         surcharge: Int64Array,
         rate_unit: Int64Array,
         decimals: Int64Array,
+        highest_price: Int64Array | None = None,
     ) -> PriceRows:
+        """``highest_price``: other prices a row may be priced with (off-peak), for the int64 bounds."""
         m_full = _PERCENT_ONE_HUNDRED + surcharge.astype(np.int64)
         exponent = _DENOMINATOR_EXPONENT - decimals.astype(np.int64)
         # Decide in floating point which rows can take the int64 path at all; the
@@ -84,6 +86,8 @@ class PriceRows:
             ) * (1 - 1e-9)
         fixed = np.where(candidate, connect_fee * rate_unit, 0)
         per_unit = np.maximum(np.maximum(first_price, next_price), 1)
+        if highest_price is not None:
+            per_unit = np.maximum(per_unit, highest_price)
         room = np.floor(a_max).astype(np.int64) - fixed
         max_fast = np.where(candidate & (room > 0), room // per_unit, -1)
         multiplier = np.where(candidate, multiplier, 0)

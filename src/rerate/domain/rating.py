@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from rerate.domain.arrow_money import XDR_MONEY, nanos_to_decimal
 from rerate.domain.history import History
+from rerate.domain.offpeak import Schedule
 from rerate.domain.prefix_index import BoolArray, Int64Array, TimedPrefixIndex, encode_numbers
 from rerate.domain.pricing import PriceRows, price
 from rerate.domain.statuses import CUSTOMER_PRECEDENCE, VENDOR_PRECEDENCE, Reason, Status
@@ -49,6 +50,10 @@ class TariffBook:
     rate_ids: Int64Array
     prefixes: pa.Array
     forbidden: BoolArray
+    #: Off-peak prices per rate row (nano-units; -1: the row has none) and each tariff's windows.
+    off_peak_first: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    off_peak_next: Int64Array = field(default_factory=lambda: np.empty(0, np.int64))
+    schedules: tuple[Schedule | None, ...] = ()
     _position: Int64Array = field(repr=False, default_factory=lambda: np.empty(0, np.int64))
 
     @property
@@ -235,6 +240,7 @@ def _rate_part(batch: pa.RecordBatch, context: RatingContext, options: RatingOpt
             tariff,
             position,
             row,
+            when,
             usage,
             options.ghost_percent_scaled,
             failures={
@@ -261,11 +267,33 @@ def _find_rows(book: TariffBook, position: Int64Array, keys: Int64Array, when: I
     return row
 
 
+def _off_peak_prices(
+    book: TariffBook, position: Int64Array, row: Int64Array, when: Int64Array, priceable: BoolArray
+) -> tuple[Int64Array | None, Int64Array | None]:
+    """Per-XDR prices where off-peak applies (RATING.md 3.4 and 5), or None when nothing is off-peak."""
+    if not any(book.schedules):
+        return None, None
+    safe_row = np.maximum(row, 0)
+    off = np.zeros(len(row), dtype=bool)
+    for index, schedule in enumerate(book.schedules):
+        if schedule is None:
+            continue
+        mine = np.flatnonzero(priceable & (position == index) & (book.off_peak_first[safe_row] >= 0))
+        if len(mine):
+            off[mine] = schedule.contains(when[mine])
+    if not off.any():
+        return None, None
+    first = np.where(off, book.off_peak_first[safe_row], book.rows.first_price[safe_row])
+    following = np.where(off, book.off_peak_next[safe_row], book.rows.next_price[safe_row])
+    return first, following
+
+
 def _rate_side(
     book: TariffBook,
     tariff_id: Int64Array,
     position: Int64Array,
     row: Int64Array,
+    when: Int64Array,
     usage: Int64Array,
     ghost_percent_scaled: int,
     *,
@@ -282,13 +310,26 @@ def _rate_side(
     billed = np.zeros(n, dtype=np.int64)
     amount = np.zeros(n, dtype=np.int64)
     priceable = ~np.logical_or.reduce([failures[r] for r in precedence])
+    first_price, next_price = _off_peak_prices(book, position, row, when, priceable)
     if priceable.all():
-        billed, amount, fits = price(book.rows, row, usage, ghost_percent_scaled=ghost_percent_scaled)
+        billed, amount, fits = price(
+            book.rows,
+            row,
+            usage,
+            ghost_percent_scaled=ghost_percent_scaled,
+            first_price=first_price,
+            next_price=next_price,
+        )
         failures[Reason.BAD_VALUE] = failures[Reason.BAD_VALUE] | ~fits
     elif priceable.any():
         idx = np.flatnonzero(priceable)
         billed[idx], amount[idx], fits = price(
-            book.rows, row[idx], usage[idx], ghost_percent_scaled=ghost_percent_scaled
+            book.rows,
+            row[idx],
+            usage[idx],
+            ghost_percent_scaled=ghost_percent_scaled,
+            first_price=None if first_price is None else first_price[idx],
+            next_price=None if next_price is None else next_price[idx],
         )
         overflow = np.zeros(n, dtype=bool)
         overflow[idx] = ~fits
@@ -330,6 +371,8 @@ class TariffSpec:
     currency: str
     decimals: int = 5
     rate_unit: int = 60
+    #: Off-peak windows in the tariff's time zone (None: no off-peak).
+    off_peak: Schedule | None = None
 
 
 RATE_COLUMNS = {
@@ -347,18 +390,34 @@ RATE_COLUMNS = {
     "post_call_surcharge": pa.int64(),  # percent * 10**4
     "forbidden": pa.bool_(),
     "discontinued": pa.bool_(),
+    "off_peak_first_price": pa.int64(),  # nano-units; null: none
+    "off_peak_next_price": pa.int64(),
 }
 
 
 def compile_book(tariffs: Sequence[TariffSpec], rates: pa.Table) -> TariffBook:
-    """Compile rate rows (columns :data:`RATE_COLUMNS`) of ``tariffs`` into a :class:`TariffBook`."""
+    """Compile rate rows (:data:`RATE_COLUMNS`; off-peak prices optional) into a :class:`TariffBook`."""
+    for optional in ("off_peak_first_price", "off_peak_next_price"):
+        if optional not in rates.column_names:
+            rates = rates.append_column(optional, pa.nulls(rates.num_rows, pa.int64()))
     rates = rates.select(list(RATE_COLUMNS)).cast(pa.schema(RATE_COLUMNS))
     # Global rows in (tariff, prefix, time) order: XDRs are priced in number
     # order, so their rate rows are then gathered almost sequentially.
     rates = rates.sort_by(
         [("tariff_id", "ascending"), ("prefix", "ascending"), ("effective_from", "ascending")]
     )
-    col = {name: rates.column(name).to_numpy() for name in RATE_COLUMNS if name != "prefix"}
+    col = {
+        name: (
+            pc.fill_null(rates.column(name), -1) if name.startswith("off_peak") else rates.column(name)
+        ).to_numpy()
+        for name in RATE_COLUMNS
+        if name != "prefix"
+    }
+    # Off-peak needs a first price; a missing next price is the first one (as for peak prices).
+    off_first = col["off_peak_first_price"].astype(np.int64)
+    off_next = np.where(
+        off_first < 0, -1, np.where(col["off_peak_next_price"] < 0, off_first, col["off_peak_next_price"])
+    )
     prefixes = rates.column("prefix").combine_chunks() if rates.num_rows else pa.array([], pa.string())
     prefix_list = prefixes.to_pylist()
     spec_by_id = {t.tariff_id: t for t in tariffs}
@@ -390,6 +449,7 @@ def compile_book(tariffs: Sequence[TariffSpec], rates: pa.Table) -> TariffBook:
         surcharge=col["post_call_surcharge"],
         rate_unit=unit,
         decimals=decimals,
+        highest_price=np.maximum(off_first, off_next),
     )
     return TariffBook(
         tariff_ids=np.array([t.tariff_id for t in tariffs], dtype=np.int64),
@@ -399,4 +459,7 @@ def compile_book(tariffs: Sequence[TariffSpec], rates: pa.Table) -> TariffBook:
         rate_ids=col["rate_id"].astype(np.int64),
         prefixes=prefixes,
         forbidden=col["forbidden"].astype(bool),
+        off_peak_first=off_first,
+        off_peak_next=off_next.astype(np.int64),
+        schedules=tuple(t.off_peak for t in tariffs),
     )

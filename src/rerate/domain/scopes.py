@@ -28,6 +28,8 @@ class Scope:
     destination_groups: tuple[str, ...] = ()
     collections: tuple[int, ...] = ()
     statuses: tuple[str, ...] = ()
+    #: XDRs priced (or failed) with these tariffs, on either side.
+    tariffs: tuple[int, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
     #: Names for display, keyed like the id fields (ids alone do not read well).
@@ -56,6 +58,7 @@ class Scope:
                 self.destination_groups,
                 self.collections,
                 self.statuses,
+                self.tariffs,
                 self.start,
                 self.end,
             )
@@ -69,6 +72,7 @@ class Scope:
             ("accounts", "account"),
             ("vendors", "vendor"),
             ("collections", "collection"),
+            ("tariffs", "tariff"),
         ):
             values = self.labels.get(key) or tuple(str(v) for v in getattr(self, key))
             if values:

@@ -13,10 +13,10 @@ from rich.table import Table
 
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
-from rerate.entrypoints import cli_corrections
+from rerate.entrypoints import cli_corrections, cli_tariffs
 from rerate.entrypoints.console import RichIngestProgress, err, out, print_json
 from rerate.services import export as export_service
-from rerate.services import parties, tariffs
+from rerate.services import parties
 from rerate.services.errors import RerateError
 from rerate.services.ingest import ingest as ingest_service
 from rerate.services.setup import initialize
@@ -90,56 +90,6 @@ def init(as_json: JsonOption = False) -> None:
     out.print(f"[green]rerate home ready[/] at {report.home} (catalog schema {report.schema_now}, {state})")
     out.print(f"  catalog: {report.catalog}\n  ledger:  {report.ledger}")
     out.print(f"  {report.country_prefixes} country prefixes loaded from phonenumbers")
-
-
-class ImportMode(StrEnum):
-    add = "add"
-
-
-@tariff_cli.command("import")
-def tariff_import(
-    name: Annotated[str, typer.Argument(help="Tariff name (created if new).")],
-    file: Annotated[Path, typer.Argument(help="Canonical rate CSV (header of RATING.md column names).")],
-    currency: Annotated[str | None, typer.Option(help="Currency of a new tariff (ISO 4217).")] = None,
-    decimals: Annotated[
-        int | None, typer.Option(help="Decimals amounts are rounded to (new tariff).")
-    ] = None,
-    mode: Annotated[
-        ImportMode, typer.Option(help="add: append the rows to the rate history.")
-    ] = ImportMode.add,
-    allow_past: Annotated[
-        bool, typer.Option("--allow-past", help="Accept rows effective in the past.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    as_json: JsonOption = False,
-) -> None:
-    """Add a canonical rate CSV to a tariff's history (one transaction: all rows or none)."""
-    options = {"currency": currency, "decimals": decimals, "allow_past": allow_past}
-    report = None
-    if not yes and not as_json and sys.stdin.isatty():
-        report = tariffs.import_rates(app(), name, file, preview=True, **options)  # type: ignore[arg-type]
-        if report.state == "preview" and not typer.confirm(
-            f"Add {report.added} rate(s) to tariff {name!r}?", default=True
-        ):
-            raise typer.Exit(1)
-    if report is None or report.state == "preview":
-        report = tariffs.import_rates(app(), name, file, **options)  # type: ignore[arg-type]
-    if as_json:
-        print_json(report.as_dict())
-    elif report.state == "rejected":
-        err.print(f"[red]nothing imported[/]: {len(report.errors)} problem(s) in {file}")
-        for problem in report.errors[:50]:
-            err.print(f"  {problem}")
-        if len(report.errors) > 50:
-            err.print(f"  ... and {len(report.errors) - 50} more (use --json for all)")
-    else:
-        created = " (new tariff)" if report.tariff_created else ""
-        out.print(
-            f"[green]tariff {name}{created}[/]: {report.added} rate(s) added, "
-            f"{report.unchanged} already present, {report.read} read"
-        )
-    if report.state == "rejected":
-        raise typer.Exit(1)
 
 
 @customer_cli.command("add")
@@ -320,6 +270,7 @@ def demo(
 
 
 cli_corrections.register(cli, app)
+cli_tariffs.register(tariff_cli, cli, app)
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ def scope_predicate(scope: Scope, alias: str = "x") -> str:
     ):
         if values:
             clauses.append(f"{alias}.{column} IN ({', '.join(str(int(v)) for v in values)})")
+    if scope.tariffs:
+        listed = ", ".join(str(int(t)) for t in scope.tariffs)
+        clauses.append(f"({alias}.tariff_id IN ({listed}) OR {alias}.vendor_tariff_id IN ({listed}))")
     if scope.prefixes:
         clauses.append("(" + " OR ".join(f"starts_with({alias}.number, '{p}')" for p in scope.prefixes) + ")")
     if scope.countries:

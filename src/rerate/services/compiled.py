@@ -30,16 +30,17 @@ from rerate.catalog.models import (
 )
 from rerate.domain.history import History
 from rerate.domain.mediation import Lookup, MediationContext, PrefixNames
+from rerate.domain.offpeak import Schedule, Window
 from rerate.domain.rating import RATE_COLUMNS, RatingContext, TariffBook, TariffSpec, compile_book
 
 #: Bumped whenever the compiled book's layout changes, so old cache files are ignored.
-_BOOK_FORMAT = 1
+_BOOK_FORMAT = 2
 _BOOK_CACHE: dict[tuple[str, tuple[tuple[int, int], ...]], TariffBook] = {}
 
 _RATE_QUERY = text(
     "SELECT id, tariff_id, prefix, effective_from, first_interval, next_interval, first_price, "
-    "next_price, connect_fee, free_seconds, grace_period, post_call_surcharge, forbidden, discontinued "
-    "FROM rates ORDER BY tariff_id, prefix, effective_from"
+    "next_price, connect_fee, free_seconds, grace_period, post_call_surcharge, forbidden, discontinued, "
+    "off_peak_first_price, off_peak_next_price FROM rates ORDER BY tariff_id, prefix, effective_from"
 )
 
 
@@ -77,7 +78,9 @@ def tariff_book(session: Session, cache_dir: Path | None = None) -> TariffBook:
     """The compiled book of every tariff, from memory, from ``cache_dir``, or compiled now."""
     tariffs = session.execute(select(Tariff).order_by(Tariff.id)).scalars().all()
     url = str(session.get_bind().engine.url)
-    revisions = tuple((t.id, t.revision, t.currency, t.decimals, t.rate_unit) for t in tariffs)
+    revisions = tuple(
+        (t.id, t.revision, t.currency, t.decimals, t.rate_unit, t.timezone, repr(t.off_peak)) for t in tariffs
+    )
     key = (url, tuple((t.id, t.revision) for t in tariffs))
     book = _BOOK_CACHE.get(key)
     if book is not None:
@@ -88,7 +91,7 @@ def tariff_book(session: Session, cache_dir: Path | None = None) -> TariffBook:
         with cached.open("rb") as handle:
             book = pickle.load(handle)  # written by this code, under the home directory
     else:
-        specs = [TariffSpec(t.id, t.currency, t.decimals, t.rate_unit) for t in tariffs]
+        specs = [TariffSpec(t.id, t.currency, t.decimals, t.rate_unit, _schedule(t)) for t in tariffs]
         book = compile_book(specs, load_rates(session))
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -101,6 +104,12 @@ def tariff_book(session: Session, cache_dir: Path | None = None) -> TariffBook:
     _BOOK_CACHE.clear()  # one catalog state per process is plenty
     _BOOK_CACHE[key] = book
     return book
+
+
+def _schedule(tariff: Tariff) -> Schedule | None:
+    if not tariff.off_peak:
+        return None
+    return Schedule.compile(tariff.timezone, [Window.from_dict(w) for w in tariff.off_peak])
 
 
 def _history(session: Session, kind: str) -> History:

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from sqlalchemy import select
 
 from rerate.bootstrap import App
@@ -31,12 +30,13 @@ from rerate.domain.money import PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
 from rerate.ledger.reader import Visibility, connect_duckdb, open_views
-from rerate.ledger.schema import REVISION_FILE_SCHEMA, TOTALS_SCHEMA
+from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA, TOTALS_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, PartitionedWriter, unit_prefix
-from rerate.ledger.totals import TOTALS_SELECT
+from rerate.ledger.totals import TOTALS_DELTA_SELECT
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
+from rerate.services.diff_file import DiffWriter, diff_rows
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
@@ -106,11 +106,11 @@ def _money_by_currency(con: duckdb.DuckDBPyConnection, relation: str) -> dict[st
     return result
 
 
-def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decimal]], sign: int = 1) -> None:
+def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decimal]]) -> None:
     for currency, values in other.items():
         slot = target.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})
         for kind, value in values.items():
-            slot[kind] += sign * value
+            slot[kind] += value
 
 
 class JobProgress(Protocol):
@@ -128,33 +128,58 @@ class QuietProgress:
         pass
 
 
+#: What every correction reads: the XDR's identity, what the totals group by, every derived field.
+BASE_COLUMNS = (
+    "xdr_id",
+    "source_id",
+    "connect_time",
+    "duration",
+    "service",
+    *(f.name for f in DERIVED_FIELDS),
+    "call_date",
+)
+
+
 def _scope_batches(
     app: App,
     con: duckdb.DuckDBPyConnection,
     visibility: Visibility,
-    scope: Scope,
+    correction: Correction,
     progress: JobProgress,
     description: str,
 ) -> Iterator[pa.Table]:
     """The scope's XDRs in their current state, one call date at a time (bounded memory).
 
     Each day gets views over that day's files only, so a query never scans, or
-    resolves revisions for, the rest of the ledger.
+    resolves revisions for, the rest of the ledger; a scope of collections
+    reads only those collections' files.  Only the columns the correction
+    needs are decoded.
     """
+    scope = correction.scope
     predicate = scope_predicate(scope)
     xdr_files = app.ledger.files_by_day(XDRS)
+    if scope.collections:
+        names = tuple(unit_prefix("c", c) for c in scope.collections)
+        xdr_files = {
+            day: kept for day, files in xdr_files.items() if (kept := [f for f in files if _named(f, names)])
+        }
     revision_files = app.ledger.files_by_day(REVISIONS) if visibility.jobs else {}
     window = scope_days(scope)
     days = sorted(
         day for day in xdr_files if window is None or window[0].isoformat() <= day <= window[1].isoformat()
     )
+    columns = "*" if correction.reads_raw else ", ".join(BASE_COLUMNS)
     progress.started(description, len(days))
     for day in days:
         open_views(app.ledger, visibility, con=con, files=(xdr_files[day], revision_files.get(day, [])))
-        batch = con.sql(f"SELECT * FROM xdrs x WHERE {predicate}").to_arrow_table()
+        batch = con.sql(f"SELECT {columns} FROM xdrs x WHERE {predicate}").to_arrow_table()
         if batch.num_rows:
             yield batch
         progress.advanced(day, batch.num_rows)
+
+
+def _named(path: str, prefixes: tuple[str, ...]) -> bool:
+    return path.rsplit("/", 1)[-1].startswith(prefixes)
 
 
 def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:
@@ -189,6 +214,8 @@ class Correction:
     transform: Callable[[pa.Table, Contexts], pa.Table]
     #: Changes inside closed billing periods are refused unless this is set.
     allow_closed: bool = False
+    #: The transform needs the raw fields too (re-mediation), not just :data:`BASE_COLUMNS`.
+    reads_raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -318,16 +345,14 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     compared = correction.compared
     totals_parts: list[pa.Table] = []
     breakdown_parts: list[pa.Table] = []
-    diff: pacsv.CSVWriter | None = None
+    diff = DiffWriter(diff_path, compared)
     try:
         label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
-        for current in _scope_batches(app, con, visibility, correction.scope, progress, label):
+        for current in _scope_batches(app, con, visibility, correction, progress, label):
             report.in_scope += current.num_rows
             updated = correction.transform(current, contexts)
             con.register("old_rows", current)
-            con.register("new_rows", updated)
             _add(report.before, _money_by_currency(con, "old_rows"))
-            _add(report.after, _money_by_currency(con, "new_rows"))
             changed = _changed_mask(current, updated, compared)
             old, new = current.filter(changed), updated.filter(changed)
             if old.num_rows == 0:
@@ -336,22 +361,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
             con.register("old_changed", old)
             con.register("new_changed", new)
             totals_parts.append(_totals_delta(con, f"job:{job_id}"))
-            breakdown_parts.append(
-                con.sql(
-                    """
-                    SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
-                           coalesce(n.currency, o.currency) AS currency,
-                           coalesce(n.amount, 0) - coalesce(o.amount, 0) AS amount_delta,
-                           coalesce(n.cost, 0) - coalesce(o.cost, 0) AS cost_delta,
-                           o.status AS old_status, n.status AS new_status, n.reason AS new_reason
-                    FROM new_changed n JOIN old_changed o USING (xdr_id)
-                    """
-                ).to_arrow_table()
-            )
-            rows = _diff_rows(old, new, compared)
-            if diff is None:
-                diff = pacsv.CSVWriter(diff_path, rows.schema)
-            diff.write_table(rows)
+            breakdown_parts.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
+            rows = diff_rows(old, new, compared)
+            diff.write(rows)
             if len(report.sample) < SAMPLE_SIZE:
                 report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
             if not correction.dry_run:
@@ -359,32 +371,18 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                     new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
                 )
             faults.checkpoint("rerate.batch_written")
-    finally:
-        if diff is not None:
-            diff.close()
-    if diff is None:  # nothing changed: an empty diff with its header
-        diff_path.write_text(
-            ",".join(
-                [
-                    "xdr_id",
-                    "source_id",
-                    "connect_time",
-                    "customer_id",
-                    "number",
-                    *(f"old_{c}" for c in compared),
-                    *(f"new_{c}" for c in compared),
-                ]
-            )
-            + "\n"
-        )
+    except BaseException:
+        diff.abandon()
+        raise
+    diff.close()
     revisions.close()
     report.diff_path = str(diff_path)
-    report.delta = {
-        c: {k: report.after.get(c, {}).get(k, Decimal(0)) - v for k, v in vals.items()}
-        for c, vals in report.before.items()
-    }
-    for currency, vals in report.after.items():
-        report.delta.setdefault(currency, dict(vals))
+    # Unchanged XDRs contribute the same before and after: the delta is the changed rows' totals delta.
+    if totals_parts:
+        con.register("totals_delta", pa.concat_tables(totals_parts))
+        report.delta = _money_by_currency(con, "totals_delta")
+    _add(report.after, report.before)
+    _add(report.after, report.delta)
     _summarize(con, report, breakdown_parts)
     for row in report.by_customer:
         row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
@@ -410,32 +408,23 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     return report
 
 
-def _diff_rows(old: pa.Table, new: pa.Table, compared: tuple[str, ...]) -> pa.Table:
-    """Old and new values of the compared columns of every changed XDR, side by side."""
-    columns = {
-        name: old.column(name) for name in ("xdr_id", "source_id", "connect_time", "customer_id", "number")
-    }
-    columns |= {f"old_{c}": old.column(c) for c in compared}
-    columns |= {f"new_{c}": new.column(c) for c in compared}
-    return pa.table(columns)
-
-
 def _totals_delta(con: duckdb.DuckDBPyConnection, label: str) -> pa.Table:
     """Daily totals of the new rows minus those of the old rows they replace."""
-    added = (
-        con.sql(TOTALS_SELECT.format(source="new_changed", label=f"'{label}'"))
-        .to_arrow_table()
-        .cast(TOTALS_SCHEMA)
-    )
-    removed = (
-        con.sql(TOTALS_SELECT.format(source="old_changed", label=f"'{label}'"))
-        .to_arrow_table()
-        .cast(TOTALS_SCHEMA)
-    )
-    for name in ("calls", "seconds", "billed", "vendor_billed", "amount", "cost"):
-        index = removed.schema.get_field_index(name)
-        removed = removed.set_column(index, name, pc.negate(removed.column(name)))
-    return pa.concat_tables([added, removed])
+    query = TOTALS_DELTA_SELECT.format(new="new_changed", old="old_changed", label=f"'{label}'")
+    return con.sql(query).to_arrow_table().cast(TOTALS_SCHEMA)
+
+
+#: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).
+_BREAKDOWN_SELECT = """
+SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
+       coalesce(n.currency, o.currency) AS currency,
+       o.status AS old_status, n.status AS new_status, n.reason AS new_reason,
+       count(*) AS xdrs,
+       sum(coalesce(n.amount, 0) - coalesce(o.amount, 0)) AS amount_delta,
+       sum(coalesce(n.cost, 0) - coalesce(o.cost, 0)) AS cost_delta
+FROM new_changed n POSITIONAL JOIN old_changed o
+GROUP BY ALL
+"""
 
 
 #: Report attribute -> (breakdown column, the key's name in the report).
@@ -453,7 +442,7 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
     con.register("breakdown", pa.concat_tables(parts))
     for attribute, (column, key) in _BREAKDOWNS.items():
         rows = con.execute(
-            f"SELECT {column}, currency, count(*), sum(amount_delta), sum(cost_delta) "
+            f"SELECT {column}, currency, sum(xdrs)::BIGINT, sum(amount_delta), sum(cost_delta) "
             "FROM breakdown GROUP BY ALL ORDER BY 1, 2"
         ).fetchall()
         setattr(
@@ -472,12 +461,13 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
         )
     report.new_failures = dict(
         con.execute(
-            "SELECT new_reason, count(*) FROM breakdown "
+            "SELECT new_reason, sum(xdrs)::BIGINT FROM breakdown "
             "WHERE new_status = 'failed' AND old_status = 'rated' GROUP BY 1"
         ).fetchall()
     )
     (cured,) = con.execute(
-        "SELECT count(*) FROM breakdown WHERE old_status = 'failed' AND new_status = 'rated'"
+        "SELECT coalesce(sum(xdrs), 0)::BIGINT FROM breakdown "
+        "WHERE old_status = 'failed' AND new_status = 'rated'"
     ).fetchall()
     report.cured = int(cured[0])
 
@@ -485,7 +475,7 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
 def _by_period(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = con.execute(
         """
-        SELECT customer_id, strftime(call_date, '%Y-%m'), country, currency, count(*),
+        SELECT customer_id, strftime(call_date, '%Y-%m'), country, currency, sum(xdrs)::BIGINT,
                sum(amount_delta), sum(cost_delta)
         FROM breakdown WHERE customer_id IS NOT NULL GROUP BY ALL ORDER BY ALL
         """

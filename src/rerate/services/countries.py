@@ -37,7 +37,8 @@ def country_name(iso: str) -> str:
     return geocoder.country_name_for_number(example, "en") or iso
 
 
-def _nanp_region(prefix: str) -> str | None:
+def nanp_region(prefix: str) -> str | None:
+    """The country of a NANP prefix (``1204`` -> CA), by asking phonenumbers about sample numbers."""
     for probe in _PROBES:
         number = phonenumbers.parse("+" + prefix + probe, None)
         region = phonenumbers.region_code_for_number(number)
@@ -63,7 +64,7 @@ def _shared_code_prefixes(code: int, main: str, regions: list[str]) -> list[Coun
         listed = {p.prefix for p in found}
         for area in range(200, 1000):
             prefix = f"1{area}"
-            owner = _nanp_region(prefix)
+            owner = nanp_region(prefix)
             if owner and owner != main and prefix not in listed:
                 found.append(CountryPrefix(prefix, owner, country_name(owner), code))
     return found

@@ -67,5 +67,6 @@ def reprocess_correction(
         compared=MEDIATED_COLUMNS + CUSTOMER_COLUMNS + VENDOR_COLUMNS,
         transform=_remediate,
         allow_closed=allow_closed,
+        reads_raw=True,
     )
     return correction

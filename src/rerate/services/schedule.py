@@ -19,6 +19,7 @@ from rerate.services import audit
 from rerate.services.corrections import (
     Correction,
     CorrectionReport,
+    JobProgress,
     RerateRequest,
     execute,
     rerate_correction,
@@ -95,6 +96,20 @@ def run_due(app: App, now: datetime | None = None) -> list[CorrectionReport | st
                     stored.error = str(exc)
             results.append(f"job {job.id} failed: {exc}")
     return results
+
+
+def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
+    """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
+    with app.catalog.reading() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+        if job.state != "planned":
+            raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+    report = execute(app, _rebuild(app, job), progress=progress)
+    with app.catalog.transaction() as session:
+        audit.record(session, app.actor, "job.apply_planned", f"job {job_id}", after={"job": report.job_id})
+    return report
 
 
 def cancel(app: App, job_id: int) -> None:

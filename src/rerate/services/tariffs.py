@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Rate, Tariff
+from rerate.domain.deck_review import COMPARED
 from rerate.domain.money import MoneyError, parse_decimal, percent_to_scaled, to_nanos
 from rerate.domain.prefix_index import KEY_DIGITS
 from rerate.services import audit
@@ -65,8 +66,8 @@ KNOWN = {
 }
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"", "0", "false", "no", "n", "f"}
-#: Columns compared to decide whether an incoming row equals the stored one.
-_COMPARED = tuple(c for c in CANONICAL_COLUMNS if c not in ("prefix", "effective_from", "description"))
+#: Columns compared to decide whether an incoming row equals the stored one (as the wizard does).
+_COMPARED = COMPARED
 
 
 @dataclass(frozen=True)

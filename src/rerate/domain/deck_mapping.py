@@ -1,0 +1,517 @@
+"""From a rate deck's cells to rate rows: header detection, column guessing, mapping, rules.
+
+The wizard's settings (:class:`DeckSettings`) are everything an operator can
+adjust and what a template saves: how the file is split, where the header is,
+which column feeds which field, formats, post-processing rules, links between
+fields and default values.  :func:`guess_mapping` proposes the mapping from the
+header and the contents; :func:`map_rows` turns the cells into candidate rates,
+one per code (a cell with three codes gives three), or into errors that name
+the line and the column.  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from rerate.domain.deck_values import (
+    DeckValueError,
+    clean_code,
+    parse_date,
+    parse_flag,
+    parse_increments,
+    parse_number,
+    parse_whole,
+    split_codes,
+)
+from rerate.domain.expressions import Expression, ExpressionError, Value, compile_expression
+
+#: Fields a deck column can feed.  ``price``, ``increments`` and ``off_peak_price`` are virtual:
+#: they set two real fields each (first and next).
+MONEY = ("first_price", "next_price", "connect_fee", "off_peak_first_price", "off_peak_next_price", "payback")
+WHOLE = ("first_interval", "next_interval", "free_seconds", "grace_period", "preference")
+FLAGS = ("forbidden", "discontinued", "hidden")
+TEXT = ("description", "country", "route_category")
+VIRTUAL = {
+    "price": ("first_price", "next_price"),
+    "off_peak_price": ("off_peak_first_price", "off_peak_next_price"),
+    "increments": ("first_interval", "next_interval"),
+}
+FIELDS = (
+    "prefix",
+    "effective_from",
+    *VIRTUAL,
+    *MONEY,
+    *WHOLE,
+    "post_call_surcharge",
+    *FLAGS,
+    *TEXT,
+)
+REQUIRED_NOTE = "map at least the prefix and a price (price or first_price)"
+
+#: Header words for each field, normalized (lower case, letters and digits only).  Exact
+#: matches win; then a header containing one of the words.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "prefix": (
+        "prefix",
+        "prefixes",
+        "code",
+        "codes",
+        "dialcode",
+        "dialcodes",
+        "dialingcode",
+        "diallingcode",
+        "destinationcode",
+        "destinationprefix",
+        "areacode",
+        "areacodes",
+        "numberplan",
+        "breakoutcode",
+        "dialedcode",
+        "cli",
+        "nationalcode",
+        "dialprefix",
+    ),
+    "description": (
+        "destination",
+        "description",
+        "destinationname",
+        "name",
+        "breakout",
+        "zone",
+        "region",
+        "network",
+        "country/description",
+        "destinationdescription",
+    ),
+    "country": ("country", "countryname", "iso", "countryiso", "countrycode2"),
+    "price": (
+        "price",
+        "rate",
+        "rates",
+        "ratemin",
+        "rateperminute",
+        "priceperminute",
+        "pricemin",
+        "cost",
+        "tariff",
+        "newrate",
+        "newprice",
+        "rateusd",
+        "rateeur",
+        "usdmin",
+        "eurmin",
+        "ratepermin",
+        "minuterate",
+        "peak",
+        "peakrate",
+    ),
+    "first_price": ("firstprice", "firstminuteprice", "initialprice", "initialrate", "firstrate"),
+    "next_price": ("nextprice", "nextrate", "additionalprice", "additionalrate", "subsequentrate"),
+    "off_peak_price": ("offpeak", "offpeakrate", "offpeakprice"),
+    "off_peak_first_price": ("offpeakfirstprice",),
+    "off_peak_next_price": ("offpeaknextprice",),
+    "increments": (
+        "increment",
+        "increments",
+        "billing",
+        "billingincrement",
+        "billingincrements",
+        "interval",
+        "intervals",
+        "rounding",
+        "billingunit",
+        "chargingincrement",
+        "billingcycle",
+        "pulse",
+    ),
+    "first_interval": ("firstinterval", "initialincrement", "mininterval", "initialinterval", "minimum"),
+    "next_interval": ("nextinterval", "additionalincrement", "subsequentincrement", "nextincrement"),
+    "connect_fee": ("connectfee", "connectionfee", "connectioncharge", "setupfee", "connection", "setup"),
+    "effective_from": (
+        "effectivefrom",
+        "effectivedate",
+        "effective",
+        "startdate",
+        "validfrom",
+        "date",
+        "activedate",
+        "effectivetime",
+        "validitydate",
+        "changedate",
+    ),
+    "free_seconds": ("freeseconds",),
+    "grace_period": ("graceperiod",),
+    "post_call_surcharge": ("postcallsurcharge", "surcharge"),
+    "forbidden": ("forbidden", "blocked"),
+    "discontinued": ("discontinued", "deleted", "closed"),
+    "hidden": ("hidden",),
+    "preference": ("preference", "priority"),
+    "route_category": ("routecategory", "category", "quality"),
+    "payback": ("payback",),
+}
+
+
+def _normal(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", header.lower())
+
+
+@dataclass
+class DeckSettings:
+    """Everything the wizard lets an operator set; a template is these settings under a name."""
+
+    #: CSV: field separator, quote character and text encoding (``None``: detected).
+    delimiter: str | None = None
+    quotechar: str = '"'
+    encoding: str | None = None
+    #: Workbooks: the sheets to read (``[]``: every sheet that has a header with a prefix column).
+    sheets: list[str] = field(default_factory=list)
+    #: 1-based line of the header (``None``: detected; ``0``: the file has no header).
+    header_row: int | None = None
+    #: Lines to skip after the header (sub-headers, units).
+    skip_rows: int = 0
+    #: Characters that separate several codes in one cell.
+    code_delimiters: str = ",;|"
+    #: field -> column: a header text, or ``#3`` for the third column.
+    mapping: dict[str, str] = field(default_factory=dict)
+    #: field -> field it takes its value from (``next_interval`` -> ``first_interval``).
+    links: dict[str, str] = field(default_factory=dict)
+    #: Formats: strip a leading ``00`` from codes; decimal comma (``None``: per value); dates day first.
+    strip_00: bool = True
+    decimal_comma: bool | None = None
+    day_first: bool = True
+    #: Prices given as percentages are rare; surcharges usually are (``5`` means 5 %).
+    #: field -> post-processing rule (a safe expression of ``value``).
+    rules: dict[str, str] = field(default_factory=dict)
+    #: field -> default for rows where it is empty or unmapped.
+    defaults: dict[str, str] = field(default_factory=dict)
+    #: Fields whose default applies only to prefixes without a rate in the tariff (others keep theirs).
+    defaults_only_new: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeckSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown template setting(s): {', '.join(unknown)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def check(self) -> list[str]:
+        """Problems with the settings themselves (unknown fields, bad rules), in plain words."""
+        problems = []
+        for name in (*self.mapping, *self.links, *self.rules, *self.defaults, *self.defaults_only_new):
+            if name not in FIELDS:
+                problems.append(f"unknown field {name!r}; fields: {', '.join(FIELDS)}")
+        for name, target in self.links.items():
+            if target not in FIELDS:
+                problems.append(f"{name} is linked to unknown field {target!r}")
+        for name, rule in self.rules.items():
+            try:
+                compile_expression(rule)
+            except ExpressionError as exc:
+                problems.append(f"{name}: {exc}")
+        return problems
+
+
+# --------------------------------------------------------------------------- header and mapping guesses
+
+
+def header_score(cells: Sequence[str]) -> int:
+    """How many distinct fields a row's cells name (a header names at least a prefix and a price)."""
+    return len({f for c in cells if (f := _field_for_header(c)) is not None})
+
+
+def _field_for_header(header: str, taken: Iterable[str] = ()) -> str | None:
+    word = _normal(header)
+    if not word or len(word) > 40:
+        return None
+    blocked = set(taken)
+    for name, words in SYNONYMS.items():
+        if name not in blocked and word in words:
+            return name
+    for name, words in SYNONYMS.items():  # "Rate (USD/min)" contains "rate"
+        if name not in blocked and any(len(w) >= 4 and w in word for w in words):
+            return name
+    return None
+
+
+def find_header(rows: Sequence[Sequence[str]], limit: int = 40, named: Iterable[str] = ()) -> int | None:
+    """0-based index of the header row among the first ``limit`` rows (notice blocks above it).
+
+    With ``named`` columns (an operator's mapping), the header is the first row that has them all.
+    """
+    wanted = {n.strip().lower() for n in named if not re.fullmatch(r"#\d+", n.strip())}
+    if wanted:
+        for index, cells in enumerate(rows[:limit]):
+            if wanted <= {c.strip().lower() for c in cells}:
+                return index
+    best, best_score = None, 1
+    for index, cells in enumerate(rows[:limit]):
+        score = header_score(cells)
+        names = {_field_for_header(c) for c in cells}
+        if score > best_score and "prefix" in names and ({"price", "first_price"} & names):
+            best, best_score = index, score
+    return best
+
+
+def _content_kind(values: Sequence[str]) -> str | None:
+    """What a column's sample values look like: codes, prices, increments, dates or text."""
+    sample = [v.strip() for v in values if v.strip()][:200]
+    if not sample:
+        return None
+
+    def share(test: Callable[[str], bool]) -> float:
+        return sum(1 for v in sample if test(v)) / len(sample)
+
+    def is_code(v: str) -> bool:
+        compact = re.sub(r"[\s+\-]", "", v)
+        return bool(re.fullmatch(r"\d{1,18}([,;|]\d{1,18})*", compact)) and not re.search(r"[.,]\d+$", v)
+
+    def is_price(v: str) -> bool:
+        return bool(re.fullmatch(r"[^\d\-]{0,3}\d*[.,]\d+\s*%?", v))
+
+    def is_increment(v: str) -> bool:
+        return bool(re.fullmatch(r"\d+\s*/\s*\d+", v))
+
+    def is_date(v: str) -> bool:
+        try:
+            parse_date(v)
+        except DeckValueError:
+            return False
+        return not v.isdigit() or len(v) == 5
+
+    if share(is_increment) > 0.9:
+        return "increments"
+    if share(is_date) > 0.9 and not share(is_code) > 0.9:
+        return "effective_from"
+    if share(is_code) > 0.9 and len({v for v in sample}) > max(1, len(sample) // 3):
+        return "prefix"
+    if share(is_price) > 0.9:
+        return "price"
+    if share(lambda v: bool(re.search(r"[A-Za-z]{3}", v))) > 0.9:
+        return "description"
+    return None
+
+
+def guess_mapping(header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> dict[str, str]:
+    """field -> column proposed from the header's words, then from the columns' contents."""
+    mapping: dict[str, str] = {}
+    width = max([len(header or [])] + [len(r) for r in rows[:200]] or [0])
+    names = [column_name(header, i) for i in range(width)]
+    claimed: set[int] = set()
+    if header:
+        for index, text in enumerate(header):
+            name = _field_for_header(text, taken=mapping)
+            if name is not None:
+                mapping[name] = names[index]
+                claimed.add(index)
+    for index in range(width):
+        if index in claimed:
+            continue
+        kind = _content_kind([r[index] if index < len(r) else "" for r in rows[:200]])
+        if kind and kind not in mapping and not (kind == "price" and "first_price" in mapping):
+            mapping[kind] = names[index]
+            claimed.add(index)
+    if "price" in mapping and "first_price" in mapping:
+        del mapping["price"]
+    if "increments" in mapping and "first_interval" in mapping:
+        del mapping["increments"]
+    return mapping
+
+
+def column_name(header: Sequence[str] | None, index: int) -> str:
+    """How a column is called in a mapping: its header text, or ``#n`` (1-based) without one."""
+    if header and index < len(header) and header[index].strip():
+        return header[index].strip()
+    return f"#{index + 1}"
+
+
+def resolve_columns(mapping: Mapping[str, str], header: Sequence[str] | None) -> dict[str, int]:
+    """field -> 0-based column index; raises ValueError naming a column that is not in the file."""
+    by_name: dict[str, int] = {}
+    for index, text in enumerate(header or []):
+        by_name.setdefault(text.strip().lower(), index)
+    resolved: dict[str, int] = {}
+    for name, column in mapping.items():
+        if re.fullmatch(r"#\d+", column.strip()):
+            resolved[name] = int(column.strip()[1:]) - 1
+        elif column.strip().lower() in by_name:
+            resolved[name] = by_name[column.strip().lower()]
+        else:
+            columns = ", ".join(h for h in (header or []) if h.strip()) or "none (use #1, #2, ...)"
+            raise ValueError(
+                f"{name} is mapped to column {column!r}, which the file lacks; columns: {columns}"
+            )
+    return resolved
+
+
+# --------------------------------------------------------------------------- rows to candidate rates
+
+
+@dataclass
+class Candidate:
+    """One rate the deck asks for (one per code), or the reason it cannot be one."""
+
+    line: int
+    sheet: str | None
+    prefix: str
+    values: dict[str, Any]
+    #: field names that came from the file or a rule (the rest are defaults, maybe kept from the tariff).
+    given: set[str]
+    error: str | None = None
+    error_column: str | None = None
+
+
+class _RowError(Exception):
+    def __init__(self, column: str, message: str) -> None:
+        super().__init__(message)
+        self.column = column
+
+
+def _parse(name: str, text: str, settings: DeckSettings) -> Value | datetime | int | bool | None:
+    if not text.strip():
+        return None
+    if name in MONEY or name in ("price", "off_peak_price"):
+        return parse_number(text, decimal_comma=settings.decimal_comma)
+    if name in WHOLE:
+        return parse_whole(text)
+    if name == "post_call_surcharge":
+        number = parse_number(text.rstrip("%"), decimal_comma=settings.decimal_comma)
+        return number
+    if name in FLAGS:
+        return parse_flag(text)
+    if name == "effective_from":
+        return parse_date(text, day_first=settings.day_first)
+    return text.strip()
+
+
+def map_rows(
+    rows: Iterable[tuple[int, str | None, Sequence[str]]],
+    header: Sequence[str] | None,
+    settings: DeckSettings,
+    *,
+    exchange_rates: Mapping[str, Decimal] | None = None,
+) -> list[Candidate]:
+    """Candidates from ``(line, sheet, cells)`` rows, in file order."""
+    columns = resolve_columns(settings.mapping, header)
+    if "prefix" not in columns or not ({"price", "first_price"} & (set(columns) | set(settings.defaults))):
+        raise ValueError(f"the mapping lacks a required field: {REQUIRED_NOTE}")
+    rules: dict[str, Expression] = {k: compile_expression(v) for k, v in settings.rules.items()}
+    names = {name: column_name(header, index) for name, index in columns.items()}
+    candidates: list[Candidate] = []
+    for line, sheet, cells in rows:
+        if not any(c.strip() for c in cells):
+            continue
+        raw_codes = cells[columns["prefix"]] if columns["prefix"] < len(cells) else ""
+        try:
+            values, given = _row_values(cells, columns, names, settings, rules, exchange_rates)
+        except _RowError as failure:
+            candidates.append(
+                Candidate(line, sheet, raw_codes.strip(), {}, set(), str(failure), failure.column)
+            )
+            continue
+        try:
+            codes = (
+                split_codes(raw_codes, settings.code_delimiters, strip_00=settings.strip_00)
+                if raw_codes.strip()
+                else []
+            )
+            if not codes:
+                raise DeckValueError("no prefix given")
+            codes = [_code_rule(code, settings, rules, values, exchange_rates) for code in codes]
+        except (DeckValueError, ExpressionError) as exc:
+            candidates.append(
+                Candidate(line, sheet, raw_codes.strip(), values, given, str(exc), names["prefix"])
+            )
+            continue
+        for code in codes:
+            candidates.append(Candidate(line, sheet, code, dict(values), set(given)))
+    return candidates
+
+
+def _code_rule(
+    code: str,
+    settings: DeckSettings,
+    rules: Mapping[str, Expression],
+    values: Mapping[str, Any],
+    exchange_rates: Mapping[str, Decimal] | None,
+) -> str:
+    if "prefix" not in rules:
+        return code
+    return clean_code(str(rules["prefix"].evaluate(code, values, exchange_rates)), strip_00=False)
+
+
+def _row_values(
+    cells: Sequence[str],
+    columns: Mapping[str, int],
+    names: Mapping[str, str],
+    settings: DeckSettings,
+    rules: Mapping[str, Expression],
+    exchange_rates: Mapping[str, Decimal] | None,
+) -> tuple[dict[str, Any], set[str]]:
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for name, index in columns.items():
+        if name == "prefix":
+            continue
+        text = cells[index] if index < len(cells) else ""
+        try:
+            if name == "increments":
+                if text.strip():
+                    increments = parse_increments(text)
+                    values["first_interval"] = increments.first
+                    values["next_interval"] = (
+                        increments.next if increments.next is not None else increments.first
+                    )
+                    given |= {"first_interval", "next_interval"}
+                continue
+            value = _parse(name, text, settings)
+        except DeckValueError as exc:
+            raise _RowError(names[name], str(exc)) from exc
+        if value is None:
+            continue
+        for target in VIRTUAL.get(name, (name,)):
+            values[target] = value
+            given.add(target)
+    for name, default in settings.defaults.items():
+        for target in VIRTUAL.get(name, (name,)):
+            if target not in values and default.strip():
+                try:
+                    parsed = _parse(name, default, settings)
+                except DeckValueError as exc:
+                    raise _RowError(f"default of {name}", str(exc)) from exc
+                values[target] = parsed
+    for name, source in settings.links.items():
+        for target in VIRTUAL.get(name, (name,)):
+            origin = VIRTUAL.get(source, (source,))[0]
+            if origin in values:
+                values[target] = values[origin]
+                if origin in given:
+                    given.add(target)
+    for name, rule in rules.items():
+        if name == "prefix":
+            continue
+        for target in VIRTUAL.get(name, (name,)):
+            if target not in values:
+                continue
+            try:
+                result = rule.evaluate(values[target], values, exchange_rates)
+            except ExpressionError as exc:
+                raise _RowError(names.get(name, name), str(exc)) from exc
+            values[target] = _coerce(target, result)
+    return values, given
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in MONEY:
+        return value if isinstance(value, Decimal) else parse_number(str(value))
+    if name in WHOLE:
+        return int(value) if isinstance(value, Decimal) else parse_whole(str(value))
+    return value

@@ -1,0 +1,365 @@
+"""The review step of a rate import: every candidate rate against the tariff's history.
+
+Each candidate is classified (new, increase, decrease, unchanged, duplicate,
+past, error; and, in replace mode, the tariff's prefixes the deck lacks as
+discontinued) and given an action: insert a new version, replace a
+not-yet-effective version, or skip.  The counts of the seed's summary come
+from these decisions.  Pure: the service supplies the history and writes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from rerate.domain.deck_mapping import Candidate
+from rerate.domain.money import MoneyError, percent_to_scaled, to_nanos
+
+#: Rate attributes compared to decide whether a row equals the rate in force (everything but dates).
+COMPARED = (
+    "first_interval",
+    "next_interval",
+    "first_price",
+    "next_price",
+    "connect_fee",
+    "free_seconds",
+    "grace_period",
+    "post_call_surcharge",
+    "forbidden",
+    "discontinued",
+    "off_peak_first_price",
+    "off_peak_next_price",
+    "preference",
+    "route_category",
+    "hidden",
+    "payback",
+)
+#: Values for attributes neither in the deck, nor defaulted, nor kept from an existing rate.
+BUILT_IN_DEFAULTS: dict[str, Any] = {
+    "first_interval": 1,
+    "next_interval": 1,
+    "connect_fee": Decimal(0),
+    "free_seconds": 0,
+    "grace_period": 0,
+    "post_call_surcharge": 0,
+    "forbidden": False,
+    "discontinued": False,
+    "hidden": False,
+}
+#: Attributes taken from the rate in force when the deck does not give them.  Never prices: a
+#: missing price is an error, not a reason to keep the old one.
+PRICES = ("first_price", "next_price", "off_peak_first_price", "off_peak_next_price")
+KEPT_FROM_EXISTING = (*(c for c in COMPARED if c not in PRICES), "description", "country")
+
+
+class Mode(StrEnum):
+    ADD = "add"
+    REPLACE = "replace"
+
+
+class PastPolicy(StrEnum):
+    SKIP = "skip"  # the seed's default: rows effective in the past are not loaded
+    NOW = "now"  # loaded as effective immediately (--past-as-now)
+    BACKDATE = "backdate"  # loaded as given; the affected XDRs get a proposed re-rating (--allow-past)
+
+
+class Status(StrEnum):
+    NEW = "new"
+    INCREASE = "increase"
+    DECREASE = "decrease"
+    UNCHANGED = "unchanged"  # same prices, other attributes differ
+    DUPLICATE = "duplicate"  # identical to the rate in force
+    PAST = "past"
+    ERROR = "error"
+    DISCONTINUED = "discontinued"
+
+
+class Action(StrEnum):
+    INSERT = "insert"
+    REPLACE_FUTURE = "replace_future"  # a version not yet in force is rewritten (no XDR used it)
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class StoredRate:
+    """One version of a prefix's history in the tariff."""
+
+    id: int
+    effective_from: datetime
+    values: Mapping[str, Any]
+
+
+@dataclass
+class ReviewedRate:
+    line: int | None
+    sheet: str | None
+    prefix: str
+    status: Status
+    action: Action
+    values: dict[str, Any] = field(default_factory=dict)
+    old: Mapping[str, Any] | None = None
+    #: The version this one replaces in place (a future one), if any.
+    replaces_id: int | None = None
+    error: str | None = None
+    error_column: str | None = None
+    #: The prefix had no rate in force in this tariff before.
+    new_for_tariff: bool = False
+
+
+@dataclass
+class ReviewOptions:
+    now: datetime
+    mode: Mode = Mode.ADD
+    past: PastPolicy = PastPolicy.SKIP
+    skip_duplicates: bool = True
+    defaults_only_new: Sequence[str] = ()
+    #: The defaults the operator gave (field -> value already parsed), for ``defaults_only_new``.
+    defaulted: Mapping[str, Any] = field(default_factory=dict)
+
+
+def in_force(history: Sequence[StoredRate], moment: datetime) -> StoredRate | None:
+    """The version in force at ``moment`` (greatest ``effective_from <= moment``), discontinued or not."""
+    index = bisect.bisect_right([h.effective_from for h in history], moment)
+    return history[index - 1] if index else None
+
+
+def _live(rate: StoredRate | None) -> StoredRate | None:
+    return rate if rate is not None and not rate.values.get("discontinued") else None
+
+
+def _check(values: dict[str, Any]) -> tuple[str, str] | None:
+    """(column, message) of the first invalid attribute, after defaults."""
+    if values.get("first_price") is None:
+        return "first_price", "no price given"
+    for name in ("first_price", "next_price", "connect_fee", "off_peak_first_price", "off_peak_next_price"):
+        value = values.get(name)
+        if value is None:
+            continue
+        if value < 0:
+            return name, f"must not be negative, got {value}"
+        try:
+            to_nanos(value, field=name)
+        except MoneyError as exc:
+            return name, f"{exc} (a rule can round it: round(value, 9))"
+    if values.get("next_interval", 1) < 1:
+        return "next_interval", "must be at least 1 second"
+    if values.get("first_interval", 0) < 0:
+        return "first_interval", "must not be negative"
+    surcharge = values.get("post_call_surcharge", 0)
+    if isinstance(surcharge, Decimal):
+        if surcharge < -100:
+            return "post_call_surcharge", "cannot be below -100 %"
+        try:
+            values["post_call_surcharge"] = percent_to_scaled(surcharge, field="post_call_surcharge")
+        except MoneyError as exc:
+            return "post_call_surcharge", str(exc)
+    country = values.get("country")
+    if country is not None and (len(str(country)) != 2 or not str(country).isalpha()):
+        return "country", f"must be an ISO 3166 two-letter code, got {country!r}"
+    return None
+
+
+def review(
+    candidates: Sequence[Candidate],
+    history: Mapping[str, Sequence[StoredRate]],
+    options: ReviewOptions,
+) -> list[ReviewedRate]:
+    """Classify every candidate; in replace mode, add the tariff's prefixes the deck lacks."""
+    reviewed: list[ReviewedRate] = []
+    seen: dict[tuple[str, datetime], int | None] = {}
+    for candidate in candidates:
+        reviewed.append(_review_one(candidate, history, options, seen))
+    if options.mode is Mode.REPLACE:
+        stopped = _discontinued(reviewed, history, options)
+        if any(r.status is Status.ERROR for r in reviewed):
+            # The seed: discontinue nothing when a row failed (a typo must not end a live rate).
+            for rate in stopped:
+                rate.action = Action.SKIP
+                rate.error = "kept: replace mode discontinues only when the deck has no errors"
+        reviewed.extend(stopped)
+    return reviewed
+
+
+def _review_one(
+    candidate: Candidate,
+    history: Mapping[str, Sequence[StoredRate]],
+    options: ReviewOptions,
+    seen: dict[tuple[str, datetime], int | None],
+) -> ReviewedRate:
+    def failed(message: str, column: str | None) -> ReviewedRate:
+        return ReviewedRate(
+            candidate.line,
+            candidate.sheet,
+            candidate.prefix,
+            Status.ERROR,
+            Action.SKIP,
+            dict(candidate.values),
+            error=message,
+            error_column=column,
+        )
+
+    if candidate.error:
+        return failed(candidate.error, candidate.error_column)
+    values = dict(candidate.values)
+    effective = values.pop("effective_from", None) or options.now
+    versions = history.get(candidate.prefix, ())
+    past = effective < options.now
+    if past and options.past is PastPolicy.NOW:
+        effective = options.now
+    current = _live(in_force(versions, effective))
+    for name in KEPT_FROM_EXISTING:
+        if name in candidate.given:
+            continue
+        keep = name not in values or name in options.defaults_only_new
+        if keep and current is not None and current.values.get(name) is not None:
+            values[name] = current.values[name]
+    for name, value in BUILT_IN_DEFAULTS.items():
+        values.setdefault(name, value)
+    values.setdefault("next_price", values.get("first_price"))
+    problem = _check(values)
+    if problem is not None:
+        return failed(problem[1], problem[0])
+    key = (candidate.prefix, effective)
+    if key in seen:
+        where = f"line {seen[key]}" if seen[key] is not None else "another row"
+        return failed(
+            f"prefix {candidate.prefix} effective {effective:%Y-%m-%d %H:%M} also on {where}", "prefix"
+        )
+    seen[key] = candidate.line
+    values["effective_from"] = effective
+    old = dict(current.values) | {"effective_from": current.effective_from} if current else None
+    rate = ReviewedRate(
+        candidate.line,
+        candidate.sheet,
+        candidate.prefix,
+        Status.NEW,
+        Action.INSERT,
+        values,
+        old=old,
+        new_for_tariff=current is None,
+    )
+    if past and options.past is PastPolicy.SKIP:
+        rate.status, rate.action = Status.PAST, Action.SKIP
+        return rate
+    same_time = next((v for v in versions if v.effective_from == effective), None)
+    future = [v for v in versions if v.effective_from > options.now]
+    if same_time is not None and same_time.effective_from <= options.now and not past:
+        same_time = None  # effective "now" never collides with a stored past time
+    if values.get("discontinued"):
+        rate.status = Status.DISCONTINUED
+    elif current is None:
+        rate.status = Status.NEW
+    elif all(values.get(c) == current.values.get(c) for c in COMPARED):
+        rate.status = Status.DUPLICATE
+    else:
+        rate.status = _price_change(values, current.values)
+    if rate.status is Status.DUPLICATE and options.skip_duplicates:
+        rate.action = Action.SKIP
+        return rate
+    if same_time is not None:
+        if same_time.effective_from <= options.now:
+            return failed(
+                f"prefix {candidate.prefix} already has a rate effective {effective:%Y-%m-%d %H:%M}; "
+                "history in force is not rewritten: give another effective date",
+                "effective_from",
+            )
+        rate.action, rate.replaces_id = Action.REPLACE_FUTURE, same_time.id
+    elif options.mode is Mode.REPLACE and future:
+        # The seed: a rate present in the tariff and the deck, effective in the future, is replaced.
+        rate.action, rate.replaces_id = Action.REPLACE_FUTURE, future[-1].id
+    return rate
+
+
+def _price_change(new: Mapping[str, Any], old: Mapping[str, Any]) -> Status:
+    for name in ("first_price", "next_price"):
+        if new.get(name) != old.get(name):
+            return Status.INCREASE if new[name] > old[name] else Status.DECREASE
+    return Status.UNCHANGED
+
+
+def _discontinued(
+    reviewed: Sequence[ReviewedRate], history: Mapping[str, Sequence[StoredRate]], options: ReviewOptions
+) -> list[ReviewedRate]:
+    """Replace mode: every prefix with a live rate that the deck lacks stops when the deck takes effect."""
+    in_deck = {r.prefix for r in reviewed}
+    dates = [r.values["effective_from"] for r in reviewed if r.action is not Action.SKIP]
+    moment = max(min(dates), options.now) if dates else options.now
+    result = []
+    for prefix, versions in sorted(history.items()):
+        if prefix in in_deck:
+            continue
+        current = _live(in_force(versions, moment))
+        if current is None:
+            continue
+        values = dict(current.values) | {"discontinued": True, "effective_from": moment}
+        stopped = ReviewedRate(
+            None,
+            None,
+            prefix,
+            Status.DISCONTINUED,
+            Action.INSERT,
+            values,
+            old=dict(current.values) | {"effective_from": current.effective_from},
+        )
+        same_time = next((v for v in versions if v.effective_from == moment), None)
+        if same_time is not None:  # a version not yet in force at that very time: it becomes the stop
+            stopped.action, stopped.replaces_id = Action.REPLACE_FUTURE, same_time.id
+        result.append(stopped)
+    return result
+
+
+@dataclass
+class Summary:
+    """The seed's summary of an import, plus the review's other counts."""
+
+    total_processed: int = 0
+    created: int = 0
+    overridden: int = 0
+    skipped_errors: int = 0
+    skipped_duplicates: int = 0
+    new_rates_for_tariff: int = 0
+    new_destinations: int = 0
+    skipped_past: int = 0
+    discontinued: int = 0
+    increases: int = 0
+    decreases: int = 0
+    unchanged: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def summarize(reviewed: Sequence[ReviewedRate]) -> Summary:
+    summary = Summary()
+    for rate in reviewed:
+        if rate.line is not None:
+            summary.total_processed += 1
+        if rate.status is Status.ERROR:
+            summary.skipped_errors += 1
+        elif rate.status is Status.PAST:
+            summary.skipped_past += 1
+        elif rate.status is Status.DUPLICATE and rate.action is Action.SKIP:
+            summary.skipped_duplicates += 1
+        elif rate.action is Action.SKIP:
+            continue
+        else:
+            summary.created += 1
+            if rate.old is not None or rate.replaces_id is not None:
+                summary.overridden += 1
+            if rate.new_for_tariff and rate.status is not Status.DISCONTINUED:
+                summary.new_rates_for_tariff += 1
+        counted = {
+            Status.DISCONTINUED: "discontinued",
+            Status.INCREASE: "increases",
+            Status.DECREASE: "decreases",
+            Status.UNCHANGED: "unchanged",
+        }
+        if rate.status in counted and rate.action is not Action.SKIP:
+            name = counted[rate.status]
+            setattr(summary, name, getattr(summary, name) + 1)
+    return summary

@@ -1,0 +1,202 @@
+"""Reading the values carriers put in rate decks: codes, prices, increments, dates, flags.
+
+Every parser takes the cell's text and returns the value or raises
+:class:`DeckValueError` with a message an operator understands; the caller adds
+the line and the column.  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+
+from rerate.domain.prefix_index import KEY_DIGITS
+
+
+class DeckValueError(ValueError):
+    """A cell that cannot be read as the field it is mapped to."""
+
+
+#: The widest range a single cell may expand to (``4400-4499`` is 100 prefixes).
+MAX_RANGE = 10_000
+
+_SPACES = re.compile(r"[\s\u00a0]+")
+_RANGE = re.compile(r"^(\d+)\s*(?:-|\.\.|–)\s*(\d+)$")
+
+
+def split_codes(cell: str, delimiters: str = ",;|", *, strip_00: bool = True) -> list[str]:
+    """The codes of one cell: ``"44, 447; 4420-4429"`` gives 44, 447 and 4420 to 4429."""
+    parts = [cell]
+    for delimiter in delimiters:
+        parts = [piece for part in parts for piece in part.split(delimiter)]
+    codes: list[str] = []
+    for part in parts:
+        text = part.strip()
+        if not text:
+            continue
+        codes.extend(_expand(text, strip_00))
+    return codes
+
+
+def _expand(text: str, strip_00: bool) -> list[str]:
+    compact = text.replace("+", "").strip()
+    match = _RANGE.match(compact)
+    if match and _is_range(match.group(1), match.group(2)):
+        low, high = match.group(1), match.group(2)
+        count = int(high) - int(low) + 1
+        if count > MAX_RANGE:
+            raise DeckValueError(f"range {text!r} would make {count} prefixes (at most {MAX_RANGE})")
+        return [str(n).zfill(len(low)) for n in range(int(low), int(high) + 1)]
+    return [clean_code(text, strip_00=strip_00)]
+
+
+def _is_range(low: str, high: str) -> bool:
+    """``4420-4429`` is a range; ``93-76`` (country-area) and ``1-204`` are one code written in parts.
+
+    A range's ends have the same length, ascend, and share their leading
+    digits (all but the last two at most), which a country code followed by
+    an area code practically never does.
+    """
+    if len(low) != len(high) or len(low) < 3 or int(high) <= int(low):
+        return False
+    shared = len(low) - 2
+    return low[:shared] == high[:shared]
+
+
+def clean_code(text: str, *, strip_00: bool = True) -> str:
+    """A destination code from ``+44 20``, ``0044-20``, ``93-76`` or ``44.0`` (a spreadsheet number)."""
+    value = _SPACES.sub("", text).replace("-", "").replace("(", "").replace(")", "")
+    if value.endswith(".0") and value[:-2].isdigit():
+        value = value[:-2]
+    if value.startswith("+"):
+        value = value[1:]
+    elif strip_00 and value.startswith("00"):
+        value = value[2:]
+    if not value.isdigit():
+        raise DeckValueError(f"{text!r} is not a dialling code (digits only)")
+    if not 1 <= len(value) <= KEY_DIGITS:
+        raise DeckValueError(f"{text!r} has {len(value)} digits (1 to {KEY_DIGITS} allowed)")
+    return value
+
+
+def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
+    """An exact decimal from ``0.0123``, ``0,0123``, ``1.234,5``, ``€ 0.01``, ``1E-3`` or ``5%`` (0.05).
+
+    ``decimal_comma=None`` decides from the text: a comma followed by one to
+    eight digits at the end, with no dot after it, is a decimal comma.
+    """
+    value = _SPACES.sub("", text).strip()
+    percent = value.endswith("%")
+    value = value.rstrip("%")
+    value = re.sub(r"^[^\d\-+.,]+|[^\d.,eE]+$", "", value)  # currency signs and units around the number
+    if not value:
+        raise DeckValueError(f"{text!r} is not a number")
+    comma = decimal_comma
+    if comma is None:
+        comma = "," in value and ("." not in value or value.rfind(",") > value.rfind("."))
+    value = value.replace(".", "").replace(",", ".") if comma else value.replace(",", "")
+    try:
+        number = Decimal(value)
+    except InvalidOperation as exc:
+        raise DeckValueError(f"{text!r} is not a number") from exc
+    if not number.is_finite():
+        raise DeckValueError(f"{text!r} is not a number")
+    return number / 100 if percent else number
+
+
+def parse_whole(text: str) -> int:
+    number = parse_number(text)
+    if number != number.to_integral_value():
+        raise DeckValueError(f"{text!r} is not a whole number")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class Increments:
+    first: int
+    next: int | None
+
+
+def parse_increments(text: str) -> Increments:
+    """``60/60``, ``1/1``, ``60/1``, ``60+6`` or ``30-6`` (first and next interval), or one number."""
+    parts = [p for p in re.split(r"[/+:x\-]", _SPACES.sub("", text)) if p]
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
+        raise DeckValueError(f"{text!r} is not an increment such as 60/60 or 1/1")
+    first = int(parts[0])
+    following = int(parts[1]) if len(parts) == 2 else None
+    if first < 0 or following == 0:
+        raise DeckValueError(f"{text!r}: the next interval must be at least 1 second")
+    return Increments(first, following)
+
+
+_MONTHS = {m: i for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split(), start=1)}
+_EXCEL_EPOCH = datetime(1899, 12, 30, tzinfo=UTC)
+_DATE_PATTERNS = (
+    # (regex, (year, month, day) group order, month given by name)
+    (re.compile(r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})"), ("y", "m", "d")),
+    (re.compile(r"^(\d{1,2})[-/. ]([A-Za-z]{3})[A-Za-z]*[-/. ,]*(\d{2,4})"), ("d", "b", "y")),
+    (re.compile(r"^([A-Za-z]{3})[A-Za-z]*[-/. ](\d{1,2})[-/. ,]*(\d{4})"), ("b", "d", "y")),
+    (re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{2,4})"), ("d", "m", "y")),
+)
+_TIME = re.compile(r"[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def parse_date(text: str, *, day_first: bool = True) -> datetime:
+    """A UTC time from the date formats rate decks use.
+
+    ISO (``2026-12-01``, with a time or an offset), ``01/12/2026`` (day
+    first unless ``day_first=False``; a first number above 12 settles it),
+    ``01.12.2026``, ``1-Dec-26``, ``Dec 1, 2026``, and Excel serial days
+    (``46357``).  A date without a time means midnight UTC.
+    """
+    value = text.strip()
+    if not value:
+        raise DeckValueError("no date given")
+    if re.fullmatch(r"\d{5}(\.\d+)?", value):  # an Excel serial day number
+        return _EXCEL_EPOCH + timedelta(days=float(value))
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except ValueError:
+        pass
+    for pattern, order in _DATE_PATTERNS:
+        match = pattern.match(value)
+        if not match:
+            continue
+        parts = dict(zip(order, match.groups(), strict=True))
+        year = int(parts["y"])
+        year = year + 2000 if year < 100 else year
+        if "b" in parts:
+            month = _MONTHS.get(parts["b"][:3].lower(), 0)
+            day = int(parts["d"])
+        else:
+            first, second = int(parts["d"]), int(parts["m"])
+            day, month = (first, second) if day_first or first > 12 else (second, first)
+            if second > 12 and first <= 12:
+                day, month = second, first
+        try:
+            moment = datetime(year, month, day, tzinfo=UTC)
+        except ValueError as exc:
+            raise DeckValueError(f"{text!r} is not a valid date") from exc
+        clock = _TIME.search(value[match.end() - 1 :])
+        if clock:
+            moment = moment.replace(
+                hour=int(clock.group(1)), minute=int(clock.group(2)), second=int(clock.group(3) or 0)
+            )
+        return moment
+    raise DeckValueError(f"{text!r} is not a date (use YYYY-MM-DD, DD/MM/YYYY, DD-Mon-YY or similar)")
+
+
+_TRUE = {"1", "true", "yes", "y", "t", "x", "on"}
+_FALSE = {"", "0", "false", "no", "n", "f", "off"}
+
+
+def parse_flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise DeckValueError(f"{text!r} is not yes or no")

@@ -1,0 +1,191 @@
+"""Post-processing rules as safe expressions: ``value * 1.05``, ``"44" + value``, ``value * fx("EUR")``.
+
+An expression is parsed with :mod:`ast` and only a small whitelist of nodes is
+accepted (arithmetic, comparisons, ``x if c else y``, a few functions), so a
+rule can never run code, touch files or loop.  Numbers are exact decimals:
+``1.05`` in a rule is the decimal 1.05, never a binary float.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+Value = Decimal | str | bool
+
+
+class ExpressionError(ValueError):
+    """A rule that cannot be compiled, or that fails on a value."""
+
+
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+}
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+
+
+def _round(value: Decimal, places: Decimal = Decimal(0)) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+
+
+def _number(value: Value) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    try:
+        return Decimal(str(value).strip().replace(",", "."))
+    except InvalidOperation as exc:
+        raise ExpressionError(f"{value!r} is not a number") from exc
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
+    return str(value)
+
+
+_FUNCTIONS: dict[str, Callable[..., Value]] = {
+    "round": _round,
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "num": _number,
+    "str": _text,
+    "upper": lambda v: _text(v).upper(),
+    "lower": lambda v: _text(v).lower(),
+    "strip": lambda v, chars=None: _text(v).strip(chars),
+    "lstrip": lambda v, chars=None: _text(v).lstrip(chars),
+    "replace": lambda v, old, new: _text(v).replace(old, new),
+    "left": lambda v, n: _text(v)[: int(n)],
+    "right": lambda v, n: _text(v)[-int(n) :] if int(n) else "",
+}
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A compiled rule; call :meth:`evaluate` with the cell's value and the row's other fields."""
+
+    source: str
+    tree: ast.Expression
+
+    def evaluate(
+        self,
+        value: Value | None,
+        fields: Mapping[str, Value | None] | None = None,
+        exchange_rates: Mapping[str, Decimal] | None = None,
+    ) -> Value:
+        scope = dict(fields or {})
+        scope["value"] = value
+        rates = exchange_rates or {}
+
+        def fx(currency: Value) -> Decimal:
+            code = _text(currency).upper()
+            if code not in rates:
+                raise ExpressionError(f"no exchange rate stored for {code} (see 'rerate fx set')")
+            return rates[code]
+
+        try:
+            result: Value = _eval(self.tree.body, scope, fx)
+            return result
+        except ExpressionError:
+            raise
+        except (ArithmeticError, TypeError, ValueError, InvalidOperation) as exc:
+            raise ExpressionError(f"rule {self.source!r} failed on {value!r}: {exc}") from exc
+
+
+def compile_expression(source: str) -> Expression:
+    """Parse and check a rule; raises :class:`ExpressionError` naming what is not allowed."""
+    try:
+        tree = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"rule {source!r} is not a valid expression: {exc.msg}") from exc
+    for node in ast.walk(tree):
+        allowed = (
+            ast.Expression,
+            ast.BinOp,
+            ast.UnaryOp,
+            ast.BoolOp,
+            ast.Compare,
+            ast.IfExp,
+            ast.Constant,
+            ast.Name,
+            ast.Load,
+            ast.Call,
+            ast.USub,
+            ast.UAdd,
+            ast.Not,
+            ast.And,
+            ast.Or,
+            *_BINARY,
+            *_COMPARE,
+        )
+        if not isinstance(node, allowed):
+            raise ExpressionError(f"rule {source!r}: {type(node).__name__} is not allowed in rules")
+        if isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name) or node.func.id not in {*_FUNCTIONS, "fx"}:
+                known = ", ".join(sorted({*_FUNCTIONS, "fx"}))
+                raise ExpressionError(f"rule {source!r}: only the functions {known} are allowed")
+            if node.keywords:
+                raise ExpressionError(f"rule {source!r}: functions take positional arguments only")
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)):
+            raise ExpressionError(f"rule {source!r}: constant {node.value!r} is not allowed")
+    return Expression(source, tree)
+
+
+def _eval(node: ast.expr, scope: dict[str, Any], fx: Callable[[Value], Decimal]) -> Any:
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, (bool, str)):
+            return node.value
+        return Decimal(repr(node.value))  # 1.05 is the decimal 1.05
+    if isinstance(node, ast.Name):
+        if node.id not in scope:
+            raise ExpressionError(f"unknown name {node.id!r} (use value or a field name)")
+        return scope[node.id]
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left, scope, fx), _eval(node.right, scope, fx)
+        if isinstance(left, str) != isinstance(right, str):
+            if isinstance(node.op, ast.Add):  # "44" + value joins text
+                return _text(left) + _text(right)
+            left, right = _number(left), _number(right)
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp):
+        operand = _eval(node.operand, scope, fx)
+        if isinstance(node.op, ast.Not):
+            return not operand
+        return -_number(operand) if isinstance(node.op, ast.USub) else _number(operand)
+    if isinstance(node, ast.BoolOp):
+        values = [_eval(v, scope, fx) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.Compare):
+        left = _eval(node.left, scope, fx)
+        for op, comparator in zip(node.ops, node.comparators, strict=True):
+            right = _eval(comparator, scope, fx)
+            if isinstance(left, str) != isinstance(right, str):
+                left, right = _number(left), _number(right)
+            if not _COMPARE[type(op)](left, right):
+                return False
+            left = right
+        return True
+    if isinstance(node, ast.IfExp):
+        return _eval(node.body if _eval(node.test, scope, fx) else node.orelse, scope, fx)
+    if isinstance(node, ast.Call):
+        assert isinstance(node.func, ast.Name)
+        arguments = [_eval(a, scope, fx) for a in node.args]
+        if node.func.id == "fx":
+            return fx(*arguments)
+        return _FUNCTIONS[node.func.id](*arguments)
+    raise ExpressionError(f"{type(node).__name__} is not allowed in rules")

@@ -1,0 +1,697 @@
+"""The rate-deck import wizard (seed 001): parse, map, review, create destinations, load, report.
+
+One call runs every step the seed's screens show, with the operator's choices
+given up front (or by a template) instead of clicked: :func:`import_deck`
+with ``preview=True`` stops after the review and writes nothing; otherwise
+the whole load (tariff, destinations, groups, rates, the import's record and
+its audit row) is one catalog transaction, so a deck never half-loads.
+Rows with errors are skipped and reported (the seed's "Skipped (due to
+errors)"), or, with ``strict``, the whole deck is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import (
+    CountryCode,
+    Customer,
+    Destination,
+    DestinationGroup,
+    DestinationGroupPrefix,
+    ExchangeRate,
+    ImportTemplate,
+    Rate,
+    RateImport,
+    Tariff,
+    TariffAssignment,
+    Vendor,
+)
+from rerate.domain.deck_mapping import (
+    Candidate,
+    DeckSettings,
+    find_header,
+    guess_mapping,
+    map_rows,
+)
+from rerate.domain.deck_review import (
+    COMPARED,
+    Action,
+    Mode,
+    PastPolicy,
+    ReviewedRate,
+    ReviewOptions,
+    StoredRate,
+    Summary,
+    review,
+    summarize,
+)
+from rerate.domain.expressions import ExpressionError
+from rerate.domain.scopes import Scope
+from rerate.ledger.tables import XDRS
+from rerate.services import audit
+from rerate.services.countries import nanp_region
+from rerate.services.deck_files import DeckFile, Sheet, read_deck
+from rerate.services.errors import InvalidInputError, NotFoundError
+
+TEMPLATE_KIND = "rate_deck"
+#: Columns of the results file, one row per rate the deck asked for (and per discontinued prefix).
+RESULT_COLUMNS = (
+    "line",
+    "sheet",
+    "prefix",
+    "status",
+    "action",
+    "error",
+    "effective_from",
+    "first_price",
+    "next_price",
+    "first_interval",
+    "next_interval",
+    "connect_fee",
+    "old_effective_from",
+    "old_first_price",
+    "old_next_price",
+    "old_first_interval",
+    "old_next_interval",
+    "country",
+    "description",
+)
+
+
+@dataclass
+class DeckImportRequest:
+    tariff: str
+    path: Path
+    mode: Mode = Mode.ADD
+    past: PastPolicy = PastPolicy.SKIP
+    skip_duplicates: bool = True
+    preview: bool = False
+    #: Refuse the whole deck when a row has an error (default: skip such rows, as the seed does).
+    strict: bool = False
+    template: str | None = None
+    save_template: str | None = None
+    #: Settings that override the template's (and the guesses): ``DeckSettings`` field -> value.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: field -> column, on top of the template's or the guessed mapping.
+    mapping: Mapping[str, str] = field(default_factory=dict)
+    #: New destinations: code prefix -> ISO country (applies to the new codes under it).
+    countries: Mapping[str, str] = field(default_factory=dict)
+    #: New destinations: code prefix -> destination group to put them in.
+    groups: Mapping[str, str] = field(default_factory=dict)
+    #: A new tariff's currency and decimals.
+    currency: str | None = None
+    decimals: int | None = None
+    results_file: Path | None = None
+    now: datetime | None = None
+
+
+@dataclass
+class NewDestination:
+    prefix: str
+    country: str | None
+    #: Where the country came from: the deck, --country, the dialling plan; None: unresolved.
+    source: str | None
+    description: str | None = None
+    group: str | None = None
+
+
+@dataclass
+class SheetUse:
+    name: str | None
+    header_line: int | None
+    mapping: dict[str, str]
+    rows: int
+
+
+@dataclass
+class DeckImportReport:
+    tariff: str
+    file: str
+    state: str  # preview | imported | rejected
+    mapping: dict[str, str]
+    settings: dict[str, Any]
+    sheets: list[SheetUse]
+    rates: list[ReviewedRate]
+    summary: Summary
+    new_destinations: list[NewDestination]
+    problems: list[str] = field(default_factory=list)
+    tariff_created: bool = False
+    import_id: int | None = None
+    results_path: str | None = None
+    proposed_jobs: list[int] = field(default_factory=list)
+    encoding: str | None = None
+    delimiter: str | None = None
+
+    @property
+    def unresolved(self) -> list[NewDestination]:
+        return [d for d in self.new_destinations if d.country is None]
+
+    def as_dict(self, *, rows: bool = True) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "tariff": self.tariff,
+            "file": self.file,
+            "state": self.state,
+            "mapping": self.mapping,
+            "sheets": [s.__dict__ for s in self.sheets],
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "summary": self.summary.as_dict(),
+            "new_destinations": [d.__dict__ for d in self.new_destinations],
+            "unresolved_destinations": [d.prefix for d in self.unresolved],
+            "problems": self.problems,
+            "tariff_created": self.tariff_created,
+            "import_id": self.import_id,
+            "results_file": self.results_path,
+            "proposed_jobs": self.proposed_jobs,
+        }
+        if rows:
+            result["rows"] = [rate_entry(r) for r in self.rates]
+        return result
+
+
+def _money(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
+
+
+def rate_entry(rate: ReviewedRate) -> dict[str, Any]:
+    """One rate of the review, money as decimal strings (the ``--preview --json`` contract)."""
+    values, old = rate.values, rate.old or {}
+    return {
+        "line": rate.line,
+        "sheet": rate.sheet,
+        "prefix": rate.prefix,
+        "first_price": _money(values.get("first_price")),
+        "next_price": _money(values.get("next_price")),
+        "first_interval": values.get("first_interval"),
+        "next_interval": values.get("next_interval"),
+        "connect_fee": _money(values.get("connect_fee")),
+        "effective_from": _when(values.get("effective_from")),
+        "status": rate.status.value,
+        "action": rate.action.value,
+        "error": rate.error,
+        "error_column": rate.error_column,
+        "old_first_price": _money(old.get("first_price")),
+        "old_next_price": _money(old.get("next_price")),
+        "old_effective_from": _when(old.get("effective_from")),
+    }
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def load_template(session: Session, name: str) -> DeckSettings:
+    template = session.scalar(
+        select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
+    )
+    if template is None:
+        known = session.scalars(select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND)).all()
+        raise NotFoundError(f"no rate-deck template {name!r}; templates: {', '.join(known) or 'none yet'}")
+    return DeckSettings.from_dict(template.settings)
+
+
+def save_template(session: Session, name: str, settings: DeckSettings, actor: str) -> None:
+    template = session.scalar(
+        select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
+    )
+    before = template.settings if template else None
+    if template is None:
+        template = ImportTemplate(kind=TEMPLATE_KIND, name=name, created_by=actor)
+        session.add(template)
+    template.settings = settings.as_dict()
+    template.updated_at = datetime.now(UTC)
+    audit.record(
+        session, actor, "template.save", f"rate-deck template {name}", before=before, after=template.settings
+    )
+
+
+def templates(app: App) -> list[dict[str, Any]]:
+    with app.catalog.reading() as session:
+        rows = session.scalars(
+            select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND).order_by(ImportTemplate.name)
+        ).all()
+        return [
+            {
+                "name": t.name,
+                "settings": t.settings,
+                "created_by": t.created_by,
+                "updated_at": _when(t.updated_at),
+            }
+            for t in rows
+        ]
+
+
+# --------------------------------------------------------------------------- the wizard
+
+
+def _settings(session: Session, request: DeckImportRequest) -> DeckSettings:
+    settings = load_template(session, request.template) if request.template else DeckSettings()
+    try:
+        settings = replace(settings, **dict(request.overrides))
+    except TypeError as exc:
+        raise InvalidInputError(f"unknown import setting: {exc}") from exc
+    settings.mapping = {**settings.mapping, **request.mapping}
+    problems = settings.check()
+    if problems:
+        raise InvalidInputError("; ".join(problems))
+    return settings
+
+
+def _sheet_header(sheet: Sheet, settings: DeckSettings) -> int | None:
+    """0-based index into ``sheet.rows`` of the header, or None (no header)."""
+    if settings.header_row == 0:
+        return None
+    if settings.header_row is not None:
+        for index, (line, _) in enumerate(sheet.rows):
+            if line == settings.header_row:
+                return index
+        raise InvalidInputError(f"the file has no line {settings.header_row} to use as the header")
+    return find_header([cells for _, cells in sheet.rows], named=settings.mapping.values())
+
+
+def _candidates(
+    deck: DeckFile, settings: DeckSettings, exchange_rates: Mapping[str, Decimal]
+) -> tuple[list[Candidate], list[SheetUse], dict[str, str]]:
+    wanted = settings.sheets
+    names = [s.name for s in deck.sheets]
+    missing = [w for w in wanted if w not in names]
+    if missing:
+        raise InvalidInputError(f"no sheet named {', '.join(missing)}; sheets: {', '.join(map(str, names))}")
+    candidates: list[Candidate] = []
+    used: list[SheetUse] = []
+    first_mapping: dict[str, str] | None = None
+    for sheet in deck.sheets:
+        if wanted and sheet.name not in wanted:
+            continue
+        header_index = _sheet_header(sheet, settings)
+        if header_index is None and sheet.name is not None and not wanted and len(deck.sheets) > 1:
+            continue  # a workbook's notes or cover sheet
+        header = sheet.rows[header_index][1] if header_index is not None else None
+        body = sheet.rows[(header_index + 1 if header_index is not None else 0) + settings.skip_rows :]
+        mapping = dict(settings.mapping)
+        guessed = guess_mapping(header, [cells for _, cells in body])
+        if "prefix" not in mapping or not ({"price", "first_price"} & set(mapping)):
+            mapping = {**guessed, **mapping}
+        if "prefix" not in mapping or not (
+            {"price", "first_price"} & (set(mapping) | set(settings.defaults))
+        ):
+            where = f"sheet {sheet.name!r}" if sheet.name else deck.path.name
+            found_header = (
+                f"the header on line {sheet.rows[header_index][0]}"
+                if header_index is not None
+                else "no header"
+            )
+            raise InvalidInputError(
+                f"{where}: {found_header}, and no prefix and price columns could be recognized "
+                f"(recognized: {', '.join(f'{k}={v}' for k, v in mapping.items()) or 'nothing'}); "
+                "name them with --map prefix=COLUMN --map price=COLUMN (COLUMN: a header text or #1, #2, ...)"
+            )
+        sheet_settings = replace(settings, mapping=mapping)
+        try:
+            found = map_rows(
+                ((line, sheet.name, cells) for line, cells in body),
+                header,
+                sheet_settings,
+                exchange_rates=exchange_rates,
+            )
+        except (ValueError, ExpressionError) as exc:
+            where = f"sheet {sheet.name!r}: " if sheet.name else ""
+            header_text = (
+                f" (header on line {sheet.rows[header_index][0]})" if header_index is not None else ""
+            )
+            raise InvalidInputError(f"{deck.path.name}: {where}{exc}{header_text}") from exc
+        candidates.extend(found)
+        header_line = sheet.rows[header_index][0] if header_index is not None else None
+        used.append(SheetUse(sheet.name, header_line, mapping, len(found)))
+        if first_mapping is None:
+            first_mapping = mapping
+    if not used:
+        raise InvalidInputError(
+            f"{deck.path.name}: no sheet has a header with a prefix and a price column; "
+            "name the columns with --map prefix=COLUMN --map price=COLUMN (COLUMN may be #1, #2, ...)"
+        )
+    return candidates, used, first_mapping or {}
+
+
+def _history(session: Session, tariff_id: int) -> dict[str, list[StoredRate]]:
+    columns = [Rate.id, Rate.prefix, Rate.effective_from, *(getattr(Rate, c) for c in COMPARED)]
+    columns += [Rate.description, Rate.country]
+    history: dict[str, list[StoredRate]] = {}
+    names = [*COMPARED, "description", "country"]
+    for row in session.execute(
+        select(*columns).where(Rate.tariff_id == tariff_id).order_by(Rate.effective_from)
+    ):
+        history.setdefault(row[1], []).append(
+            StoredRate(row[0], row[2], dict(zip(names, row[3:], strict=True)))
+        )
+    return history
+
+
+def _exchange_rates(session: Session, currency: str, now: datetime) -> dict[str, Decimal]:
+    rows = session.execute(
+        select(ExchangeRate.currency, ExchangeRate.rate)
+        .where(ExchangeRate.to_currency == currency, ExchangeRate.effective_from <= now)
+        .order_by(ExchangeRate.effective_from)
+    ).all()
+    return {code: rate for code, rate in rows}  # the latest in force wins
+
+
+class CountryResolver:
+    """Proposes a country for a new code: the longest country prefix it starts with (seed 001).
+
+    Codes inside a calling code shared by several countries are resolved by
+    their national digits (``1204`` Canada, ``1205`` United States); a code too
+    short to decide (``1``, ``12``) stays unresolved for the operator.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._codes: dict[str, str] = {
+            p: i for p, i in session.execute(select(CountryCode.prefix, CountryCode.iso))
+        }
+        self._longest = max((len(p) for p in self._codes), default=0)
+
+    def __call__(self, prefix: str) -> str | None:
+        if prefix.startswith("1"):
+            return nanp_region(prefix[:4]) if len(prefix) >= 4 else None
+        for length in range(min(len(prefix), self._longest), 0, -1):
+            iso = self._codes.get(prefix[:length])
+            if iso is not None:
+                return iso
+        return None
+
+
+def _by_longest(prefix: str, table: Mapping[str, str]) -> str | None:
+    for length in range(len(prefix), 0, -1):
+        if prefix[:length] in table:
+            return table[prefix[:length]]
+    return None
+
+
+def _new_destinations(
+    session: Session, rates: Sequence[ReviewedRate], request: DeckImportRequest
+) -> list[NewDestination]:
+    loading = {r.prefix: r for r in rates if r.action is not Action.SKIP}
+    if not loading:
+        return []
+    known = set(_destination_countries(session, set(loading)))
+    resolver = CountryResolver(session)
+    given = {p: c.upper() for p, c in request.countries.items()}
+    found = []
+    for prefix in sorted(set(loading) - known):
+        rate = loading[prefix]
+        # The operator's word for this very code, then the deck's column, then the dialling plan,
+        # then the operator's word for a shorter code that covers it.
+        candidates = (
+            (given.get(prefix), "given"),
+            (str(rate.values["country"]).upper() if rate.values.get("country") else None, "deck"),
+            (resolver(prefix), "dialling plan"),
+            (_by_longest(prefix, given), "given"),
+        )
+        country, source = next(((c, s) for c, s in candidates if c), (None, None))
+        found.append(
+            NewDestination(
+                prefix,
+                country,
+                source,
+                rate.values.get("description"),
+                _by_longest(prefix, request.groups),
+            )
+        )
+    return found
+
+
+def import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
+    """Run the wizard on ``request.path`` for tariff ``request.tariff``."""
+    now = request.now or datetime.now(UTC)
+    with app.catalog.reading() as session:
+        settings = _settings(session, request)
+        tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))
+        currency = tariff.currency if tariff else (request.currency or "").upper()
+        if tariff is None and not currency:
+            raise InvalidInputError(
+                f"tariff {request.tariff!r} does not exist yet: give --currency to create it"
+            )
+        exchange_rates = _exchange_rates(session, currency, now)
+        history = _history(session, tariff.id) if tariff else {}
+    deck = read_deck(
+        request.path, delimiter=settings.delimiter, quotechar=settings.quotechar, encoding=settings.encoding
+    )
+    candidates, sheets, mapping = _candidates(deck, settings, exchange_rates)
+    if not candidates:
+        raise InvalidInputError(f"{request.path.name}: no rate rows found below the header")
+    options = ReviewOptions(
+        now=now,
+        mode=request.mode,
+        past=request.past,
+        skip_duplicates=request.skip_duplicates,
+        defaults_only_new=settings.defaults_only_new,
+    )
+    rates = review(candidates, history, options)
+    summary = summarize(rates)
+    report = DeckImportReport(
+        tariff=request.tariff,
+        file=str(request.path),
+        state="preview",
+        mapping=mapping,
+        settings=replace(settings, mapping=mapping).as_dict(),
+        sheets=sheets,
+        rates=rates,
+        summary=summary,
+        new_destinations=[],
+        tariff_created=tariff is None,
+        encoding=deck.encoding,
+        delimiter=deck.delimiter,
+    )
+    with app.catalog.reading() as session:
+        report.new_destinations = _new_destinations(session, rates, request)
+    summary.new_destinations = len(report.new_destinations)
+    if report.unresolved:
+        listed = ", ".join(d.prefix for d in report.unresolved[:20])
+        more = f" and {len(report.unresolved) - 20} more" if len(report.unresolved) > 20 else ""
+        report.problems.append(
+            f"new destination(s) without a country: {listed}{more}; "
+            "assign them with --country PREFIX=CC (a prefix covers every new code under it)"
+        )
+    if request.strict and summary.skipped_errors:
+        report.problems.append(f"{summary.skipped_errors} row(s) have errors and --strict refuses the deck")
+    if report.problems:
+        report.state = "rejected"
+    if request.preview or report.state == "rejected":
+        return report
+    _load(app, request, report, settings, currency, now)
+    if request.past is PastPolicy.BACKDATE:
+        report.proposed_jobs = _propose_rerating(app, request.tariff, report, now)
+    return report
+
+
+#: Above this many backdated prefixes the proposal scopes the tariff and window alone (still exact:
+#: XDRs whose price does not change are reported as unchanged, and never revised).
+_MAX_SCOPE_PREFIXES = 500
+
+
+def _propose_rerating(app: App, tariff_name: str, report: DeckImportReport, now: datetime) -> list[int]:
+    """A dry-run re-rating of the XDRs the backdated rates can change: the proposal an operator applies."""
+    from rerate.services.corrections import RerateRequest, rerate
+
+    backdated = [r for r in report.rates if r.action is not Action.SKIP and r.values["effective_from"] < now]
+    if not backdated:
+        return []
+    start = min(r.values["effective_from"] for r in backdated)
+    if not any(day >= start.date().isoformat() for day in app.ledger.files_by_day(XDRS)):
+        return []  # no XDR at or after the earliest backdated rate: nothing to re-rate
+    prefixes = sorted({r.prefix for r in backdated})
+    covering = [p for p in prefixes if not any(p != q and p.startswith(q) for q in prefixes)]
+    with app.catalog.reading() as session:
+        tariff_id = session.scalar(select(Tariff.id).where(Tariff.name == tariff_name))
+    assert tariff_id is not None
+    scope = Scope(
+        tariffs=(tariff_id,),
+        prefixes=tuple(covering) if len(covering) <= _MAX_SCOPE_PREFIXES else (),
+        start=start,
+        labels={"tariffs": (tariff_name,)},
+    )
+    proposal = rerate(app, RerateRequest(scope=scope, dry_run=True))
+    with app.catalog.transaction() as session:
+        record = session.get(RateImport, report.import_id)
+        if record is not None:
+            record.proposed_jobs = [proposal.job_id]
+    return [proposal.job_id]
+
+
+def _load(
+    app: App,
+    request: DeckImportRequest,
+    report: DeckImportReport,
+    settings: DeckSettings,
+    currency: str,
+    now: datetime,
+) -> None:
+    loading = [r for r in report.rates if r.action is not Action.SKIP]
+    with app.catalog.transaction() as session:
+        tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))
+        if tariff is None:
+            decimals = 5 if request.decimals is None else request.decimals
+            if not 0 <= decimals <= 9:
+                raise InvalidInputError("--decimals must be between 0 and 9")
+            tariff = Tariff(name=request.tariff, currency=currency, decimals=decimals)
+            session.add(tariff)
+            session.flush()
+        if report.new_destinations:
+            session.execute(
+                insert(Destination),
+                [
+                    {
+                        "prefix": d.prefix,
+                        "country": d.country,
+                        "description": d.description,
+                        "created_at": now,
+                    }
+                    for d in report.new_destinations
+                ],
+            )
+            _group(session, report.new_destinations)
+        countries = _destination_countries(session, {r.prefix for r in loading})
+        fresh = [_rate_row(r, tariff.id, countries, now) for r in loading if r.action is Action.INSERT]
+        for start in range(0, len(fresh), 20_000):
+            session.execute(insert(Rate), fresh[start : start + 20_000])
+        for rate in loading:
+            if rate.action is Action.REPLACE_FUTURE:
+                values = _rate_row(rate, tariff.id, countries, now)
+                values.pop("tariff_id")
+                session.execute(update(Rate).where(Rate.id == rate.replaces_id).values(**values))
+        if loading:
+            tariff.revision += 1
+        record = RateImport(
+            tariff_id=tariff.id,
+            file_name=request.path.name,
+            mode=request.mode.value,
+            settings=report.settings,
+            summary=report.summary.as_dict(),
+            actor=app.actor,
+        )
+        session.add(record)
+        session.flush()
+        report.import_id = record.id
+        folder = app.home / "imports" / str(record.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        results = folder / "results.csv"
+        write_results(results, report.rates)
+        record.results_path = str(results)
+        report.results_path = str(results)
+        if request.results_file is not None:
+            write_results(request.results_file, report.rates)
+        if request.save_template:
+            save_template(session, request.save_template, DeckSettings.from_dict(report.settings), app.actor)
+        audit.record(
+            session,
+            app.actor,
+            "tariff.import_deck",
+            f"tariff {request.tariff}",
+            after={"file": request.path.name, "mode": request.mode.value, **report.summary.as_dict()},
+        )
+    report.state = "imported"
+
+
+def _destination_countries(session: Session, prefixes: set[str]) -> dict[str, str]:
+    query = select(Destination.prefix, Destination.country)
+    if len(prefixes) <= 5_000:  # else reading them all beats a huge IN list
+        query = query.where(Destination.prefix.in_(sorted(prefixes)))
+    return {p: c for p, c in session.execute(query) if p in prefixes}
+
+
+def _group(session: Session, destinations: Sequence[NewDestination]) -> None:
+    wanted = {d.group for d in destinations if d.group}
+    if not wanted:
+        return
+    groups: dict[str, int] = {
+        n: i for n, i in session.execute(select(DestinationGroup.name, DestinationGroup.id))
+    }
+    for name in sorted(wanted - set(groups)):
+        group = DestinationGroup(name=name)
+        session.add(group)
+        session.flush()
+        groups[name] = group.id
+    for destination in destinations:
+        if destination.group:
+            session.merge(
+                DestinationGroupPrefix(prefix=destination.prefix, group_id=groups[destination.group])
+            )
+
+
+def _rate_row(
+    rate: ReviewedRate, tariff_id: int, countries: Mapping[str, str], now: datetime
+) -> dict[str, Any]:
+    values = {k: v for k, v in rate.values.items() if k in _RATE_COLUMNS}
+    values["prefix"] = rate.prefix
+    values["tariff_id"] = tariff_id
+    values["country"] = values.get("country") or countries.get(rate.prefix)
+    values["created_at"] = now
+    if isinstance(values.get("country"), str):
+        values["country"] = values["country"].upper()
+    return values
+
+
+_RATE_COLUMNS = {*COMPARED, "effective_from", "description", "country"}
+
+
+def write_results(path: Path, rates: Sequence[ReviewedRate]) -> None:
+    """Every row's outcome, as CSV, or as XLSX when ``path`` ends in ``.xlsx``."""
+    rows = [[_result_cell(entry, c) for c in RESULT_COLUMNS] for entry in (_result(r) for r in rates)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet("results")
+        sheet.append(list(RESULT_COLUMNS))
+        for row in rows:
+            sheet.append(row)
+        book.save(path)
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(RESULT_COLUMNS)
+        writer.writerows(rows)
+
+
+def _result(rate: ReviewedRate) -> dict[str, Any]:
+    entry = rate_entry(rate)
+    old = rate.old or {}
+    entry["old_first_interval"] = old.get("first_interval")
+    entry["old_next_interval"] = old.get("next_interval")
+    entry["country"] = rate.values.get("country")
+    entry["description"] = rate.values.get("description")
+    return entry
+
+
+def _result_cell(entry: Mapping[str, Any], column: str) -> str:
+    value = entry.get(column)
+    return "" if value is None else str(value)
+
+
+def proposed_scope_owners(session: Session, tariff_id: int) -> tuple[list[str], list[str]]:
+    """Customers and vendors whose assignment history ever named the tariff."""
+    rows = session.execute(
+        select(TariffAssignment.owner_kind, TariffAssignment.owner_id).where(
+            TariffAssignment.tariff_id == tariff_id
+        )
+    ).all()
+    customer_ids = {i for kind, i in rows if kind == "customer"}
+    vendor_ids = {i for kind, i in rows if kind == "vendor"}
+    customers = list(session.scalars(select(Customer.name).where(Customer.id.in_(customer_ids))))
+    vendors = list(session.scalars(select(Vendor.name).where(Vendor.id.in_(vendor_ids))))
+    return customers, vendors

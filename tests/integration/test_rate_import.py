@@ -1,0 +1,329 @@
+"""The rate-deck import wizard (seed 001) on realistic decks, through the service."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from openpyxl import Workbook, load_workbook
+from sqlalchemy import func, select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport
+from rerate.domain.deck_review import Mode, PastPolicy
+from rerate.services import rate_import
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.ingest import ingest
+from rerate.services.rate_import import DeckImportRequest, import_deck
+from rerate.services.tariff_admin import set_exchange_rate, show_tariff
+from tests.factories import make_app, small_world, write_xdrs
+
+NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+
+#: What carriers send: a notice block, quoted names with commas, decimal commas, country-area codes,
+#: lists and ranges in one cell, + signs, dd-Mon-yy dates, increments in one column.
+CARRIER_DECK = """X-Telecom rate notification
+Valid from 01-Dec-26; prices in USD per minute
+
+"Destination";"Code";"Rate";"Billing";"Effective date"
+"Afghanistan, Mobile";"93-76; 93-77";"0,1450";"60/60";"01-Dec-26"
+"United Kingdom";"44";"0,0123";"1/1";"01-Dec-26"
+"UK London";"4420-4422";"0,0100";"1/1";"01-Dec-26"
+"Canada Manitoba";"+1 204";"0,0050";"6/6";"01-Dec-26"
+"USA Alabama";"1 205";"0,0060";"6/6";"01-Dec-26"
+"Typo";"44x";"0,1";"1/1";"01-Dec-26"
+"Germany";"0049";"abc";"1/1";"01-Dec-26"
+"""
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    return make_app(tmp_path / "home")
+
+
+def _deck(tmp_path: Path, text: str, name: str = "deck.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def _request(path: Path, **kwargs: object) -> DeckImportRequest:
+    options: dict[str, object] = {"tariff": "X", "path": path, "currency": "USD", "now": NOW}
+    options.update(kwargs)
+    return DeckImportRequest(**options)  # type: ignore[arg-type]
+
+
+def _rates(app: App) -> dict[str, list[tuple[datetime, Decimal, bool]]]:
+    with app.catalog.reading() as session:
+        rows = session.execute(
+            select(Rate.prefix, Rate.effective_from, Rate.first_price, Rate.discontinued).order_by(
+                Rate.prefix, Rate.effective_from
+            )
+        ).all()
+    result: dict[str, list[tuple[datetime, Decimal, bool]]] = {}
+    for prefix, since, price, stopped in rows:
+        result.setdefault(prefix, []).append((since, price, stopped))
+    return result
+
+
+def test_a_carrier_deck_is_read_without_any_mapping(app: App, tmp_path: Path) -> None:
+    report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), preview=True))
+    assert report.state == "preview"
+    assert report.mapping == {
+        "description": "Destination",
+        "prefix": "Code",
+        "price": "Rate",
+        "increments": "Billing",
+        "effective_from": "Effective date",
+    }
+    assert (report.sheets[0].header_line, report.delimiter) == (4, ";")
+    entries = {e["prefix"]: e for e in (rate_import.rate_entry(r) for r in report.rates)}
+    assert set(entries) == {"9376", "9377", "44", "4420", "4421", "4422", "1204", "1205", "44x", "0049"}
+    assert entries["9376"]["first_price"] == "0.1450" and entries["9376"]["first_interval"] == 60
+    assert entries["1204"]["next_interval"] == 6 and entries["1204"]["line"] == 8
+    assert entries["44"]["effective_from"] == "2026-12-01T00:00:00Z"
+    assert (entries["44x"]["status"], entries["44x"]["error_column"]) == ("error", "Code")
+    assert "not a number" in entries["0049"]["error"] and entries["0049"]["line"] == 11
+    countries = {d.prefix: d.country for d in report.new_destinations}
+    assert (countries["1204"], countries["1205"], countries["9376"]) == ("CA", "US", "AF")
+    counts = report.summary
+    assert (counts.total_processed, counts.created, counts.skipped_errors, counts.new_destinations) == (
+        10,
+        8,
+        2,
+        8,
+    )
+    assert _rates(app) == {}  # a preview writes nothing
+
+
+def test_import_loads_good_rows_in_one_transaction_and_reports_every_row(app: App, tmp_path: Path) -> None:
+    results = tmp_path / "results.xlsx"
+    report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), results_file=results))
+    assert report.state == "imported" and report.tariff_created
+    rates = _rates(app)
+    assert set(rates) == {"9376", "9377", "44", "4420", "4421", "4422", "1204", "1205"}
+    assert rates["4421"] == [(datetime(2026, 12, 1, tzinfo=UTC), Decimal("0.01"), False)]
+    with app.catalog.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Destination)) == 8
+        record = session.scalars(select(RateImport)).one()
+        assert record.summary["created"] == 8 and record.results_path
+    with open(str(report.results_path)) as handle:
+        outcome = list(csv.DictReader(handle))
+    assert len(outcome) == 10 and {r["status"] for r in outcome} == {"new", "error"}
+    book = load_workbook(results, read_only=True)
+    sheet = book.active
+    assert sheet is not None and len(list(sheet.iter_rows())) == 11
+    book.close()
+    view = show_tariff(app, "X", at=datetime(2026, 12, 2, tzinfo=UTC))
+    assert [r["prefix"] for r in view.rates] == ["1204", "1205", "44", "4420", "4421", "4422", "9376", "9377"]
+    assert show_tariff(app, "X", at=NOW).rates == []  # scheduled, not yet in force
+
+
+def test_a_failure_during_the_load_leaves_the_catalog_as_it_was(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path, rates: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rate_import, "write_results", broken)
+    with pytest.raises(OSError):
+        import_deck(app, _request(_deck(tmp_path, CARRIER_DECK)))
+    with app.catalog.reading() as session:
+        assert session.scalar(select(func.count()).select_from(Rate)) == 0
+        assert session.scalar(select(func.count()).select_from(Destination)) == 0
+
+
+def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
+    book = Workbook()
+    notes = book.active
+    assert notes is not None
+    notes.title = "Notes"
+    notes.append(["This workbook replaces every earlier notification."])
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        sheet.append(["Rates as below"])
+        sheet.append([])
+        sheet.append(
+            ["Country/Description", "Dial Code", "Rate USD", "Initial Increment", "Next Increment", "Date"]
+        )
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_workbooks_with_several_sheets_excel_dates_and_two_interval_columns(app: App, tmp_path: Path) -> None:
+    import_deck(app, _request(_deck(tmp_path, CARRIER_DECK)))
+    december = datetime(2026, 12, 1)
+    deck = _workbook(
+        tmp_path / "update.xlsx",
+        {
+            "Europe": [
+                ["United Kingdom", 44, 0.0125, 1, 1, december],  # increase
+                ["UK London", "4420, 4421", 0.0095, 1, 1, december],  # decrease, two codes
+                ["UK London", 4422, 0.01, 1, 1, december],  # duplicate
+            ],
+            "World": [
+                ["Afghanistan Mobile", 9376, 0.145, 60, 60, december],
+                ["Canada", 1204, 0.005, 6, 6, december],
+                ["US", 1205, 0.006, 6, 6, december],
+                ["East Timor", 670, 0.5, 60, 60, december],  # new
+            ],
+        },
+    )
+    report = import_deck(app, _request(deck, mode=Mode.REPLACE))
+    assert [s.name for s in report.sheets] == ["Europe", "World"]
+    assert report.mapping["first_interval"] == "Initial Increment"
+    statuses = {r.prefix: (r.status.value, r.action.value) for r in report.rates}
+    assert statuses["44"] == ("increase", "replace_future")  # the seed: a future rate is replaced
+    assert statuses["4420"][0] == statuses["4421"][0] == "decrease"
+    assert statuses["4422"] == ("duplicate", "skip")
+    assert statuses["670"] == ("new", "insert")
+    assert statuses["9377"] == ("discontinued", "replace_future")  # absent from the deck
+    summary = report.summary
+    assert (summary.created, summary.overridden, summary.skipped_duplicates, summary.discontinued) == (
+        5,
+        4,
+        4,
+        1,
+    )
+    live = {r["prefix"]: r for r in show_tariff(app, "X", at=datetime(2026, 12, 2, tzinfo=UTC)).rates}
+    assert "9377" not in live and live["44"]["first_price"] == Decimal("0.0125")
+    assert len(_rates(app)["44"]) == 1  # replaced in place: it was not in force yet
+
+
+def test_replace_mode_discontinues_nothing_when_the_deck_has_errors(app: App, tmp_path: Path) -> None:
+    import_deck(
+        app,
+        _request(
+            _deck(tmp_path, CARRIER_DECK), now=datetime(2026, 12, 5, tzinfo=UTC), past=PastPolicy.BACKDATE
+        ),
+    )
+    deck = _deck(tmp_path, "code,price\n44,0.02\n4420,oops\n", "partial.csv")
+    report = import_deck(app, _request(deck, mode=Mode.REPLACE, now=datetime(2026, 12, 10, tzinfo=UTC)))
+    stopped = [r for r in report.rates if r.status.value == "discontinued"]
+    assert stopped and all(r.action.value == "skip" for r in stopped)
+    assert report.summary.discontinued == 0
+    clean = _deck(tmp_path, "code,price\n44,0.02\n", "clean.csv")
+    again = import_deck(app, _request(clean, mode=Mode.REPLACE, now=datetime(2026, 12, 10, tzinfo=UTC)))
+    assert again.summary.discontinued == 7  # every other live prefix stops when the deck takes effect
+
+
+def test_duplicates_are_skipped_or_kept_and_past_rows_follow_the_policy(app: App, tmp_path: Path) -> None:
+    first = _deck(tmp_path, "prefix,price,effective date\n33,0.1,2026-11-01\n", "a.csv")
+    import_deck(app, _request(first, past=PastPolicy.BACKDATE))
+    same = _deck(tmp_path, "prefix,price\n33,0.1\n", "b.csv")
+    skipped = import_deck(app, _request(same))
+    assert skipped.summary.skipped_duplicates == 1 and skipped.summary.created == 0
+    kept = import_deck(app, _request(same, skip_duplicates=False))
+    assert kept.summary.created == 1
+    old = _deck(tmp_path, "prefix,price,date\n34,0.2,15/10/2026\n", "c.csv")
+    assert import_deck(app, _request(old)).summary.skipped_past == 1
+    as_now = import_deck(app, _request(old, past=PastPolicy.NOW))
+    assert as_now.rates[0].values["effective_from"] == NOW
+    assert "34" in _rates(app)
+
+
+def test_defaults_only_for_new_prefixes_keep_what_the_tariff_has(app: App, tmp_path: Path) -> None:
+    first = _deck(tmp_path, "prefix,price,preference\n44,0.1,8\n", "a.csv")
+    import_deck(app, _request(first, past=PastPolicy.NOW))
+    update = _deck(tmp_path, "prefix,price\n44,0.2\n447,0.3\n", "b.csv")
+    later = NOW.replace(day=23)
+    overrides = {"defaults": {"preference": "5"}, "defaults_only_new": ["preference"]}
+    report = import_deck(app, _request(update, overrides=overrides, now=later))
+    preferences = {r.prefix: r.values["preference"] for r in report.rates}
+    assert preferences == {"44": 8, "447": 5}
+
+
+def test_rules_links_and_exchange_rates(app: App, tmp_path: Path) -> None:
+    set_exchange_rate(app, "EUR", "USD", "1.08")
+    deck = _deck(tmp_path, "code,eur per min,step\n44,0.0100,60\n", "eur.csv")
+    request = _request(
+        deck,
+        mapping={"price": "eur per min", "first_interval": "step"},
+        overrides={
+            "rules": {"price": "round(value * fx('EUR') * 1.05, 6)", "prefix": "'9' + value"},
+            "links": {"next_interval": "first_interval"},
+        },
+        preview=True,
+    )
+    (rate,) = import_deck(app, request).rates
+    assert rate.prefix == "944"
+    assert rate.values["first_price"] == rate.values["next_price"] == Decimal("0.011340")
+    assert (rate.values["first_interval"], rate.values["next_interval"]) == (60, 60)
+    with pytest.raises(InvalidInputError, match="are allowed"):
+        import_deck(app, replace(request, overrides={"rules": {"price": "__import__('os')"}}))
+
+
+def test_templates_save_the_whole_setup_for_the_next_deck(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "a|b|c\n44|zero dot one|0,1\n", "odd.csv")
+    request = _request(
+        deck,
+        mapping={"prefix": "a", "price": "c"},
+        overrides={"delimiter": "|", "decimal_comma": True},
+        save_template="odd carrier",
+        past=PastPolicy.NOW,
+    )
+    assert import_deck(app, request).state == "imported"
+    again = _deck(tmp_path, "a|b|c\n45|x|0,2\n", "odd2.csv")
+    report = import_deck(app, _request(again, template="odd carrier", preview=True, now=NOW.replace(day=23)))
+    assert report.rates[0].prefix == "45" and report.rates[0].values["first_price"] == Decimal("0.2")
+    with pytest.raises(NotFoundError, match="odd carrier"):
+        import_deck(app, _request(again, template="nobody"))
+
+
+def test_new_destinations_need_a_country_and_may_join_a_group(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price\n1,0.1\n33012,0.2\n4473,0.3\n", "new.csv")
+    refused = import_deck(app, _request(deck, past=PastPolicy.NOW))
+    assert refused.state == "rejected" and [d.prefix for d in refused.unresolved] == ["1"]
+    assert _rates(app) == {}
+    accepted = import_deck(
+        app, _request(deck, countries={"1": "US"}, groups={"447": "UK-Mobile"}, past=PastPolicy.NOW)
+    )
+    assert accepted.state == "imported"
+    with app.catalog.reading() as session:
+        assert session.get(Destination, "1").country == "US"  # type: ignore[union-attr]
+        assert session.get(DestinationGroupPrefix, "4473") is not None
+
+
+def test_backdated_rates_propose_a_rerating_of_exactly_the_affected_xdrs(tmp_path: Path) -> None:
+    world = small_world(tmp_path / "home")
+    ingest(
+        world,
+        [
+            write_xdrs(
+                tmp_path / "x.csv",
+                [
+                    ("a1", "2026-10-10T10:00:00Z", "60", "1", "4930", "acc1", "gw1"),
+                    ("a2", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1"),
+                    ("a3", "2026-10-25T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1"),
+                ],
+            )
+        ],
+    )
+    deck = _deck(tmp_path, "prefix,price,first interval,next interval,date\n442,0.02,60,60,2026-10-21\n")
+    report = import_deck(
+        world, DeckImportRequest("retail", deck, past=PastPolicy.BACKDATE, countries={"442": "GB"}, now=NOW)
+    )
+    (job_id,) = report.proposed_jobs
+    with world.catalog.reading() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "planned"
+        assert (job.in_scope, job.changed) == (1, 1)  # a3 only: a1 is another prefix, a2 came before
+        assert session.get(RateImport, report.import_id).proposed_jobs == [job_id]  # type: ignore[union-attr]
+
+
+def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no prefix and price columns could be recognized"):
+        import_deck(app, _request(_deck(tmp_path, "hello\nworld\n", "notes.txt")))
+    with pytest.raises(InvalidInputError, match="not found"):
+        import_deck(app, _request(tmp_path / "absent.csv"))
+    with pytest.raises(InvalidInputError, match="lacks"):
+        import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), mapping={"price": "Tarif"}))
+    latin = _deck(tmp_path, "Destination;Code;Rate\nCôte d'Ivoire;225;0,2\n", "latin.csv", "cp1252")
+    report = import_deck(app, _request(latin, preview=True, past=PastPolicy.NOW))
+    assert report.encoding == "cp1252" and report.rates[0].values["description"] == "Côte d'Ivoire"
