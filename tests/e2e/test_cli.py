@@ -207,3 +207,50 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
     assert listed[0]["state"] == "rolled back"
     empty = rerate(home, "rerate", "--tariff", "cost", check=False)
     assert empty.returncode == 2 and "empty scope" in empty.stderr
+
+
+def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:
+    deck = tmp_path / "carrier.csv"
+    deck.write_text(
+        "Carrier rates, valid from 01-Dec-26\n\n"
+        '"Destination";"Code";"Rate";"Billing";"Effective date"\n'
+        '"UK, London";"4420; 4421";"0,0100";"60/60";"01-Dec-26"\n'
+        '"Typo";"44x";"0,1";"1/1";"01-Dec-26"\n'
+    )
+    preview = rerate(home, "tariff", "import", "X", str(deck), "--currency", "USD", "--preview", "--json")
+    report = json.loads(preview.stdout)
+    assert report["mapping"]["prefix"] == "Code" and report["mapping"]["price"] == "Rate"
+    assert [r["prefix"] for r in report["rows"]] == ["4420", "4421", "44x"]
+    first = report["rows"][0]
+    assert set(first) >= {
+        "line",
+        "prefix",
+        "first_price",
+        "next_price",
+        "first_interval",
+        "next_interval",
+        "connect_fee",
+        "effective_from",
+        "status",
+        "error",
+    }
+    assert (first["line"], first["first_price"], first["next_interval"], first["status"]) == (
+        4,
+        "0.0100",
+        60,
+        "new",
+    )
+    assert report["summary"]["skipped_errors"] == 1 and report["summary"]["total_processed"] == 3
+    absent = rerate(home, "tariff", "show", "X", check=False)
+    assert absent.returncode == 1 and "no tariff" in absent.stderr  # the preview wrote nothing
+
+    rerate(home, "tariff", "import", "X", str(deck), "--currency", "USD", "--yes")
+    shown = json.loads(rerate(home, "tariff", "show", "X", "--at", "2026-12-02T00:00:00Z", "--json").stdout)
+    assert [(r["prefix"], r["first_price"]) for r in shown["rates"]] == [("4420", "0.01"), ("4421", "0.01")]
+    rerate(
+        home, "tariff", "set-off-peak", "X", "--timezone", "Europe/London", "--window", "mon-fri 20:00-08:00"
+    )
+    shown = json.loads(rerate(home, "tariff", "show", "X", "--json").stdout)
+    assert (shown["timezone"], shown["off_peak"]) == ("Europe/London", ["mon,tue,wed,thu,fri 20:00-08:00"])
+    bad = rerate(home, "tariff", "set-off-peak", "X", "--timezone", "Mars/Base", check=False)
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr and "Traceback" not in bad.stderr

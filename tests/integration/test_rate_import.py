@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 from rerate.bootstrap import App
 from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport
 from rerate.domain.deck_review import Mode, PastPolicy
-from rerate.services import rate_import
+from rerate.services import rate_import, rate_results
 from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
 from rerate.services.rate_import import DeckImportRequest, import_deck
-from rerate.services.tariff_admin import set_exchange_rate, show_tariff
+from rerate.services.tariff_admin import set_exchange_rate, set_off_peak, show_tariff
 from tests.factories import make_app, small_world, write_xdrs
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -81,7 +82,7 @@ def test_a_carrier_deck_is_read_without_any_mapping(app: App, tmp_path: Path) ->
         "effective_from": "Effective date",
     }
     assert (report.sheets[0].header_line, report.delimiter) == (4, ";")
-    entries = {e["prefix"]: e for e in (rate_import.rate_entry(r) for r in report.rates)}
+    entries = {e["prefix"]: e for e in (rate_results.rate_entry(r) for r in report.rates)}
     assert set(entries) == {"9376", "9377", "44", "4420", "4421", "4422", "1204", "1205", "44x", "0049"}
     assert entries["9376"]["first_price"] == "0.1450" and entries["9376"]["first_interval"] == 60
     assert entries["1204"]["next_interval"] == 6 and entries["1204"]["line"] == 8
@@ -327,3 +328,33 @@ def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) 
     latin = _deck(tmp_path, "Destination;Code;Rate\nCôte d'Ivoire;225;0,2\n", "latin.csv", "cp1252")
     report = import_deck(app, _request(latin, preview=True, past=PastPolicy.NOW))
     assert report.encoding == "cp1252" and report.rates[0].values["description"] == "Côte d'Ivoire"
+
+
+def test_off_peak_xdrs_are_priced_with_the_off_peak_prices(tmp_path: Path) -> None:
+    world = small_world(tmp_path / "home")
+    deck = _deck(
+        tmp_path,
+        "prefix,price,off-peak price,increments,effective date\n4420,0.06,0.03,60/60,2026-01-01\n",
+        "night.csv",
+    )
+    report = import_deck(world, DeckImportRequest("retail", deck, past=PastPolicy.BACKDATE, now=NOW))
+    assert report.mapping["off_peak_price"] == "off-peak price" and report.state == "imported"
+    set_off_peak(world, "retail", "Europe/London", ["sat,sun", "mon-fri 20:00-08:00"])
+    rows = [
+        ("wed", "2026-10-21T12:00:00Z", "60", "1", "4420794600", "acc1", "gw1"),
+        ("sat", "2026-10-24T12:00:00Z", "60", "1", "4420794600", "acc1", "gw1"),
+        ("night", "2026-10-21T19:30:00Z", "60", "1", "4420794600", "acc1", "gw1"),  # 20:30 in London
+        ("other", "2026-10-24T12:00:00Z", "60", "1", "4930", "acc1", "gw1"),  # no off-peak price: peak
+    ]
+    ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    out = tmp_path / "export.csv"
+    export_xdrs(world, out)
+    with out.open() as handle:
+        amounts = {r["source_id"]: Decimal(r["amount"]) for r in csv.DictReader(handle)}
+    assert (amounts["wed"], amounts["sat"], amounts["night"]) == (
+        Decimal("0.06"),
+        Decimal("0.03"),
+        Decimal("0.03"),
+    )
+    # 49 has no off-peak price: peak prices on a Saturday too (fee 0.01 + 30 s at 0.03 + 30 s at 0.025).
+    assert amounts["other"] == Decimal("0.0375")

@@ -10,7 +10,7 @@ from these decisions.  Pure: the service supplies the history and writes.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -85,13 +85,41 @@ class Action(StrEnum):
     SKIP = "skip"
 
 
-@dataclass(frozen=True)
 class StoredRate:
-    """One version of a prefix's history in the tariff."""
+    """One version of a prefix's history in the tariff.
 
-    id: int
-    effective_from: datetime
-    values: Mapping[str, Any]
+    ``values`` may be given as a function of nothing, called on first use: a
+    deck touches few versions of a large tariff's history, so the rest are
+    never converted.
+    """
+
+    __slots__ = ("_key", "_values", "effective_from", "id")
+
+    def __init__(
+        self, id: int, effective_from: datetime, values: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+    ) -> None:
+        self.id = id
+        self.effective_from = effective_from
+        self._values = values
+        self._key: tuple[Any, ...] | None = None
+
+    @property
+    def values(self) -> Mapping[str, Any]:
+        values = self._values
+        if callable(values):
+            values = self._values = values()
+        return values
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """The compared attributes, in :data:`COMPARED` order."""
+        if self._key is None:
+            self._key = tuple(map(self.values.get, COMPARED))
+        return self._key
+
+
+#: The largest price the catalog stores (int64 nano-units).
+_MONEY_LIMIT = Decimal(2**63 - 1).scaleb(-9)
 
 
 @dataclass
@@ -102,7 +130,8 @@ class ReviewedRate:
     status: Status
     action: Action
     values: dict[str, Any] = field(default_factory=dict)
-    old: Mapping[str, Any] | None = None
+    #: The version in force that this one follows (its values are the "old" ones of the review).
+    old: StoredRate | None = None
     #: The version this one replaces in place (a future one), if any.
     replaces_id: int | None = None
     error: str | None = None
@@ -129,7 +158,7 @@ def in_force(history: Sequence[StoredRate], moment: datetime) -> StoredRate | No
 
 
 def _live(rate: StoredRate | None) -> StoredRate | None:
-    return rate if rate is not None and not rate.values.get("discontinued") else None
+    return rate if rate is not None and not rate.values["discontinued"] else None
 
 
 def _check(values: dict[str, Any]) -> tuple[str, str] | None:
@@ -142,10 +171,14 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
             continue
         if value < 0:
             return name, f"must not be negative, got {value}"
-        try:
-            to_nanos(value, field=name)
-        except MoneyError as exc:
-            return name, f"{exc} (a rule can round it: round(value, 9))"
+        exponent = value.as_tuple().exponent
+        if not (isinstance(exponent, int) and exponent >= -9):  # the common case needs no scaling
+            try:
+                to_nanos(value, field=name)
+            except MoneyError as exc:
+                return name, f"{exc} (a rule can round it: round(value, 9))"
+        if value >= _MONEY_LIMIT:
+            return name, f"{value} is beyond what an amount can hold ({_MONEY_LIMIT})"
     if values.get("next_interval", 1) < 1:
         return "next_interval", "must be at least 1 second"
     if values.get("first_interval", 0) < 0:
@@ -212,12 +245,13 @@ def _review_one(
     if past and options.past is PastPolicy.NOW:
         effective = options.now
     current = _live(in_force(versions, effective))
-    for name in KEPT_FROM_EXISTING:
-        if name in candidate.given:
-            continue
-        keep = name not in values or name in options.defaults_only_new
-        if keep and current is not None and current.values.get(name) is not None:
-            values[name] = current.values[name]
+    if current is not None:
+        stored = current.values
+        for name in KEPT_FROM_EXISTING:
+            if name in candidate.given:
+                continue
+            if (name not in values or name in options.defaults_only_new) and stored.get(name) is not None:
+                values[name] = stored[name]
     for name, value in BUILT_IN_DEFAULTS.items():
         values.setdefault(name, value)
     values.setdefault("next_price", values.get("first_price"))
@@ -232,7 +266,6 @@ def _review_one(
         )
     seen[key] = candidate.line
     values["effective_from"] = effective
-    old = dict(current.values) | {"effective_from": current.effective_from} if current else None
     rate = ReviewedRate(
         candidate.line,
         candidate.sheet,
@@ -240,21 +273,21 @@ def _review_one(
         Status.NEW,
         Action.INSERT,
         values,
-        old=old,
+        old=current,
         new_for_tariff=current is None,
     )
     if past and options.past is PastPolicy.SKIP:
         rate.status, rate.action = Status.PAST, Action.SKIP
         return rate
     same_time = next((v for v in versions if v.effective_from == effective), None)
-    future = [v for v in versions if v.effective_from > options.now]
+    future = [v for v in versions if v.effective_from > options.now] if options.mode is Mode.REPLACE else []
     if same_time is not None and same_time.effective_from <= options.now and not past:
         same_time = None  # effective "now" never collides with a stored past time
     if values.get("discontinued"):
         rate.status = Status.DISCONTINUED
     elif current is None:
         rate.status = Status.NEW
-    elif all(values.get(c) == current.values.get(c) for c in COMPARED):
+    elif tuple(map(values.get, COMPARED)) == current.key:
         rate.status = Status.DUPLICATE
     else:
         rate.status = _price_change(values, current.values)
@@ -304,7 +337,7 @@ def _discontinued(
             Status.DISCONTINUED,
             Action.INSERT,
             values,
-            old=dict(current.values) | {"effective_from": current.effective_from},
+            old=current,
         )
         same_time = next((v for v in versions if v.effective_from == moment), None)
         if same_time is not None:  # a version not yet in force at that very time: it becomes the stop

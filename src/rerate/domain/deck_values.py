@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from rerate.domain.prefix_index import KEY_DIGITS
 
@@ -28,6 +29,8 @@ _RANGE = re.compile(r"^(\d+)\s*(?:-|\.\.|–)\s*(\d+)$")
 
 def split_codes(cell: str, delimiters: str = ",;|", *, strip_00: bool = True) -> list[str]:
     """The codes of one cell: ``"44, 447; 4420-4429"`` gives 44, 447 and 4420 to 4429."""
+    if cell.isdigit() and 0 < len(cell) <= KEY_DIGITS and not (strip_00 and cell.startswith("00")):
+        return [cell]  # the common case: one plain code
     parts = [cell]
     for delimiter in delimiters:
         parts = [piece for part in parts for piece in part.split(delimiter)]
@@ -55,16 +58,14 @@ def _expand(text: str, strip_00: bool) -> list[str]:
 def _is_range(low: str, high: str) -> bool:
     """``4420-4429`` is a range; ``93-76`` (country-area) and ``1-204`` are one code written in parts.
 
-    A range's ends have the same length, ascend, and share their leading
-    digits (all but the last two at most), which a country code followed by
-    an area code practically never does.
+    A range's ends have the same length (three digits or more), ascend, and
+    share their first two digits, which a country code followed by an area
+    code practically never does.
     """
-    if len(low) != len(high) or len(low) < 3 or int(high) <= int(low):
-        return False
-    shared = len(low) - 2
-    return low[:shared] == high[:shared]
+    return len(low) == len(high) >= 3 and int(high) > int(low) and low[:2] == high[:2]
 
 
+@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def clean_code(text: str, *, strip_00: bool = True) -> str:
     """A destination code from ``+44 20``, ``0044-20``, ``93-76`` or ``44.0`` (a spreadsheet number)."""
     value = _SPACES.sub("", text).replace("-", "").replace("(", "").replace(")", "")
@@ -81,6 +82,7 @@ def clean_code(text: str, *, strip_00: bool = True) -> str:
     return value
 
 
+@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
     """An exact decimal from ``0.0123``, ``0,0123``, ``1.234,5``, ``€ 0.01``, ``1E-3`` or ``5%`` (0.05).
 
@@ -119,6 +121,7 @@ class Increments:
     next: int | None
 
 
+@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def parse_increments(text: str) -> Increments:
     """``60/60``, ``1/1``, ``60/1``, ``60+6`` or ``30-6`` (first and next interval), or one number."""
     parts = [p for p in re.split(r"[/+:x\-]", _SPACES.sub("", text)) if p]
@@ -143,6 +146,7 @@ _DATE_PATTERNS = (
 _TIME = re.compile(r"[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
+@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def parse_date(text: str, *, day_first: bool = True) -> datetime:
     """A UTC time from the date formats rate decks use.
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.entrypoints.console import err, out, print_json
-from rerate.services import rate_import, tariff_admin, tariffs
+from rerate.services import rate_import, rate_results, rate_templates, tariff_admin, tariffs
 from rerate.services.errors import InvalidInputError
 from rerate.services.rate_import import DeckImportReport, DeckImportRequest
 from rerate.services.timeparse import parse_utc
@@ -91,7 +91,7 @@ def _render(report: DeckImportReport, limit: int) -> None:
     for column in ("line", "prefix", "status", "price", "old price", "intervals", "effective", "note"):
         rows.add_column(column)
     for rate in report.rates[:limit]:
-        entry = rate_import.rate_entry(rate)
+        entry = rate_results.rate_entry(rate)
         rows.add_row(
             str(entry["line"] or ""),
             entry["prefix"],
@@ -369,7 +369,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
     @template_cli.command("list")
     def template_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         """Saved rate-deck templates."""
-        rows = rate_import.templates(app())
+        rows = rate_templates.templates(app())
         if as_json:
             print_json(rows)
             return
@@ -381,7 +381,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
     def template_show(name: str) -> None:
         """One template's settings as JSON."""
         with app().catalog.reading() as session:
-            print_json(rate_import.load_template(session, name).as_dict())
+            print_json(rate_templates.load_template(session, name).as_dict())
 
     @fx_cli.command("set")
     def fx_set(

@@ -11,31 +11,24 @@ errors)"), or, with ``strict``, the whole deck is refused.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
+from rerate.catalog.bulk import insert_many
 from rerate.catalog.models import (
-    CountryCode,
-    Customer,
     Destination,
-    DestinationGroup,
-    DestinationGroupPrefix,
     ExchangeRate,
-    ImportTemplate,
     Rate,
     RateImport,
     Tariff,
-    TariffAssignment,
-    Vendor,
 )
 from rerate.domain.deck_mapping import (
     Candidate,
@@ -51,7 +44,6 @@ from rerate.domain.deck_review import (
     PastPolicy,
     ReviewedRate,
     ReviewOptions,
-    StoredRate,
     Summary,
     review,
     summarize,
@@ -60,33 +52,20 @@ from rerate.domain.expressions import ExpressionError
 from rerate.domain.scopes import Scope
 from rerate.ledger.tables import XDRS
 from rerate.services import audit
-from rerate.services.countries import nanp_region
 from rerate.services.deck_files import DeckFile, Sheet, read_deck
-from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.destinations import (
+    NewDestination,
+    add_to_groups,
+    destination_countries,
+    new_destinations,
+)
+from rerate.services.errors import InvalidInputError
+from rerate.services.memory import paused_gc
+from rerate.services.rate_history import load_history
+from rerate.services.rate_results import rate_entry, write_results
+from rerate.services.rate_templates import load_template, save_template
 
 TEMPLATE_KIND = "rate_deck"
-#: Columns of the results file, one row per rate the deck asked for (and per discontinued prefix).
-RESULT_COLUMNS = (
-    "line",
-    "sheet",
-    "prefix",
-    "status",
-    "action",
-    "error",
-    "effective_from",
-    "first_price",
-    "next_price",
-    "first_interval",
-    "next_interval",
-    "connect_fee",
-    "old_effective_from",
-    "old_first_price",
-    "old_next_price",
-    "old_first_interval",
-    "old_next_interval",
-    "country",
-    "description",
-)
 
 
 @dataclass
@@ -114,16 +93,6 @@ class DeckImportRequest:
     decimals: int | None = None
     results_file: Path | None = None
     now: datetime | None = None
-
-
-@dataclass
-class NewDestination:
-    prefix: str
-    country: str | None
-    #: Where the country came from: the deck, --country, the dialling plan; None: unresolved.
-    source: str | None
-    description: str | None = None
-    group: str | None = None
 
 
 @dataclass
@@ -178,81 +147,6 @@ class DeckImportReport:
         if rows:
             result["rows"] = [rate_entry(r) for r in self.rates]
         return result
-
-
-def _money(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def _when(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
-
-
-def rate_entry(rate: ReviewedRate) -> dict[str, Any]:
-    """One rate of the review, money as decimal strings (the ``--preview --json`` contract)."""
-    values, old = rate.values, rate.old or {}
-    return {
-        "line": rate.line,
-        "sheet": rate.sheet,
-        "prefix": rate.prefix,
-        "first_price": _money(values.get("first_price")),
-        "next_price": _money(values.get("next_price")),
-        "first_interval": values.get("first_interval"),
-        "next_interval": values.get("next_interval"),
-        "connect_fee": _money(values.get("connect_fee")),
-        "effective_from": _when(values.get("effective_from")),
-        "status": rate.status.value,
-        "action": rate.action.value,
-        "error": rate.error,
-        "error_column": rate.error_column,
-        "old_first_price": _money(old.get("first_price")),
-        "old_next_price": _money(old.get("next_price")),
-        "old_effective_from": _when(old.get("effective_from")),
-    }
-
-
-# --------------------------------------------------------------------------- templates
-
-
-def load_template(session: Session, name: str) -> DeckSettings:
-    template = session.scalar(
-        select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
-    )
-    if template is None:
-        known = session.scalars(select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND)).all()
-        raise NotFoundError(f"no rate-deck template {name!r}; templates: {', '.join(known) or 'none yet'}")
-    return DeckSettings.from_dict(template.settings)
-
-
-def save_template(session: Session, name: str, settings: DeckSettings, actor: str) -> None:
-    template = session.scalar(
-        select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
-    )
-    before = template.settings if template else None
-    if template is None:
-        template = ImportTemplate(kind=TEMPLATE_KIND, name=name, created_by=actor)
-        session.add(template)
-    template.settings = settings.as_dict()
-    template.updated_at = datetime.now(UTC)
-    audit.record(
-        session, actor, "template.save", f"rate-deck template {name}", before=before, after=template.settings
-    )
-
-
-def templates(app: App) -> list[dict[str, Any]]:
-    with app.catalog.reading() as session:
-        rows = session.scalars(
-            select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND).order_by(ImportTemplate.name)
-        ).all()
-        return [
-            {
-                "name": t.name,
-                "settings": t.settings,
-                "created_by": t.created_by,
-                "updated_at": _when(t.updated_at),
-            }
-            for t in rows
-        ]
 
 
 # --------------------------------------------------------------------------- the wizard
@@ -347,20 +241,6 @@ def _candidates(
     return candidates, used, first_mapping or {}
 
 
-def _history(session: Session, tariff_id: int) -> dict[str, list[StoredRate]]:
-    columns = [Rate.id, Rate.prefix, Rate.effective_from, *(getattr(Rate, c) for c in COMPARED)]
-    columns += [Rate.description, Rate.country]
-    history: dict[str, list[StoredRate]] = {}
-    names = [*COMPARED, "description", "country"]
-    for row in session.execute(
-        select(*columns).where(Rate.tariff_id == tariff_id).order_by(Rate.effective_from)
-    ):
-        history.setdefault(row[1], []).append(
-            StoredRate(row[0], row[2], dict(zip(names, row[3:], strict=True)))
-        )
-    return history
-
-
 def _exchange_rates(session: Session, currency: str, now: datetime) -> dict[str, Decimal]:
     rows = session.execute(
         select(ExchangeRate.currency, ExchangeRate.rate)
@@ -370,72 +250,15 @@ def _exchange_rates(session: Session, currency: str, now: datetime) -> dict[str,
     return {code: rate for code, rate in rows}  # the latest in force wins
 
 
-class CountryResolver:
-    """Proposes a country for a new code: the longest country prefix it starts with (seed 001).
-
-    Codes inside a calling code shared by several countries are resolved by
-    their national digits (``1204`` Canada, ``1205`` United States); a code too
-    short to decide (``1``, ``12``) stays unresolved for the operator.
-    """
-
-    def __init__(self, session: Session) -> None:
-        self._codes: dict[str, str] = {
-            p: i for p, i in session.execute(select(CountryCode.prefix, CountryCode.iso))
-        }
-        self._longest = max((len(p) for p in self._codes), default=0)
-
-    def __call__(self, prefix: str) -> str | None:
-        if prefix.startswith("1"):
-            return nanp_region(prefix[:4]) if len(prefix) >= 4 else None
-        for length in range(min(len(prefix), self._longest), 0, -1):
-            iso = self._codes.get(prefix[:length])
-            if iso is not None:
-                return iso
-        return None
-
-
-def _by_longest(prefix: str, table: Mapping[str, str]) -> str | None:
-    for length in range(len(prefix), 0, -1):
-        if prefix[:length] in table:
-            return table[prefix[:length]]
-    return None
-
-
-def _new_destinations(
-    session: Session, rates: Sequence[ReviewedRate], request: DeckImportRequest
-) -> list[NewDestination]:
-    loading = {r.prefix: r for r in rates if r.action is not Action.SKIP}
-    if not loading:
-        return []
-    known = set(_destination_countries(session, set(loading)))
-    resolver = CountryResolver(session)
-    given = {p: c.upper() for p, c in request.countries.items()}
-    found = []
-    for prefix in sorted(set(loading) - known):
-        rate = loading[prefix]
-        # The operator's word for this very code, then the deck's column, then the dialling plan,
-        # then the operator's word for a shorter code that covers it.
-        candidates = (
-            (given.get(prefix), "given"),
-            (str(rate.values["country"]).upper() if rate.values.get("country") else None, "deck"),
-            (resolver(prefix), "dialling plan"),
-            (_by_longest(prefix, given), "given"),
-        )
-        country, source = next(((c, s) for c, s in candidates if c), (None, None))
-        found.append(
-            NewDestination(
-                prefix,
-                country,
-                source,
-                rate.values.get("description"),
-                _by_longest(prefix, request.groups),
-            )
-        )
-    return found
-
-
 def import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
     """Run the wizard on ``request.path`` for tariff ``request.tariff``."""
+    # Hundreds of thousands of small objects that all live until the end: the cyclic
+    # garbage collector would rescan them again and again for nothing.
+    with paused_gc():
+        return _import_deck(app, request)
+
+
+def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
     now = request.now or datetime.now(UTC)
     with app.catalog.reading() as session:
         settings = _settings(session, request)
@@ -446,13 +269,15 @@ def import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
                 f"tariff {request.tariff!r} does not exist yet: give --currency to create it"
             )
         exchange_rates = _exchange_rates(session, currency, now)
-        history = _history(session, tariff.id) if tariff else {}
     deck = read_deck(
         request.path, delimiter=settings.delimiter, quotechar=settings.quotechar, encoding=settings.encoding
     )
     candidates, sheets, mapping = _candidates(deck, settings, exchange_rates)
     if not candidates:
         raise InvalidInputError(f"{request.path.name}: no rate rows found below the header")
+    wanted = None if request.mode is Mode.REPLACE else {c.prefix for c in candidates}
+    with app.catalog.reading() as session:
+        history = load_history(session, tariff.id, wanted) if tariff else {}
     options = ReviewOptions(
         now=now,
         mode=request.mode,
@@ -477,7 +302,7 @@ def import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         delimiter=deck.delimiter,
     )
     with app.catalog.reading() as session:
-        report.new_destinations = _new_destinations(session, rates, request)
+        report.new_destinations = new_destinations(session, rates, request.countries, request.groups)
     summary.new_destinations = len(report.new_destinations)
     if report.unresolved:
         listed = ", ".join(d.prefix for d in report.unresolved[:20])
@@ -551,8 +376,9 @@ def _load(
             session.add(tariff)
             session.flush()
         if report.new_destinations:
-            session.execute(
-                insert(Destination),
+            insert_many(
+                session,
+                Destination.__table__,
                 [
                     {
                         "prefix": d.prefix,
@@ -563,11 +389,10 @@ def _load(
                     for d in report.new_destinations
                 ],
             )
-            _group(session, report.new_destinations)
-        countries = _destination_countries(session, {r.prefix for r in loading})
+            add_to_groups(session, report.new_destinations)
+        countries = destination_countries(session, {r.prefix for r in loading})
         fresh = [_rate_row(r, tariff.id, countries, now) for r in loading if r.action is Action.INSERT]
-        for start in range(0, len(fresh), 20_000):
-            session.execute(insert(Rate), fresh[start : start + 20_000])
+        insert_many(session, Rate.__table__, fresh)
         for rate in loading:
             if rate.action is Action.REPLACE_FUTURE:
                 values = _rate_row(rate, tariff.id, countries, now)
@@ -606,92 +431,17 @@ def _load(
     report.state = "imported"
 
 
-def _destination_countries(session: Session, prefixes: set[str]) -> dict[str, str]:
-    query = select(Destination.prefix, Destination.country)
-    if len(prefixes) <= 5_000:  # else reading them all beats a huge IN list
-        query = query.where(Destination.prefix.in_(sorted(prefixes)))
-    return {p: c for p, c in session.execute(query) if p in prefixes}
-
-
-def _group(session: Session, destinations: Sequence[NewDestination]) -> None:
-    wanted = {d.group for d in destinations if d.group}
-    if not wanted:
-        return
-    groups: dict[str, int] = {
-        n: i for n, i in session.execute(select(DestinationGroup.name, DestinationGroup.id))
-    }
-    for name in sorted(wanted - set(groups)):
-        group = DestinationGroup(name=name)
-        session.add(group)
-        session.flush()
-        groups[name] = group.id
-    for destination in destinations:
-        if destination.group:
-            session.merge(
-                DestinationGroupPrefix(prefix=destination.prefix, group_id=groups[destination.group])
-            )
-
-
 def _rate_row(
     rate: ReviewedRate, tariff_id: int, countries: Mapping[str, str], now: datetime
 ) -> dict[str, Any]:
-    values = {k: v for k, v in rate.values.items() if k in _RATE_COLUMNS}
+    given = rate.values
+    values = {k: given.get(k) for k in _RATE_COLUMNS}  # every column: the rows go in as one batch
     values["prefix"] = rate.prefix
     values["tariff_id"] = tariff_id
-    values["country"] = values.get("country") or countries.get(rate.prefix)
+    country = values.get("country") or countries.get(rate.prefix)
+    values["country"] = country.upper() if isinstance(country, str) else None
     values["created_at"] = now
-    if isinstance(values.get("country"), str):
-        values["country"] = values["country"].upper()
     return values
 
 
 _RATE_COLUMNS = {*COMPARED, "effective_from", "description", "country"}
-
-
-def write_results(path: Path, rates: Sequence[ReviewedRate]) -> None:
-    """Every row's outcome, as CSV, or as XLSX when ``path`` ends in ``.xlsx``."""
-    rows = [[_result_cell(entry, c) for c in RESULT_COLUMNS] for entry in (_result(r) for r in rates)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".xlsx":
-        from openpyxl import Workbook
-
-        book = Workbook(write_only=True)
-        sheet = book.create_sheet("results")
-        sheet.append(list(RESULT_COLUMNS))
-        for row in rows:
-            sheet.append(row)
-        book.save(path)
-        return
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(RESULT_COLUMNS)
-        writer.writerows(rows)
-
-
-def _result(rate: ReviewedRate) -> dict[str, Any]:
-    entry = rate_entry(rate)
-    old = rate.old or {}
-    entry["old_first_interval"] = old.get("first_interval")
-    entry["old_next_interval"] = old.get("next_interval")
-    entry["country"] = rate.values.get("country")
-    entry["description"] = rate.values.get("description")
-    return entry
-
-
-def _result_cell(entry: Mapping[str, Any], column: str) -> str:
-    value = entry.get(column)
-    return "" if value is None else str(value)
-
-
-def proposed_scope_owners(session: Session, tariff_id: int) -> tuple[list[str], list[str]]:
-    """Customers and vendors whose assignment history ever named the tariff."""
-    rows = session.execute(
-        select(TariffAssignment.owner_kind, TariffAssignment.owner_id).where(
-            TariffAssignment.tariff_id == tariff_id
-        )
-    ).all()
-    customer_ids = {i for kind, i in rows if kind == "customer"}
-    vendor_ids = {i for kind, i in rows if kind == "vendor"}
-    customers = list(session.scalars(select(Customer.name).where(Customer.id.in_(customer_ids))))
-    vendors = list(session.scalars(select(Vendor.name).where(Vendor.id.in_(vendor_ids))))
-    return customers, vendors

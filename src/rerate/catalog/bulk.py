@@ -1,0 +1,72 @@
+"""Inserting many catalog rows at once, without per-value work in the ORM's layers.
+
+A 200,000-row rate deck spends more time in SQLAlchemy's per-row and
+per-value machinery than in the database.  :func:`insert_many` converts each
+value once by its column's type (exactly as the column types in
+:mod:`rerate.catalog.types` would) and hands whole chunks to the driver's
+``executemany``, inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, FromClause
+from sqlalchemy.orm import Session
+
+from rerate.catalog.types import NanoMoney, UtcDateTime
+from rerate.domain.money import to_nanos
+
+Converter = Callable[[Any], Any]
+
+
+@lru_cache(maxsize=1 << 12)  # rows share few distinct times
+def _sqlite_time(value: datetime) -> str:
+    """SQLAlchemy's SQLite storage format for a UTC time."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _converter(column_type: Any, sqlite: bool) -> Converter | None:
+    if isinstance(column_type, NanoMoney):
+        return lambda v: None if v is None else to_nanos(v)
+    if isinstance(column_type, UtcDateTime):
+        if sqlite:
+            return lambda v: None if v is None else _sqlite_time(v)
+        return lambda v: None if v is None else v.astimezone(UTC)
+    if isinstance(column_type, Boolean) and sqlite:
+        return lambda v: None if v is None else int(bool(v))
+    if isinstance(column_type, JSON):
+        return lambda v: None if v is None else json.dumps(v)
+    return None
+
+
+def insert_many(
+    session: Session, table: FromClause, rows: Sequence[Mapping[str, Any]], chunk: int = 20_000
+) -> None:
+    """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction."""
+    if not rows:
+        return
+    names = list(rows[0])
+    connection = session.connection()
+    sqlite = connection.dialect.name == "sqlite"
+    converters = [_converter(table.c[name].type, sqlite) for name in names]
+    marker = "?" if sqlite else "%s"
+    statement = (
+        f"INSERT INTO {table.description} ({', '.join(names)}) VALUES ({', '.join(marker for _ in names)})"
+    )
+    cursor = connection.connection.cursor()
+    try:
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            # Column by column: one conversion loop per column instead of one per value.
+            columns = []
+            for name, convert in zip(names, converters, strict=True):
+                values = [row[name] for row in part]
+                columns.append(values if convert is None else list(map(convert, values)))
+            cursor.executemany(statement, list(zip(*columns, strict=True)))
+    finally:
+        cursor.close()

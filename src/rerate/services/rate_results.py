@@ -1,0 +1,125 @@
+"""The review of a rate import as rows: the ``--preview --json`` entries and the results file."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from rerate.domain.deck_review import ReviewedRate
+
+#: Columns of the results file, one row per rate the deck asked for (and per discontinued prefix).
+RESULT_COLUMNS = (
+    "line",
+    "sheet",
+    "prefix",
+    "status",
+    "action",
+    "error",
+    "effective_from",
+    "first_price",
+    "next_price",
+    "first_interval",
+    "next_interval",
+    "connect_fee",
+    "old_effective_from",
+    "old_first_price",
+    "old_next_price",
+    "old_first_interval",
+    "old_next_interval",
+    "country",
+    "description",
+)
+
+
+def money(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def when(value: Any) -> str | None:
+    return _iso_utc(value) if isinstance(value, datetime) else None
+
+
+@lru_cache(maxsize=1 << 12)  # decks and histories have few distinct times
+def _iso_utc(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def rate_entry(rate: ReviewedRate) -> dict[str, Any]:
+    """One rate of the review, money as decimal strings (the ``--preview --json`` contract)."""
+    values = rate.values
+    old = rate.old.values if rate.old else {}
+    return {
+        "line": rate.line,
+        "sheet": rate.sheet,
+        "prefix": rate.prefix,
+        "first_price": money(values.get("first_price")),
+        "next_price": money(values.get("next_price")),
+        "first_interval": values.get("first_interval"),
+        "next_interval": values.get("next_interval"),
+        "connect_fee": money(values.get("connect_fee")),
+        "effective_from": when(values.get("effective_from")),
+        "status": rate.status.value,
+        "action": rate.action.value,
+        "error": rate.error,
+        "error_column": rate.error_column,
+        "old_first_price": money(old.get("first_price")),
+        "old_next_price": money(old.get("next_price")),
+        "old_effective_from": when(rate.old.effective_from) if rate.old else None,
+    }
+
+
+def write_results(path: Path, rates: Sequence[ReviewedRate]) -> None:
+    """Every row's outcome, as CSV, or as XLSX when ``path`` ends in ``.xlsx``."""
+    rows = [_result_row(r) for r in rates]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import Workbook
+
+        book = Workbook(write_only=True)
+        sheet = book.create_sheet("results")
+        sheet.append(list(RESULT_COLUMNS))
+        for row in rows:  # money as text: a spreadsheet number is a binary float
+            sheet.append([str(v) if isinstance(v, Decimal) else v for v in row])
+        book.save(path)
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(RESULT_COLUMNS)
+        writer.writerows(rows)
+
+
+def _result_row(rate: ReviewedRate) -> tuple[Any, ...]:
+    """One row of the results file, in :data:`RESULT_COLUMNS` order.
+
+    Values stay as they are (the CSV writer turns them into text in C and
+    writes None as empty); only times are formatted, once per distinct time.
+    """
+    values = rate.values
+    old = rate.old
+    stored = old.values if old else {}
+    return (
+        rate.line,
+        rate.sheet,
+        rate.prefix,
+        rate.status.value,
+        rate.action.value,
+        rate.error,
+        when(values.get("effective_from")),
+        values.get("first_price"),
+        values.get("next_price"),
+        values.get("first_interval"),
+        values.get("next_interval"),
+        values.get("connect_fee"),
+        when(old.effective_from) if old else None,
+        stored.get("first_price"),
+        stored.get("next_price"),
+        stored.get("first_interval"),
+        stored.get("next_interval"),
+        values.get("country"),
+        values.get("description"),
+    )
