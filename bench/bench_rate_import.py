@@ -17,6 +17,7 @@ import argparse
 import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -110,7 +111,9 @@ def orm_row_by_row(app_home: Path, deck: Path, tariff_name: str) -> tuple[int, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prefixes", type=int, default=200_000)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--work", type=Path, default=Path("bench-data/rate-import"))
@@ -142,12 +145,14 @@ def main() -> None:
     baseline_rows, baseline_seconds = orm_row_by_row(work / "home", deck, "Vendor X")
     print(f"baseline: ORM row by row, {baseline_rows:,} rates added in {baseline_seconds:.1f} s")
     started = time.perf_counter()
-    preview = import_deck(app, DeckImportRequest(**{**request.__dict__, "preview": True}))
+    preview = import_deck(app, replace(request, preview=True))
     preview_seconds = time.perf_counter() - started
     started = time.perf_counter()
     report = import_deck(app, request)
     seconds = time.perf_counter() - started
     summary = report.summary
+    if preview.summary != summary:  # the review must promise exactly what the load does
+        raise SystemExit(f"preview and import disagree: {preview.summary} vs {summary}")
     print(
         f"preview (parse, map, classify {summary.total_processed:,} rows): {preview_seconds:.1f} s "
         f"({rate(summary.total_processed, preview_seconds)})"

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     #: Memory DuckDB may use for set operations (duplicates, totals) before spilling.
     duckdb_memory_limit: str = "1GB"
     actor: str = "cli"
+    #: Outgoing mail (rate-import reports now, CDR deliveries later).
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    #: ``starttls`` (port 587), ``ssl`` (port 465) or ``none`` (a relay on a trusted network).
+    smtp_security: str = "starttls"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "rerate@localhost"
 
     @property
     def resolved_home(self) -> Path:

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import csv
+import socket
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
-from rerate.bootstrap import App
+from rerate.bootstrap import App, bootstrap
 from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.services import rate_import, rate_results
-from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
 from rerate.services.rate_import import DeckImportRequest, import_deck
+from rerate.services.schedule import apply_planned
+from rerate.services.setup import initialize
 from rerate.services.tariff_admin import set_exchange_rate, set_off_peak, show_tariff
+from rerate.settings import Settings
 from tests.factories import make_app, small_world, write_xdrs
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -316,6 +325,15 @@ def test_backdated_rates_propose_a_rerating_of_exactly_the_affected_xdrs(tmp_pat
         assert job is not None and job.state == "planned"
         assert (job.in_scope, job.changed) == (1, 1)  # a3 only: a1 is another prefix, a2 came before
         assert session.get(RateImport, report.import_id).proposed_jobs == [job_id]  # type: ignore[union-attr]
+    applied = apply_planned(world, job_id)
+    assert (applied.state, applied.changed) == ("applied", 1)
+    out = tmp_path / "after.csv"
+    export_xdrs(world, out)
+    with out.open() as handle:
+        amounts = {r["source_id"]: Decimal(r["amount"]) for r in csv.DictReader(handle)}
+    assert (amounts["a2"], amounts["a3"]) == (Decimal("0.01"), Decimal("0.02"))  # 44 at 0.01, 442 at 0.02
+    with pytest.raises(ConflictError, match="only a dry run"):
+        apply_planned(world, applied.job_id)
 
 
 def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) -> None:
@@ -358,3 +376,46 @@ def test_off_peak_xdrs_are_priced_with_the_off_peak_prices(tmp_path: Path) -> No
     )
     # 49 has no off-peak price: peak prices on a Saturday too (fee 0.01 + 30 s at 0.03 + 30 s at 0.025).
     assert amounts["other"] == Decimal("0.0375")
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        self.messages.append(message_from_bytes(envelope.content, policy=default))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+def test_the_import_report_is_e_mailed_with_the_results_file(tmp_path: Path) -> None:
+    inbox = _Inbox()
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Controller(inbox, hostname="127.0.0.1", port=port)
+    server.start()
+    try:
+        settings = Settings(
+            home=tmp_path / "home", smtp_host="127.0.0.1", smtp_port=port, smtp_security="none"
+        )
+        app = bootstrap(settings)
+        initialize(app)
+        report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), email=["rates@carrier.example"]))
+    finally:
+        server.stop()
+    assert report.state == "imported" and report.mail_id and report.mail_error is None
+    (message,) = inbox.messages
+    assert message["To"] == "rates@carrier.example" and "Rate upload report: X" in message["Subject"]
+    body = message.get_body(("plain",))
+    assert body is not None and "Total rates created: 8" in body.get_content()
+    (attachment,) = list(message.iter_attachments())
+    assert attachment.get_filename() == "results.csv" and "error" in attachment.get_content()
+
+
+def test_an_unreachable_mail_server_does_not_undo_the_import(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", smtp_host="127.0.0.1", smtp_port=1, smtp_security="none")
+    app = bootstrap(settings)
+    initialize(app)
+    report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), email=["rates@carrier.example"]))
+    assert report.state == "imported" and report.mail_id is None and "failed" in str(report.mail_error)
+    assert len(_rates(app)) == 8

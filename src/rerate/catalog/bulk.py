@@ -48,25 +48,35 @@ def insert_many(
     session: Session, table: FromClause, rows: Sequence[Mapping[str, Any]], chunk: int = 20_000
 ) -> None:
     """Insert ``rows`` (all with the same keys) into ``table`` in the session's transaction."""
-    if not rows:
+    if rows:
+        insert_columns(session, table, {name: [row[name] for row in rows] for name in rows[0]}, chunk)
+
+
+def insert_columns(
+    session: Session, table: FromClause, columns: Mapping[str, Sequence[Any]], chunk: int = 20_000
+) -> None:
+    """Insert rows given column by column (equal lengths) into ``table`` in the session's transaction."""
+    names = list(columns)
+    count = len(columns[names[0]]) if names else 0
+    if count == 0:
         return
-    names = list(rows[0])
     connection = session.connection()
     sqlite = connection.dialect.name == "sqlite"
-    converters = [_converter(table.c[name].type, sqlite) for name in names]
     marker = "?" if sqlite else "%s"
     statement = (
         f"INSERT INTO {table.description} ({', '.join(names)}) VALUES ({', '.join(marker for _ in names)})"
     )
+    # Column by column: one conversion loop per column instead of one per value.
+    converted = []
+    for name in names:
+        convert = _converter(table.c[name].type, sqlite)
+        values = columns[name]
+        converted.append(values if convert is None else list(map(convert, values)))
     cursor = connection.connection.cursor()
     try:
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            # Column by column: one conversion loop per column instead of one per value.
-            columns = []
-            for name, convert in zip(names, converters, strict=True):
-                values = [row[name] for row in part]
-                columns.append(values if convert is None else list(map(convert, values)))
-            cursor.executemany(statement, list(zip(*columns, strict=True)))
+        for start in range(0, count, chunk):
+            cursor.executemany(
+                statement, list(zip(*(c[start : start + chunk] for c in converted), strict=True))
+            )
     finally:
         cursor.close()

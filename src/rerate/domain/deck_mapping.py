@@ -355,7 +355,7 @@ def resolve_columns(mapping: Mapping[str, str], header: Sequence[str] | None) ->
 # --------------------------------------------------------------------------- rows to candidate rates
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """One rate the deck asks for (one per code), or the reason it cannot be one."""
 

@@ -122,7 +122,7 @@ class StoredRate:
 _MONEY_LIMIT = Decimal(2**63 - 1).scaleb(-9)
 
 
-@dataclass
+@dataclass(slots=True)
 class ReviewedRate:
     line: int | None
     sheet: str | None

@@ -212,6 +212,24 @@ def register(cli: typer.Typer, app: Any) -> None:
                 f"[green]job {job_id} reverted[/] by job {report.job_id}: {report.changed:,} XDR(s) restored"
             )
 
+    @jobs_cli.command("apply")
+    def jobs_apply(
+        job_id: int,
+        yes: Annotated[bool, typer.Option("--yes")] = False,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Apply a dry run (a planned job, such as a rate import's proposed re-rating) as a new job."""
+        wired = app()
+        target = jobs_service.job(wired, job_id)
+        asking = not yes and not as_json and sys.stdin.isatty()
+        question = f"Apply job {job_id} ({target.description}): change about {target.changed:,} XDR(s)?"
+        if asking and not typer.confirm(question, default=False):
+            raise typer.Exit(1)
+        report = _with_progress(
+            lambda _dry, progress: schedule_service.apply_planned(wired, job_id, progress), False, as_json
+        )
+        print_json(report) if as_json else show_report(report)
+
     @cli.command("reprocess")
     def reprocess_command(
         failed: Annotated[

@@ -24,19 +24,6 @@ Many = Annotated[list[str] | None, typer.Option()]
 template_cli = typer.Typer(help="Saved rate-deck import settings.", no_args_is_help=True)
 fx_cli = typer.Typer(help='Exchange rates used by import rules (fx("EUR")).', no_args_is_help=True)
 
-_SUMMARY_LABELS = (
-    ("total_processed", "Total rates processed"),
-    ("created", "Total rates created"),
-    ("overridden", "Old rates overridden"),
-    ("skipped_errors", "Skipped (due to errors)"),
-    ("skipped_duplicates", "Skipped (duplicates)"),
-    ("new_rates_for_tariff", "Rates for destinations, previously absent in this tariff, created"),
-    ("new_destinations", "Destinations, previously absent in the system, created"),
-    ("skipped_past", "Skipped (effective in the past)"),
-    ("discontinued", "Discontinued"),
-    ("increases", "Price increases"),
-    ("decreases", "Price decreases"),
-)
 _STATUS_STYLE = {
     "increase": "[red]↑ increase[/]",
     "decrease": "[green]↓ decrease[/]",
@@ -120,13 +107,17 @@ def _render(report: DeckImportReport, limit: int) -> None:
     summary.add_column("what")
     summary.add_column("count", justify="right")
     counts = report.summary.as_dict()
-    for key, label in _SUMMARY_LABELS:
+    for key, label in rate_import.SUMMARY_LINES:
         summary.add_row(label, f"{counts[key]:,}")
     out.print(summary)
     for problem in report.problems:
         err.print(f"[red]refused:[/] {problem}")
     if report.results_path:
         out.print(f"  every row's outcome: {report.results_path}")
+    if report.mail_id:
+        out.print(f"  report e-mailed ({report.mail_id})")
+    if report.mail_error:
+        err.print(f"[yellow]report not e-mailed[/]: {report.mail_error}")
     for job in report.proposed_jobs:
         out.print(
             f"  [yellow]backdated rates[/]: re-rating proposed as dry-run job {job} "
@@ -213,6 +204,9 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         strict: Annotated[
             bool, typer.Option("--strict", help="Refuse the whole deck if a row has an error.")
         ] = False,
+        email: Annotated[
+            list[str] | None, typer.Option(help="E-mail the report and results file to ADDR; repeatable.")
+        ] = None,
         results: Annotated[
             Path | None, typer.Option(help="Also write every row's outcome here (.csv/.xlsx).")
         ] = None,
@@ -261,6 +255,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             currency=currency,
             decimals=decimals,
             results_file=results,
+            email=email or [],
         )
         if not preview and not yes and not as_json and sys.stdin.isatty():
             review = rate_import.import_deck(app(), _preview(request))

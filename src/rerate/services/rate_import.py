@@ -11,7 +11,7 @@ errors)"), or, with ``strict``, the whole deck is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
-from rerate.catalog.bulk import insert_many
+from rerate.catalog.bulk import insert_columns, insert_many
 from rerate.catalog.models import (
     Destination,
     ExchangeRate,
@@ -59,7 +59,8 @@ from rerate.services.destinations import (
     destination_countries,
     new_destinations,
 )
-from rerate.services.errors import InvalidInputError
+from rerate.services.errors import InvalidInputError, RerateError
+from rerate.services.mailer import send_mail
 from rerate.services.memory import paused_gc
 from rerate.services.rate_history import load_history
 from rerate.services.rate_results import rate_entry, write_results
@@ -92,6 +93,8 @@ class DeckImportRequest:
     currency: str | None = None
     decimals: int | None = None
     results_file: Path | None = None
+    #: Who gets the import report (the summary, with the results file attached).
+    email: Sequence[str] = ()
     now: datetime | None = None
 
 
@@ -119,6 +122,9 @@ class DeckImportReport:
     import_id: int | None = None
     results_path: str | None = None
     proposed_jobs: list[int] = field(default_factory=list)
+    #: The report e-mail: its Message-ID, or why it could not be sent (the import stands either way).
+    mail_id: str | None = None
+    mail_error: str | None = None
     encoding: str | None = None
     delimiter: str | None = None
 
@@ -143,6 +149,8 @@ class DeckImportReport:
             "import_id": self.import_id,
             "results_file": self.results_path,
             "proposed_jobs": self.proposed_jobs,
+            "mail_id": self.mail_id,
+            "mail_error": self.mail_error,
         }
         if rows:
             result["rows"] = [rate_entry(r) for r in self.rates]
@@ -320,7 +328,43 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
     _load(app, request, report, settings, currency, now)
     if request.past is PastPolicy.BACKDATE:
         report.proposed_jobs = _propose_rerating(app, request.tariff, report, now)
+    if request.email:
+        _mail_report(app, request, report)
     return report
+
+
+#: The seed's summary lines, in its order and words.
+SUMMARY_LINES = (
+    ("total_processed", "Total rates processed"),
+    ("created", "Total rates created"),
+    ("overridden", "Old rates overridden"),
+    ("skipped_errors", "Skipped (due to errors)"),
+    ("skipped_duplicates", "Skipped (duplicates)"),
+    ("new_rates_for_tariff", "Rates for destinations, previously absent in this tariff, created"),
+    ("new_destinations", "Destinations, previously absent in the system, created"),
+    ("skipped_past", "Skipped (effective in the past)"),
+    ("discontinued", "Discontinued"),
+    ("increases", "Price increases"),
+    ("decreases", "Price decreases"),
+)
+
+
+def _mail_report(app: App, request: DeckImportRequest, report: DeckImportReport) -> None:
+    counts = report.summary.as_dict()
+    lines = [f"Rate upload into tariff {report.tariff} from {request.path.name}: {report.state}.", ""]
+    lines += [f"{label}: {counts[key]:,}" for key, label in SUMMARY_LINES]
+    lines += ["", "Every row's outcome is in the attached results file."]
+    lines += [f"Re-rating proposed as dry-run job {job}." for job in report.proposed_jobs]
+    try:
+        report.mail_id = send_mail(
+            app.settings,
+            list(request.email),
+            f"Rate upload report: {report.tariff} ({request.path.name})",
+            "\n".join(lines) + "\n",
+            [Path(report.results_path)] if report.results_path else [],
+        )
+    except RerateError as exc:
+        report.mail_error = str(exc)
 
 
 #: Above this many backdated prefixes the proposal scopes the tariff and window alone (still exact:
@@ -391,8 +435,8 @@ def _load(
             )
             add_to_groups(session, report.new_destinations)
         countries = destination_countries(session, {r.prefix for r in loading})
-        fresh = [_rate_row(r, tariff.id, countries, now) for r in loading if r.action is Action.INSERT]
-        insert_many(session, Rate.__table__, fresh)
+        fresh = [r for r in loading if r.action is Action.INSERT]
+        insert_columns(session, Rate.__table__, _rate_columns(fresh, tariff.id, countries, now))
         for rate in loading:
             if rate.action is Action.REPLACE_FUTURE:
                 values = _rate_row(rate, tariff.id, countries, now)
@@ -445,3 +489,18 @@ def _rate_row(
 
 
 _RATE_COLUMNS = {*COMPARED, "effective_from", "description", "country"}
+
+
+def _rate_columns(
+    rates: Sequence[ReviewedRate], tariff_id: int, countries: Mapping[str, str], now: datetime
+) -> dict[str, list[Any]]:
+    """The ``rates`` table's columns for new versions (what :func:`_rate_row` gives, column-wise)."""
+    columns: dict[str, list[Any]] = {
+        name: [r.values.get(name) for r in rates] for name in _RATE_COLUMNS if name != "country"
+    }
+    columns["prefix"] = [r.prefix for r in rates]
+    columns["tariff_id"] = [tariff_id] * len(rates)
+    columns["created_at"] = [now] * len(rates)
+    found = [r.values.get("country") or countries.get(r.prefix) for r in rates]
+    columns["country"] = [c.upper() if isinstance(c, str) else None for c in found]
+    return columns
