@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from rerate.domain.deck_values import (
@@ -405,13 +406,14 @@ def map_rows(
         raise ValueError(f"the mapping lacks a required field: {REQUIRED_NOTE}")
     rules: dict[str, Expression] = {k: compile_expression(v) for k, v in settings.rules.items()}
     names = {name: column_name(header, index) for name, index in columns.items()}
+    plan = _Plan.build(columns, settings, rules)
     candidates: list[Candidate] = []
     for line, sheet, cells in rows:
         if not any(c.strip() for c in cells):
             continue
         raw_codes = cells[columns["prefix"]] if columns["prefix"] < len(cells) else ""
         try:
-            values, given = _row_values(cells, columns, names, settings, rules, exchange_rates)
+            values, given = _row_values(cells, plan, names, exchange_rates)
         except _RowError as failure:
             candidates.append(
                 Candidate(line, sheet, raw_codes.strip(), {}, set(), str(failure), failure.column)
@@ -448,64 +450,104 @@ def _code_rule(
     return clean_code(str(rules["prefix"].evaluate(code, values, exchange_rates)), strip_00=False)
 
 
+def _parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
+    """The parser of one field's cells, chosen once per import rather than per cell."""
+    if name in MONEY or name in ("price", "off_peak_price"):
+        return partial(parse_number, decimal_comma=settings.decimal_comma)
+    if name in WHOLE:
+        return parse_whole
+    if name == "post_call_surcharge":
+        return lambda text: parse_number(text.rstrip("%"), decimal_comma=settings.decimal_comma)
+    if name in FLAGS:
+        return parse_flag
+    if name == "effective_from":
+        return partial(parse_date, day_first=settings.day_first)
+    return str.strip
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How every row is read: the mapped columns, the parsed defaults, links and rules."""
+
+    cells: tuple[tuple[str, int, Callable[[str], Any], tuple[str, ...]], ...]
+    defaults: tuple[tuple[str, Any], ...]
+    links: tuple[tuple[str, str], ...]
+    rules: tuple[tuple[str, str, Expression], ...]
+
+    @classmethod
+    def build(
+        cls, columns: Mapping[str, int], settings: DeckSettings, rules: Mapping[str, Expression]
+    ) -> _Plan:
+        cells = tuple(
+            (name, index, _parser(name, settings), VIRTUAL.get(name, (name,)))
+            for name, index in columns.items()
+            if name != "prefix"
+        )
+        defaults: list[tuple[str, Any]] = []
+        for name, text in settings.defaults.items():
+            if not text.strip():
+                continue
+            try:
+                value = _parse(name, text, settings)
+            except DeckValueError as exc:
+                raise ValueError(f"the default of {name} is not valid: {exc}") from exc
+            defaults.extend((target, value) for target in VIRTUAL.get(name, (name,)))
+        links = tuple(
+            (target, VIRTUAL.get(source, (source,))[0])
+            for name, source in settings.links.items()
+            for target in VIRTUAL.get(name, (name,))
+        )
+        compiled = tuple(
+            (name, target, rule)
+            for name, rule in rules.items()
+            if name != "prefix"
+            for target in VIRTUAL.get(name, (name,))
+        )
+        return cls(cells, tuple(defaults), links, compiled)
+
+
 def _row_values(
     cells: Sequence[str],
-    columns: Mapping[str, int],
+    plan: _Plan,
     names: Mapping[str, str],
-    settings: DeckSettings,
-    rules: Mapping[str, Expression],
     exchange_rates: Mapping[str, Decimal] | None,
 ) -> tuple[dict[str, Any], set[str]]:
     values: dict[str, Any] = {}
     given: set[str] = set()
-    for name, index in columns.items():
-        if name == "prefix":
+    width = len(cells)
+    for name, index, parse, targets in plan.cells:
+        text = cells[index] if index < width else ""
+        if not text or text.isspace():
             continue
-        text = cells[index] if index < len(cells) else ""
         try:
             if name == "increments":
-                if text.strip():
-                    increments = parse_increments(text)
-                    values["first_interval"] = increments.first
-                    values["next_interval"] = (
-                        increments.next if increments.next is not None else increments.first
-                    )
-                    given |= {"first_interval", "next_interval"}
+                increments = parse_increments(text)
+                values["first_interval"] = increments.first
+                values["next_interval"] = increments.next if increments.next is not None else increments.first
+                given.update(("first_interval", "next_interval"))
                 continue
-            value = _parse(name, text, settings)
+            value = parse(text)
         except DeckValueError as exc:
             raise _RowError(names[name], str(exc)) from exc
-        if value is None:
-            continue
-        for target in VIRTUAL.get(name, (name,)):
+        for target in targets:
             values[target] = value
             given.add(target)
-    for name, default in settings.defaults.items():
-        for target in VIRTUAL.get(name, (name,)):
-            if target not in values and default.strip():
-                try:
-                    parsed = _parse(name, default, settings)
-                except DeckValueError as exc:
-                    raise _RowError(f"default of {name}", str(exc)) from exc
-                values[target] = parsed
-    for name, source in settings.links.items():
-        for target in VIRTUAL.get(name, (name,)):
-            origin = VIRTUAL.get(source, (source,))[0]
-            if origin in values:
-                values[target] = values[origin]
-                if origin in given:
-                    given.add(target)
-    for name, rule in rules.items():
-        if name == "prefix":
+    for target, value in plan.defaults:
+        if target not in values:
+            values[target] = value
+    for target, origin in plan.links:
+        if origin in values:
+            values[target] = values[origin]
+            if origin in given:
+                given.add(target)
+    for name, target, rule in plan.rules:
+        if target not in values:
             continue
-        for target in VIRTUAL.get(name, (name,)):
-            if target not in values:
-                continue
-            try:
-                result = rule.evaluate(values[target], values, exchange_rates)
-            except ExpressionError as exc:
-                raise _RowError(names.get(name, name), str(exc)) from exc
-            values[target] = _coerce(target, result)
+        try:
+            result = rule.evaluate(values[target], values, exchange_rates)
+        except ExpressionError as exc:
+            raise _RowError(names.get(name, name), str(exc)) from exc
+        values[target] = _coerce(target, result)
     return values, given
 
 

@@ -170,6 +170,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         ] = None,
         delimiter: Annotated[str | None, typer.Option(help="CSV separator [detected].")] = None,
         encoding: Annotated[str | None, typer.Option(help="Text encoding [detected].")] = None,
+        quote: Annotated[str | None, typer.Option(help='CSV quote character ["].')] = None,
         sheet: Annotated[
             list[str] | None, typer.Option(help="Workbook sheet(s) to read [all with rates].")
         ] = None,
@@ -222,6 +223,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             for key, value in {
                 "delimiter": delimiter,
                 "encoding": encoding,
+                "quotechar": quote,
                 "sheets": sheet,
                 "header_row": header_row,
                 "skip_rows": skip_rows,

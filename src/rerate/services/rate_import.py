@@ -419,31 +419,6 @@ def _load(
             tariff = Tariff(name=request.tariff, currency=currency, decimals=decimals)
             session.add(tariff)
             session.flush()
-        if report.new_destinations:
-            insert_many(
-                session,
-                Destination.__table__,
-                [
-                    {
-                        "prefix": d.prefix,
-                        "country": d.country,
-                        "description": d.description,
-                        "created_at": now,
-                    }
-                    for d in report.new_destinations
-                ],
-            )
-            add_to_groups(session, report.new_destinations)
-        countries = destination_countries(session, {r.prefix for r in loading})
-        fresh = [r for r in loading if r.action is Action.INSERT]
-        insert_columns(session, Rate.__table__, _rate_columns(fresh, tariff.id, countries, now))
-        for rate in loading:
-            if rate.action is Action.REPLACE_FUTURE:
-                values = _rate_row(rate, tariff.id, countries, now)
-                values.pop("tariff_id")
-                session.execute(update(Rate).where(Rate.id == rate.replaces_id).values(**values))
-        if loading:
-            tariff.revision += 1
         record = RateImport(
             tariff_id=tariff.id,
             file_name=request.path.name,
@@ -453,16 +428,19 @@ def _load(
             actor=app.actor,
         )
         session.add(record)
-        session.flush()
+        session.flush()  # its id names the results folder
         report.import_id = record.id
-        folder = app.home / "imports" / str(record.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        results = folder / "results.csv"
-        write_results(results, report.rates)
+        results = app.home / "imports" / str(record.id) / "results.csv"
+        try:
+            _store_rates(session, report, loading, tariff.id, now)
+            _write_all_results([results, request.results_file], report.rates)
+        except BaseException:
+            results.unlink(missing_ok=True)  # the import did not happen: no report of it
+            raise
+        if loading:
+            tariff.revision += 1
         record.results_path = str(results)
         report.results_path = str(results)
-        if request.results_file is not None:
-            write_results(request.results_file, report.rates)
         if request.save_template:
             save_template(session, request.save_template, DeckSettings.from_dict(report.settings), app.actor)
         audit.record(
@@ -473,6 +451,36 @@ def _load(
             after={"file": request.path.name, "mode": request.mode.value, **report.summary.as_dict()},
         )
     report.state = "imported"
+
+
+def _write_all_results(paths: Sequence[Path | None], rates: Sequence[ReviewedRate]) -> None:
+    for path in paths:
+        if path is not None:
+            write_results(path, rates)
+
+
+def _store_rates(
+    session: Session, report: DeckImportReport, loading: Sequence[ReviewedRate], tariff_id: int, now: datetime
+) -> None:
+    """New destinations (and their groups), new rate versions, and rewritten not-yet-effective ones."""
+    if report.new_destinations:
+        insert_many(
+            session,
+            Destination.__table__,
+            [
+                {"prefix": d.prefix, "country": d.country, "description": d.description, "created_at": now}
+                for d in report.new_destinations
+            ],
+        )
+        add_to_groups(session, report.new_destinations)
+    countries = destination_countries(session, {r.prefix for r in loading})
+    fresh = [r for r in loading if r.action is Action.INSERT]
+    insert_columns(session, Rate.__table__, _rate_columns(fresh, tariff_id, countries, now))
+    for rate in loading:
+        if rate.action is Action.REPLACE_FUTURE:
+            values = _rate_row(rate, tariff_id, countries, now)
+            values.pop("tariff_id")
+            session.execute(update(Rate).where(Rate.id == rate.replaces_id).values(**values))
 
 
 def _rate_row(
