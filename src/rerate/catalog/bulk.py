@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -30,9 +31,20 @@ def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _nanos(value: Decimal | None) -> int | None:
+    """Money as nano-units; a value with more than 9 decimals is refused, never rounded."""
+    if value is None:
+        return None
+    scaled = value.scaleb(9)
+    nanos = int(scaled)
+    if nanos != scaled:
+        to_nanos(value)  # raises, naming the value
+    return nanos
+
+
 def _converter(column_type: Any, sqlite: bool) -> Converter | None:
     if isinstance(column_type, NanoMoney):
-        return lambda v: None if v is None else to_nanos(v)
+        return _nanos
     if isinstance(column_type, UtcDateTime):
         if sqlite:
             return lambda v: None if v is None else _sqlite_time(v)
@@ -56,7 +68,8 @@ def insert_columns(
     session: Session, table: FromClause, columns: Mapping[str, Sequence[Any]], chunk: int = 20_000
 ) -> None:
     """Insert rows given column by column (equal lengths) into ``table`` in the session's transaction."""
-    names = list(columns)
+    # A nullable column that is empty in every row is left to its NULL: fewer values to bind.
+    names = [n for n in columns if not (table.c[n].nullable and all(v is None for v in columns[n]))]
     count = len(columns[names[0]]) if names else 0
     if count == 0:
         return

@@ -153,6 +153,8 @@ class ReviewOptions:
 
 def in_force(history: Sequence[StoredRate], moment: datetime) -> StoredRate | None:
     """The version in force at ``moment`` (greatest ``effective_from <= moment``), discontinued or not."""
+    if len(history) == 1:  # most prefixes have one version
+        return history[0] if history[0].effective_from <= moment else None
     index = bisect.bisect_right([h.effective_from for h in history], moment)
     return history[index - 1] if index else None
 
@@ -165,10 +167,12 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
     """(column, message) of the first invalid attribute, after defaults."""
     if values.get("first_price") is None:
         return "first_price", "no price given"
+    checked: list[Decimal] = [BUILT_IN_DEFAULTS["connect_fee"]]  # known good
     for name in ("first_price", "next_price", "connect_fee", "off_peak_first_price", "off_peak_next_price"):
         value = values.get(name)
-        if value is None:
+        if value is None or any(value is c for c in checked):  # the same object (price -> both prices)
             continue
+        checked.append(value)
         if value < 0:
             return name, f"must not be negative, got {value}"
         exponent = value.as_tuple().exponent

@@ -55,16 +55,20 @@ def by_longest(prefix: str, table: Mapping[str, str]) -> str | None:
 
 
 def new_destinations(
-    session: Session, rates: Sequence[ReviewedRate], countries: Mapping[str, str], groups: Mapping[str, str]
+    session: Session,
+    rates: Sequence[ReviewedRate],
+    known: Mapping[str, str],
+    countries: Mapping[str, str],
+    groups: Mapping[str, str],
 ) -> list[NewDestination]:
+    """The codes being loaded that the system does not know yet (``known``), each with a proposed country."""
     loading = {r.prefix: r for r in rates if r.action is not Action.SKIP}
     if not loading:
         return []
-    known = set(destination_countries(session, set(loading)))
     resolver = CountryResolver(session)
     given = {p: c.upper() for p, c in countries.items()}
     found = []
-    for prefix in sorted(set(loading) - known):
+    for prefix in sorted(set(loading) - known.keys()):
         rate = loading[prefix]
         # The operator's word for this very code, then the deck's column, then the dialling plan,
         # then the operator's word for a shorter code that covers it.
@@ -88,10 +92,18 @@ def new_destinations(
 
 
 def destination_countries(session: Session, prefixes: set[str]) -> dict[str, str]:
-    query = select(Destination.prefix, Destination.country)
+    """The countries of those of ``prefixes`` the system knows."""
     if len(prefixes) <= 5_000:  # else reading them all beats a huge IN list
-        query = query.where(Destination.prefix.in_(sorted(prefixes)))
-    return {p: c for p, c in session.execute(query) if p in prefixes}
+        query = select(Destination.prefix, Destination.country).where(
+            Destination.prefix.in_(sorted(prefixes))
+        )
+        return {p: c for p, c in session.execute(query)}
+    cursor = session.connection().connection.cursor()  # plain tuples: no per-row wrapping
+    try:
+        cursor.execute("SELECT prefix, country FROM destinations")
+        return {p: c for p, c in cursor.fetchall() if p in prefixes}
+    finally:
+        cursor.close()
 
 
 def add_to_groups(session: Session, destinations: Sequence[NewDestination]) -> None:

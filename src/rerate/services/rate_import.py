@@ -125,6 +125,8 @@ class DeckImportReport:
     #: The report e-mail: its Message-ID, or why it could not be sent (the import stands either way).
     mail_id: str | None = None
     mail_error: str | None = None
+    #: Countries of the loaded codes the system knew already (the load reuses them).
+    known_countries: dict[str, str] = field(default_factory=dict, repr=False)
     encoding: str | None = None
     delimiter: str | None = None
 
@@ -310,7 +312,11 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         delimiter=deck.delimiter,
     )
     with app.catalog.reading() as session:
-        report.new_destinations = new_destinations(session, rates, request.countries, request.groups)
+        loading = {r.prefix for r in rates if r.action is not Action.SKIP}
+        report.known_countries = destination_countries(session, loading)
+        report.new_destinations = new_destinations(
+            session, rates, report.known_countries, request.countries, request.groups
+        )
     summary.new_destinations = len(report.new_destinations)
     if report.unresolved:
         listed = ", ".join(d.prefix for d in report.unresolved[:20])
@@ -473,7 +479,10 @@ def _store_rates(
             ],
         )
         add_to_groups(session, report.new_destinations)
-    countries = destination_countries(session, {r.prefix for r in loading})
+    countries = {
+        **report.known_countries,
+        **{d.prefix: d.country for d in report.new_destinations if d.country},
+    }
     fresh = [r for r in loading if r.action is Action.INSERT]
     insert_columns(session, Rate.__table__, _rate_columns(fresh, tariff_id, countries, now))
     for rate in loading:
