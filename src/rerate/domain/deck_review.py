@@ -118,6 +118,7 @@ class StoredRate:
         return self._key
 
 
+_ZERO_FEE = BUILT_IN_DEFAULTS["connect_fee"]
 #: The largest price the catalog stores (int64 nano-units).
 _MONEY_LIMIT = Decimal(2**63 - 1).scaleb(-9)
 
@@ -167,12 +168,13 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
     """(column, message) of the first invalid attribute, after defaults."""
     if values.get("first_price") is None:
         return "first_price", "no price given"
-    checked: list[Decimal] = [BUILT_IN_DEFAULTS["connect_fee"]]  # known good
+    first = values["first_price"]
     for name in ("first_price", "next_price", "connect_fee", "off_peak_first_price", "off_peak_next_price"):
         value = values.get(name)
-        if value is None or any(value is c for c in checked):  # the same object (price -> both prices)
+        # Skip what is already known good: nothing, the first price again (a "price" column sets
+        # both), the built-in zero fee.
+        if value is None or (value is first and name != "first_price") or value is _ZERO_FEE:
             continue
-        checked.append(value)
         if value < 0:
             return name, f"must not be negative, got {value}"
         exponent = value.as_tuple().exponent
