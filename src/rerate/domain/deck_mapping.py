@@ -433,6 +433,9 @@ def map_rows(
                 Candidate(line, sheet, raw_codes.strip(), values, given, str(exc), names["prefix"])
             )
             continue
+        if len(codes) == 1:  # the common case: the row's values are this rate's own
+            candidates.append(Candidate(line, sheet, codes[0], values, given))
+            continue
         for code in codes:
             candidates.append(Candidate(line, sheet, code, dict(values), set(given)))
     return candidates
