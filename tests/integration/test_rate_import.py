@@ -419,3 +419,29 @@ def test_an_unreachable_mail_server_does_not_undo_the_import(tmp_path: Path) -> 
     report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), email=["rates@carrier.example"]))
     assert report.state == "imported" and report.mail_id is None and "failed" in str(report.mail_error)
     assert len(_rates(app)) == 8
+
+
+def test_replace_mode_withdraws_every_version_not_yet_in_force(app: App, tmp_path: Path) -> None:
+    scheduled = _deck(
+        tmp_path,
+        "prefix,price,date\n44,0.10,2026-11-01\n44,0.20,2027-01-10\n44,0.30,2027-01-20\n"
+        "33,0.10,2026-11-01\n33,0.40,2027-02-01\n49,0.10,2026-11-01\n49,0.50,2027-03-01\n",
+        "scheduled.csv",
+    )
+    import_deck(app, _request(scheduled, past=PastPolicy.BACKDATE))
+    replacement = _deck(tmp_path, "prefix,price\n44,0.15\n33,0.10\n", "replacement.csv")
+    report = import_deck(app, _request(replacement, mode=Mode.REPLACE))
+    assert report.summary.withdrawn == 4  # 44's two, 33's one (its row is a duplicate), 49's one
+    rates = _rates(app)
+    assert [p for _, p, _ in rates["44"]] == [Decimal("0.1"), Decimal("0.15")]
+    assert [p for _, p, _ in rates["33"]] == [Decimal("0.1")]
+    assert [stopped for _, _, stopped in rates["49"]] == [False, True]  # discontinued, never back
+
+
+def test_an_operator_mapping_keeps_the_guesses_for_the_other_columns(app: App, tmp_path: Path) -> None:
+    report = import_deck(
+        app,
+        _request(_deck(tmp_path, CARRIER_DECK), mapping={"prefix": "Code", "price": "Rate"}, preview=True),
+    )
+    assert report.mapping["increments"] == "Billing" and report.mapping["effective_from"] == "Effective date"
+    assert report.rates[0].values["first_interval"] == 60

@@ -160,3 +160,37 @@ def test_rules_are_exact_and_cannot_escape() -> None:
         compile_expression("value * fx('JPY')").evaluate(Decimal(1), exchange_rates={"EUR": Decimal("1.1")})
     with pytest.raises(ExpressionError, match="unknown name"):
         compile_expression("price * 2").evaluate(Decimal(1))
+
+
+def test_what_a_review_of_real_decks_turned_up() -> None:
+    assert [parse_number(t) for t in ("0.01 EUR", "0.05EUR", "0.01 per minute")] == [
+        Decimal("0.01"),
+        Decimal("0.05"),
+        Decimal("0.01"),
+    ]
+    assert split_codes("0044-0046") == ["44", "45", "46"]
+    assert split_codes("93–76") == ["9376"]  # an en dash
+    assert parse_date("2026-12-01 2:00 PM") == datetime(2026, 12, 1, 14, tzinfo=UTC)
+    with pytest.raises(DeckValueError):
+        parse_date("01/12/2026 25:41")
+    header = ["Country", "Country Code", "Dial Code", "Rate", "Rate Off-Peak"]
+    assert guess_mapping(header, []) == {
+        "prefix": "Dial Code",
+        "price": "Rate",
+        "off_peak_price": "Rate Off-Peak",
+    }
+    assert compile_expression("value * 1.00000000000000001").evaluate(Decimal(2)) == Decimal(
+        "2.00000000000000002"
+    )
+    assert compile_expression("value or 5").evaluate(Decimal(0)) == Decimal(5)
+    assert compile_expression("value != 0 and 1 / value").evaluate(Decimal(0)) is False
+    settings = DeckSettings(
+        mapping={"prefix": "code", "price": "rate"},
+        defaults={"increments": "60/60"},
+        rules={"first_interval": "value / 7"},
+    )
+    (row,) = map_rows([(2, None, ["44", "0.1"])], ["code", "rate"], settings)
+    assert row.error_column == "first_interval" and "gave" in str(row.error)  # 60 / 7 is not whole
+    settings.rules = {}
+    (row,) = map_rows([(2, None, ["44", "0.1"])], ["code", "rate"], settings)
+    assert (row.values["first_interval"], row.values["next_interval"]) == (60, 60)

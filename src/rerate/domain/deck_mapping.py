@@ -30,6 +30,7 @@ from rerate.domain.deck_values import (
     split_codes,
 )
 from rerate.domain.expressions import Expression, ExpressionError, Value, compile_expression
+from rerate.domain.expressions import text_of as _text
 
 #: Fields a deck column can feed.  ``price``, ``increments`` and ``off_peak_price`` are virtual:
 #: they set two real fields each (first and next).
@@ -89,7 +90,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "country/description",
         "destinationdescription",
     ),
-    "country": ("country", "countryname", "iso", "countryiso", "countrycode2"),
+    # A bare "Country" column usually holds names (Afghanistan), not the ISO codes the field takes.
+    "country": ("iso", "countryiso", "isocode", "iso2"),
     "price": (
         "price",
         "rate",
@@ -155,6 +157,11 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "route_category": ("routecategory", "category", "quality"),
     "payback": ("payback",),
 }
+
+
+#: Headers never mapped by a guess: "Country Code" holds dialling codes or ISO codes, depending on the
+#: carrier, and the prefix is in another column ("Dial Code", "Area Code") in such decks.
+NEVER_GUESSED = frozenset({"countrycode", "cc", "country"})
 
 
 def _normal(header: str) -> str:
@@ -233,14 +240,24 @@ def _field_for_header(header: str, taken: Iterable[str] = ()) -> str | None:
     word = _normal(header)
     if not word or len(word) > 40:
         return None
+    if word in NEVER_GUESSED:
+        return None
     blocked = set(taken)
     for name, words in SYNONYMS.items():
         if name not in blocked and word in words:
             return name
-    for name, words in SYNONYMS.items():  # "Rate (USD/min)" contains "rate"
-        if name not in blocked and any(len(w) >= 4 and w in word for w in words):
-            return name
-    return None
+    # "Rate (USD/min)" contains "rate"; "Rate Off-Peak" contains "rate" and, longer, "offpeak".
+    contained = [(len(w), name) for name, words in SYNONYMS.items() if name not in blocked for w in words]
+    found = [(length, name) for length, name in contained if length >= 4]
+    best = max(
+        (
+            (length, name)
+            for length, name in found
+            if any(len(w) == length and w in word for w in SYNONYMS[name])
+        ),
+        default=None,
+    )
+    return best[1] if best else None
 
 
 def find_header(rows: Sequence[Sequence[str]], limit: int = 40, named: Iterable[str] = ()) -> int | None:
@@ -491,6 +508,13 @@ class _Plan:
             if not text.strip():
                 continue
             try:
+                if name == "increments":
+                    steps = parse_increments(text)
+                    defaults += [
+                        ("first_interval", steps.first),
+                        ("next_interval", steps.next or steps.first),
+                    ]
+                    continue
                 value = _parse(name, text, settings)
             except DeckValueError as exc:
                 raise ValueError(f"the default of {name} is not valid: {exc}") from exc
@@ -550,13 +574,21 @@ def _row_values(
             result = rule.evaluate(values[target], values, exchange_rates)
         except ExpressionError as exc:
             raise _RowError(names.get(name, name), str(exc)) from exc
-        values[target] = _coerce(target, result)
+        try:
+            values[target] = _coerce(target, result)
+        except DeckValueError as exc:
+            raise _RowError(names.get(name, name), f"rule {rule.source!r} gave {result!r}: {exc}") from exc
     return values, given
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in MONEY:
+    """A rule's result as the field's type; raises :class:`DeckValueError` for what does not fit."""
+    if name in MONEY or name == "post_call_surcharge":
         return value if isinstance(value, Decimal) else parse_number(str(value))
     if name in WHOLE:
-        return int(value) if isinstance(value, Decimal) else parse_whole(str(value))
-    return value
+        return parse_whole(_text(value))
+    if name in FLAGS:
+        return value if isinstance(value, bool) else parse_flag(_text(value))
+    if name == "effective_from":
+        return value if isinstance(value, datetime) else parse_date(_text(value))
+    return value if isinstance(value, str) else _text(value)

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from rerate.domain.deck_mapping import Candidate
+from rerate.domain.deck_mapping import MONEY, Candidate
 from rerate.domain.money import MoneyError, percent_to_scaled, to_nanos
 
 #: Rate attributes compared to decide whether a row equals the rate in force (everything but dates).
@@ -119,6 +119,8 @@ class StoredRate:
 
 
 _ZERO_FEE = BUILT_IN_DEFAULTS["connect_fee"]
+#: What the catalog's text columns hold.
+_TEXT_LIMITS = {"description": 200, "route_category": 100}
 #: The largest price the catalog stores (int64 nano-units).
 _MONEY_LIMIT = Decimal(2**63 - 1).scaleb(-9)
 
@@ -139,6 +141,8 @@ class ReviewedRate:
     error_column: str | None = None
     #: The prefix had no rate in force in this tariff before.
     new_for_tariff: bool = False
+    #: Stored versions not yet in force that this one withdraws (replace mode).
+    withdraws: tuple[int, ...] = ()
 
 
 @dataclass
@@ -169,13 +173,13 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
     if values.get("first_price") is None:
         return "first_price", "no price given"
     first = values["first_price"]
-    for name in ("first_price", "next_price", "connect_fee", "off_peak_first_price", "off_peak_next_price"):
+    for name in MONEY:
         value = values.get(name)
         # Skip what is already known good: nothing, the first price again (a "price" column sets
         # both), the built-in zero fee.
         if value is None or (value is first and name != "first_price") or value is _ZERO_FEE:
             continue
-        if value < 0:
+        if value < 0 and name != "payback":  # a payback credits the customer: it may be negative
             return name, f"must not be negative, got {value}"
         exponent = value.as_tuple().exponent
         if not (isinstance(exponent, int) and exponent >= -9):  # the common case needs no scaling
@@ -183,7 +187,7 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
                 to_nanos(value, field=name)
             except MoneyError as exc:
                 return name, f"{exc} (a rule can round it: round(value, 9))"
-        if value >= _MONEY_LIMIT:
+        if abs(value) >= _MONEY_LIMIT:
             return name, f"{value} is beyond what an amount can hold ({_MONEY_LIMIT})"
     if values.get("next_interval", 1) < 1:
         return "next_interval", "must be at least 1 second"
@@ -197,6 +201,10 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
             values["post_call_surcharge"] = percent_to_scaled(surcharge, field="post_call_surcharge")
         except MoneyError as exc:
             return "post_call_surcharge", str(exc)
+    for name, longest in _TEXT_LIMITS.items():
+        text = values.get(name)
+        if text is not None and len(str(text)) > longest:
+            return name, f"is longer than {longest} characters"
     country = values.get("country")
     if country is not None and (len(str(country)) != 2 or not str(country).isalpha()):
         return "country", f"must be an ISO 3166 two-letter code, got {country!r}"
@@ -218,7 +226,7 @@ def review(
         if any(r.status is Status.ERROR for r in reviewed):
             # The seed: discontinue nothing when a row failed (a typo must not end a live rate).
             for rate in stopped:
-                rate.action = Action.SKIP
+                rate.action, rate.withdraws = Action.SKIP, ()
                 rate.error = "kept: replace mode discontinues only when the deck has no errors"
         reviewed.extend(stopped)
     return reviewed
@@ -286,9 +294,14 @@ def _review_one(
         rate.status, rate.action = Status.PAST, Action.SKIP
         return rate
     same_time = next((v for v in versions if v.effective_from == effective), None)
-    future = [v for v in versions if v.effective_from > options.now] if options.mode is Mode.REPLACE else []
     if same_time is not None and same_time.effective_from <= options.now and not past:
         same_time = None  # effective "now" never collides with a stored past time
+    if options.mode is Mode.REPLACE:
+        # The seed: for a prefix in the deck, the tariff's versions not yet in force give way to the
+        # deck's rate (one at the very same time is rewritten in place, the others are withdrawn).
+        rate.withdraws = tuple(
+            v.id for v in versions if v.effective_from > options.now and v is not same_time
+        )
     if values.get("discontinued"):
         rate.status = Status.DISCONTINUED
     elif current is None:
@@ -298,7 +311,7 @@ def _review_one(
     else:
         rate.status = _price_change(values, current.values)
     if rate.status is Status.DUPLICATE and options.skip_duplicates:
-        rate.action = Action.SKIP
+        rate.action = Action.SKIP  # nothing new to store (withdrawals still happen)
         return rate
     if same_time is not None:
         if same_time.effective_from <= options.now:
@@ -308,9 +321,6 @@ def _review_one(
                 "effective_from",
             )
         rate.action, rate.replaces_id = Action.REPLACE_FUTURE, same_time.id
-    elif options.mode is Mode.REPLACE and future:
-        # The seed: a rate present in the tariff and the deck, effective in the future, is replaced.
-        rate.action, rate.replaces_id = Action.REPLACE_FUTURE, future[-1].id
     return rate
 
 
@@ -348,6 +358,8 @@ def _discontinued(
         same_time = next((v for v in versions if v.effective_from == moment), None)
         if same_time is not None:  # a version not yet in force at that very time: it becomes the stop
             stopped.action, stopped.replaces_id = Action.REPLACE_FUTURE, same_time.id
+        # A later version would bring the prefix back: the deck says it is gone.
+        stopped.withdraws = tuple(v.id for v in versions if v.effective_from > moment)
         result.append(stopped)
     return result
 
@@ -365,6 +377,8 @@ class Summary:
     new_destinations: int = 0
     skipped_past: int = 0
     discontinued: int = 0
+    #: Versions not yet in force that replace mode withdrew.
+    withdrawn: int = 0
     increases: int = 0
     decreases: int = 0
     unchanged: int = 0
@@ -376,6 +390,7 @@ class Summary:
 def summarize(reviewed: Sequence[ReviewedRate]) -> Summary:
     summary = Summary()
     for rate in reviewed:
+        summary.withdrawn += len(rate.withdraws)
         if rate.line is not None:
             summary.total_processed += 1
         if rate.status is Status.ERROR:

@@ -47,7 +47,12 @@ def _expand(text: str, strip_00: bool) -> list[str]:
     compact = text.replace("+", "").strip()
     match = _RANGE.match(compact)
     if match and _is_range(match.group(1), match.group(2)):
-        low, high = match.group(1), match.group(2)
+        low, high = (
+            clean_code(match.group(1), strip_00=strip_00),
+            clean_code(match.group(2), strip_00=strip_00),
+        )
+        if len(low) != len(high):
+            raise DeckValueError(f"range {text!r}: its ends differ in length once cleaned")
         count = int(high) - int(low) + 1
         if count > MAX_RANGE:
             raise DeckValueError(f"range {text!r} would make {count} prefixes (at most {MAX_RANGE})")
@@ -68,7 +73,7 @@ def _is_range(low: str, high: str) -> bool:
 @lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def clean_code(text: str, *, strip_00: bool = True) -> str:
     """A destination code from ``+44 20``, ``0044-20``, ``93-76`` or ``44.0`` (a spreadsheet number)."""
-    value = _SPACES.sub("", text).replace("-", "").replace("(", "").replace(")", "")
+    value = _SPACES.sub("", text).replace("-", "").replace("–", "").replace("(", "").replace(")", "")
     if value.endswith(".0") and value[:-2].isdigit():
         value = value[:-2]
     if value.startswith("+"):
@@ -92,7 +97,10 @@ def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
     value = _SPACES.sub("", text).strip()
     percent = value.endswith("%")
     value = value.rstrip("%")
-    value = re.sub(r"^[^\d\-+.,]+|[^\d.,eE]+$", "", value)  # currency signs and units around the number
+    value = re.sub(r"^[^\d\-+.,]+", "", value)  # currency signs before the number
+    number_end = re.match(r"[-+]?[\d.,]*\d(?:[eE][-+]?\d+)?", value)
+    if number_end:  # units after it ("0.01 EUR", "0.05/min")
+        value = value[: number_end.end()]
     if not value:
         raise DeckValueError(f"{text!r} is not a number")
     comma = decimal_comma
@@ -143,7 +151,7 @@ _DATE_PATTERNS = (
     (re.compile(r"^([A-Za-z]{3})[A-Za-z]*[-/. ](\d{1,2})[-/. ,]*(\d{4})"), ("b", "d", "y")),
     (re.compile(r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{2,4})"), ("d", "m", "y")),
 )
-_TIME = re.compile(r"[ T](\d{1,2}):(\d{2})(?::(\d{2}))?")
+_TIME = re.compile(r"[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?")
 
 
 @lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
@@ -186,9 +194,17 @@ def parse_date(text: str, *, day_first: bool = True) -> datetime:
             raise DeckValueError(f"{text!r} is not a valid date") from exc
         clock = _TIME.search(value[match.end() - 1 :])
         if clock:
-            moment = moment.replace(
-                hour=int(clock.group(1)), minute=int(clock.group(2)), second=int(clock.group(3) or 0)
-            )
+            hour = int(clock.group(1))
+            if clock.group(4):  # 12-hour clock
+                if not 1 <= hour <= 12:
+                    raise DeckValueError(f"{text!r} has an hour {hour} with {clock.group(4)}")
+                hour = hour % 12 + (12 if clock.group(4).lower() == "pm" else 0)
+            try:
+                moment = moment.replace(
+                    hour=hour, minute=int(clock.group(2)), second=int(clock.group(3) or 0)
+                )
+            except ValueError as exc:
+                raise DeckValueError(f"{text!r} has no valid time of day") from exc
         return moment
     raise DeckValueError(f"{text!r} is not a date (use YYYY-MM-DD, DD/MM/YYYY, DD-Mon-YY or similar)")
 

@@ -52,6 +52,11 @@ def _number(value: Value) -> Decimal:
         raise ExpressionError(f"{value!r} is not a number") from exc
 
 
+def text_of(value: Value) -> str:
+    """A value as rule text: whole decimals without a point, others exact."""
+    return _text(value)
+
+
 def _text(value: Value) -> str:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
@@ -81,6 +86,8 @@ class Expression:
 
     source: str
     tree: ast.Expression
+    #: Each number literal as the exact decimal it is written as (Python's parser makes floats).
+    literals: dict[int, Decimal]
 
     def evaluate(
         self,
@@ -99,7 +106,7 @@ class Expression:
             return rates[code]
 
         try:
-            result: Value = _eval(self.tree.body, scope, fx)
+            result: Value = _eval(self.tree.body, scope, fx, self.literals)
             return result
         except ExpressionError:
             raise
@@ -143,37 +150,62 @@ def compile_expression(source: str) -> Expression:
                 raise ExpressionError(f"rule {source!r}: functions take positional arguments only")
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)):
             raise ExpressionError(f"rule {source!r}: constant {node.value!r} is not allowed")
-    return Expression(source, tree)
+    literals: dict[int, Decimal] = {}
+    text = source.strip()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool)
+        ):
+            written = ast.get_source_segment(text, node) or repr(node.value)
+            try:
+                number = Decimal(written.replace("_", ""))
+            except InvalidOperation as exc:
+                raise ExpressionError(f"rule {source!r}: {written!r} is not a decimal number") from exc
+            if not number.is_finite():
+                raise ExpressionError(f"rule {source!r}: {written!r} is not a finite number")
+            literals[id(node)] = number
+    return Expression(source, tree, literals)
 
 
-def _eval(node: ast.expr, scope: dict[str, Any], fx: Callable[[Value], Decimal]) -> Any:
+def _eval(
+    node: ast.expr, scope: dict[str, Any], fx: Callable[[Value], Decimal], literals: dict[int, Decimal]
+) -> Any:
+    def ev(child: ast.expr) -> Any:
+        return _eval(child, scope, fx, literals)
+
     if isinstance(node, ast.Constant):
         if isinstance(node.value, (bool, str)):
             return node.value
-        return Decimal(repr(node.value))  # 1.05 is the decimal 1.05
+        return literals[id(node)]  # 1.05 is the decimal 1.05, as written
     if isinstance(node, ast.Name):
         if node.id not in scope:
             raise ExpressionError(f"unknown name {node.id!r} (use value or a field name)")
         return scope[node.id]
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left, scope, fx), _eval(node.right, scope, fx)
+        left, right = ev(node.left), ev(node.right)
         if isinstance(left, str) != isinstance(right, str):
             if isinstance(node.op, ast.Add):  # "44" + value joins text
                 return _text(left) + _text(right)
             left, right = _number(left), _number(right)
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp):
-        operand = _eval(node.operand, scope, fx)
+        operand = ev(node.operand)
         if isinstance(node.op, ast.Not):
             return not operand
         return -_number(operand) if isinstance(node.op, ast.USub) else _number(operand)
-    if isinstance(node, ast.BoolOp):
-        values = [_eval(v, scope, fx) for v in node.values]
-        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.BoolOp):  # short-circuits and gives an operand, as Python does
+        result = None
+        for operand in node.values:
+            result = ev(operand)
+            if bool(result) != isinstance(node.op, ast.And):
+                return result
+        return result
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, scope, fx)
+        left = ev(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
-            right = _eval(comparator, scope, fx)
+            right = ev(comparator)
             if isinstance(left, str) != isinstance(right, str):
                 left, right = _number(left), _number(right)
             if not _COMPARE[type(op)](left, right):
@@ -181,10 +213,10 @@ def _eval(node: ast.expr, scope: dict[str, Any], fx: Callable[[Value], Decimal])
             left = right
         return True
     if isinstance(node, ast.IfExp):
-        return _eval(node.body if _eval(node.test, scope, fx) else node.orelse, scope, fx)
+        return ev(node.body if ev(node.test) else node.orelse)
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
-        arguments = [_eval(a, scope, fx) for a in node.args]
+        arguments = [ev(a) for a in node.args]
         if node.func.id == "fx":
             return fx(*arguments)
         return _FUNCTIONS[node.func.id](*arguments)

@@ -32,12 +32,16 @@ def send_mail(
     message["Subject"] = subject
     message["Message-ID"] = make_msgid(domain=settings.smtp_from.partition("@")[2] or "rerate")
     message.set_content(body)
-    for path in attachments:
-        kind, _ = mimetypes.guess_type(path.name)
-        main, _, sub = (kind or "application/octet-stream").partition("/")
-        message.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
     security = settings.smtp_security.lower()
+    if security not in ("starttls", "ssl", "none"):
+        raise InvalidInputError(
+            f"RERATE_SMTP_SECURITY is {settings.smtp_security!r}: use starttls, ssl or none"
+        )
     try:
+        for path in attachments:
+            kind, _ = mimetypes.guess_type(path.name)
+            main, _, sub = (kind or "application/octet-stream").partition("/")
+            message.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
         if security == "ssl":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 settings.smtp_host, settings.smtp_port, context=ssl.create_default_context(), timeout=30

@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
@@ -31,6 +31,7 @@ from rerate.catalog.models import (
     Tariff,
 )
 from rerate.domain.deck_mapping import (
+    VIRTUAL,
     Candidate,
     DeckSettings,
     find_header,
@@ -187,8 +188,22 @@ def _sheet_header(sheet: Sheet, settings: DeckSettings) -> int | None:
     return find_header([cells for _, cells in sheet.rows], named=settings.mapping.values())
 
 
+def _with_guesses(guessed: Mapping[str, str], given: Mapping[str, str]) -> dict[str, str]:
+    """The operator's mapping, completed by the guesses for fields and columns it leaves free."""
+    taken_columns = {c.strip().lower() for c in given.values()}
+    fields = set(given) | {t for name in given for t in VIRTUAL.get(name, ())}
+    extra = {
+        name: column
+        for name, column in guessed.items()
+        if name not in fields
+        and column.strip().lower() not in taken_columns
+        and not (set(VIRTUAL.get(name, ())) & fields)
+    }
+    return {**extra, **given}
+
+
 def _candidates(
-    deck: DeckFile, settings: DeckSettings, exchange_rates: Mapping[str, Decimal]
+    deck: DeckFile, settings: DeckSettings, exchange_rates: Mapping[str, Decimal], from_template: bool
 ) -> tuple[list[Candidate], list[SheetUse], dict[str, str]]:
     wanted = settings.sheets
     names = [s.name for s in deck.sheets]
@@ -207,9 +222,8 @@ def _candidates(
         header = sheet.rows[header_index][1] if header_index is not None else None
         body = sheet.rows[(header_index + 1 if header_index is not None else 0) + settings.skip_rows :]
         mapping = dict(settings.mapping)
-        guessed = guess_mapping(header, [cells for _, cells in body])
-        if "prefix" not in mapping or not ({"price", "first_price"} & set(mapping)):
-            mapping = {**guessed, **mapping}
+        if not from_template:  # a template's mapping is complete; an operator's --map is not
+            mapping = _with_guesses(guess_mapping(header, [cells for _, cells in body]), mapping)
         if "prefix" not in mapping or not (
             {"price", "first_price"} & (set(mapping) | set(settings.defaults))
         ):
@@ -282,7 +296,7 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
     deck = read_deck(
         request.path, delimiter=settings.delimiter, quotechar=settings.quotechar, encoding=settings.encoding
     )
-    candidates, sheets, mapping = _candidates(deck, settings, exchange_rates)
+    candidates, sheets, mapping = _candidates(deck, settings, exchange_rates, request.template is not None)
     if not candidates:
         raise InvalidInputError(f"{request.path.name}: no rate rows found below the header")
     wanted = None if request.mode is Mode.REPLACE else {c.prefix for c in candidates}
@@ -293,7 +307,7 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         mode=request.mode,
         past=request.past,
         skip_duplicates=request.skip_duplicates,
-        defaults_only_new=settings.defaults_only_new,
+        defaults_only_new=[t for name in settings.defaults_only_new for t in VIRTUAL.get(name, (name,))],
     )
     rates = review(candidates, history, options)
     summary = summarize(rates)
@@ -350,6 +364,7 @@ SUMMARY_LINES = (
     ("new_destinations", "Destinations, previously absent in the system, created"),
     ("skipped_past", "Skipped (effective in the past)"),
     ("discontinued", "Discontinued"),
+    ("withdrawn", "Versions not yet in force withdrawn (replace mode)"),
     ("increases", "Price increases"),
     ("decreases", "Price decreases"),
 )
@@ -416,6 +431,26 @@ def _load(
     now: datetime,
 ) -> None:
     loading = [r for r in report.rates if r.action is not Action.SKIP]
+    written: list[Path] = []
+    try:
+        _load_in_transaction(app, request, report, currency, now, loading, written)
+    except BaseException:
+        for path in written:  # the import did not happen: no report of it
+            path.unlink(missing_ok=True)
+        raise
+    report.state = "imported"
+
+
+def _load_in_transaction(
+    app: App,
+    request: DeckImportRequest,
+    report: DeckImportReport,
+    currency: str,
+    now: datetime,
+    loading: Sequence[ReviewedRate],
+    written: list[Path],
+) -> None:
+    """Everything the import changes, in one catalog transaction; files written are listed in ``written``."""
     with app.catalog.transaction() as session:
         tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))
         if tariff is None:
@@ -437,13 +472,12 @@ def _load(
         session.flush()  # its id names the results folder
         report.import_id = record.id
         results = app.home / "imports" / str(record.id) / "results.csv"
-        try:
-            _store_rates(session, report, loading, tariff.id, now)
-            _write_all_results([results, request.results_file], report.rates)
-        except BaseException:
-            results.unlink(missing_ok=True)  # the import did not happen: no report of it
-            raise
-        if loading:
+        _store_rates(session, report, loading, tariff.id, now)
+        for path in (results, request.results_file):
+            if path is not None:
+                written.append(path)
+                write_results(path, report.rates)
+        if loading or any(r.withdraws for r in report.rates):
             tariff.revision += 1
         record.results_path = str(results)
         report.results_path = str(results)
@@ -456,13 +490,6 @@ def _load(
             f"tariff {request.tariff}",
             after={"file": request.path.name, "mode": request.mode.value, **report.summary.as_dict()},
         )
-    report.state = "imported"
-
-
-def _write_all_results(paths: Sequence[Path | None], rates: Sequence[ReviewedRate]) -> None:
-    for path in paths:
-        if path is not None:
-            write_results(path, rates)
 
 
 def _store_rates(
@@ -483,6 +510,9 @@ def _store_rates(
         **report.known_countries,
         **{d.prefix: d.country for d in report.new_destinations if d.country},
     }
+    withdrawn = sorted({i for r in report.rates for i in r.withdraws})
+    for start in range(0, len(withdrawn), 5_000):  # not yet in force: no XDR was priced by them
+        session.execute(delete(Rate).where(Rate.id.in_(withdrawn[start : start + 5_000])))
     fresh = [r for r in loading if r.action is Action.INSERT]
     insert_columns(session, Rate.__table__, _rate_columns(fresh, tariff_id, countries, now))
     for rate in loading:

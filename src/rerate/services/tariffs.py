@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Rate, Tariff
+from rerate.domain.deck_mapping import MONEY
 from rerate.domain.deck_review import COMPARED
 from rerate.domain.money import MoneyError, parse_decimal, percent_to_scaled, to_nanos
 from rerate.domain.prefix_index import KEY_DIGITS
@@ -48,14 +49,7 @@ CANONICAL_COLUMNS = (
 REQUIRED = ("prefix", "first_price")
 INTEGER_FIELDS = {"first_interval": 1, "next_interval": 1, "free_seconds": 0, "grace_period": 0}
 BOOLEAN_FIELDS = ("forbidden", "discontinued", "hidden")
-MONEY_FIELDS = (
-    "first_price",
-    "next_price",
-    "connect_fee",
-    "off_peak_first_price",
-    "off_peak_next_price",
-    "payback",
-)
+MONEY_FIELDS = MONEY
 KNOWN = {
     *CANONICAL_COLUMNS,
     *MONEY_FIELDS,
