@@ -33,8 +33,7 @@ def load_history(session: Session, tariff_id: int, prefixes: set[str] | None) ->
     """
     names = (*COMPARED, "description", "country")
     query = (
-        f"SELECT id, prefix, effective_from, {', '.join(names)} FROM rates "
-        f"WHERE tariff_id = {int(tariff_id)} ORDER BY effective_from, id"
+        f"SELECT id, prefix, effective_from, {', '.join(names)} FROM rates WHERE tariff_id = {int(tariff_id)}"
     )
     history: dict[str, list[StoredRate]] = {}
     # DB-API tuples: no per-row wrapping or type processing.
@@ -53,6 +52,9 @@ def load_history(session: Session, tariff_id: int, prefixes: set[str] | None) ->
         if versions is None:
             versions = history[prefix] = []
         versions.append(StoredRate(row[0], _utc(row[2]), partial(decode, row)))
+    for versions in history.values():  # ordered here: most prefixes have one version, nothing to sort
+        if len(versions) > 1:
+            versions.sort(key=lambda v: (v.effective_from, v.id))
     return history
 
 
