@@ -426,7 +426,7 @@ def map_rows(
     plan = _Plan.build(columns, settings, rules)
     candidates: list[Candidate] = []
     for line, sheet, cells in rows:
-        if not any(c.strip() for c in cells):
+        if not "".join(cells).strip():
             continue
         raw_codes = cells[columns["prefix"]] if columns["prefix"] < len(cells) else ""
         try:
@@ -470,8 +470,29 @@ def _code_rule(
     return clean_code(str(rules["prefix"].evaluate(code, values, exchange_rates)), strip_00=False)
 
 
+def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` remembering each distinct cell of this import (decks repeat dates, prices, increments)."""
+    memo: dict[str, Any] = {}
+
+    def cached(text: str) -> Any:
+        try:
+            return memo[text]
+        except KeyError:
+            value = memo[text] = parse(text)  # a cell that fails raises again next time: not stored
+            return value
+
+    return cached
+
+
 def _parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
     """The parser of one field's cells, chosen once per import rather than per cell."""
+    parse = _plain_parser(name, settings)
+    return parse if parse is str.strip else _memoized(parse)
+
+
+def _plain_parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
+    if name == "increments":
+        return parse_increments
     if name in MONEY or name in ("price", "off_peak_price"):
         return partial(parse_number, decimal_comma=settings.decimal_comma)
     if name in WHOLE:
@@ -548,7 +569,7 @@ def _row_values(
             continue
         try:
             if name == "increments":
-                increments = parse_increments(text)
+                increments = parse(text)
                 values["first_interval"] = increments.first
                 values["next_interval"] = increments.next if increments.next is not None else increments.first
                 given.update(("first_interval", "next_interval"))
