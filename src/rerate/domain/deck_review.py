@@ -20,8 +20,8 @@ from typing import Any
 from rerate.domain.deck_mapping import MONEY, Candidate
 from rerate.domain.money import MoneyError, percent_to_scaled, to_nanos
 
-#: Rate attributes compared to decide whether a row equals the rate in force (everything but dates).
-COMPARED = (
+#: The pricing columns of a rate row, in shared/RATING.md's order (the canonical CSV uses it too).
+RATE_ROW = (
     "first_interval",
     "next_interval",
     "first_price",
@@ -32,6 +32,10 @@ COMPARED = (
     "post_call_surcharge",
     "forbidden",
     "discontinued",
+)
+#: Rate attributes compared to decide whether a row equals the rate in force (everything but dates).
+COMPARED = (
+    *RATE_ROW,
     "off_peak_first_price",
     "off_peak_next_price",
     "preference",

@@ -15,6 +15,7 @@ from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
 from rerate.entrypoints import cli_corrections, cli_tariffs
 from rerate.entrypoints.console import RichIngestProgress, err, out, print_json
+from rerate.entrypoints.options import JsonOption
 from rerate.services import export as export_service
 from rerate.services import parties
 from rerate.services.errors import RerateError
@@ -41,7 +42,6 @@ cli.add_typer(xdr_cli, name="xdr")
 
 _state: dict[str, App] = {}
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 FromOption = Annotated[
     str | None, typer.Option("--from", help="Effective from, ISO UTC (2026-10-01T00:00:00Z).")
 ]

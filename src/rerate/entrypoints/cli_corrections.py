@@ -15,6 +15,7 @@ from rich.table import Table
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import RichJobProgress, err, out, print_json
+from rerate.entrypoints.options import AllowClosedOption, AtOption, DryRunOption, JsonOption, YesOption
 from rerate.services import audit_log, corrections, periods
 from rerate.services import cache as cache_service
 from rerate.services import jobs as jobs_service
@@ -118,13 +119,11 @@ def register(cli: typer.Typer, app: Any) -> None:
         tariff: Annotated[str | None, typer.Option(help="Price every XDR in scope with this tariff.")] = None,
         ghost_percent: Annotated[str, typer.Option(help="Ghost time percent (RATING.md 3.1).")] = "0",
         side: Annotated[SideChoice, typer.Option(help="Which side to re-price.")] = SideChoice.both,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
-        allow_closed: Annotated[
-            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
-        ] = False,
-        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
-        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        dry_run: DryRunOption = False,
+        allow_closed: AllowClosedOption = False,
+        at: AtOption = None,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Re-price a scope with today's configuration (or a tariff override); dry run, then apply."""
         wired = app()
@@ -160,7 +159,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         )
 
     @jobs_cli.command("list")
-    def jobs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def jobs_list(as_json: JsonOption = False) -> None:
         """Every job, newest first."""
         rows = jobs_service.jobs(app())
         if as_json:
@@ -183,7 +182,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         out.print(table)
 
     @jobs_cli.command("show")
-    def jobs_show(job_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def jobs_show(job_id: int, as_json: JsonOption = False) -> None:
         """One job: scope, parameters, totals, where its diff is."""
         found = jobs_service.job(app(), job_id)
         if as_json:
@@ -195,8 +194,8 @@ def register(cli: typer.Typer, app: Any) -> None:
     @jobs_cli.command("revert")
     def jobs_revert(
         job_id: int,
-        yes: Annotated[bool, typer.Option("--yes")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Undo an applied job, restoring the exact previous state of its XDRs."""
         wired = app()
@@ -215,8 +214,8 @@ def register(cli: typer.Typer, app: Any) -> None:
     @jobs_cli.command("apply")
     def jobs_apply(
         job_id: int,
-        yes: Annotated[bool, typer.Option("--yes")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Apply a dry run (a planned job, such as a rate import's proposed re-rating) as a new job."""
         wired = app()
@@ -247,13 +246,11 @@ def register(cli: typer.Typer, app: Any) -> None:
         collection: Many = None,
         start: Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC).")] = None,
         end: Annotated[str | None, typer.Option("--to", help="Connect time to, exclusive (ISO UTC).")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the diff, change nothing.")] = False,
-        allow_closed: Annotated[
-            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
-        ] = False,
-        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
-        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        dry_run: DryRunOption = False,
+        allow_closed: AllowClosedOption = False,
+        at: AtOption = None,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Re-mediate and re-rate XDRs after the configuration was fixed."""
         if failed == every:
@@ -287,7 +284,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         )
 
     @collection_cli.command("list")
-    def collection_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def collection_list(as_json: JsonOption = False) -> None:
         """Every collection, newest first."""
         rows = rollback_service.collections(app())
         if as_json:
@@ -321,7 +318,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         out.print(table)
 
     @collection_cli.command("show")
-    def collection_show(collection_id: int, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def collection_show(collection_id: int, as_json: JsonOption = False) -> None:
         """One collection: counts, state, checksum, rejects file."""
         found = [c for c in rollback_service.collections(app()) if c["collection_id"] == collection_id]
         if not found:
@@ -335,13 +332,11 @@ def register(cli: typer.Typer, app: Any) -> None:
     @collection_cli.command("rollback")
     def collection_rollback(
         collection_id: int,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the impact, change nothing.")] = False,
-        allow_closed: Annotated[
-            bool, typer.Option("--allow-closed", help="Also change closed periods (adjustment lines).")
-        ] = False,
-        at: Annotated[str | None, typer.Option("--at", help="Apply later, at this ISO UTC time.")] = None,
-        yes: Annotated[bool, typer.Option("--yes", help="Apply without asking.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        dry_run: DryRunOption = False,
+        allow_closed: AllowClosedOption = False,
+        at: AtOption = None,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Void every XDR of a collection (undo with 'rerate jobs revert')."""
         wired = app()
@@ -363,7 +358,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         start: Annotated[str | None, typer.Option("--from", help="First day (ISO date or time).")] = None,
         end: Annotated[str | None, typer.Option("--to", help="Last day (ISO date or time).")] = None,
         check: Annotated[bool, typer.Option("--check", help="Only report differences.")] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Compare the daily totals with the ledger; repair them unless --check."""
         report = cache_service.sync(
@@ -385,7 +380,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     @cli.command("audit")
     def audit_command(
         limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Who changed what, when: catalog changes, ingests and jobs."""
         rows = audit_log.entries(app(), limit=limit)
@@ -407,7 +402,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         out.print(table)
 
     @jobs_cli.command("run-due")
-    def jobs_run_due(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def jobs_run_due(as_json: JsonOption = False) -> None:
         """Apply every scheduled job whose time has come (for cron; the service runs it itself)."""
         results = schedule_service.run_due(app())
         if as_json:
@@ -436,7 +431,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     @period_cli.command("list")
     def period_list(
         customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Closed billing periods with their totals as closed."""
         rows = periods.list_periods(app(), customer)

@@ -15,6 +15,7 @@ from rich.table import Table
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.entrypoints.console import err, out, print_json
+from rerate.entrypoints.options import JsonOption, YesOption
 from rerate.services import rate_import, rate_results, rate_templates, tariff_admin, tariffs
 from rerate.services.errors import InvalidInputError
 from rerate.services.rate_import import DeckImportReport, DeckImportRequest
@@ -212,8 +213,8 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             Path | None, typer.Option(help="Also write every row's outcome here (.csv/.xlsx).")
         ] = None,
         limit: Annotated[int, typer.Option(help="Rows shown in the review table.")] = 30,
-        yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        yes: YesOption = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Import a carrier's rate deck: parse, map, review, create destinations, load (seed 001)."""
         if past_as_now and allow_past:
@@ -291,7 +292,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         allow_past: Annotated[
             bool, typer.Option("--allow-past", help="Accept rows effective in the past.")
         ] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Load a whole rate history from a canonical CSV (migrations; all rows or none)."""
         report = tariffs.import_rates(
@@ -315,7 +316,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         name: str,
         at: Annotated[str | None, typer.Option(help="The rates in force at this ISO time [now].")] = None,
         limit: Annotated[int, typer.Option(help="Rates shown in the table.")] = 50,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """A tariff's settings and its rates in force at a date."""
         view = tariff_admin.show_tariff(app(), name, parse_utc(at, field="--at") if at else None)
@@ -353,7 +354,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         window: Annotated[
             list[str] | None, typer.Option(help='"mon-fri 20:00-08:00", "sat,sun"; repeatable; none: off.')
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+        as_json: JsonOption = False,
     ) -> None:
         """Set a tariff's time zone and off-peak windows (RATING.md section 5)."""
         result = tariff_admin.set_off_peak(app(), name, timezone, window or [])
@@ -364,7 +365,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             out.print(f"[green]tariff {name}[/]: zone {timezone}, off-peak {windows}")
 
     @template_cli.command("list")
-    def template_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def template_list(as_json: JsonOption = False) -> None:
         """Saved rate-deck templates."""
         rows = rate_templates.templates(app())
         if as_json:
@@ -397,7 +398,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         )
 
     @fx_cli.command("list")
-    def fx_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    def fx_list(as_json: JsonOption = False) -> None:
         """Stored exchange rates."""
         rows = tariff_admin.exchange_rates(app())
         if as_json:

@@ -345,7 +345,7 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         report.state = "rejected"
     if request.preview or report.state == "rejected":
         return report
-    _load(app, request, report, settings, currency, now)
+    _load(app, request, report, currency, now)
     if request.past is PastPolicy.BACKDATE:
         report.proposed_jobs = _propose_rerating(app, request.tariff, report, now)
     if request.email:
@@ -426,7 +426,6 @@ def _load(
     app: App,
     request: DeckImportRequest,
     report: DeckImportReport,
-    settings: DeckSettings,
     currency: str,
     now: datetime,
 ) -> None:
@@ -525,14 +524,8 @@ def _store_rates(
 def _rate_row(
     rate: ReviewedRate, tariff_id: int, countries: Mapping[str, str], now: datetime
 ) -> dict[str, Any]:
-    given = rate.values
-    values = {k: given.get(k) for k in _RATE_COLUMNS}  # every column: the rows go in as one batch
-    values["prefix"] = rate.prefix
-    values["tariff_id"] = tariff_id
-    country = values.get("country") or countries.get(rate.prefix)
-    values["country"] = country.upper() if isinstance(country, str) else None
-    values["created_at"] = now
-    return values
+    """One rate's row of the ``rates`` table (for rewriting a version in place)."""
+    return {name: values[0] for name, values in _rate_columns([rate], tariff_id, countries, now).items()}
 
 
 _RATE_COLUMNS = {*COMPARED, "effective_from", "description", "country"}

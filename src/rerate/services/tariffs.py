@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from rerate.bootstrap import App
 from rerate.catalog.models import Rate, Tariff
 from rerate.domain.deck_mapping import MONEY
-from rerate.domain.deck_review import COMPARED
+from rerate.domain.deck_review import COMPARED, RATE_ROW
 from rerate.domain.money import MoneyError, parse_decimal, percent_to_scaled, to_nanos
 from rerate.domain.prefix_index import KEY_DIGITS
 from rerate.services import audit
@@ -31,21 +31,7 @@ from rerate.services.errors import InvalidInputError
 from rerate.services.timeparse import iso, parse_utc
 
 #: The canonical rate CSV's columns, in the order rerate writes them.
-CANONICAL_COLUMNS = (
-    "prefix",
-    "effective_from",
-    "first_interval",
-    "next_interval",
-    "first_price",
-    "next_price",
-    "connect_fee",
-    "free_seconds",
-    "grace_period",
-    "post_call_surcharge",
-    "forbidden",
-    "discontinued",
-    "description",
-)
+CANONICAL_COLUMNS = ("prefix", "effective_from", *RATE_ROW, "description")
 REQUIRED = ("prefix", "first_price")
 INTEGER_FIELDS = {"first_interval": 1, "next_interval": 1, "free_seconds": 0, "grace_period": 0}
 BOOLEAN_FIELDS = ("forbidden", "discontinued", "hidden")
