@@ -8,6 +8,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-for script in ("bench_kernel.py", "bench_ingest.py", "bench_corrections.py", "bench_rate_import.py"):
+for script in (
+    "bench_kernel.py",
+    "bench_ingest.py",
+    "bench_templates.py",
+    "bench_corrections.py",
+    "bench_rate_import.py",
+    "bench_reports.py",
+):
     print(f"\n=== {script} ===", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)

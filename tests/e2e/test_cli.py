@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import COST, RETAIL, write_rates, write_xdrs
+from tests.switch_samples import asterisk_csv
 
 
 def rerate(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -254,3 +256,97 @@ def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Pat
     assert (shown["timezone"], shown["off_peak"]) == ("Europe/London", ["mon,tue,wed,thu,fri 20:00-08:00"])
     bad = rerate(home, "tariff", "set-off-peak", "X", "--timezone", "Mars/Base", check=False)
     assert bad.returncode == 2 and "unknown time zone" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_ingest_a_drop_folder_by_template_json_contract(home: Path, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    asterisk_csv(drop / "Master-1.csv")
+    (drop / "Master-2.csv.gz").write_bytes(
+        gzip.compress(asterisk_csv(tmp_path / "m2.csv", width=16).read_bytes())
+    )
+    first = json.loads(rerate(home, "ingest", str(drop), "--template", "asterisk-csv", "--json").stdout)
+    assert [Path(r["file"]).name for r in first] == ["Master-1.csv", "Master-2.csv.gz"]
+    for report in first:
+        assert {
+            "collection_id",
+            "read",
+            "loaded",
+            "duplicates",
+            "rejected",
+            "skipped",
+            "rejects_path",
+        } <= set(report)
+        assert (report["state"], report["read"], report["skipped"]) == ("loaded", 3, 1)
+    assert (first[0]["loaded"], first[1]["loaded"]) == (2, 2)
+    again = json.loads(
+        rerate(home, "ingest", str(drop / "*.csv*"), "--template", "asterisk-csv", "--json").stdout
+    )
+    assert [r["state"] for r in again] == [
+        "already_loaded",
+        "already_loaded",
+    ]  # a scheduled re-run loads nothing
+
+    listed = json.loads(rerate(home, "template", "list", "--json").stdout)
+    assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= {
+        t["name"] for t in listed
+    }
+    shown = json.loads(rerate(home, "template", "show", "cucm", "--json").stdout)
+    assert shown["source"]["type_row"] is True and "connect_time" in shown["fields"]
+    own = tmp_path / "mine.toml"
+    own.write_text('[fields]\nsource_id = "id"\nconnect_time = { column = "at", format = "epoch" }\n')
+    bad = rerate(home, "template", "add", "mine", str(own), check=False)
+    assert bad.returncode != 0 and "lacks duration, cld" in bad.stderr and "Traceback" not in bad.stderr
+    own.write_text(
+        own.read_text() + 'duration = "secs"\ncld = "to"\naccount = "from"\nvendor = { value = "gw1" }\n'
+    )
+    rerate(home, "template", "add", "mine", str(own))
+    mine = tmp_path / "mine.csv"
+    mine.write_text("id,at,secs,to,from\nm1,1792490400,60,4420794600,acc1\n")
+    (loaded,) = json.loads(rerate(home, "ingest", str(mine), "--template", "mine", "--json").stdout)
+    assert (loaded["loaded"], loaded["template"]) == (1, "mine")
+
+
+def test_mediation_rules_and_trace_from_the_command_line(home: Path, tmp_path: Path) -> None:
+    added = json.loads(
+        rerate(home, "mediation", "rule", "add", "number", "--match", "0", "--replace", "44", "--json").stdout
+    )
+    assert "prefix replaced by '44'" in added["in_words"]
+    bad = rerate(home, "mediation", "rule", "add", "account", "--match", "10.0.0.5", check=False)
+    assert bad.returncode != 0 and "needs the identifier" in bad.stderr and "Traceback" not in bad.stderr
+    path = write_xdrs(
+        tmp_path / "x.csv", [("t1", "2026-10-20T10:00:00Z", "60", "1", "02079460000", "acc1", "gw1")]
+    )
+    (row,) = json.loads(rerate(home, "mediation", "test", str(path), "--limit", "5", "--json").stdout)
+    assert {"line", "raw", "canonical", "mediated", "rated", "outcome"} <= set(row)
+    assert (row["mediated"]["number"], row["outcome"]) == ("442079460000", "rated")
+    shown = rerate(home, "mediation", "test", str(path)).stdout
+    assert "line 2: rated" in shown and "mediated" in shown
+    listed = json.loads(rerate(home, "mediation", "rule", "list", "--json").stdout)
+    assert [r["id"] for r in listed] == [added["id"]]
+    rerate(home, "mediation", "rule", "remove", str(added["id"]))
+    assert json.loads(rerate(home, "mediation", "rule", "list", "--json").stdout) == []
+
+
+def test_report_summary_csv_contract(home: Path, tmp_path: Path) -> None:
+    rows = [("r1", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    rerate(home, "ingest", str(write_xdrs(tmp_path / "x.csv", rows)))
+    text = rerate(
+        home, "report", "summary", "--period", "2026-10", "--group-by", "customer", "--format", "csv"
+    ).stdout
+    parsed = list(csv.DictReader(text.splitlines()))
+    assert {"customer", "currency", "calls", "seconds", "billed", "revenue", "cost", "margin"} <= set(
+        parsed[0]
+    )
+    (line,) = [r for r in parsed if r["section"] == "line"]
+    assert (line["customer"], line["calls"], line["seconds"]) == ("Acme", "1", "61")
+    by_day = rerate(home, "report", "summary", "--group-by", "day,vendor", "--format", "json").stdout
+    assert json.loads(by_day)["lines"][0]["day"] == "2026-10-20"
+    shown = rerate(home, "report", "summary", "--period", "2026-10").stdout
+    assert "Acme" in shown and "Totals" in shown
+    bad = rerate(home, "report", "summary", "--group-by", "planet", check=False)
+    assert bad.returncode != 0 and "--group-by" in bad.stderr and "Traceback" not in bad.stderr
+    out = tmp_path / "r.xlsx"
+    rerate(home, "report", "summary", "--format", "xlsx", "--out", str(out))
+    assert out.stat().st_size > 0
+    assert json.loads(rerate(home, "report", "failures", "--json").stdout) == []

@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
 from rerate.catalog.database import schema_is_current
-from rerate.catalog.models import AuditEntry, CountryCode
+from rerate.catalog.models import AuditEntry, Base, CountryCode
 from rerate.services import parties
 from rerate.services.errors import ConflictError, NotFoundError
 from tests.factories import make_app, small_world
@@ -19,6 +21,9 @@ def _check_catalog(home: Path, url: str | None) -> None:
         again = make_app(home, url)  # init twice: idempotent
         again.close()
         assert schema_is_current(app.catalog.engine)
+        with app.catalog.engine.connect() as connection:  # the migrations build exactly the models
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
         tables = set(inspect(app.catalog.engine).get_table_names())
         assert {"tariffs", "rates", "customers", "accounts", "collections", "audit_log"} <= tables
         with app.catalog.reading() as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import socket
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -126,8 +126,11 @@ def test_import_loads_good_rows_in_one_transaction_and_reports_every_row(app: Ap
     assert len(outcome) == 10 and {r["status"] for r in outcome} == {"new", "error"}
     book = load_workbook(results, read_only=True)
     sheet = book.active
-    assert sheet is not None and len(list(sheet.iter_rows())) == 11
+    assert sheet is not None
+    cells = [[cell.value for cell in row] for row in sheet.iter_rows()]
     book.close()
+    assert len(cells) == 11 and cells[0][3] == "status"
+    assert {row[3] for row in cells[1:]} == {"new", "error"}  # plain text, not enum names
     view = show_tariff(app, "X", at=datetime(2026, 12, 2, tzinfo=UTC))
     assert [r["prefix"] for r in view.rates] == ["1204", "1205", "44", "4420", "4421", "4422", "9376", "9377"]
     assert show_tariff(app, "X", at=NOW).rates == []  # scheduled, not yet in force
@@ -250,7 +253,7 @@ def test_defaults_only_for_new_prefixes_keep_what_the_tariff_has(app: App, tmp_p
 
 
 def test_rules_links_and_exchange_rates(app: App, tmp_path: Path) -> None:
-    set_exchange_rate(app, "EUR", "USD", "1.08")
+    set_exchange_rate(app, "EUR", "USD", "1.08", effective_from=NOW - timedelta(days=1))  # not the wall clock
     deck = _deck(tmp_path, "code,eur per min,step\n44,0.0100,60\n", "eur.csv")
     request = _request(
         deck,

@@ -33,8 +33,11 @@ def _sqlite_time(value: datetime) -> str:
 
 def _nanos(value: Decimal | None) -> int | None:
     """Money as nano-units; a value with more than 9 decimals is refused, never rounded."""
-    if value is None:
-        return None
+    return None if value is None else _nanos_of(value)
+
+
+@lru_cache(maxsize=1 << 16)  # rows share few distinct prices
+def _nanos_of(value: Decimal) -> int:
     scaled = value.scaleb(9)
     nanos = int(scaled)
     if nanos != scaled:

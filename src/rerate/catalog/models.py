@@ -14,7 +14,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
-    Index,
     Integer,
     String,
     Text,
@@ -85,8 +84,8 @@ class Rate(Base):
 
     __tablename__ = "rates"
     __table_args__ = (
+        # Also the index of every lookup by (tariff_id, prefix).
         UniqueConstraint("tariff_id", "prefix", "effective_from", name="uq_rate_version"),
-        Index("ix_rates_tariff_prefix", "tariff_id", "prefix"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -199,7 +198,11 @@ class Collection(Base):
     loaded: Mapped[int] = mapped_column(BigInteger, default=0)
     duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
     rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Unanswered calls its template leaves out.
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The import template the file was read with.
+    template: Mapped[str] = mapped_column(String(200), default="canonical", server_default="canonical")
     rejects_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     xdr_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     totals_version: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -350,4 +353,24 @@ class RateImport(Base):
     results_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     proposed_jobs: Mapped[list[int]] = mapped_column(JSON, default=list)
     actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class MediationRuleRow(Base):
+    """One mediation rule (rerate.domain.mediation_rules): ordered, scoped, effective-dated."""
+
+    __tablename__ = "mediation_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    match: Mapped[str] = mapped_column(String(200))
+    replace: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(16), default="global")
+    scope_value: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    min_length: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    valid_from: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    valid_to: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -382,7 +382,7 @@ class Candidate:
     prefix: str
     values: dict[str, Any]
     #: field names that came from the file or a rule (the rest are defaults, maybe kept from the tariff).
-    given: set[str]
+    given: frozenset[str]
     error: str | None = None
     error_column: str | None = None
 
@@ -433,7 +433,7 @@ def map_rows(
             values, given = _row_values(cells, plan, names, exchange_rates)
         except _RowError as failure:
             candidates.append(
-                Candidate(line, sheet, raw_codes.strip(), {}, set(), str(failure), failure.column)
+                Candidate(line, sheet, raw_codes.strip(), {}, frozenset(), str(failure), failure.column)
             )
             continue
         try:
@@ -454,7 +454,7 @@ def map_rows(
             candidates.append(Candidate(line, sheet, codes[0], values, given))
             continue
         for code in codes:
-            candidates.append(Candidate(line, sheet, code, dict(values), set(given)))
+            candidates.append(Candidate(line, sheet, code, dict(values), given))
     return candidates
 
 
@@ -514,6 +514,20 @@ class _Plan:
     defaults: tuple[tuple[str, Any], ...]
     links: tuple[tuple[str, str], ...]
     rules: tuple[tuple[str, str, Expression], ...]
+    #: The fields a row gives, by the mapped columns it has a value in (rows share a few shapes, and
+    #: one shared set each instead of a set per row saves a deck's worth of memory).
+    _given: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, compare=False)
+
+    def given(self, present: tuple[str, ...]) -> frozenset[str]:
+        """The fields given by a row whose cells of the ``present`` mapped fields are not empty."""
+        found = self._given.get(present)
+        if found is None:
+            names = {target for name in present for target in VIRTUAL.get(name, (name,))}
+            for target, origin in self.links:  # a linked field is given when its source is
+                if origin in names:
+                    names.add(target)
+            found = self._given[present] = frozenset(names)
+        return found
 
     @classmethod
     def build(
@@ -559,9 +573,9 @@ def _row_values(
     plan: _Plan,
     names: Mapping[str, str],
     exchange_rates: Mapping[str, Decimal] | None,
-) -> tuple[dict[str, Any], set[str]]:
+) -> tuple[dict[str, Any], frozenset[str]]:
     values: dict[str, Any] = {}
-    given: set[str] = set()
+    present: list[str] = []
     width = len(cells)
     for name, index, parse, targets in plan.cells:
         text = cells[index] if index < width else ""
@@ -572,22 +586,21 @@ def _row_values(
                 increments = parse(text)
                 values["first_interval"] = increments.first
                 values["next_interval"] = increments.next if increments.next is not None else increments.first
-                given.update(("first_interval", "next_interval"))
+                present.append(name)
                 continue
             value = parse(text)
         except DeckValueError as exc:
             raise _RowError(names[name], str(exc)) from exc
         for target in targets:
             values[target] = value
-            given.add(target)
+        present.append(name)
     for target, value in plan.defaults:
         if target not in values:
             values[target] = value
     for target, origin in plan.links:
         if origin in values:
             values[target] = values[origin]
-            if origin in given:
-                given.add(target)
+    given = plan.given(tuple(present))
     for name, target, rule in plan.rules:
         if target not in values:
             continue

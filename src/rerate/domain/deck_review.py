@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from rerate.domain.deck_mapping import MONEY, Candidate
@@ -172,6 +173,20 @@ def _live(rate: StoredRate | None) -> StoredRate | None:
     return rate if rate is not None and not rate.values["discontinued"] else None
 
 
+@lru_cache(maxsize=1 << 16)  # a deck repeats its prices
+def _amount_problem(value: Decimal) -> str | None:
+    """Why ``value`` cannot be stored as an amount (more than 9 decimals, too large), or None."""
+    exponent = value.as_tuple().exponent
+    if not (isinstance(exponent, int) and exponent >= -9):  # the common case needs no scaling
+        try:
+            to_nanos(value)
+        except MoneyError:
+            return f"{value} has more than 9 decimal places (a rule can round it: round(value, 9))"
+    if abs(value) >= _MONEY_LIMIT:
+        return f"{value} is beyond what an amount can hold ({_MONEY_LIMIT})"
+    return None
+
+
 def _check(values: dict[str, Any]) -> tuple[str, str] | None:
     """(column, message) of the first invalid attribute, after defaults."""
     if values.get("first_price") is None:
@@ -185,14 +200,9 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
             continue
         if value < 0 and name != "payback":  # a payback credits the customer: it may be negative
             return name, f"must not be negative, got {value}"
-        exponent = value.as_tuple().exponent
-        if not (isinstance(exponent, int) and exponent >= -9):  # the common case needs no scaling
-            try:
-                to_nanos(value, field=name)
-            except MoneyError as exc:
-                return name, f"{exc} (a rule can round it: round(value, 9))"
-        if abs(value) >= _MONEY_LIMIT:
-            return name, f"{value} is beyond what an amount can hold ({_MONEY_LIMIT})"
+        problem = _amount_problem(value)
+        if problem is not None:
+            return name, f"{name} {problem}"
     if values.get("next_interval", 1) < 1:
         return "next_interval", "must be at least 1 second"
     if values.get("first_interval", 0) < 0:
@@ -310,10 +320,11 @@ def _review_one(
         rate.status = Status.DISCONTINUED
     elif current is None:
         rate.status = Status.NEW
-    elif tuple(map(values.get, COMPARED)) == current.key:
-        rate.status = Status.DUPLICATE
     else:
-        rate.status = _price_change(values, current.values)
+        # Compared in full only when the prices are the same: most rows of a deck change a price.
+        rate.status = _price_change(values, current.values) or (
+            Status.DUPLICATE if tuple(map(values.get, COMPARED)) == current.key else Status.UNCHANGED
+        )
     if rate.status is Status.DUPLICATE and options.skip_duplicates:
         rate.action = Action.SKIP  # nothing new to store (withdrawals still happen)
         return rate
@@ -328,11 +339,12 @@ def _review_one(
     return rate
 
 
-def _price_change(new: Mapping[str, Any], old: Mapping[str, Any]) -> Status:
+def _price_change(new: Mapping[str, Any], old: Mapping[str, Any]) -> Status | None:
+    """Increase or decrease by the first price that differs; None when both prices are the same."""
     for name in ("first_price", "next_price"):
-        if new.get(name) != old.get(name):
+        if new[name] != old[name]:
             return Status.INCREASE if new[name] > old[name] else Status.DECREASE
-    return Status.UNCHANGED
+    return None
 
 
 def _discontinued(

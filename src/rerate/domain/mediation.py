@@ -9,13 +9,14 @@ with ``unknown_account`` / ``unknown_vendor``, and they are kept).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from rerate.domain.history import History
+from rerate.domain.mediation_rules import RuleSet
 from rerate.domain.prefix_index import EpochIndex, Int64Array, encode_numbers
 
 MAX_NUMBER_DIGITS = 20
@@ -95,6 +96,7 @@ class MediationContext:
     connections: Lookup  # vendor connection identifier -> vendor id
     countries: PrefixNames
     destination_groups: PrefixNames
+    rules: RuleSet = field(default_factory=RuleSet)
 
 
 MEDIATED_SCHEMA = pa.schema(
@@ -105,15 +107,21 @@ MEDIATED_SCHEMA = pa.schema(
         ("vendor_id", pa.int64()),
         ("country", pa.dictionary(pa.int32(), pa.string())),
         ("destination_group", pa.dictionary(pa.int32(), pa.string())),
+        ("rating_key", pa.string()),
     ]
 )
 
 
 def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.RecordBatch:
-    """Derive the rating inputs from raw ``cld``, ``account``, ``vendor``, ``connect_time``."""
-    number = normalize_numbers(batch.column("cld"))
+    """Derive the rating inputs from raw ``cld``, ``account``, ``vendor``, ``connect_time``.
+
+    The mediation rules in force rewrite the number and the identifiers first
+    (:mod:`rerate.domain.mediation_rules`); the raw fields stay as received.
+    """
+    ruled = context.rules.apply(batch)
+    number = normalize_numbers(ruled["cld"])
     keys = encode_numbers(number)
-    account_id = context.accounts.resolve(batch.column("account"))
+    account_id = context.accounts.resolve(ruled["account"])
     when = (
         pc.cast(pc.fill_null(batch.column("connect_time"), 0), pa.int64()).to_numpy(zero_copy_only=False)
         // 1_000_000
@@ -125,9 +133,10 @@ def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.R
             number,
             account_id,
             pa.array(customer, mask=customer < 0),
-            context.connections.resolve(batch.column("vendor")),
+            context.connections.resolve(ruled["vendor"]),
             context.countries.name(keys),
             context.destination_groups.name(keys),
+            context.rules.rating_keys(batch, number),
         ],
         schema=MEDIATED_SCHEMA,
     )

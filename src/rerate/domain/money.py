@@ -73,6 +73,15 @@ def round_half_up(value: Decimal, decimals: int) -> Decimal:
     return value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
 
 
+def decimal_text(value: Decimal) -> str:
+    """The exact decimal as plain text, never in exponent form (a zero sum of nano-units is ``0E-9``).
+
+    >>> decimal_text(Decimal("0E-9")), decimal_text(Decimal("12.50"))
+    ('0.000000000', '12.50')
+    """
+    return format(value, "f")
+
+
 def format_money(value: Decimal, decimals: int) -> str:
     """Render money with a fixed number of places, never in exponent form."""
     return f"{round_half_up(value, decimals):.{decimals}f}"

@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
-from rerate.entrypoints import cli_corrections, cli_tariffs
-from rerate.entrypoints.console import RichIngestProgress, err, out, print_json
+from rerate.entrypoints import cli_corrections, cli_ingest, cli_mediation, cli_reports, cli_tariffs
+from rerate.entrypoints.console import err, out, print_json
 from rerate.entrypoints.options import JsonOption
 from rerate.services import export as export_service
 from rerate.services import parties
 from rerate.services.errors import RerateError
-from rerate.services.ingest import ingest as ingest_service
 from rerate.services.setup import initialize
 from rerate.services.timeparse import parse_utc
 from rerate.settings import Settings
@@ -173,52 +171,6 @@ def vendor_add(
     out.print(f"[green]vendor {result.name}[/] (id {result.id}): {result.detail}")
 
 
-@cli.command()
-def ingest(
-    files: Annotated[list[Path], typer.Argument(help="XDR files: canonical CSV or Parquet.")],
-    as_json: JsonOption = False,
-) -> None:
-    """Load XDR files, one collection each: validate, de-duplicate, mediate, rate."""
-    with RichIngestProgress(enabled=not as_json and err.is_terminal) as progress:
-        reports = ingest_service(app(), files, progress)
-    if as_json:
-        print_json([r.as_dict() for r in reports])
-    else:
-        table = Table(title="Ingest")
-        for column in (
-            "file",
-            "collection",
-            "state",
-            "read",
-            "loaded",
-            "duplicates",
-            "rejected",
-            "failed",
-            "seconds",
-        ):
-            table.add_column(column, justify="right" if column not in ("file", "state") else "left")
-        for r in reports:
-            table.add_row(
-                Path(r.file).name,
-                str(r.collection_id or ""),
-                r.state,
-                f"{r.read:,}",
-                f"{r.loaded:,}",
-                f"{r.duplicates:,}",
-                f"{r.rejected:,}",
-                f"{r.failed:,}",
-                f"{r.seconds:.1f}",
-            )
-        out.print(table)
-        for r in reports:
-            if r.error:
-                err.print(f"[yellow]{Path(r.file).name}[/]: {r.error}")
-            if r.rejected or r.duplicates:
-                out.print(f"  rejects and duplicates of {Path(r.file).name}: {r.rejects_path}")
-    if any(r.state == "error" for r in reports):
-        raise typer.Exit(1)
-
-
 class ExportFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
@@ -271,6 +223,9 @@ def demo(
 
 cli_corrections.register(cli, app)
 cli_tariffs.register(tariff_cli, cli, app)
+cli_ingest.register(cli, app)
+cli_mediation.register(cli, app)
+cli_reports.register(cli, app)
 
 
 def main() -> None:

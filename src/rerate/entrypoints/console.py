@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -18,28 +19,46 @@ from rich.progress import (
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
+from rich.table import Table
+
+from rerate.domain.money import decimal_text
 
 # Tables stay readable when output goes to a file or a CI log (Rich assumes 80 columns there).
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)  # exact: money never goes through a float
+        return decimal_text(value)  # exact: money never goes through a float, nor exponent form
     if isinstance(value, datetime | date):
         return value.isoformat()
     if is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in asdict(value).items()}
+        return {k: plain(v) for k, v in asdict(value).items()}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(_plain(value), indent=2, sort_keys=False))
+    print(json.dumps(plain(value), indent=2, sort_keys=False))
+
+
+def print_listing(
+    rows: Sequence[Mapping[str, Any]], *, title: str, columns: Sequence[str], as_json: bool
+) -> None:
+    """``rows`` as JSON (every field), or as a table of ``columns`` (header: the column names)."""
+    if as_json:
+        print_json(list(rows))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    out.print(table)
 
 
 class RichIngestProgress:

@@ -116,5 +116,8 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
         "--out customer.csv\n"
         f"  cat {late.rejects_path}     # rejected and duplicate rows, with line and reason\n"
         f"  {command} --home {home} ingest {report.world.xdr_files[0]}     # loads nothing: same file\n"
+        f"  {command} --home {home} report summary --period {report.world.spec.month:%Y-%m} --format csv\n"
+        f"  {command} --home {home} report failures     # what to fix before invoicing\n"
+        f"  {command} --home {home} mediation test {report.world.xdr_files[0]} --limit 5\n"
         f"  {command} --help"
     )

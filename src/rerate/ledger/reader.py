@@ -51,11 +51,15 @@ def _parquet_source(
     con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema
 ) -> str:
     """SQL for a relation over ``files``, or over an empty table of ``schema``."""
+    con.register(f"{name}_empty", schema.empty_table())
     if not files:
-        con.register(f"{name}_empty", schema.empty_table())
         return f"SELECT * FROM {name}_empty"
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return f"SELECT * FROM read_parquet([{listed}], hive_partitioning=true, union_by_name=true)"
+    # United with the empty table by name: files written before a column was added still have it (null).
+    return (
+        f"SELECT * FROM read_parquet([{listed}], hive_partitioning=true, union_by_name=true) "
+        f"UNION ALL BY NAME SELECT * FROM {name}_empty"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,10 +122,26 @@ def open_views(
             """
         )
     if files is None:
-        totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS), TOTALS_SCHEMA)
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
-            "WHERE source IN (SELECT source FROM visible_sources)"
-        )
+        open_totals(ledger, visibility, con)
+    return con
 
+
+def open_totals(
+    ledger: Ledger,
+    visibility: Visibility,
+    con: duckdb.DuckDBPyConnection | None = None,
+    memory_limit: str = "2GB",
+    version: int | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection with only the ``daily_totals`` view: what reports need (the XDR table is not listed).
+
+    With ``version``, the totals table as it was at that Delta version (a closed period's).
+    """
+    con = con or connect_duckdb(memory_limit)
+    con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
+    totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS, version=version), TOTALS_SCHEMA)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
+        "WHERE source IN (SELECT source FROM visible_sources)"
+    )
     return con

@@ -32,6 +32,8 @@ MEDIATED_FIELDS = [
     pa.field("vendor_id", pa.int64()),
     pa.field("country", pa.string()),
     pa.field("destination_group", pa.string()),
+    #: The service (as classified by the mediation rules) or the key a rule derived from it.
+    pa.field("rating_key", pa.string()),
 ]
 
 #: Rating results, customer side then vendor side (shared/RATING.md section 4).

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import DeltaTable
+from deltalake import DeltaTable, Field
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from rerate.ledger.schema import REVISION_TABLE_SCHEMA, TOTALS_SCHEMA, XDR_TABLE_SCHEMA
@@ -92,6 +92,14 @@ class Ledger:
         for name, (schema, partitions) in TABLES.items():
             if not DeltaTable.is_deltatable(str(self.path(name))):
                 DeltaTable.create(str(self.path(name)), schema=schema, partition_by=partitions)
+                continue
+            # A table made by an earlier version gains the columns added since (empty in its old
+            # files: readers see them as null).
+            table = self.table(name)
+            present = {field.name for field in table.schema().fields}
+            missing = [f for f in schema if f.name not in present]
+            if missing:
+                table.alter.add_columns([Field.from_arrow(f) for f in missing])
 
     def table(self, name: str) -> DeltaTable:
         return DeltaTable(str(self.path(name)))

@@ -32,6 +32,7 @@ from rerate.domain.history import History
 from rerate.domain.mediation import Lookup, MediationContext, PrefixNames
 from rerate.domain.offpeak import Schedule, Window
 from rerate.domain.rating import RATE_COLUMNS, RatingContext, TariffBook, TariffSpec, compile_book
+from rerate.services.mediation_rules import rule_set
 
 #: Bumped whenever the compiled book's layout changes, so old cache files are ignored.
 _BOOK_FORMAT = 2
@@ -152,4 +153,5 @@ def mediation_context(session: Session) -> MediationContext:
         connections=Lookup.build([c[0] for c in connections], [c[1] for c in connections]),
         countries=PrefixNames.build([c[0] for c in countries], [c[1] for c in countries]),
         destination_groups=PrefixNames.build([g[0] for g in groups], [g[1] for g in groups]),
+        rules=rule_set(session),
     )

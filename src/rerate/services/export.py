@@ -19,7 +19,8 @@ from rerate.services.visibility import current_visibility
 EXPORT_COLUMNS = (
     "source_id, xdr_id, collection_id, connect_time, duration, cli, cld, account, customer, status, reason, "
     "tariff, prefix, billed, amount, currency, vendor, vendor_tariff, vendor_status, vendor_reason, "
-    "vendor_prefix, vendor_billed, cost, vendor_currency, country, destination_group, service, line"
+    "vendor_prefix, vendor_billed, cost, vendor_currency, country, destination_group, service, rating_key, "
+    "line"
 )
 STATUSES = ("rated", "failed", "voided", "all")
 
@@ -99,7 +100,7 @@ def export_xdrs(
                t.name AS tariff, x.prefix, x.billed, x.amount, x.currency,
                v.name AS vendor, vt.name AS vendor_tariff, x.vendor_status, x.vendor_reason,
                x.vendor_prefix, x.vendor_billed, x.cost, x.vendor_currency,
-               x.country, x.destination_group, x.service, x.line
+               x.country, x.destination_group, x.service, x.rating_key, x.line
         FROM xdrs x
         LEFT JOIN customers c ON c.id = x.customer_id
         LEFT JOIN tariffs t ON t.id = x.tariff_id

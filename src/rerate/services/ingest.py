@@ -19,8 +19,10 @@ the leftovers (:mod:`rerate.services.recovery`).
 from __future__ import annotations
 
 import csv
+import glob
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,19 +38,19 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Collection
 from rerate.domain.mediation import mediate
 from rerate.domain.rating import rate_batch
+from rerate.domain.xdr_templates import XdrTemplate
 from rerate.ledger.reader import connect_duckdb
 from rerate.ledger.schema import TOTALS_SCHEMA, XDR_FILE_SCHEMA
 from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import TOTALS_SELECT
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.errors import RerateError
+from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.locks import ledger_lock
 from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import current_visibility, rolled_back_collections
-from rerate.services.xdr_files import REQUIRED_COLUMNS, RawBatch, Reject, XdrFile
-
-MAX_DURATION = 1_000_000_000
+from rerate.services.xdr_files import XdrFile
+from rerate.services.xdr_templates import find_template
 
 
 @dataclass
@@ -60,7 +62,10 @@ class CollectionReport:
     loaded: int = 0
     duplicates: int = 0
     rejected: int = 0
+    #: Unanswered calls the template leaves out.
+    skipped: int = 0
     failed: int = 0
+    template: str = "canonical"
     rejects_path: str | None = None
     duplicate_of: int | None = None
     error: str | None = None
@@ -87,14 +92,42 @@ class SilentProgress:
         pass
 
 
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+def expand_sources(sources: Sequence[str]) -> list[Path]:
+    """Files to ingest, in order: a folder gives its files in name order, a glob its matches.
+
+    Hidden files and sub-folders are left out.  A name that is neither stays
+    as it is (its report says it was not found).
+    """
+    paths: list[Path] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            paths.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+        elif _GLOB_CHARACTERS & set(source):
+            matches = sorted(Path(m) for m in glob.glob(source) if Path(m).is_file())
+            if not matches:
+                raise InvalidInputError(f"no file matches {source}")
+            paths.extend(matches)
+        else:
+            paths.append(path)
+    return paths
+
+
 def file_checksum(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def ingest(app: App, paths: list[Path], progress: IngestProgress | None = None) -> list[CollectionReport]:
-    """Ingest each file as its own collection, in the order given."""
+def ingest(
+    app: App, paths: list[Path], progress: IngestProgress | None = None, template: str | None = None
+) -> list[CollectionReport]:
+    """Ingest each file as its own collection, in the order given, read by ``template`` (canonical)."""
     progress = progress or SilentProgress()
+    with app.catalog.reading() as session:
+        layout = find_template(session, template or "canonical")
     reports = []
     app.ledger.ensure()
     with ledger_lock(app.home, f"ingest by {app.actor}"):
@@ -102,18 +135,17 @@ def ingest(app: App, paths: list[Path], progress: IngestProgress | None = None) 
         for path in paths:
             started = time.perf_counter()
             try:
-                report = _ingest_file(app, path, progress)
+                report = _ingest_file(app, path, layout, progress)
             except RerateError as exc:
-                report = CollectionReport(file=str(path), state="error", error=str(exc))
+                report = CollectionReport(file=str(path), state="error", error=str(exc), template=layout.name)
             report.seconds = round(time.perf_counter() - started, 3)
             reports.append(report)
     return reports
 
 
-def _ingest_file(app: App, path: Path, progress: IngestProgress) -> CollectionReport:
-    source = XdrFile(
-        path, chunk_bytes=app.settings.ingest_chunk_mb << 20
-    )  # a bad file fails here, before anything is recorded
+def _ingest_file(app: App, path: Path, template: XdrTemplate, progress: IngestProgress) -> CollectionReport:
+    # A bad file, or one the template does not fit, fails here, before anything is recorded.
+    source = XdrFile(path, template, chunk_bytes=app.settings.ingest_chunk_mb << 20)
     checksum = file_checksum(path)
     with app.catalog.transaction() as session:
         rolled_back = rolled_back_collections(session)
@@ -125,11 +157,16 @@ def _ingest_file(app: App, path: Path, progress: IngestProgress) -> CollectionRe
             return CollectionReport(
                 file=str(path),
                 state="already_loaded",
+                template=template.name,
                 duplicate_of=twin.id,
                 error=f"already loaded as collection {twin.id} ({twin.file_name}); nothing loaded",
             )
         collection = Collection(
-            file_name=path.name, source_path=str(path.resolve()), checksum=checksum, actor=app.actor
+            file_name=path.name,
+            source_path=str(path.resolve()),
+            checksum=checksum,
+            template=template.name,
+            actor=app.actor,
         )
         session.add(collection)
         session.flush()
@@ -159,20 +196,26 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
         rolled_back = rolled_back_collections(session)
         live = tuple(c for c in visibility.collections if c not in rolled_back)
     con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
-    report = CollectionReport(file=str(source.path), state="loaded", collection_id=collection_id)
+    report = CollectionReport(
+        file=str(source.path), state="loaded", collection_id=collection_id, template=source.template.name
+    )
     progress.file_started(source.path.name, source.size)
     days: set[str] = set()
     with rejects_path.open("w", newline="", encoding="utf-8") as rejects_file:
         rejects = csv.writer(rejects_file)
         rejects.writerow(["file", "line", "reason", "raw"])
         for raw in source.batches():
-            typed, bad = _validate(con, raw, source.columns)
-            for reject in [*raw.rejects, *bad]:
+            projected = source.query.project(con, raw.table)
+            typed = projected.table
+            for reject in raw.rejects:
                 rejects.writerow([source.path.name, reject.line, reject.reason, reject.raw])
-            report.rejected += len(raw.rejects) + len(bad)
+            for line, reason, text in projected.rejects:
+                rejects.writerow([source.path.name, line, reason, text])
+            report.rejected += len(raw.rejects) + len(projected.rejects)
+            report.skipped += projected.skipped
             report.read += raw.table.num_rows + len(raw.rejects)
             if typed.num_rows:
-                xdrs = _mediate_and_rate(typed, collection_id, mediation, rating)
+                xdrs = mediate_and_rate(typed, collection_id, mediation, rating)
                 days.update(d.isoformat() for d in pc.unique(xdrs.column("call_date")).to_pylist())
                 writer.write_xdrs(xdrs)
             progress.advanced(raw.bytes_read, raw.table.num_rows + len(raw.rejects))
@@ -210,6 +253,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
         collection.loaded = report.loaded
         collection.duplicates = report.duplicates
         collection.rejected = report.rejected
+        collection.skipped = report.skipped
         collection.failed = report.failed
         collection.rejects_path = report.rejects_path
         collection.xdr_version = xdr_version
@@ -238,60 +282,7 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _validate(
-    con: duckdb.DuckDBPyConnection, raw: RawBatch, columns: list[str]
-) -> tuple[pa.Table, list[Reject]]:
-    """Typed rows that pass the checks, and a reject for each row that does not."""
-    con.register("raw_batch", raw.table)
-    extras = [c for c in columns if c not in REQUIRED_COLUMNS and c != "service"]
-    extra_sql = (
-        "json_object(" + ", ".join(f"'{c}', \"{c}\"" for c in extras) + ")::VARCHAR"
-        if extras
-        else "NULL::VARCHAR"
-    )
-    service_sql = "coalesce(nullif(trim(service), ''), 'voice')" if "service" in columns else "'voice'"
-    result = con.sql(
-        f"""
-        WITH parsed AS (
-            SELECT *,
-                   TRY_CAST(nullif(trim(connect_time), '') AS TIMESTAMPTZ) AS ts,
-                   CASE WHEN regexp_full_match(trim(duration), '[0-9]{{1,18}}')
-                        THEN TRY_CAST(trim(duration) AS BIGINT) END AS dur
-            FROM raw_batch
-        ),
-        checked AS (
-            SELECT *,
-                   CASE
-                     WHEN trim(source_id) = '' THEN 'missing source_id'
-                     WHEN trim(connect_time) = '' THEN 'missing connect_time'
-                     WHEN ts IS NULL THEN 'connect_time is not a time: ' || connect_time
-                     WHEN trim(duration) = '' THEN 'missing duration'
-                     WHEN regexp_full_match(trim(duration), '-[0-9]+') THEN 'negative duration: ' || duration
-                     WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || duration
-                     WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || duration
-                     WHEN trim(cld) = '' THEN 'missing cld (called number)'
-                   END AS reject_reason
-            FROM parsed
-        )
-        SELECT line, source_id, ts AS connect_time, dur AS duration, cli, cld, account, vendor,
-               {service_sql} AS service, {extra_sql} AS extra, CAST(ts AS DATE) AS call_date,
-               reject_reason,
-               CASE WHEN reject_reason IS NOT NULL
-                    THEN concat_ws(',', source_id, connect_time, duration, cli, cld, account, vendor)
-               END AS raw_text
-        FROM checked
-        """
-    ).to_arrow_table()
-    con.unregister("raw_batch")
-    reason = result.column("reject_reason")
-    if reason.null_count == len(reason):
-        return result.drop_columns(["reject_reason", "raw_text"]), []
-    bad = result.filter(pc.is_valid(reason)).select(["line", "reject_reason", "raw_text"]).to_pylist()
-    good = result.filter(pc.is_null(reason)).drop_columns(["reject_reason", "raw_text"])
-    return good, [Reject(r["line"], r["reject_reason"], r["raw_text"]) for r in bad]
-
-
-def _mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:
+def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:
     batch = typed.combine_chunks()
     line = batch.column("line")
     xdr_id = pc.bit_wise_or(pa.scalar(collection_id << 32, pa.int64()), line)

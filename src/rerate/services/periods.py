@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import BillingPeriod, Customer
-from rerate.ledger.reader import connect_duckdb, open_views
+from rerate.ledger.reader import Visibility, open_totals, open_views
 from rerate.ledger.tables import REVISIONS, TOTALS, XDRS
 from rerate.services import audit
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
@@ -30,7 +30,7 @@ from rerate.services.visibility import current_visibility
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-def _bounds(period: str) -> tuple[datetime, datetime]:
+def period_bounds(period: str) -> tuple[datetime, datetime]:
     match = _PERIOD.match(period)
     if not match:
         raise InvalidInputError(f"--period must look like 2026-10, got {period!r}")
@@ -41,7 +41,7 @@ def _bounds(period: str) -> tuple[datetime, datetime]:
 
 
 def _summary(con: duckdb.DuckDBPyConnection, relation: str, customer_id: int, period: str) -> dict[str, Any]:
-    start, end = _bounds(period)
+    start, end = period_bounds(period)
     rows = con.execute(
         f"""
         SELECT currency, sum(calls), sum(seconds), sum(amount), sum(cost) FROM {relation}
@@ -56,7 +56,7 @@ def _summary(con: duckdb.DuckDBPyConnection, relation: str, customer_id: int, pe
 
 
 def close_period(app: App, customer: str, period: str, *, now: datetime | None = None) -> BillingPeriod:
-    _start, end = _bounds(period)
+    _start, end = period_bounds(period)
     if end > (now or datetime.now(UTC)):
         raise ConflictError(
             f"period {period} has not ended yet: it can be closed from {end.date().isoformat()}"
@@ -116,16 +116,13 @@ def summary_as_closed(app: App, customer: str, period: str) -> dict[str, Any]:
         )
         if closed is None:
             raise NotFoundError(f"{customer} {period} is not closed")
-    files = app.ledger.files(TOTALS, version=closed.totals_version)
-    con = connect_duckdb(app.settings.duckdb_memory_limit)
-    if not files:
-        return {}
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    sources = ", ".join("'" + s + "'" for s in closed.sources) or "''"
-    con.execute(
-        f"CREATE VIEW totals_then AS SELECT * FROM read_parquet([{listed}]) WHERE source IN ({sources})"
+    con = open_totals(
+        app.ledger,
+        Visibility(collections=(), sources=tuple(closed.sources)),
+        memory_limit=app.settings.duckdb_memory_limit,
+        version=closed.totals_version,
     )
-    return _summary(con, "totals_then", owner.id, period)
+    return _summary(con, "daily_totals", owner.id, period)
 
 
 def summary_now(app: App, customer: str, period: str) -> dict[str, Any]:

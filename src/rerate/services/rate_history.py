@@ -58,6 +58,12 @@ def load_history(session: Session, tariff_id: int, prefixes: set[str] | None) ->
     return history
 
 
+@lru_cache(maxsize=1 << 16)  # a tariff repeats its prices
+def _amount(nanos: int) -> Decimal:
+    amount: Decimal = Decimal(nanos) / NANOS  # exact, without trailing zeros
+    return amount
+
+
 _FLAGS = frozenset(("forbidden", "discontinued", "hidden"))
 
 
@@ -66,7 +72,7 @@ def _stored_values(names: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
     values = dict(zip(names, row[3:], strict=True))
     for name in _MONEY_COLUMNS:
         if values[name] is not None:
-            values[name] = Decimal(values[name]) / NANOS
+            values[name] = _amount(values[name])
     for name in _FLAGS:
         values[name] = bool(values[name])  # SQLite hands booleans back as 0/1
     return values

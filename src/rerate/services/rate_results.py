@@ -106,8 +106,8 @@ def _result_row(rate: ReviewedRate) -> tuple[Any, ...]:
         rate.line,
         rate.sheet,
         rate.prefix,
-        rate.status.value,
-        rate.action.value,
+        rate.status,  # string enums: written as their values, without the slow ``.value`` lookup
+        rate.action,
         rate.error,
         when(values.get("effective_from")),
         values.get("first_price"),

@@ -24,7 +24,15 @@ from rerate.services.corrections import (
     execute,
 )
 
-MEDIATED_COLUMNS = ("number", "account_id", "customer_id", "vendor_id", "country", "destination_group")
+MEDIATED_COLUMNS = (
+    "number",
+    "account_id",
+    "customer_id",
+    "vendor_id",
+    "country",
+    "destination_group",
+    "rating_key",
+)
 
 
 def _remediate(current: pa.Table, contexts: Contexts) -> pa.Table:

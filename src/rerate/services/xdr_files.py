@@ -1,20 +1,29 @@
-"""Reading XDR files (canonical CSV or Parquet) as string batches with line numbers.
+"""Reading XDR files as string batches with line numbers, in any layout a template describes.
 
-Files are read in newline-aligned chunks of bytes.  A chunk whose records all
-have the header's number of fields is parsed by Arrow's multi-threaded CSV
-parser and its line numbers follow from its position.  A chunk with anything
-odd (a short or long row, a blank line, a quoted line break) is parsed again
-line by line, so every bad row is reported with its exact line and the rest
-of the file still loads.
+Files are read in newline-aligned chunks of bytes, straight from ``.gz``,
+``.xz`` and ``.zip`` files too.  A chunk whose records all have the file's
+number of fields is parsed by Arrow's multi-threaded CSV parser and its line
+numbers follow from its position.  A chunk with anything odd (a short or long
+row, a blank line, a quoted line break) is parsed again line by line, so
+every bad row is reported with its exact line and the rest of the file still
+loads.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import gzip
 import io
+import lzma
+import queue
+import threading
+import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +31,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from rerate.domain.xdr_templates import TemplateError, XdrTemplate
 from rerate.services.errors import InvalidInputError
+from rerate.services.xdr_projection import TemplateQuery
 
 REQUIRED_COLUMNS = ("source_id", "connect_time", "duration", "cli", "cld", "account", "vendor")
 OPTIONAL_COLUMNS = ("service",)
@@ -44,14 +55,14 @@ class RawBatch:
     bytes_read: int = 0
 
 
-def _check_header(name: str, header: list[str]) -> list[str]:
+def _check_header(name: str, header: list[str], canonical: bool) -> list[str]:
     cleaned = [h.strip() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in cleaned]
-    if missing:
+    if canonical and missing:
         raise InvalidInputError(
             f"{name} is not a canonical XDR file: missing column(s) {', '.join(missing)}; "
             f"expected a header like {','.join(REQUIRED_COLUMNS)} "
-            f"(found: {','.join(cleaned)[:200] or 'nothing'})"
+            f"(found: {','.join(cleaned)[:200] or 'nothing'}); a switch's own layout needs --template"
         )
     duplicated = sorted({c for c in cleaned if cleaned.count(c) > 1})
     if duplicated:
@@ -59,54 +70,151 @@ def _check_header(name: str, header: list[str]) -> list[str]:
     return cleaned
 
 
-class XdrFile:
-    """One XDR file to ingest; raises :class:`InvalidInputError` if it is not one."""
+def _only_member(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m.filename for m in archive.infolist() if not m.is_dir()]
+    except zipfile.BadZipFile as exc:
+        raise InvalidInputError(f"{path.name} is not a readable zip file: {exc}") from exc
+    if len(members) != 1:
+        raise InvalidInputError(
+            f"{path.name} holds {len(members)} files ({', '.join(members[:5])}); "
+            "a zip file is ingested when it holds exactly one XDR file"
+        )
+    return members[0]
 
-    def __init__(self, path: Path, *, chunk_bytes: int = 64 << 20) -> None:
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+class _Decompressing:
+    """A decompressing stream whose damage is reported as a bad file, not a traceback."""
+
+    _DAMAGE = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile)
+
+    def __init__(self, stream: _Readable, name: str) -> None:
+        self.stream = stream
+        self.name = name
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self.stream.read(size)
+        except self._DAMAGE as exc:
+            raise InvalidInputError(f"{self.name}: cannot decompress ({exc})") from exc
+
+    def readline(self, size: int = -1, /) -> bytes:
+        try:
+            return self.stream.readline(size)
+        except self._DAMAGE as exc:
+            raise InvalidInputError(f"{self.name}: cannot decompress ({exc})") from exc
+
+
+COMPRESSED = {".gz": "gzip", ".xz": "xz", ".zip": "zip"}
+_CANONICAL_SUFFIXES = {".csv", ".txt", ".cdr"}
+
+
+class XdrFile:
+    """One XDR file to ingest by ``template``; raises :class:`InvalidInputError` if it cannot be one."""
+
+    def __init__(self, path: Path, template: XdrTemplate, *, chunk_bytes: int = 64 << 20) -> None:
         self.path = path
-        self.chunk_bytes = chunk_bytes
+        self.template = template
         if not path.is_file():
             raise InvalidInputError(f"file not found: {path}")
         self.size = path.stat().st_size
-        suffix = path.suffix.lower()
+        self.compression = COMPRESSED.get(path.suffix.lower())
+        inner = Path(path.stem) if self.compression else path
+        if self.compression == "zip":
+            self.member = _only_member(path)
+            inner = Path(self.member)
+        suffix = inner.suffix.lower()
+        canonical = template.name == "canonical"
         if suffix == ".parquet":
+            if self.compression or not template.header:
+                raise InvalidInputError(
+                    f"{path.name}: a Parquet file is read as it is, by a template with a header"
+                )
             self.kind = "parquet"
             try:
                 schema = pq.read_schema(path)
             except (pa.ArrowInvalid, OSError) as exc:
                 raise InvalidInputError(f"{path.name} is not a readable Parquet file: {exc}") from exc
-            self.columns = _check_header(path.name, list(schema.names))
-        elif suffix in {".csv", ".txt", ".cdr"}:
-            self.kind = "csv"
-            self.columns = _check_header(path.name, self._csv_header())
-        else:
+            self.columns = _check_header(path.name, list(schema.names), canonical)
+        elif canonical and suffix not in _CANONICAL_SUFFIXES:
             raise InvalidInputError(
-                f"{path.name}: unsupported file type {suffix or '(none)'}; use .csv or .parquet"
+                f"{path.name}: unsupported file type {suffix or '(none)'}; use .csv or .parquet "
+                "(optionally .gz, .xz or .zip), or name the switch's layout with --template"
             )
-
-    def _csv_header(self) -> list[str]:
-        with self.path.open("rb") as handle:
-            first = handle.readline()
+        else:
+            self.kind = "csv"
+            self.columns = self._text_columns(canonical)
         try:
-            text = first.decode("utf-8-sig")
+            self.query = TemplateQuery(template, self.columns, keep_other_columns=canonical)
+        except TemplateError as exc:
+            raise InvalidInputError(f"{path.name}: {exc}") from exc
+        # Chunks hold about as many rows as a canonical file's: a switch's wide rows, of which only
+        # a few fields are converted, would otherwise make many small batches (and small files).
+        self.chunk_bytes = int(chunk_bytes * max(1.0, len(self.columns) / max(len(self.query.needed), 1)))
+
+    @contextmanager
+    def _open(self) -> Iterator[tuple[_Readable, IO[bytes]]]:
+        """(decompressed stream, the file on disk): the second tells how far reading has got."""
+        with self.path.open("rb") as raw:
+            if self.compression == "gzip":
+                with gzip.GzipFile(fileobj=raw) as unzipped:
+                    yield _Decompressing(unzipped, self.path.name), raw
+            elif self.compression == "xz":
+                with lzma.LZMAFile(raw) as unpacked:
+                    yield _Decompressing(unpacked, self.path.name), raw
+            elif self.compression == "zip":
+                with zipfile.ZipFile(raw) as archive, archive.open(self.member) as member:
+                    yield _Decompressing(member, self.path.name), raw
+            else:
+                yield raw, raw
+
+    def _first_line(self) -> str:
+        with self._open() as (stream, _):
+            first = stream.readline()
+        try:
+            return first.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"{self.path.name} is not UTF-8 text") from exc
+
+    def _text_columns(self, canonical: bool) -> list[str]:
+        text = self._first_line()
         if not text.strip():
-            raise InvalidInputError(f"{self.path.name} is empty: expected a header row")
-        return next(csv.reader([text]))
+            what = "a header row" if self.template.header else "XDR rows"
+            raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
+        fields = next(csv.reader([text], delimiter=self.template.delimiter, quotechar=self.template.quote))
+        if self.template.header:
+            return _check_header(self.path.name, fields, canonical)
+        layout = self.template.columns
+        fewest = self.template.min_columns or len(layout)
+        if not fewest <= len(fields) <= len(layout):
+            expected = f"{fewest} to {len(layout)}" if fewest != len(layout) else str(len(layout))
+            raise InvalidInputError(
+                f"{self.path.name}: its first row has {len(fields)} fields; template {self.template.name} "
+                f"expects {expected} (is it the right template?)"
+            )
+        return list(layout[: len(fields)])
 
     def batches(self) -> Iterator[RawBatch]:
-        if self.kind == "parquet":
-            yield from self._parquet_batches()
-        else:
-            yield from self._csv_batches()
+        """The file's rows in batches (the columns the template reads, plus ``line``).
+
+        The next batch is read, decompressed and parsed on a second thread while
+        the caller works on this one: Arrow's parser and zlib/lzma leave the
+        interpreter free, so reading overlaps mediation and rating.
+        """
+        return prefetched(self._parquet_batches() if self.kind == "parquet" else self._csv_batches())
 
     def _parquet_batches(self, rows: int = 1_000_000) -> Iterator[RawBatch]:
         parquet = pq.ParquetFile(self.path)
         line = 1
         done = 0
         for batch in parquet.iter_batches(batch_size=rows):
-            table = pa.Table.from_batches([batch])
+            table = pa.Table.from_batches([batch]).select(self.query.needed)
             texts = [
                 table.column(i).cast(pa.string())
                 if table.schema.field(i).type != pa.string()
@@ -117,25 +225,27 @@ class XdrFile:
             line += table.num_rows
             done += table.nbytes
             yield RawBatch(
-                pa.table([*texts, lines], names=[*self.columns, "line"]),
+                pa.table([*texts, lines], names=[*self.query.needed, "line"]),
                 bytes_read=min(self.size, int(self.size * line / max(parquet.metadata.num_rows, 1))),
             )
 
     def _csv_batches(self) -> Iterator[RawBatch]:
-        with self.path.open("rb") as handle:
-            header = handle.readline()
-            position = len(header)
-            next_line = 2
+        with self._open() as (handle, on_disk):
+            skipped = (1 if self.template.header else 0) + (1 if self.template.type_row else 0)
+            for _ in range(skipped):
+                handle.readline()
+            next_line = skipped + 1
             while True:
                 chunk = handle.read(self.chunk_bytes)
                 if not chunk:
                     return
                 if not chunk.endswith(b"\n"):
                     chunk += handle.readline()
-                position += len(chunk)
+                if next_line == 1 and chunk.startswith(codecs.BOM_UTF8):
+                    chunk = chunk[len(codecs.BOM_UTF8) :]
                 lines_here = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
                 batch = self._parse_chunk(chunk, next_line, lines_here)
-                batch.bytes_read = position
+                batch.bytes_read = on_disk.tell()
                 next_line += lines_here
                 yield batch
 
@@ -151,9 +261,16 @@ class XdrFile:
             table = pcsv.read_csv(
                 io.BytesIO(chunk),
                 read_options=pcsv.ReadOptions(column_names=self.columns, block_size=8 << 20),
-                parse_options=pcsv.ParseOptions(invalid_row_handler=count_odd, ignore_empty_lines=False),
+                parse_options=pcsv.ParseOptions(
+                    delimiter=self.template.delimiter,
+                    quote_char=self.template.quote,
+                    invalid_row_handler=count_odd,
+                    ignore_empty_lines=False,
+                ),
                 convert_options=pcsv.ConvertOptions(
-                    column_types=dict.fromkeys(self.columns, pa.string()), strings_can_be_null=False
+                    column_types=dict.fromkeys(self.query.needed, pa.string()),
+                    include_columns=self.query.needed,
+                    strings_can_be_null=False,
                 ),
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
@@ -170,12 +287,14 @@ class XdrFile:
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
-        reader = csv.reader(io.StringIO(text))
+        reader = csv.reader(
+            io.StringIO(text), delimiter=self.template.delimiter, quotechar=self.template.quote
+        )
         line = first_line
         for record in reader:
             start = line
             line = first_line + reader.line_num
-            raw = ",".join(record)
+            raw = self.template.delimiter.join(record)
             if not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
             elif len(record) != width:
@@ -184,9 +303,53 @@ class XdrFile:
                 for column, value in zip(values, record, strict=True):
                     column.append(value)
                 lines.append(start)
-        arrays = [pa.array(v, pa.string()) for v in values]
-        table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.columns, "line"])
+        wanted = set(self.query.needed)
+        arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
+        table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, "line"])
         return RawBatch(table, rejects)
+
+
+def prefetched(batches: Iterator[RawBatch], depth: int = 1) -> Iterator[RawBatch]:
+    """``batches``, produced ``depth`` ahead on a worker thread; its errors reach the caller in turn."""
+    handoff: queue.Queue[tuple[RawBatch | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        handoff.put((batch, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put((None, None))
+        except BaseException as exc:  # handed to the caller, which raises it where it reads
+            handoff.put((None, exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # the file is closed by the thread that read it
+
+    worker = threading.Thread(target=produce, name="xdr-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            batch, failure = handoff.get()
+            if failure is not None:
+                raise failure
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()  # the caller stopped early (a trace's limit, an error): let the reader go
+        while worker.is_alive():
+            try:
+                handoff.get_nowait()
+            except queue.Empty:
+                worker.join(0.1)
 
 
 def _has_blank_rows(table: pa.Table) -> bool:

@@ -1,0 +1,137 @@
+"""``rerate mediation test``: the first rows of a file followed from raw fields to rated XDR.
+
+Nothing is written.  Each row shows its raw fields (as the template read
+them), the canonical XDR, the mediation result (after the rules in force) and
+the rating of both sides, or why the row was rejected or skipped: what an
+operator needs to see why an XDR failed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Customer, Vendor
+from rerate.domain.money import decimal_text
+from rerate.ledger.reader import connect_duckdb
+from rerate.services.compiled import mediation_context, rating_context
+from rerate.services.ingest import mediate_and_rate
+from rerate.services.xdr_files import XdrFile
+from rerate.services.xdr_templates import find_template
+
+CANONICAL = ("source_id", "connect_time", "duration", "cli", "cld", "account", "vendor", "service")
+RATED = (
+    "status",
+    "reason",
+    "prefix",
+    "billed",
+    "amount",
+    "currency",
+    "vendor_status",
+    "vendor_reason",
+    "vendor_prefix",
+    "vendor_billed",
+    "cost",
+    "vendor_currency",
+)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return decimal_text(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 20) -> list[dict[str, Any]]:
+    """The first ``limit`` rows of ``path`` (read by the template) from raw to rated."""
+    with app.catalog.reading() as session:
+        template = find_template(session, template_name)
+        mediation = mediation_context(session)
+        rating = rating_context(session, cache_dir=app.home / "cache")
+        customers = {i: n for i, n in session.execute(select(Customer.id, Customer.name))}
+        vendors = {i: n for i, n in session.execute(select(Vendor.id, Vendor.name))}
+    source = XdrFile(path, template)
+    rows: list[dict[str, Any]] = []
+    con = connect_duckdb()
+    for raw in source.batches():
+        for reject in raw.rejects:
+            rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
+        table = raw.table.slice(0, max(limit - len(rows), 0))
+        if table.num_rows:
+            rows.extend(_traced(table, source, con, mediation, rating, customers, vendors))
+        if len(rows) >= limit:
+            break
+    rows.sort(key=lambda r: r["line"])
+    return rows[:limit]
+
+
+def _traced(
+    table: pa.Table,
+    source: XdrFile,
+    con: Any,
+    mediation: Any,
+    rating: Any,
+    customers: dict[int, str],
+    vendors: dict[int, str],
+) -> list[dict[str, Any]]:
+    everything = source.query.every_row(con, table)
+    raws = {
+        line: {c: table.column(c)[i].as_py() for c in source.query.needed}  # the fields the template reads
+        for i, line in enumerate(table.column("line").to_pylist())
+    }
+    usable = pc.and_(
+        pc.is_null(everything.column("reject_reason")), pc.invert(everything.column("unanswered"))
+    )
+    if source.template.unanswered == "zero":
+        usable = pc.is_null(everything.column("reject_reason"))
+    typed = everything.filter(usable).drop_columns(["reject_reason", "raw_text", "unanswered"])
+    outcome: dict[int, dict[str, Any]] = {}
+    if typed.num_rows:
+        ruled = mediation.rules.apply(typed)
+        xdrs = mediate_and_rate(typed, 0, mediation, rating)
+        for i, line in enumerate(xdrs.column("line").to_pylist()):
+            record = {name: _plain(xdrs.column(name)[i].as_py()) for name in (*CANONICAL, "number", *RATED)}
+            customer_id = xdrs.column("customer_id")[i].as_py()
+            vendor_id = xdrs.column("vendor_id")[i].as_py()
+            failed = [r for r in (record["reason"], record["vendor_reason"]) if r]
+            outcome[line] = {
+                "canonical": {name: record[name] for name in CANONICAL},
+                "mediated": {
+                    "cld_after_rules": ruled["cld"][i].as_py(),
+                    "number": record["number"],
+                    "account_after_rules": ruled["account"][i].as_py(),
+                    "customer": customers.get(customer_id) if customer_id is not None else None,
+                    "vendor_after_rules": ruled["vendor"][i].as_py(),
+                    "vendor": vendors.get(vendor_id) if vendor_id is not None else None,
+                    "country": _plain(xdrs.column("country")[i].as_py()),
+                    "destination_group": _plain(xdrs.column("destination_group")[i].as_py()),
+                    "rating_key": xdrs.column("rating_key")[i].as_py(),
+                },
+                "rated": {name: record[name] for name in RATED},
+                "outcome": "rated" if not failed else "failed: " + ", ".join(failed),
+            }
+    traced = []
+    reasons = dict(
+        zip(
+            everything.column("line").to_pylist(), everything.column("reject_reason").to_pylist(), strict=True
+        )
+    )
+    for line, raw in raws.items():
+        entry: dict[str, Any] = {"line": line, "raw": raw}
+        if line in outcome:
+            entry.update(outcome[line])
+        elif reasons.get(line):
+            entry["outcome"] = f"rejected: {reasons[line]}"
+        else:
+            entry["outcome"] = "skipped: not answered"
+        traced.append(entry)
+    return traced

@@ -1,0 +1,400 @@
+"""The summary report for invoicing, and the views that help find mistakes before invoicing.
+
+Everything is read from the daily totals (the aggregates every unit of work
+keeps exact), never from raw XDRs.  The CSV schema is stable and documented
+in docs/reports.md: invoicing tools import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Account, Adjustment, BillingPeriod, Customer, Job, Vendor
+from rerate.ledger.reader import Visibility, open_totals
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.periods import period_bounds
+from rerate.services.visibility import current_visibility
+
+#: --group-by keys: (the totals' column it groups by first, the shown value over the small result ``b``).
+GROUPS = {
+    "customer": ("t.customer_id", "coalesce(c.name, '(unknown account)')"),
+    "account": ("t.account_id", "coalesce(a.identifier, '(unknown)')"),
+    "vendor": ("t.vendor_id", "coalesce(v.name, '(unknown vendor)')"),
+    "country": ("t.country", "coalesce(b.country, '')"),
+    "destination_group": ("t.destination_group", "coalesce(b.destination_group, '')"),
+    "service": ("t.service", "coalesce(b.service, '')"),
+    "day": ("t.day", "strftime(b.day, '%Y-%m-%d')"),
+    "period": ("date_trunc('month', t.day) AS period", "strftime(b.period, '%Y-%m')"),
+}
+#: Measures that add up from lines to totals.
+ADDITIVE = ("calls", "seconds", "billed", "revenue", "cost", "failed")
+MEASURES = ("calls", "seconds", "billed", "revenue", "cost", "cost_currency", "margin", "failed")
+#: Columns of the CSV after the group keys (docs/reports.md).
+ADJUSTMENT_COLUMNS = ("corrected_period", "destination", "job_id")
+
+
+@dataclass
+class ReportRequest:
+    customers: Sequence[str] = ()
+    period: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    group_by: Sequence[str] = ("customer",)
+    as_closed: bool = False
+
+
+@dataclass
+class Report:
+    group_by: list[str]
+    window: tuple[str | None, str | None]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    adjustments: list[dict[str, Any]] = field(default_factory=list)
+    totals: list[dict[str, Any]] = field(default_factory=list)
+    as_closed: bool = False
+
+    @property
+    def columns(self) -> list[str]:
+        """The CSV's columns: section, the group keys, currency, the measures, the adjustment fields."""
+        return ["section", *self.group_by, "currency", *MEASURES, *ADJUSTMENT_COLUMNS]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every section as rows of :attr:`columns` (None where a column does not apply)."""
+        found = []
+        for section, entries in (
+            ("line", self.lines),
+            ("adjustment", self.adjustments),
+            ("total", self.totals),
+        ):
+            for entry in entries:
+                found.append({c: entry.get(c) for c in self.columns} | {"section": section})
+        return found
+
+
+def _window(request: ReportRequest) -> tuple[datetime | None, datetime | None]:
+    if request.period and (request.start or request.end):
+        raise InvalidInputError("give --period or --from/--to, not both")
+    if request.period:
+        first, after = period_bounds(request.period)
+        return first, after
+    if request.start and request.end and request.end <= request.start:
+        raise InvalidInputError("--to must be after --from")
+    return request.start, request.end
+
+
+def summary_report(app: App, request: ReportRequest) -> Report:
+    """The period's lines grouped as asked, corrections to closed periods, and totals per currency."""
+    unknown = [g for g in request.group_by if g not in GROUPS]
+    if unknown or not request.group_by:
+        raise InvalidInputError(
+            f"--group-by takes a comma list of {', '.join(GROUPS)}"
+            + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+        )
+    start, end = _window(request)
+    with app.catalog.reading() as session:
+        customers = {name: id_ for id_, name in session.execute(select(Customer.id, Customer.name))}
+        missing = [c for c in request.customers if c not in customers]
+        if missing:
+            raise NotFoundError(f"no customer {', '.join(map(repr, missing))}")
+        wanted = [customers[c] for c in request.customers]
+        visibility = current_visibility(session)
+        parties = {
+            "customers": session.execute(select(Customer.id, Customer.name, Customer.currency)).all(),
+            "accounts": session.execute(select(Account.id, Account.identifier)).all(),
+            "vendors": session.execute(select(Vendor.id, Vendor.name)).all(),
+        }
+        closed = None
+        if request.as_closed:
+            if len(wanted) != 1 or not request.period:
+                raise InvalidInputError("--as-closed reproduces one customer's closed --period")
+            closed = session.scalar(
+                select(BillingPeriod).where(
+                    BillingPeriod.customer_id == wanted[0], BillingPeriod.period == request.period
+                )
+            )
+            if closed is None:
+                raise NotFoundError(f"{request.customers[0]} {request.period} is not closed")
+        adjustments = (
+            _adjustments(session, wanted, start, end, visibility.jobs) if wanted and not closed else []
+        )
+    if closed is not None:  # exactly as invoiced: the totals' version and units recorded at closing
+        visibility = Visibility(collections=(), sources=tuple(closed.sources))
+    con = open_totals(
+        app.ledger,
+        visibility,
+        memory_limit=app.settings.duckdb_memory_limit,
+        version=closed.totals_version if closed is not None else None,
+    )
+    _register_parties(con, parties)
+    report = Report(
+        list(request.group_by),
+        (start.isoformat() if start else None, end.isoformat() if end else None),
+        as_closed=closed is not None,
+    )
+    report.lines = _grouped(con, list(request.group_by), wanted, start, end)
+    report.adjustments = adjustments
+    report.totals = _totals(report.lines, report.adjustments)
+    return report
+
+
+def _register_parties(con: duckdb.DuckDBPyConnection, parties: dict[str, Sequence[Any]]) -> None:
+    customers, accounts, vendors = parties["customers"], parties["accounts"], parties["vendors"]
+    con.register(
+        "report_customers",
+        pa.table(
+            {
+                "id": pa.array([c[0] for c in customers], pa.int64()),
+                "name": pa.array([c[1] for c in customers], pa.string()),
+                "currency": pa.array([c[2] for c in customers], pa.string()),
+            }
+        ),
+    )
+    con.register(
+        "report_accounts",
+        pa.table(
+            {
+                "id": pa.array([a[0] for a in accounts], pa.int64()),
+                "identifier": pa.array([a[1] for a in accounts], pa.string()),
+            }
+        ),
+    )
+    con.register(
+        "report_vendors",
+        pa.table(
+            {
+                "id": pa.array([v[0] for v in vendors], pa.int64()),
+                "name": pa.array([v[1] for v in vendors], pa.string()),
+            }
+        ),
+    )
+
+
+def _filters(wanted: Sequence[int], start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if wanted:
+        where.append(f"t.customer_id IN ({', '.join('?' for _ in wanted)})")
+        params.extend(wanted)
+    if start is not None:
+        where.append("t.day >= ?")
+        params.append(start.date())
+    if end is not None:
+        where.append("t.day < ?")
+        params.append(end.date())
+    return " AND ".join(where), params
+
+
+def _grouped(
+    con: duckdb.DuckDBPyConnection,
+    keys: list[str],
+    wanted: Sequence[int],
+    start: datetime | None,
+    end: datetime | None,
+) -> list[dict[str, Any]]:
+    where, params = _filters(wanted, start, end)
+    # First by the totals' own columns (ids, low-cardinality text), then names on the small result:
+    # the daily totals of a month can hold millions of rows.
+    first = ", ".join(dict.fromkeys(["t.customer_id", *(GROUPS[k][0] for k in keys)]))
+    shown = "".join(f"{GROUPS[k][1]} AS {k}, " for k in keys)
+    rows = con.execute(
+        f"""
+        WITH b AS (
+            SELECT {first}, t.currency, t.vendor_currency,
+                   sum(t.calls) FILTER (WHERE t.status = 'rated') AS calls,
+                   sum(t.seconds) FILTER (WHERE t.status = 'rated') AS seconds,
+                   sum(t.billed) FILTER (WHERE t.status = 'rated') AS billed,
+                   sum(t.amount) FILTER (WHERE t.status = 'rated') AS revenue,
+                   sum(t.cost) FILTER (WHERE t.vendor_status = 'rated') AS cost,
+                   sum(t.calls) FILTER (WHERE t.vendor_status = 'rated') AS costed,
+                   sum(t.calls) FILTER (WHERE t.status = 'failed' OR t.vendor_status = 'failed') AS failed
+            FROM daily_totals t
+            WHERE {where}
+            GROUP BY ALL
+        )
+        SELECT {shown}
+               coalesce(b.currency, c.currency, '') AS report_currency,
+               coalesce(sum(b.calls), 0), coalesce(sum(b.seconds), 0), coalesce(sum(b.billed), 0),
+               coalesce(sum(b.revenue), 0), coalesce(sum(b.cost), 0),
+               CASE WHEN count(DISTINCT b.vendor_currency) FILTER (WHERE b.costed > 0) > 1 THEN 'mixed'
+                    ELSE coalesce(any_value(b.vendor_currency) FILTER (WHERE b.costed > 0), '')
+               END,
+               coalesce(sum(b.failed), 0)
+        FROM b
+        LEFT JOIN report_customers c ON c.id = b.customer_id
+        {"LEFT JOIN report_accounts a ON a.id = b.account_id" if "account" in keys else ""}
+        {"LEFT JOIN report_vendors v ON v.id = b.vendor_id" if "vendor" in keys else ""}
+        GROUP BY ALL
+        ORDER BY ALL
+        """,
+        params,
+    ).fetchall()
+    names = [*keys, "currency", "calls", "seconds", "billed", "revenue", "cost", "cost_currency", "failed"]
+    found = []
+    for row in rows:
+        entry = dict(zip(names, row, strict=True))
+        same = entry["cost_currency"] in ("", entry["currency"])
+        entry["margin"] = entry["revenue"] - entry["cost"] if same else None
+        found.append(entry)
+    return found
+
+
+def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Totals per currency, summed from the lines (the same figures a query without keys gives),
+    plus the adjustments' money: corrections are invoiced with the period."""
+    totals: dict[str, dict[str, Any]] = {}
+
+    def total_of(currency: str) -> dict[str, Any]:
+        empty = {"currency": currency, **dict.fromkeys(ADDITIVE, 0), "cost_currency": "", "margin": None}
+        return totals.setdefault(currency, empty)
+
+    for line in lines:
+        total = total_of(line["currency"])
+        for name in ADDITIVE:
+            total[name] += line[name]
+        if line["cost_currency"] and total["cost_currency"] != line["cost_currency"]:
+            total["cost_currency"] = line["cost_currency"] if not total["cost_currency"] else "mixed"
+    for adjustment in adjustments:
+        total = total_of(adjustment["currency"])
+        total["revenue"] += adjustment["revenue"]
+        total["cost"] += adjustment["cost"]
+    for total in totals.values():
+        if total["cost_currency"] in ("", total["currency"]):
+            total["margin"] = total["revenue"] - total["cost"]
+    return [totals[c] for c in sorted(totals)]
+
+
+def _adjustments(
+    session: Session, wanted: Sequence[int], start: datetime | None, end: datetime | None, jobs: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Corrections to closed periods made by jobs applied in the window (still applied)."""
+    if not jobs:
+        return []
+    query = (
+        select(Adjustment, Customer.name, Job.finished_at)
+        .join(Customer, Customer.id == Adjustment.customer_id)
+        .join(Job, Job.id == Adjustment.job_id)
+        .where(Adjustment.customer_id.in_(wanted), Adjustment.job_id.in_(list(jobs)))
+        .order_by(Adjustment.period, Adjustment.destination, Adjustment.id)
+    )
+    lines = []
+    for adjustment, customer, finished in session.execute(query).all():
+        when = finished.replace(tzinfo=UTC) if finished and finished.tzinfo is None else finished
+        if when is not None and ((start and when < start) or (end and when >= end)):
+            continue
+        lines.append(
+            {
+                "customer": customer,
+                "currency": adjustment.currency,
+                "calls": adjustment.xdrs,
+                "revenue": adjustment.amount_delta,
+                "cost": adjustment.cost_delta,
+                "margin": adjustment.amount_delta - adjustment.cost_delta,
+                "corrected_period": adjustment.period,
+                "destination": adjustment.destination,
+                "job_id": adjustment.job_id,
+            }
+        )
+    return lines
+
+
+def failures_by_reason(
+    app: App, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Failed XDRs per customer and reason, either side: what to fix before invoicing."""
+    con, where, params = _current(app, start, end)
+    rows = con.execute(
+        f"""
+        SELECT coalesce(c.name, '(unknown account)') AS customer, side, reason, sum(calls) AS xdrs
+        FROM (
+            SELECT customer_id, 'customer' AS side, reason, calls, day FROM daily_totals t
+            WHERE status = 'failed' AND {where}
+            UNION ALL
+            SELECT customer_id, 'vendor', vendor_reason, calls, day FROM daily_totals t
+            WHERE vendor_status = 'failed' AND {where}
+        ) f LEFT JOIN report_customers c ON c.id = f.customer_id
+        GROUP BY 1, 2, 3 ORDER BY 4 DESC, 1, 2, 3
+        """,
+        params + params,
+    ).fetchall()
+    return [dict(zip(("customer", "side", "reason", "xdrs"), r, strict=True)) for r in rows]
+
+
+def negative_margins(
+    app: App, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Customer and destination pairs that cost more than they earn (same currency on both sides)."""
+    con, where, params = _current(app, start, end)
+    rows = con.execute(
+        f"""
+        SELECT coalesce(c.name, '(unknown account)') AS customer, coalesce(t.country, '') AS country,
+               coalesce(t.destination_group, '') AS destination_group, t.currency,
+               sum(t.calls) AS calls, sum(t.amount) AS revenue, sum(t.cost) AS cost,
+               sum(t.amount) - sum(t.cost) AS margin
+        FROM daily_totals t LEFT JOIN report_customers c ON c.id = t.customer_id
+        WHERE t.status = 'rated' AND t.vendor_status = 'rated' AND t.currency = t.vendor_currency AND {where}
+        GROUP BY 1, 2, 3, 4 HAVING sum(t.amount) < sum(t.cost)
+        ORDER BY margin, 1, 2, 3
+        """,
+        params,
+    ).fetchall()
+    names = ("customer", "country", "destination_group", "currency", "calls", "revenue", "cost", "margin")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def day_over_day_jumps(
+    app: App,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    threshold_percent: int = 50,
+    minimum_calls: int = 100,
+) -> list[dict[str, Any]]:
+    """Days whose calls or revenue moved more than ``threshold_percent`` from the day before, per customer."""
+    con, where, params = _current(app, start, end)
+    rows = con.execute(
+        f"""
+        WITH daily AS (
+            SELECT t.customer_id, t.day, sum(t.calls) AS calls, sum(t.amount) AS revenue
+            FROM daily_totals t WHERE t.status = 'rated' AND {where} GROUP BY 1, 2
+        ),
+        paired AS (
+            SELECT *, lag(calls) OVER w AS calls_before, lag(revenue) OVER w AS revenue_before,
+                   lag(day) OVER w AS day_before
+            FROM daily WINDOW w AS (PARTITION BY customer_id ORDER BY day)
+        )
+        SELECT coalesce(c.name, '(unknown account)'), strftime(day, '%Y-%m-%d'), calls_before, calls,
+               revenue_before, revenue
+        FROM paired p LEFT JOIN report_customers c ON c.id = p.customer_id
+        WHERE day_before = day - INTERVAL 1 DAY AND greatest(calls, calls_before) >= ?
+          AND (abs(calls - calls_before) * 100 > ? * calls_before
+               OR abs(revenue - revenue_before) * 100 > ? * revenue_before)
+        ORDER BY 1, 2
+        """,
+        [*params, minimum_calls, threshold_percent, threshold_percent],
+    ).fetchall()
+    names = ("customer", "day", "calls_before", "calls", "revenue_before", "revenue")
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
+def _current(
+    app: App, start: datetime | None, end: datetime | None
+) -> tuple[duckdb.DuckDBPyConnection, str, list[Any]]:
+    with app.catalog.reading() as session:
+        visibility = current_visibility(session)
+        parties = {
+            "customers": session.execute(select(Customer.id, Customer.name, Customer.currency)).all(),
+            "accounts": [],
+            "vendors": [],
+        }
+    con = open_totals(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+    _register_parties(con, parties)
+    where, params = _filters((), start, end)
+    return con, where, params

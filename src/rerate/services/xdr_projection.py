@@ -1,0 +1,246 @@
+"""A template, applied: one DuckDB query from a file's raw text columns to typed canonical XDRs.
+
+The query extracts every canonical field as the template says, parses the
+connect time and the usage, gives each bad row its reason, and marks the
+unanswered calls; expressions then rewrite text fields, once per distinct
+value.  The canonical CSV is read through the same query, by its own
+template, so every layout is validated by the same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rerate.domain.expressions import Expression, ExpressionError
+from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
+
+MAX_DURATION = 1_000_000_000
+#: Canonical fields besides the connect time and the usage, in the XDR table's order.
+TEXT_FIELDS = ("source_id", "cli", "cld", "account", "vendor", "service")
+
+#: What switches write and what spreadsheets leave after re-saving a file (seconds dropped, slashes,
+#: no leading zeros: DuckDB's %m and %d accept one digit).
+_LOCAL_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+)
+_MONTH_FIRST = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")
+_DAY_FIRST = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass
+class Projected:
+    """The typed rows of a batch, the rows rejected (line, reason, raw) and the unanswered skipped."""
+
+    table: pa.Table
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)
+    skipped: int = 0
+
+
+class TemplateQuery:
+    """A template compiled for one file's columns."""
+
+    def __init__(
+        self, template: XdrTemplate, columns: Sequence[str], keep_other_columns: bool = False
+    ) -> None:
+        self.template = template
+        self.columns = list(columns)
+        self.fields = usable_alternatives(template, columns)
+        self.expressions: dict[str, Expression] = template.compiled_expressions()
+        used = {c for alternatives in self.fields.values() for a in alternatives for c in a.columns}
+        if template.answered.column:  # the usable sources' columns: absent optional ones are left out
+            used.add(template.answered.column)
+        self.others = [c for c in columns if c not in used] if keep_other_columns else []
+        #: The file's columns the query reads, in file order: the reader converts only these.
+        self.needed = [c for c in self.columns if c in used or c in self.others]
+        self.sql = self._select()
+
+    def _time_sql(self, source: Source) -> str:
+        if source.value is not None or source.column is None:
+            return "NULL::TIMESTAMPTZ"
+        text = f"nullif(trim({_quoted(source.column)}), '')"
+        match source.format:
+            case "iso":
+                return f"TRY_CAST({text} AS TIMESTAMPTZ)"
+            case "epoch" | "epoch_ms":
+                scale = 1_000_000 if source.format == "epoch" else 1_000
+                return (
+                    f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,15}}') AND CAST({text} AS BIGINT) > 0 "
+                    f"THEN timezone('UTC', make_timestamp(CAST({text} AS BIGINT) * {scale})) END"
+                )
+            case _:
+                zone = self.template.timezone if source.format == "local" else "UTC"
+                formats = [*_LOCAL_FORMATS, *(_DAY_FIRST if self.template.day_first else _MONTH_FIRST)]
+                listed = "[" + ", ".join(_literal(f) for f in formats) + "]"
+                return f"timezone({_literal(zone)}, try_strptime({text}, {listed}))"
+
+    @staticmethod
+    def _text_sql(source: Source) -> str:
+        if source.value is not None:
+            return _literal(source.value)
+        if source.hash:
+            parts = ", ".join(f"coalesce(trim({_quoted(c)}), '')" for c in source.hash)
+            return f"md5(concat_ws('|', {parts}))"
+        assert source.column is not None
+        column = _quoted(source.column)
+        if source.pattern is not None:
+            return f"nullif(regexp_extract({column}, {_literal(source.pattern)}, 1), '')"
+        return f"nullif(trim({column}), '')"
+
+    def _field_sql(self, name: str) -> str:
+        alternatives = self.fields.get(name, ())
+        if not alternatives:
+            return "NULL::VARCHAR"
+        parts = [self._text_sql(a) for a in alternatives]
+        return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
+
+    def _select(self) -> str:
+        times = self.fields["connect_time"]
+        parsed_time = [self._time_sql(a) for a in times]
+        time_sql = parsed_time[0] if len(parsed_time) == 1 else f"coalesce({', '.join(parsed_time)})"
+        time_text = [f"nullif(trim({_quoted(a.column)}), '')" for a in times if a.column is not None]
+        time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
+        answered = self.template.answered
+        if answered.column:  # read in the first step, where the file's columns are
+            values = ", ".join(_literal(v) for v in answered.values)
+            marked_sql = f"coalesce(trim({_quoted(answered.column)}) IN ({values}), false)"
+            answered_sql = "marked_answered"
+        else:
+            marked_sql = "NULL::BOOLEAN"
+            answered_sql = "coalesce(dur > 0, false)"
+        extra_sql = (
+            "json_object(" + ", ".join(f"{_literal(c)}, {_quoted(c)}" for c in self.others) + ")::VARCHAR"
+            if self.others
+            else "NULL::VARCHAR"
+        )
+        # A rejected row is shown by the fields the template reads (all of them for the canonical CSV).
+        raw_sql = (
+            f"concat_ws({_literal(self.template.delimiter)}, {', '.join(_quoted(c) for c in self.needed)})"
+        )
+        zero = self.template.unanswered == "zero"
+        return f"""
+        WITH source AS (
+            SELECT line,
+                   {self._field_sql("source_id")} AS source_id,
+                   {time_sql} AS ts,
+                   {time_text_sql} AS time_text,
+                   trim(coalesce({self._field_sql("duration")}, '')) AS usage_text,
+                   {self._field_sql("cli")} AS cli,
+                   {self._field_sql("cld")} AS cld,
+                   {self._field_sql("account")} AS account,
+                   {self._field_sql("vendor")} AS vendor,
+                   coalesce({self._field_sql("service")}, 'voice') AS service,
+                   {extra_sql} AS extra,
+                   {marked_sql} AS marked_answered,
+                   {raw_sql} AS raw_text
+            FROM raw_batch
+        ),
+        parsed AS (
+            SELECT *,
+                   CASE WHEN regexp_full_match(usage_text, '[0-9]{{1,18}}')
+                        THEN TRY_CAST(usage_text AS BIGINT) END AS dur
+            FROM source
+        ),
+        checked AS (
+            SELECT *,
+                   CASE
+                     WHEN source_id IS NULL THEN 'missing source_id'
+                     WHEN time_text = '' AND ts IS NULL THEN 'missing connect_time'
+                     WHEN ts IS NULL THEN 'connect_time is not a time: ' || time_text
+                     WHEN usage_text = '' THEN 'missing duration'
+                     WHEN regexp_full_match(usage_text, '-[0-9]+') THEN 'negative duration: ' || usage_text
+                     WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || usage_text
+                     WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || usage_text
+                     WHEN cld IS NULL THEN 'missing cld (called number)'
+                   END AS reject_reason,
+                   {answered_sql} AS answered
+            FROM parsed
+        )
+        SELECT line, source_id, ts AS connect_time,
+               CASE WHEN {str(zero).lower()} AND NOT answered THEN 0 ELSE dur END AS duration,
+               coalesce(cli, '') AS cli, cld, coalesce(account, '') AS account,
+               coalesce(vendor, '') AS vendor,
+               service, extra, CAST(ts AS DATE) AS call_date,
+               reject_reason,
+               CASE WHEN reject_reason IS NOT NULL THEN raw_text END AS raw_text,
+               reject_reason IS NULL AND NOT answered AS unanswered
+        FROM checked
+        """
+
+    def every_row(self, con: duckdb.DuckDBPyConnection, raw: pa.Table) -> pa.Table:
+        """The query's result for every row of ``raw``, with ``reject_reason`` and ``unanswered``."""
+        con.register("raw_batch", raw)
+        try:
+            return con.sql(self.sql).to_arrow_table()
+        finally:
+            con.unregister("raw_batch")
+
+    def project(self, con: duckdb.DuckDBPyConnection, raw: pa.Table) -> Projected:
+        """Typed canonical rows of ``raw`` (the file's columns as text, plus ``line``)."""
+        result = self.every_row(con, raw)
+        reason = result.column("reject_reason")
+        rejects: list[tuple[int, str, str]] = []
+        if reason.null_count != len(reason):
+            bad = result.filter(pc.is_valid(reason)).select(["line", "reject_reason", "raw_text"])
+            rejects = list(zip(*(bad.column(i).to_pylist() for i in range(3)), strict=True))
+            result = result.filter(pc.is_null(reason))
+        skipped = 0
+        if self.template.unanswered == "skip":
+            unanswered = result.column("unanswered")
+            skipped = int(pc.sum(pc.cast(unanswered, pa.int64())).as_py() or 0)
+            if skipped:
+                result = result.filter(pc.invert(unanswered))
+        result = result.drop_columns(["reject_reason", "raw_text", "unanswered"])
+        if self.expressions and result.num_rows:
+            result, failed = self._rewrite(result)
+            rejects.extend(failed)
+        return Projected(result, rejects, skipped)
+
+    def _rewrite(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+        """Apply the expressions, once per distinct value; a value that fails rejects its rows."""
+        failed = pa.array(np.zeros(table.num_rows, dtype=bool))
+        rejects: dict[int, tuple[int, str, str]] = {}
+        for name, expression in self.expressions.items():
+            encoded = pc.dictionary_encode(table.column(name)).combine_chunks()
+            results: list[str | None] = []
+            problems: dict[int, str] = {}
+            for index, value in enumerate(encoded.dictionary.to_pylist()):
+                try:
+                    results.append(str(expression.evaluate(value)))
+                except ExpressionError as exc:
+                    results.append(None)
+                    problems[index] = f"expressions.{name}: {exc}"
+            if problems:
+                bad = pc.fill_null(
+                    pc.is_in(encoded.indices, value_set=pa.array(list(problems), pa.int32())), False
+                )
+                lines = pc.filter(table.column("line"), bad).to_pylist()
+                indices = pc.filter(encoded.indices, bad).to_pylist()
+                values = pc.filter(table.column(name), bad).to_pylist()
+                for line, index, value in zip(lines, indices, values, strict=True):
+                    rejects.setdefault(line, (line, problems[index], str(value)))
+                failed = pc.or_(failed, bad)
+            rewritten = pc.take(pa.array(results, pa.string()), encoded.indices)
+            table = table.set_column(table.schema.get_field_index(name), name, rewritten)
+        return table.filter(pc.invert(failed)), sorted(rejects.values())

@@ -1,0 +1,132 @@
+"""XDR import templates: the built-in layouts, and the ones operators save under a name."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import ImportTemplate
+from rerate.domain.xdr_templates import TemplateError, XdrTemplate, parse_template
+from rerate.services import audit
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.xdr_projection import TemplateQuery
+
+TEMPLATE_KIND = "xdr"
+
+
+@cache
+def builtin_templates() -> dict[str, XdrTemplate]:
+    """The layouts rerate ships (``src/rerate/templates/*.toml``), by name."""
+    found: dict[str, XdrTemplate] = {}
+    for entry in sorted(resources.files("rerate.templates").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            template = parse_template(tomllib.loads(entry.read_text(encoding="utf-8")))
+            found[template.name] = template
+    return found
+
+
+def find_template(session: Session, name: str) -> XdrTemplate:
+    """A built-in or saved template; :class:`NotFoundError` lists the known ones."""
+    builtin = builtin_templates().get(name)
+    if builtin is not None:
+        return builtin
+    saved = session.scalar(
+        select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
+    )
+    if saved is None:
+        known = [*builtin_templates(), *_saved_names(session)]
+        raise NotFoundError(f"no XDR template {name!r}; templates: {', '.join(known)}")
+    return parse_template(saved.settings, name=name)
+
+
+def _saved_names(session: Session) -> list[str]:
+    query = (
+        select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND).order_by(ImportTemplate.name)
+    )
+    return list(session.scalars(query))
+
+
+def read_template_file(path: Path, name: str) -> XdrTemplate:
+    """A template from a TOML file, checked down to the queries it makes."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidInputError(f"file not found: {path}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path.name} is not a TOML file: {exc}") from exc
+    try:
+        template = parse_template(data, name=name)
+        _try_query(template)
+    except TemplateError as exc:
+        raise InvalidInputError(f"{path.name}: {exc}") from exc
+    return template
+
+
+def _try_query(template: XdrTemplate) -> None:
+    """Run the template's query on one empty row, so a pattern DuckDB cannot use is caught when saved."""
+    columns = list(template.columns) or sorted(template.columns_read())
+    query = TemplateQuery(template, columns)
+    empty = pa.table({**{c: pa.array([""], pa.string()) for c in columns}, "line": pa.array([1], pa.int64())})
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone='UTC'")
+        query.project(con, empty)
+    except duckdb.Error as exc:
+        raise TemplateError(f"the template's query fails: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()
+
+
+def add_template(app: App, name: str, path: Path) -> XdrTemplate:
+    """Save (or replace) the template ``name`` from a TOML file; built-in names are taken."""
+    if name in builtin_templates():
+        raise InvalidInputError(f"{name!r} is a built-in template; save yours under another name")
+    template = read_template_file(path, name)
+    with app.catalog.transaction() as session:
+        saved = session.scalar(
+            select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
+        )
+        before = saved.settings if saved else None
+        if saved is None:
+            saved = ImportTemplate(kind=TEMPLATE_KIND, name=name, created_by=app.actor)
+            session.add(saved)
+        saved.settings = template.as_dict()
+        saved.updated_at = datetime.now(UTC)
+        audit.record(
+            session, app.actor, "template.save", f"XDR template {name}", before=before, after=saved.settings
+        )
+    return template
+
+
+def list_templates(app: App) -> list[dict[str, Any]]:
+    rows = [
+        {"name": t.name, "kind": "built-in", "description": t.description}
+        for t in builtin_templates().values()
+    ]
+    with app.catalog.reading() as session:
+        for saved in session.scalars(
+            select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND).order_by(ImportTemplate.name)
+        ):
+            rows.append(
+                {
+                    "name": saved.name,
+                    "kind": f"saved by {saved.created_by}",
+                    "description": str(saved.settings.get("description", "")),
+                }
+            )
+    return rows
+
+
+def show_template(app: App, name: str) -> dict[str, Any]:
+    with app.catalog.reading() as session:
+        return find_template(session, name).as_dict()

@@ -1,0 +1,174 @@
+"""Mediation rules in the catalog: applied at ingest, by re-processing, dated, scoped, traced."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import AuditEntry
+from rerate.ledger.reader import open_views
+from rerate.ledger.schema import XDR_FILE_SCHEMA
+from rerate.ledger.tables import REVISIONS, TABLES, XDRS, Ledger
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.export import export_xdrs
+from rerate.services.ingest import ingest
+from rerate.services.mediation_rules import add_rule, list_rules, remove_rule
+from rerate.services.mediation_trace import trace
+from rerate.services.reprocess import reprocess
+from rerate.services.scopes import resolve_scope
+from rerate.services.timeparse import parse_utc
+from rerate.services.visibility import current_visibility
+from tests.factories import ledger_and_totals, write_xdrs
+from tests.switch_samples import asterisk_csv
+
+ROWS = [
+    ("n1", "2026-10-20T10:00:00Z", "60", "1001", "020 7946 0000", "acc1", "gw1"),  # national UK number
+    ("n2", "2026-10-20T10:00:00Z", "60", "1001", "0049301234", "acc1", "gw1"),  # international, 00
+    ("n3", "2026-10-20T10:00:00Z", "60", "1001", "02079460000", "acc2", "gw1"),  # other account: no rule
+    ("i1", "2026-10-20T10:00:00Z", "60", "1001", "4420794600", "10.0.0.5", "trunk-b"),  # IP and trunk alias
+    ("d1", "2026-10-05T10:00:00Z", "60", "1001", "4420794600", "10.0.0.5", "gw1"),  # before the alias
+]
+
+
+def _export(app: App, tmp_path: Path) -> dict[str, dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        return {row["source_id"]: row for row in csv.DictReader(handle)}
+
+
+def _uk_rules(app: App) -> None:
+    add_rule(app, "number", "00", "", account="acc1", description="international stays international")
+    add_rule(app, "number", "0", "44", account="acc1", min_length=8, description="UK PBX dials nationally")
+    add_rule(app, "account", "10.0.0.5", "acc1", valid_from=parse_utc("2026-10-10T00:00:00Z", field="from"))
+    add_rule(app, "vendor", "trunk-b", "gw1")
+
+
+def test_rules_apply_at_ingest_by_scope_and_date(world: App, tmp_path: Path) -> None:
+    _uk_rules(world)
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert report.loaded == 5
+    rows = _export(world, tmp_path)
+    assert (rows["n1"]["status"], rows["n1"]["prefix"], rows["n1"]["cld"]) == ("rated", "44", "020 7946 0000")
+    assert (rows["n2"]["status"], rows["n2"]["prefix"]) == ("rated", "49")  # not taken for a national number
+    assert rows["n3"]["reason"] == "no_rate"  # acc2 has no rule: 02079460000 matches no prefix
+    assert (rows["i1"]["customer"], rows["i1"]["vendor"], rows["i1"]["vendor_status"]) == (
+        "Acme",
+        "Carrier",
+        "rated",
+    )
+    assert rows["d1"]["reason"] == "unknown_account"  # the alias starts on the 10th
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+
+
+def test_reprocessing_applies_rules_added_later_and_ending_a_rule_keeps_history(
+    world: App, tmp_path: Path
+) -> None:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert _export(world, tmp_path)["n1"]["reason"] == "no_rate"
+    _uk_rules(world)
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, statuses=["failed"])
+    report = reprocess(world, scope, failed_only=True)
+    assert report.cured == 2  # n1 (number rule), i1 (account and vendor aliases); n3 and d1 still fail
+    rows = _export(world, tmp_path)
+    assert [rows[s]["status"] for s in ("n1", "n3", "i1", "d1")] == ["rated", "failed", "rated", "failed"]
+
+    number_rule = next(r for r in list_rules(world) if r["match"] == "0")
+    message = remove_rule(world, number_rule["id"], ending=parse_utc("2026-10-20T00:00:00Z", field="from"))
+    assert "ends 2026-10-20" in message
+    with world.catalog.reading() as session:
+        everything = resolve_scope(session, customers=["Acme"])
+    reprocess(world, everything, failed_only=False)
+    assert _export(world, tmp_path)["n1"]["reason"] == "no_rate"  # called after the rule ended
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+    with world.catalog.reading() as session:
+        actions = [a.action for a in session.scalars(select(AuditEntry))]
+    assert actions.count("mediation.rule_add") == 4 and "mediation.rule_remove" in actions
+
+
+def test_rule_errors_are_clear(world: App) -> None:
+    with pytest.raises(InvalidInputError, match="not both"):
+        add_rule(world, "number", "0", "44", account="acc1", vendor="gw1")
+    with pytest.raises(InvalidInputError, match="needs the identifier"):
+        add_rule(world, "account", "10.0.0.5")
+    with pytest.raises(NotFoundError, match="no mediation rule 99"):
+        remove_rule(world, 99)
+    rule = add_rule(world, "number", "9", "")
+    assert remove_rule(world, rule.id) == f"rule {rule.id} removed" and list_rules(world) == []
+
+
+def test_trace_follows_rows_from_raw_fields_to_rating(world: App, tmp_path: Path) -> None:
+    add_rule(world, "number", "0", "44", min_length=8)
+    path = asterisk_csv(tmp_path / "Master.csv")
+    with path.open("a") as handle:
+        handle.write('"acc9","1009","02079460000","ctx","x","SIP/1-1","SIP/gw1-00000001","Dial","",')
+        handle.write(
+            '"2026-10-20 13:00:00","2026-10-20 13:00:01","2026-10-20 13:01:00",60,59,"ANSWERED","D","u9",""\n'
+        )
+        handle.write('"acc1","1001","4420794600","ctx","x","SIP/1-2","SIP/gw1-00000002","Dial","",')
+        handle.write('"yesterday","","",60,59,"ANSWERED","D","u10",""\n')
+    rows = trace(world, path, "asterisk-csv", limit=10)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    first = rows[0]
+    assert first["raw"]["dstchannel"] == "SIP/gw1-00000010" and first["canonical"]["vendor"] == "gw1"
+    assert first["mediated"]["customer"] == "Acme" and first["rated"]["status"] == "rated"
+    assert first["outcome"] == "rated" and first["rated"]["amount"] is not None
+    assert rows[2]["outcome"] == "skipped: not answered"
+    assert rows[3]["mediated"]["number"] == "442079460000"  # the rule, then normalization
+    assert rows[3]["outcome"] == "failed: unknown_account"
+    assert rows[4]["outcome"] == "rejected: connect_time is not a time: yesterday"
+    assert trace(world, path, "asterisk-csv", limit=2) == rows[:2]
+    ledger, _ = ledger_and_totals(world)
+    assert ledger == []  # a trace writes nothing
+
+
+def test_service_and_rating_key_are_stored_with_each_xdr_and_follow_reprocessing(
+    world: App, tmp_path: Path
+) -> None:
+    add_rule(world, "service", "4479", "mobile")
+    ingest(
+        world,
+        [write_xdrs(tmp_path / "x.csv", [*ROWS[:2], ("m1", *ROWS[0][1:4], "447900123456", "acc1", "gw1")])],
+    )
+    rows = _export(world, tmp_path)
+    assert [rows[s]["rating_key"] for s in ("n1", "n2", "m1")] == ["voice", "voice", "mobile"]
+    assert rows["m1"]["service"] == "voice"  # the raw field stays as received
+    add_rule(world, "rating_key", "", "{service}:outbound", account="acc1")
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    report = reprocess(world, scope, failed_only=False)
+    assert report.changed == 3
+    rows = _export(world, tmp_path)
+    assert [rows[s]["rating_key"] for s in ("n1", "m1")] == ["voice:outbound", "mobile:outbound"]
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+
+
+def test_a_ledger_from_before_the_rating_key_gains_the_column(world: App, tmp_path: Path) -> None:
+    old = Ledger(tmp_path / "old-ledger")
+    for name, (schema, partitions) in TABLES.items():  # the tables as an earlier version made them
+        without = pa.schema([f for f in schema if f.name != "rating_key"])
+        DeltaTable.create(str(old.path(name)), schema=without, partition_by=partitions)
+    assert "rating_key" not in {f.name for f in old.table(XDRS).schema().fields}
+    old.ensure()
+    old.ensure()  # idempotent
+    for name in (XDRS, REVISIONS):
+        assert "rating_key" in {f.name for f in old.table(name).schema().fields}
+    # A data file written before the column existed reads as null through the views.
+    old_file = tmp_path / "old.parquet"
+    file_schema = pa.schema([f for f in XDR_FILE_SCHEMA if f.name != "rating_key"])
+    pq.write_table(file_schema.empty_table(), old_file)
+    with world.catalog.reading() as session:
+        visibility = current_visibility(session)
+    con = open_views(world.ledger, visibility, files=([str(old_file)], []))
+    assert ("rating_key", "VARCHAR") in [(c[0], c[1]) for c in con.execute("DESCRIBE xdrs").fetchall()]

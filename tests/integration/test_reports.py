@@ -1,0 +1,174 @@
+"""The summary report and the mismatch views, against the ledger they summarize."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.domain.rating import Side
+from rerate.entrypoints.cli_reports import write_csv, write_xlsx
+from rerate.services.corrections import RerateRequest, rerate
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.export import export_xdrs
+from rerate.services.ingest import ingest
+from rerate.services.periods import close_period
+from rerate.services.report import (
+    ReportRequest,
+    day_over_day_jumps,
+    failures_by_reason,
+    negative_margins,
+    summary_report,
+)
+from rerate.services.scopes import resolve_scope
+from tests.factories import write_xdrs
+
+ROWS = [
+    ("o1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
+    ("o2", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+    ("o3", "2026-10-20T11:00:00Z", "30", "1", "4420794600", "acc2", "gw1"),
+    ("f1", "2026-10-20T12:00:00Z", "30", "1", "4420794600", "stranger", "gw1"),  # unknown account
+    ("f2", "2026-10-20T13:00:00Z", "30", "1", "4420794600", "acc1", "gw9"),  # unknown vendor
+    ("n1", "2026-11-02T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+]
+
+
+@pytest.fixture
+def loaded(world: App, tmp_path: Path) -> App:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    return world
+
+
+def _exported(app: App, tmp_path: Path) -> list[dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_summary_by_customer_equals_the_xdrs_it_summarizes(loaded: App, tmp_path: Path) -> None:
+    report = summary_report(loaded, ReportRequest(period="2026-10"))
+    (acme,) = [line for line in report.lines if line["customer"] == "Acme"]
+    october = [r for r in _exported(loaded, tmp_path) if r["connect_time"].startswith("2026-10")]
+    rated = [r for r in october if r["customer"] == "Acme" and r["status"] == "rated"]
+    assert acme["calls"] == len(rated) and rated
+    assert acme["seconds"] == sum(int(r["duration"]) for r in rated)
+    assert acme["billed"] == sum(int(r["billed"]) for r in rated)
+    assert acme["revenue"] == sum((Decimal(r["amount"]) for r in rated), Decimal(0))
+    vendor_rated = [r for r in october if r["customer"] == "Acme" and r["vendor_status"] == "rated"]
+    assert acme["cost"] == sum((Decimal(r["cost"]) for r in vendor_rated), Decimal(0))
+    assert acme["margin"] == acme["revenue"] - acme["cost"]
+    assert acme["failed"] == 1  # f2: the vendor side failed
+    unknown = next(line for line in report.lines if line["customer"] == "(unknown account)")
+    assert (unknown["calls"], unknown["failed"]) == (0, 1)
+    text = io.StringIO()
+    write_csv(report, text)
+    zero = next(
+        r for r in csv.DictReader(io.StringIO(text.getvalue())) if r["customer"] == "(unknown account)"
+    )
+    assert Decimal(zero["revenue"]) == 0 and "E" not in zero["revenue"].upper()  # a zero sum is not 0E-9
+    total = next(t for t in report.totals if t["currency"] == "EUR")
+    assert total["revenue"] == acme["revenue"]
+
+
+def test_groupings_add_their_keys_and_csv_and_xlsx_keep_exact_money(loaded: App, tmp_path: Path) -> None:
+    report = summary_report(loaded, ReportRequest(customers=["Acme"], group_by=["day", "account"]))
+    keys = [(line["day"], line["account"]) for line in report.lines]
+    assert keys == sorted(keys) and ("2026-10-20", "acc2") in keys and ("2026-11-02", "acc1") in keys
+    text = io.StringIO()
+    write_csv(report, text)
+    rows = list(csv.DictReader(io.StringIO(text.getvalue())))
+    assert list(rows[0])[:3] == ["section", "day", "account"]
+    assert {"currency", "calls", "seconds", "billed", "revenue", "cost", "margin"} <= set(rows[0])
+    lines = [r for r in rows if r["section"] == "line"]
+    assert sum((Decimal(r["revenue"]) for r in lines), Decimal(0)) == Decimal(
+        next(r for r in rows if r["section"] == "total")["revenue"]
+    )
+    assert all("e" not in r["revenue"].lower() for r in rows)  # exact decimals, never 1E-5
+    path = tmp_path / "summary.xlsx"
+    write_xlsx(report, path)
+    book = load_workbook(path, read_only=True)
+    assert book.sheetnames == ["lines", "adjustments", "totals"]
+    sheet = book["lines"]
+    values = [[c.value for c in row] for row in sheet.iter_rows()]
+    book.close()
+    assert values[0][:2] == ["day", "account"] and len(values) == len(lines) + 1
+    assert isinstance(values[1][values[0].index("revenue")], str)  # money as text, not a float
+
+
+def test_corrections_to_a_closed_period_are_a_section_and_the_closed_period_stays(loaded: App) -> None:
+    close_period(loaded, "Acme", "2026-10")
+    as_closed = summary_report(loaded, ReportRequest(customers=["Acme"], period="2026-10", as_closed=True))
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(loaded, RerateRequest(scope=scope, tariff="cost", allow_closed=True))
+    with loaded.catalog.reading() as session:
+        finished = session.scalars(select(Job.finished_at)).one()
+    assert finished is not None
+    billing = f"{finished:%Y-%m}"  # the period the correction is invoiced in
+    report = summary_report(loaded, ReportRequest(customers=["Acme"], period=billing))
+    assert report.adjustments and {a["corrected_period"] for a in report.adjustments} == {"2026-10"}
+    delta = sum((a["revenue"] for a in report.adjustments), Decimal(0))
+    assert delta != 0
+    again = summary_report(loaded, ReportRequest(customers=["Acme"], period="2026-10", as_closed=True))
+    assert again.lines == as_closed.lines and again.totals == as_closed.totals  # the invoice stays true
+    now = summary_report(loaded, ReportRequest(customers=["Acme"], period="2026-10"))
+    assert now.lines[0]["revenue"] - as_closed.lines[0]["revenue"] == delta
+
+
+def test_mismatch_views(loaded: App, tmp_path: Path) -> None:
+    failures = failures_by_reason(loaded)
+    assert {(f["customer"], f["side"], f["reason"], f["xdrs"]) for f in failures} == {
+        ("(unknown account)", "customer", "unknown_account", 1),
+        ("Acme", "vendor", "unknown_vendor", 1),
+    }
+    assert negative_margins(loaded) == []
+    dearer = RerateRequest(
+        scope=_scope(loaded), tariff="retail", sides=(Side.VENDOR,), ghost_percent=Decimal(50)
+    )
+    rerate(loaded, dearer)  # the vendor now charges retail prices for half as much time again
+    losing = negative_margins(loaded)
+    assert losing and all(m["customer"] == "Acme" and m["margin"] < 0 for m in losing)
+    assert "DE" in {
+        m["country"] for m in losing
+    }  # 45 s: billed 45 s + 50 % by the vendor, 60/60 hides it for GB
+    more = write_xdrs(
+        tmp_path / "busy.csv",
+        [(f"b{i}", "2026-10-21T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1") for i in range(5)],
+    )
+    ingest(loaded, [more])
+    jumps = day_over_day_jumps(loaded, threshold_percent=50, minimum_calls=2)
+    assert [(j["customer"], j["day"], j["calls_before"], j["calls"]) for j in jumps] == [
+        ("Acme", "2026-10-21", 3, 5)
+    ]
+
+
+def _scope(app: App):  # type: ignore[no-untyped-def]
+    with app.catalog.reading() as session:
+        return resolve_scope(session, customers=["Acme"])
+
+
+def test_report_errors_are_clear(loaded: App) -> None:
+    with pytest.raises(InvalidInputError, match="unknown: prefix"):
+        summary_report(loaded, ReportRequest(group_by=["prefix"]))
+    with pytest.raises(InvalidInputError, match="not both"):
+        summary_report(loaded, ReportRequest(period="2026-10", start=datetime(2026, 10, 1, tzinfo=UTC)))
+    with pytest.raises(InvalidInputError, match="one customer's closed"):
+        summary_report(loaded, ReportRequest(period="2026-10", as_closed=True))
+    with pytest.raises(NotFoundError, match="is not closed"):
+        summary_report(loaded, ReportRequest(customers=["Acme"], period="2026-10", as_closed=True))
+    with pytest.raises(NotFoundError, match="no customer 'Nobody'"):
+        summary_report(loaded, ReportRequest(customers=["Nobody"]))
+    start = datetime(2026, 10, 20, tzinfo=UTC)
+    one_day = summary_report(
+        loaded, ReportRequest(start=start, end=start + timedelta(days=1), group_by=["day"])
+    )
+    assert {line["day"] for line in one_day.lines} == {"2026-10-20"}

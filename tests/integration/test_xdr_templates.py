@@ -1,0 +1,261 @@
+"""Ingest through import templates: real switch layouts, re-saved files, compressed files, folders."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import lzma
+import re
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Collection
+from rerate.services.errors import InvalidInputError, NotFoundError
+from rerate.services.export import export_xdrs
+from rerate.services.ingest import CollectionReport, expand_sources, ingest
+from rerate.services.xdr_templates import add_template, list_templates
+from tests.factories import write_xdrs
+from tests.switch_samples import (
+    CALLS,
+    Call,
+    asterisk_csv,
+    asterisk_custom,
+    asterisk_resaved,
+    cucm,
+    freeswitch_csv,
+)
+
+
+def _export(app: App, tmp_path: Path) -> dict[str, dict[str, str]]:
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        return {row["source_id"]: row for row in csv.DictReader(handle)}
+
+
+def _one(app: App, path: Path, template: str) -> CollectionReport:
+    (report,) = ingest(app, [path], template=template)
+    assert report.state == "loaded", report.error
+    return report
+
+
+def _counts(report: CollectionReport) -> tuple[int, int, int, int, int]:
+    return report.read, report.loaded, report.duplicates, report.rejected, report.skipped
+
+
+@pytest.mark.parametrize("width", [16, 18, 21])
+def test_asterisk_cdr_csv_with_and_without_the_optional_columns(
+    world: App, tmp_path: Path, width: int
+) -> None:
+    report = _one(world, asterisk_csv(tmp_path / "Master.csv", width=width), "asterisk-csv")
+    assert _counts(report) == (3, 2, 0, 0, 1)  # the unanswered call is skipped and counted
+    rows = _export(world, tmp_path)
+    if width >= 17:
+        assert set(rows) == {"1729500000.101", "1729500000.102"}
+    else:  # no uniqueid column: the call is identified by a hash of its start, parties and channels
+        assert all(re.fullmatch("[0-9a-f]{32}", source_id) for source_id in rows)
+    first = rows["1729500000.101"] if width >= 17 else min(rows.values(), key=lambda r: r["connect_time"])
+    assert first["connect_time"].startswith("2026-10-20T10:00:05")  # answer time, local = UTC here
+    assert (first["account"], first["vendor"], first["cld"], first["duration"]) == (
+        "acc1",
+        "Carrier",
+        "4420794600",
+        "61",
+    )
+    assert first["status"] == "rated" and first["vendor_status"] == "rated"
+    with world.catalog.reading() as session:
+        collection = session.scalars(select(Collection)).one()
+        assert (collection.template, collection.skipped) == ("asterisk-csv", 1)
+
+
+def test_the_hash_identity_finds_the_same_calls_again(world: App, tmp_path: Path) -> None:
+    _one(world, asterisk_csv(tmp_path / "a.csv", width=16), "asterisk-csv")
+    later = Call("", "acc2", "1002", "4930123456", datetime(2026, 10, 21, 9, 0, tzinfo=UTC), True, 30)
+    again = _one(world, asterisk_csv(tmp_path / "b.csv", calls=(*CALLS, later), width=16), "asterisk-csv")
+    assert _counts(again) == (4, 1, 2, 0, 1)  # the same calls again in a longer file: duplicates
+
+
+def test_a_file_a_spreadsheet_re_saved_still_loads_and_bad_rows_are_rejected(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_resaved(tmp_path / "Master.csv")
+    with path.open("a") as handle:  # a row whose start cannot be read, and a row too short
+        handle.write(
+            "acc1,1001,4420794600,ctx,x,SIP/1,SIP/gw1-00000099,Dial,,31/31/2026 25:00,,,9,9,ANSWERED,DOC,u9,\n"
+        )
+        handle.write("acc1,1001\n")
+    report = _one(world, path, "asterisk-csv")
+    assert _counts(report) == (5, 2, 0, 2, 1)
+    rows = _export(world, tmp_path)
+    assert rows["1729500000.101"]["connect_time"].startswith("2026-10-20T10:00:00")  # seconds were dropped
+    with open(str(report.rejects_path)) as handle:
+        rejects = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert rejects == {
+        4: "connect_time is not a time: 31/31/2026 25:00",
+        5: "expected 18 fields, found 2",
+    }
+
+
+def test_asterisk_cdr_custom_default_mapping(world: App, tmp_path: Path) -> None:
+    report = _one(world, asterisk_custom(tmp_path / "Master.csv"), "asterisk-custom")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+    assert _export(world, tmp_path)["1729500000.102"]["account"] == "acc2"
+
+
+def test_freeswitch_local_times_in_the_switch_time_zone(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "berlin.toml"
+    builtin = (Path(__file__).parents[2] / "src/rerate/templates/freeswitch-csv.toml").read_text()
+    template.write_text(
+        builtin.replace('name = "freeswitch-csv"', 'name = "fs-berlin"')
+        .replace('timezone = "UTC"', 'timezone = "Europe/Berlin"')
+        .replace('account = "accountcode"', 'account = "accountcode"\nvendor = { value = "gw1" }')
+    )
+    add_template(world, "fs-berlin", template)
+    # 20 October is summer time in Berlin: UTC+2.
+    report = _one(world, freeswitch_csv(tmp_path / "Master.csv", zone_offset_hours=2), "fs-berlin")
+    assert _counts(report) == (3, 2, 0, 0, 1)  # billsec 0: not answered, skipped
+    row = _export(world, tmp_path)["1729500000.101-a"]
+    assert row["connect_time"].startswith("2026-10-20T10:00:05")  # back in UTC
+    assert (row["vendor"], row["vendor_status"]) == ("Carrier", "rated")
+
+
+def test_cucm_flat_file_with_its_type_row_and_epoch_times(world: App, tmp_path: Path) -> None:
+    report = _one(world, cucm(tmp_path / "cdr_StandAloneCluster_01_202610201000_1"), "cucm")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+    rows = _export(world, tmp_path)
+    first = next(r for r in rows.values() if r["cld"] == "4420794600")
+    assert first["connect_time"].startswith("2026-10-20T10:00:05")
+    assert (first["account"], first["vendor"], first["line"]) == (
+        "acc1",
+        "Carrier",
+        "3",
+    )  # after 2 header rows
+
+
+def test_unanswered_calls_load_with_zero_usage_when_the_template_says_so(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "zero.toml"
+    builtin = (Path(__file__).parents[2] / "src/rerate/templates/asterisk-csv.toml").read_text()
+    template.write_text(builtin.replace('name = "asterisk-csv"', 'name = "x"\nunanswered = "zero"'))
+    add_template(world, "asterisk-all", template)
+    report = _one(world, asterisk_csv(tmp_path / "Master.csv"), "asterisk-all")
+    assert _counts(report) == (3, 3, 0, 0, 0)
+    assert _export(world, tmp_path)["1729500000.103"]["duration"] == "0"
+
+
+def test_expressions_rewrite_a_field_once_per_value(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "national.toml"
+    template.write_text(
+        """
+[source]
+header = true
+[fields]
+source_id = "id"
+connect_time = { column = "when", format = "epoch" }
+duration = "secs"
+cld = "called"
+account = "who"
+vendor = { value = "gw1" }
+[expressions]
+cld = '"44" + value'
+"""
+    )
+    add_template(world, "uk-national", template)
+    path = tmp_path / "national.csv"
+    path.write_text(
+        "id,when,secs,called,who\nn1,1792490400,60,20794600,acc1\nn2,1792490400,60,20794601,acc2\n"
+    )
+    report = _one(world, path, "uk-national")
+    assert _counts(report) == (2, 2, 0, 0, 0)
+    rows = _export(world, tmp_path)
+    assert (rows["n1"]["cld"], rows["n1"]["status"], rows["n1"]["prefix"]) == ("4420794600", "rated", "44")
+
+
+@pytest.mark.parametrize("kind", ["gz", "xz", "zip"])
+def test_compressed_files_are_read_directly(world: App, tmp_path: Path, kind: str) -> None:
+    plain = asterisk_csv(tmp_path / "Master.csv").read_bytes()
+    packed = tmp_path / f"Master.csv.{kind}"
+    if kind == "gz":
+        packed.write_bytes(gzip.compress(plain))
+    elif kind == "xz":
+        packed.write_bytes(lzma.compress(plain))
+    else:
+        with zipfile.ZipFile(packed, "w") as archive:
+            archive.writestr("Master.csv", plain)
+    report = _one(world, packed, "asterisk-csv")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+
+
+def test_bad_compressed_files_get_clear_errors(world: App, tmp_path: Path) -> None:
+    broken = tmp_path / "x.csv.gz"
+    broken.write_bytes(gzip.compress(b"source_id,connect_time,duration,cli,cld,account,vendor\n" * 5)[:-12])
+    (report,) = ingest(world, [broken])
+    assert report.state == "error" and "cannot decompress" in str(report.error)
+    two = tmp_path / "two.zip"
+    with zipfile.ZipFile(two, "w") as archive:
+        archive.writestr("a.csv", "x")
+        archive.writestr("b.csv", "y")
+    (report,) = ingest(world, [two])
+    assert report.state == "error" and "holds 2 files" in str(report.error)
+    with world.catalog.reading() as session:  # nothing half-loaded is visible
+        assert all(c.state != "loaded" for c in session.scalars(select(Collection)))
+
+
+def test_a_folder_loads_each_file_once_in_name_order(world: App, tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    for day in (2, 1):
+        calls = [c.__class__(**{**c.__dict__, "uniqueid": f"{day}-{c.uniqueid}"}) for c in CALLS]
+        asterisk_csv(drop / f"Master-2026102{day}.csv", calls=calls)
+    (drop / ".partial").write_text("being written")
+    first = ingest(world, expand_sources([str(drop)]), template="asterisk-csv")
+    assert [(Path(r.file).name, r.state) for r in first] == [
+        ("Master-20261021.csv", "loaded"),
+        ("Master-20261022.csv", "loaded"),
+    ]
+    gzip_copy = drop / "Master-20261023.csv.gz"
+    gzip_copy.write_bytes(gzip.compress(asterisk_csv(tmp_path / "c.csv", calls=[CALLS[0]]).read_bytes()))
+    second = ingest(world, expand_sources([str(drop / "*.csv*")]), template="asterisk-csv")
+    assert [r.state for r in second] == ["already_loaded", "already_loaded", "loaded"]
+    assert second[2].duplicates == 0 and second[2].loaded == 1
+
+
+def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fields\n")
+    with pytest.raises(InvalidInputError, match="not a TOML file"):
+        add_template(world, "bad", bad)
+    bad.write_text(
+        '[source]\nheader = true\n[fields]\nsource_id = "a"\nconnect_time = "b"\nduration = "c"\ncld = "d"\n'
+    )
+    with pytest.raises(InvalidInputError, match="connect_time: give its format"):
+        add_template(world, "bad", bad)
+    bad.write_text(
+        '[fields]\nsource_id = "a"\nconnect_time = { column = "b", format = "iso" }\nduration = "c"\n'
+        'cld = "d"\nvendor = { column = "e", pattern = "gw[0-9]+" }\n'
+    )
+    with pytest.raises(InvalidInputError, match=r"needs a group"):
+        add_template(world, "bad", bad)
+    bad.write_text(bad.read_text().replace("gw[0-9]+", "(?=gw)(.+)"))  # fine for Python, not for RE2
+    with pytest.raises(InvalidInputError, match="the template's query fails"):
+        add_template(world, "bad", bad)
+    with pytest.raises(InvalidInputError, match="built-in"):
+        add_template(world, "cucm", bad)
+    with pytest.raises(NotFoundError, match="asterisk-csv"):
+        ingest(world, [tmp_path / "x.csv"], template="no-such")
+    names = {t["name"] for t in list_templates(world)}
+    assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= names
+
+
+def test_the_wrong_template_for_a_file_is_named_not_half_loaded(world: App, tmp_path: Path) -> None:
+    path = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1")]
+    )
+    (report,) = ingest(world, [path], template="asterisk-csv")
+    assert report.state == "error" and "first row has 7 fields" in str(report.error)
+    (report,) = ingest(world, [asterisk_csv(tmp_path / "Master.csv")], template="cucm")
+    assert report.state == "error" and "no column for source_id" in str(report.error)
