@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,14 +25,27 @@ class Settings(BaseSettings):
     #: Memory DuckDB may use for set operations (duplicates, totals) before spilling.
     duckdb_memory_limit: str = "1GB"
     actor: str = "cli"
-    #: Outgoing mail (rate-import reports now, CDR deliveries later).
+    #: Outgoing mail: rate-import reports and CDR deliveries.
     smtp_host: str | None = None
     smtp_port: int = 587
-    #: ``starttls`` (port 587), ``ssl`` (port 465) or ``none`` (a relay on a trusted network).
-    smtp_security: str = "starttls"
+    #: ``starttls`` (port 587), ``ssl`` (port 465) or ``none`` (a relay on a trusted network);
+    #: read from ``RERATE_SMTP_TLS`` (or the older ``RERATE_SMTP_SECURITY``).
+    smtp_security: str = Field(
+        "starttls",
+        validation_alias=AliasChoices("RERATE_SMTP_TLS", "RERATE_SMTP_SECURITY", "smtp_security"),
+    )
     smtp_user: str | None = None
     smtp_password: str | None = None
     smtp_from: str = "rerate@localhost"
+    #: Tries per message when the server answers "try again later" (4xx) or the connection fails.
+    smtp_attempts: int = 4
+    #: Wait before the second try; it doubles for each further one.
+    smtp_backoff_seconds: float = 5.0
+    smtp_timeout_seconds: float = 60.0
+    #: Attachments larger than this are split into numbered parts, one e-mail each.
+    delivery_max_attachment_mb: int = 10
+    #: How far back a delivery run looks for missed periods and for corrected ones.
+    delivery_lookback_days: int = 45
 
     @property
     def resolved_home(self) -> Path:

@@ -13,15 +13,18 @@ from pathlib import Path
 import pytest
 
 from tests.factories import COST, RETAIL, write_rates, write_xdrs
+from tests.mailbox import mailbox
 from tests.switch_samples import asterisk_csv
 
 
-def rerate(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def rerate(
+    home: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(home), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
         check=False,
     )
     if check:
@@ -350,3 +353,51 @@ def test_report_summary_csv_contract(home: Path, tmp_path: Path) -> None:
     rerate(home, "report", "summary", "--format", "xlsx", "--out", str(out))
     assert out.stat().st_size > 0
     assert json.loads(rerate(home, "report", "failures", "--json").stdout) == []
+
+
+def test_cdr_delivery_from_the_command_line(home: Path, tmp_path: Path) -> None:
+    rows = [
+        ("d1", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+        ("d2", "2026-10-21T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+    ]
+    rerate(home, "ingest", str(write_xdrs(tmp_path / "x.csv", rows)))
+    added = rerate(
+        home,
+        "delivery",
+        "add",
+        "Acme",
+        "--email",
+        "noc@acme.example",
+        "--cadence",
+        "daily",
+        "--at",
+        "07:30",
+        "--timezone",
+        "Europe/Berlin",
+        "--columns",
+        "source_id,connect_time:Start,amount",
+        "--compress",
+        "none",
+        "--json",
+    )
+    schedule = json.loads(added.stdout)
+    assert (schedule["cadence"], schedule["at"], schedule["compress"]) == ("daily", "07:30", "none")
+    listed = json.loads(rerate(home, "delivery", "list", "--json").stdout)
+    assert [s["id"] for s in listed] == [schedule["id"]]
+    with mailbox() as box:
+        env = {"RERATE_SMTP_HOST": "127.0.0.1", "RERATE_SMTP_PORT": str(box.port), "RERATE_SMTP_TLS": "none"}
+        run = json.loads(rerate(home, "delivery", "run", "--date", "2026-10-21", "--json", env=env).stdout)
+        again = rerate(home, "delivery", "run", "--date", "2026-10-21", env=env).stdout
+    assert (run["sent"], run["deliveries"][0]["period"], run["deliveries"][0]["rows"]) == (1, "2026-10-20", 1)
+    assert "delivered already" in again
+    (attachment,) = list(box.messages[0].iter_attachments())
+    header, *lines = list(csv.reader(attachment.get_content().splitlines()))
+    assert header == ["source_id", "Start", "amount"] and lines == [["d1", "2026-10-20 12:00:00", "0.02"]]
+    (logged,) = json.loads(rerate(home, "delivery", "log", "--json").stdout)
+    assert logged["state"] == "sent" and logged["message_ids"] == run["deliveries"][0]["message_ids"]
+    down = rerate(
+        home, "delivery", "run", "--date", "2026-10-22", env={**env, "RERATE_SMTP_ATTEMPTS": "1"}, check=False
+    )
+    assert down.returncode == 3 and "deferred" in down.stdout and "Traceback" not in down.stderr
+    bad = rerate(home, "delivery", "add", "Acme", "--email", "x@y.z", "--cadence", "hourly", check=False)
+    assert bad.returncode == 2 and "cadence" in bad.stderr

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import csv
-import socket
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from email import message_from_bytes
-from email.message import EmailMessage
-from email.policy import default
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
@@ -31,6 +25,7 @@ from rerate.services.setup import initialize
 from rerate.services.tariff_admin import set_exchange_rate, set_off_peak, show_tariff
 from rerate.settings import Settings
 from tests.factories import make_app, small_world, write_xdrs
+from tests.mailbox import mailbox
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -381,31 +376,14 @@ def test_off_peak_xdrs_are_priced_with_the_off_peak_prices(tmp_path: Path) -> No
     assert amounts["other"] == Decimal("0.0375")
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=default))  # type: ignore[arg-type]
-        return "250 OK"
-
-
 def test_the_import_report_is_e_mailed_with_the_results_file(tmp_path: Path) -> None:
-    inbox = _Inbox()
-    with socket.socket() as probe:  # a free port on loopback
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = Controller(inbox, hostname="127.0.0.1", port=port)
-    server.start()
-    try:
+    with mailbox() as inbox:
         settings = Settings(
-            home=tmp_path / "home", smtp_host="127.0.0.1", smtp_port=port, smtp_security="none"
+            home=tmp_path / "home", smtp_host="127.0.0.1", smtp_port=inbox.port, smtp_security="none"
         )
         app = bootstrap(settings)
         initialize(app)
         report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), email=["rates@carrier.example"]))
-    finally:
-        server.stop()
     assert report.state == "imported" and report.mail_id and report.mail_error is None
     (message,) = inbox.messages
     assert message["To"] == "rates@carrier.example" and "Rate upload report: X" in message["Subject"]
@@ -416,11 +394,18 @@ def test_the_import_report_is_e_mailed_with_the_results_file(tmp_path: Path) -> 
 
 
 def test_an_unreachable_mail_server_does_not_undo_the_import(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", smtp_host="127.0.0.1", smtp_port=1, smtp_security="none")
+    settings = Settings(
+        home=tmp_path / "home",
+        smtp_host="127.0.0.1",
+        smtp_port=1,
+        smtp_security="none",
+        smtp_attempts=2,
+        smtp_backoff_seconds=0,
+    )
     app = bootstrap(settings)
     initialize(app)
     report = import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), email=["rates@carrier.example"]))
-    assert report.state == "imported" and report.mail_id is None and "failed" in str(report.mail_error)
+    assert report.state == "imported" and report.mail_id is None and "cannot reach" in str(report.mail_error)
     assert len(_rates(app)) == 8
 
 

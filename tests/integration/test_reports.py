@@ -104,6 +104,17 @@ def test_groupings_add_their_keys_and_csv_and_xlsx_keep_exact_money(loaded: App,
     assert isinstance(values[1][values[0].index("revenue")], str)  # money as text, not a float
 
 
+def test_grouping_by_prefix_equals_the_xdrs_matched_prefixes(loaded: App, tmp_path: Path) -> None:
+    report = summary_report(loaded, ReportRequest(customers=["Acme"], group_by=["prefix"]))
+    rated = [r for r in _exported(loaded, tmp_path) if r["customer"] == "Acme" and r["status"] == "rated"]
+    expected: dict[str, tuple[int, Decimal]] = {}
+    for row in rated:
+        calls, revenue = expected.get(row["prefix"], (0, Decimal(0)))
+        expected[row["prefix"]] = (calls + 1, revenue + Decimal(row["amount"]))
+    lines = {line["prefix"]: (line["calls"], line["revenue"]) for line in report.lines if line["calls"]}
+    assert lines == expected and len(expected) >= 2
+
+
 def test_corrections_to_a_closed_period_are_a_section_and_the_closed_period_stays(loaded: App) -> None:
     close_period(loaded, "Acme", "2026-10")
     as_closed = summary_report(loaded, ReportRequest(customers=["Acme"], period="2026-10", as_closed=True))
@@ -157,8 +168,8 @@ def _scope(app: App):  # type: ignore[no-untyped-def]
 
 
 def test_report_errors_are_clear(loaded: App) -> None:
-    with pytest.raises(InvalidInputError, match="unknown: prefix"):
-        summary_report(loaded, ReportRequest(group_by=["prefix"]))
+    with pytest.raises(InvalidInputError, match="unknown: planet"):
+        summary_report(loaded, ReportRequest(group_by=["prefix", "planet"]))
     with pytest.raises(InvalidInputError, match="not both"):
         summary_report(loaded, ReportRequest(period="2026-10", start=datetime(2026, 10, 1, tzinfo=UTC)))
     with pytest.raises(InvalidInputError, match="one customer's closed"):

@@ -374,3 +374,69 @@ class MediationRuleRow(Base):
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class DeliverySchedule(Base):
+    """A customer's CDR e-mail: cadence, local send time and zone, recipients and the file's shape."""
+
+    __tablename__ = "delivery_schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    cadence: Mapped[str] = mapped_column(String(16))  # daily | weekly | monthly
+    weekday: Mapped[int | None] = mapped_column(Integer, nullable=True)  # Monday is 0 (weekly)
+    send_at: Mapped[str] = mapped_column(String(5), default="06:00")  # local HH:MM
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    to: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc: Mapped[list[str]] = mapped_column(JSON, default=list)
+    format: Mapped[str] = mapped_column(String(8), default="csv")
+    #: ``[[name, header], ...]`` in file order (rerate.domain.delivery.CDR_FIELDS).
+    columns: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    #: Zone the file's timestamps are written in (default: the schedule's).
+    timestamp_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    #: Decimals of money in the file; None keeps the amounts exactly as rated.
+    money_decimals: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    compress: Mapped[str] = mapped_column(String(8), default="zip")
+    max_attachment_bytes: Mapped[int] = mapped_column(BigInteger)
+    include_failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: After a correction changes a delivered period: ``offer`` a corrected delivery, or ``send`` it.
+    corrections: Mapped[str] = mapped_column(String(8), default="offer")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """One delivery of a schedule's period: what was sent, to whom, how it went (the delivery log).
+
+    ``state``: sent; deferred (temporary SMTP failures, retried by the next run);
+    failed (a permanent failure, sent again only with ``--resend``); offered (a
+    corrected delivery waiting to be sent); superseded (an offer replaced by a newer one).
+    """
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("delivery_schedules.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16), default="regular")  # regular | correction
+    #: The delivery a correction replaces.
+    corrects_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    period: Mapped[str] = mapped_column(String(32))
+    first_day: Mapped[str] = mapped_column(String(10))  # local date, included
+    end_day: Mapped[str] = mapped_column(String(10))  # local date, excluded
+    starts: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends: Mapped[datetime] = mapped_column(UtcDateTime)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    parts: Mapped[int] = mapped_column(Integer, default=0)
+    message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Digest of the delivered rows, and of the units of work (collections, jobs) behind them.
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    sources: Mapped[str] = mapped_column(String(64), default="")
+    actor: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

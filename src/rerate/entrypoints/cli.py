@@ -12,7 +12,14 @@ import typer
 
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
-from rerate.entrypoints import cli_corrections, cli_ingest, cli_mediation, cli_reports, cli_tariffs
+from rerate.entrypoints import (
+    cli_corrections,
+    cli_delivery,
+    cli_ingest,
+    cli_mediation,
+    cli_reports,
+    cli_tariffs,
+)
 from rerate.entrypoints.console import err, out, print_json
 from rerate.entrypoints.options import JsonOption
 from rerate.services import export as export_service
@@ -226,6 +233,7 @@ cli_tariffs.register(tariff_cli, cli, app)
 cli_ingest.register(cli, app)
 cli_mediation.register(cli, app)
 cli_reports.register(cli, app)
+cli_delivery.register(cli, app)
 
 
 def main() -> None:

@@ -17,8 +17,11 @@ from rerate.services.errors import LedgerBusyError
 
 
 @contextmanager
-def ledger_lock(home: Path, holder: str, *, wait_seconds: float = 30.0) -> Iterator[None]:
-    path = home / "ledger.lock"
+def ledger_lock(
+    home: Path, holder: str, *, wait_seconds: float = 30.0, name: str = "ledger"
+) -> Iterator[None]:
+    """Hold ``<home>/<name>.lock``: the ledger's write lock, or (``name="delivery"``) the delivery run's."""
+    path = home / f"{name}.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+")
     deadline = time.monotonic() + wait_seconds
@@ -31,7 +34,8 @@ def ledger_lock(home: Path, holder: str, *, wait_seconds: float = 30.0) -> Itera
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     owner = handle.read().strip() or "another rerate process"
-                    raise LedgerBusyError(f"the ledger is busy: {owner} holds its write lock") from None
+                    what = "the ledger" if name == "ledger" else f"the {name} lock"
+                    raise LedgerBusyError(f"{what} is busy: {owner} holds it") from None
                 time.sleep(0.2)
         handle.seek(0)
         handle.truncate()

@@ -32,6 +32,7 @@ GROUPS = {
     "country": ("t.country", "coalesce(b.country, '')"),
     "destination_group": ("t.destination_group", "coalesce(b.destination_group, '')"),
     "service": ("t.service", "coalesce(b.service, '')"),
+    "prefix": ("t.prefix", "coalesce(b.prefix, '')"),
     "day": ("t.day", "strftime(b.day, '%Y-%m-%d')"),
     "period": ("date_trunc('month', t.day) AS period", "strftime(b.period, '%Y-%m')"),
 }
