@@ -15,6 +15,7 @@ for script in (
     "bench_corrections.py",
     "bench_rate_import.py",
     "bench_reports.py",
+    "bench_delivery.py",
 ):
     print(f"\n=== {script} ===", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)

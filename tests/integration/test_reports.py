@@ -168,6 +168,10 @@ def _scope(app: App):  # type: ignore[no-untyped-def]
 
 
 def test_report_errors_are_clear(loaded: App) -> None:
+    with pytest.raises(InvalidInputError, match="no prefix"):
+        summary_report(
+            loaded, ReportRequest(customers=["Acme"], period="2026-10", group_by=["prefix"], as_closed=True)
+        )
     with pytest.raises(InvalidInputError, match="unknown: planet"):
         summary_report(loaded, ReportRequest(group_by=["prefix", "planet"]))
     with pytest.raises(InvalidInputError, match="not both"):

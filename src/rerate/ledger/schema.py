@@ -85,9 +85,6 @@ TOTALS_KEYS = [
     pa.field("country", pa.string()),
     pa.field("destination_group", pa.string()),
     pa.field("service", pa.string()),
-    #: The customer's matched rate prefix (added later: totals written before hold null; 'cache sync
-    #: --repair' fills them).
-    pa.field("prefix", pa.string()),
     pa.field("currency", pa.string()),
     pa.field("vendor_currency", pa.string()),
     pa.field("status", pa.string()),

@@ -14,7 +14,7 @@ KEY_NAMES = [f.name for f in TOTALS_KEYS]
 #: Totals of the rows of ``{source}`` (a relation with the XDR columns and ``call_date``).
 TOTALS_SELECT = """
 SELECT call_date AS day, customer_id, account_id, vendor_id, country, destination_group, service,
-       prefix, currency, vendor_currency, status, reason, vendor_status, vendor_reason,
+       currency, vendor_currency, status, reason, vendor_status, vendor_reason,
        count(*)::BIGINT AS calls,
        coalesce(sum(duration), 0)::BIGINT AS seconds,
        coalesce(sum(billed), 0)::BIGINT AS billed,

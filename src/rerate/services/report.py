@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Account, Adjustment, BillingPeriod, Customer, Job, Vendor
-from rerate.ledger.reader import Visibility, open_totals
+from rerate.ledger.reader import Visibility, open_totals, open_views
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.periods import period_bounds
 from rerate.services.visibility import current_visibility
@@ -99,6 +99,8 @@ def summary_report(app: App, request: ReportRequest) -> Report:
             f"--group-by takes a comma list of {', '.join(GROUPS)}"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
+    if request.as_closed and "prefix" in request.group_by:
+        raise InvalidInputError("--as-closed reproduces the closed totals, which have no prefix")
     start, end = _window(request)
     with app.catalog.reading() as session:
         customers = {name: id_ for id_, name in session.execute(select(Customer.id, Customer.name))}
@@ -128,12 +130,15 @@ def summary_report(app: App, request: ReportRequest) -> Report:
         )
     if closed is not None:  # exactly as invoiced: the totals' version and units recorded at closing
         visibility = Visibility(collections=(), sources=tuple(closed.sources))
-    con = open_totals(
-        app.ledger,
-        visibility,
-        memory_limit=app.settings.duckdb_memory_limit,
-        version=closed.totals_version if closed is not None else None,
-    )
+    if "prefix" in request.group_by:
+        con = _xdr_totals(app, visibility, start, end)
+    else:
+        con = open_totals(
+            app.ledger,
+            visibility,
+            memory_limit=app.settings.duckdb_memory_limit,
+            version=closed.totals_version if closed is not None else None,
+        )
     _register_parties(con, parties)
     report = Report(
         list(request.group_by),
@@ -144,6 +149,36 @@ def summary_report(app: App, request: ReportRequest) -> Report:
     report.adjustments = adjustments
     report.totals = _totals(report.lines, report.adjustments)
     return report
+
+
+def _xdr_totals(
+    app: App, visibility: Visibility, start: datetime | None, end: datetime | None
+) -> duckdb.DuckDBPyConnection:
+    """``daily_totals`` computed from the XDRs of the window (for ``--group-by prefix``).
+
+    The daily totals do not keep the matched prefix: at one row per prefix per
+    day they would be almost as large as the XDRs (37.7 M rows for the demo
+    world's 50 M XDRs), and every other report would pay for it.  A per-prefix
+    summary reads the XDRs of its window instead (partitions outside it are
+    skipped): seconds for a month at that scale, not the totals' sub-second.
+    """
+    days = (start.date() if start else date(1970, 1, 1), end.date() if end else date(9999, 12, 31))
+    con = open_views(
+        app.ledger,
+        visibility,
+        days=days if (start or end) else None,
+        memory_limit=app.settings.duckdb_memory_limit,
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW daily_totals AS
+        SELECT call_date AS day, customer_id, account_id, vendor_id, country, destination_group, service,
+               prefix, currency, vendor_currency, status, vendor_status, 1::BIGINT AS calls,
+               duration AS seconds, billed, amount, cost
+        FROM xdrs
+        """
+    )
+    return con
 
 
 def _register_parties(con: duckdb.DuckDBPyConnection, parties: dict[str, Sequence[Any]]) -> None:
