@@ -349,3 +349,23 @@ def test_schedules_are_checked_listed_and_stopped(app: App) -> None:
     assert [(s.id, s.weekday, s.timezone) for s in list_schedules(app)] == [(kept, "fri", "America/New_York")]
     remove_schedule(app, kept)
     assert list_schedules(app) == [] and len(list_schedules(app, include_inactive=True)) == 1
+
+
+def test_a_deferred_correction_is_retried_not_offered_again(app: App) -> None:
+    _schedule(app, corrections="send")
+    day = date(2026, 10, 21)
+    with mailbox() as box:
+        run_deliveries(_with_mail(app, box), on=day)
+        port = box.port
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(app, RerateRequest(scope=scope, ghost_percent=Decimal("5")))
+    down = _with_mail(app, port)
+    first = [o for o in run_deliveries(down, on=date(2026, 10, 22)).outcomes if o.kind == "correction"]
+    assert [o.state for o in first] == ["deferred"]
+    assert [o for o in run_deliveries(down, on=date(2026, 10, 22)).outcomes if o.kind == "correction"] == []
+    with mailbox(port=port) as box:
+        (retried,) = run_deliveries(_with_mail(app, box), on=day).outcomes
+    assert (retried.kind, retried.state, retried.delivery_id) == ("correction", "sent", first[0].delivery_id)
+    assert box.messages[0]["Subject"].startswith("CORRECTED")
+    assert [row["kind"] for row in delivery_log(app)].count("correction") == 1

@@ -119,5 +119,8 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
         f"  {command} --home {home} report summary --period {report.world.spec.month:%Y-%m} --format csv\n"
         f"  {command} --home {home} report failures     # what to fix before invoicing\n"
         f"  {command} --home {home} mediation test {report.world.xdr_files[0]} --limit 5\n"
+        f"  {command} --home {home} delivery add '{report.world.customers[0].name}' --email noc@example.com "
+        "--cadence daily     # then: delivery run --date "
+        f"{report.world.spec.month:%Y-%m}-15 (with RERATE_SMTP_HOST set)\n"
         f"  {command} --help"
     )

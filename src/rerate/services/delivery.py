@@ -139,15 +139,18 @@ def _corrections(
             select(Delivery)
             .where(
                 Delivery.schedule_id.in_(by_id),
-                Delivery.state.in_(("sent", "offered")),
+                Delivery.state != "superseded",
                 Delivery.first_day >= since.isoformat(),
             )
             .order_by(Delivery.id)
         ).all()
-        latest: dict[tuple[int, str], Delivery] = {}
+        newest: dict[tuple[int, str], Delivery] = {}
         for row in delivered:
             session.expunge(row)
-            latest[(row.schedule_id, row.first_day)] = row  # the newest sent or offered content per period
+            newest[(row.schedule_id, row.first_day)] = row
+    # Only a period whose newest delivery went out (or is offered) is compared: a deferred one is
+    # retried by the due run, a failed one waits for --resend; neither is offered again meanwhile.
+    latest = {key: row for key, row in newest.items() if row.state in ("sent", "offered")}
     now_digests = sources_digests(
         con, [Window(r.id, r.customer_id, r.starts, r.ends) for r in latest.values()]
     )
