@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 HOME_DIR ?= rerate-home
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean browser serve
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Debian's chromium for the browser tests (skipped, loudly, when it cannot be installed).
+browser:
+	@scripts/install-chromium.sh
+
+test: lint typecheck browser
 	$(BIN)/pytest
+
+serve: $(STAMP)
+	$(BIN)/rerate --home $(HOME_DIR) serve
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(HOME_DIR) bench-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(HOME_DIR) bench-data test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,7 @@ for script in (
     "bench_rate_import.py",
     "bench_reports.py",
     "bench_delivery.py",
+    "bench_api_load.py",
 ):
     print(f"\n=== {script} ===", flush=True)
     subprocess.run([sys.executable, str(HERE / script), *sys.argv[1:]], check=True)

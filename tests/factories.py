@@ -55,6 +55,26 @@ def ledger_and_totals(app: App) -> tuple[list[tuple[Any, ...]], list[tuple[Any, 
     return ledger, totals
 
 
+def ledger_and_prefix_totals(app: App) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Per month, customer and matched prefix: computed from the XDRs and from the prefix totals."""
+    from rerate.ledger.reader import open_views
+    from rerate.services.visibility import current_visibility
+
+    with app.catalog.reading() as session:
+        con = open_views(app.ledger, current_visibility(session))
+    ledger = con.execute(
+        "SELECT date_trunc('month', call_date)::DATE, customer_id, prefix, status, vendor_status, count(*), "
+        "sum(duration), coalesce(sum(billed), 0), coalesce(sum(amount), 0), coalesce(sum(cost), 0) "
+        "FROM xdrs GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    totals = con.execute(
+        "SELECT period, customer_id, prefix, status, vendor_status, sum(calls), sum(seconds), sum(billed), "
+        "sum(amount), sum(cost) FROM prefix_totals GROUP BY ALL "
+        "HAVING sum(calls) <> 0 OR sum(seconds) <> 0 OR sum(amount) <> 0 OR sum(cost) <> 0 ORDER BY ALL"
+    ).fetchall()
+    return ledger, totals
+
+
 def make_app(home: Path, catalog_url: str | None = None) -> App:
     app = bootstrap(Settings(home=home, catalog_url=catalog_url))
     initialize(app)

@@ -8,6 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -401,3 +405,149 @@ def test_cdr_delivery_from_the_command_line(home: Path, tmp_path: Path) -> None:
     assert down.returncode == 3 and "deferred" in down.stdout and "Traceback" not in down.stderr
     bad = rerate(home, "delivery", "add", "Acme", "--email", "x@y.z", "--cadence", "hourly", check=False)
     assert bad.returncode == 2 and "cadence" in bad.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Served:
+    """``rerate serve`` in its own process, and plain HTTP calls to it."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+        self.port = _free_port()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rerate.entrypoints.cli",
+                "--home",
+                str(home),
+                "serve",
+                "--port",
+                str(self.port),
+                "--poll",
+                "0.2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        for _ in range(150):
+            try:
+                if self.call("/api/health")[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("the service did not start")
+
+    def call(
+        self, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def sign_in(self, name: str, password: str) -> dict[str, str]:
+        form = urllib.parse.urlencode({"username": name, "password": password}).encode()
+        status, body = self.call("/api/token", form, {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200, body
+        return {
+            "Authorization": f"Bearer {json.loads(body)['access_token']}",
+            "Content-Type": "application/json",
+        }
+
+    def finished(self, job_id: int, headers: dict[str, str]) -> dict[str, object]:
+        for _ in range(300):
+            job: dict[str, object] = json.loads(self.call(f"/api/jobs/{job_id}", headers=headers)[1])
+            if job["state"] not in ("scheduled", "running", "planning"):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not finish")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def test_serve_with_users_tokens_and_a_queued_rerating(home: Path, tmp_path: Path) -> None:
+    """The service's outside contract: serve, user add, health, token, jobs, rerate, openapi, login page."""
+    xdrs = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    rerate(home, "ingest", str(xdrs))
+    fresh = tmp_path / "fresh"  # `init` makes the first admin and shows the password once
+    created = json.loads(rerate(fresh, "init", "--json").stdout)
+    assert created["admin_created"] and len(created["admin_password"]) >= 10
+    assert not json.loads(rerate(fresh, "init", "--json").stdout)["admin_created"]
+    added = json.loads(rerate(home, "user", "add", "fin", "--role", "finance", "--json").stdout)
+    rerate(home, "user", "add", "ro", "--role", "readonly", "--password", "read only please")
+    refused = rerate(home, "user", "add", "x", "--role", "boss", check=False)
+    assert refused.returncode != 0 and "unknown role" in refused.stderr + refused.stdout
+    served = Served(home)
+    try:
+        assert served.call("/api/jobs")[0] == 401
+        finance = served.sign_in("fin", added["password"])
+        status, body = served.call(
+            "/api/rerate", json.dumps({"customer": "Acme", "tariff": "cost"}).encode(), finance
+        )
+        assert status == 202
+        job_id = json.loads(body)["job_id"]
+        assert served.finished(job_id, finance)["state"] == "applied"
+        assert any(j["job_id"] == job_id for j in json.loads(served.call("/api/jobs", headers=finance)[1]))
+        readonly = served.sign_in("ro", "read only please")
+        status, body = served.call(
+            "/api/rerate", json.dumps({"customer": "Acme", "dry_run": True}).encode(), readonly
+        )
+        assert status == 403 and "dry_run" in body
+        assert "/api/rerate" in json.loads(served.call("/openapi.json")[1])["paths"]
+        status, page = served.call("/")
+        assert status == 200 and "Sign in to rerate" in page
+    finally:
+        served.stop()
+    listed = json.loads(rerate(home, "user", "list", "--json").stdout)
+    assert {u["name"]: u["role"] for u in listed} == {"admin": "admin", "fin": "finance", "ro": "readonly"}
+    audit = json.loads(rerate(home, "audit", "--json").stdout)
+    assert any(e["actor"] == "fin" and e["action"] == "job.applied" for e in audit)
+    assert any(e["actor"] == "ro" and e["action"] == "access.denied" for e in audit)
+
+
+def test_a_job_whose_process_dies_fails_and_leaves_the_ledger_as_it_was(home: Path, tmp_path: Path) -> None:
+    """The job's child process is killed between its Delta commits: the service marks the job failed,
+    keeps serving, and the ledger shows exactly what it showed before."""
+    xdrs = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    rerate(home, "ingest", str(xdrs))
+    rerate(home, "user", "add", "noc", "--role", "noc", "--password", "network ops 24x7")
+    before = json.loads(rerate(home, "report", "summary", "--format", "json").stdout)["totals"]
+    served = Served(home, env={"RERATE_CRASH_AT": "rerate.revisions_committed"})
+    try:
+        noc = served.sign_in("noc", "network ops 24x7")
+        status, body = served.call(
+            "/api/rerate", json.dumps({"customer": "Acme", "tariff": "cost"}).encode(), noc
+        )
+        assert status == 202
+        job = served.finished(json.loads(body)["job_id"], noc)
+        assert job["state"] == "failed" and "ended unexpectedly" in str(job["error"])
+        assert served.call("/api/health")[0] == 200
+        summary = json.loads(served.call("/api/reports/summary", headers=noc)[1])
+        assert summary["totals"] == before
+    finally:
+        served.stop()
+    rerun = json.loads(
+        rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--yes", "--json").stdout
+    )
+    assert rerun["state"] == "applied" and rerun["changed"] == 1  # the next writer cleaned up and applied

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rerate.bootstrap import App
-from rerate.ledger.tables import TOTALS, unit_prefix
+from rerate.ledger.tables import PREFIX_TOTALS, TOTALS, unit_prefix
 from rerate.services import cache, parties
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError
@@ -19,7 +20,7 @@ from rerate.services.jobs import revert
 from rerate.services.reprocess import reprocess
 from rerate.services.rollback import rollback
 from rerate.services.scopes import resolve_scope
-from tests.factories import ledger_and_totals, small_world, write_xdrs
+from tests.factories import ledger_and_prefix_totals, ledger_and_totals, small_world, write_xdrs
 
 FILES = [
     [
@@ -88,6 +89,8 @@ def test_totals_equal_ledger_after_any_sequence_of_jobs(steps: list[str]) -> Non
             _apply(app, root, step, applied)
             ledger, totals = ledger_and_totals(app)
             assert ledger == totals, step
+            ledger, by_prefix = ledger_and_prefix_totals(app)
+            assert ledger == by_prefix, step
         assert cache.sync(app, check=True).differences == []
         app.close()
 
@@ -95,11 +98,28 @@ def test_totals_equal_ledger_after_any_sequence_of_jobs(steps: list[str]) -> Non
 def test_cache_sync_reports_and_repairs_drift(world: App, tmp_path: Path) -> None:
     (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", FILES[0])])
     assert cache.sync(world, check=True).differences == []
-    world.ledger.remove_unit(TOTALS, unit_prefix("c", int(report.collection_id or 0)))  # simulate drift
+    for table in (TOTALS, PREFIX_TOTALS):  # simulate drift in both aggregates
+        world.ledger.remove_unit(table, unit_prefix("c", int(report.collection_id or 0)))
     found = cache.sync(world, check=True)
     assert found.differences and not found.repaired
+    assert {d["table"] for d in found.differences} == {TOTALS, PREFIX_TOTALS}
     repaired = cache.sync(world)
     assert repaired.repaired and len(repaired.differences) == len(found.differences)
     assert cache.sync(world, check=True).differences == []
     ledger, totals = ledger_and_totals(world)
     assert ledger == totals
+    ledger, by_prefix = ledger_and_prefix_totals(world)
+    assert ledger == by_prefix
+
+
+def test_cache_sync_of_some_days_checks_their_whole_month_per_prefix(world: App, tmp_path: Path) -> None:
+    """The monthly per-prefix totals are compared month by month, whatever days were asked for."""
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", FILES[0])])
+    world.ledger.remove_unit(PREFIX_TOTALS, unit_prefix("c", int(report.collection_id or 0)))
+    found = cache.sync(world, start=date(2026, 10, 20), end=date(2026, 10, 20), check=True)
+    prefixes = {(d["period"], d["prefix"]) for d in found.differences if d["table"] == PREFIX_TOTALS}
+    ledger, _ = ledger_and_prefix_totals(world)
+    assert prefixes == {(row[0], row[2]) for row in ledger}  # the 10th's calls too, not only the 20th's
+    assert not [d for d in found.differences if d["table"] == TOTALS]
+    cache.sync(world, start=date(2026, 10, 20), end=date(2026, 10, 20))
+    assert cache.sync(world, check=True).differences == []

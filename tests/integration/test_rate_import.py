@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport
 from rerate.domain.deck_review import Mode, PastPolicy
-from rerate.services import rate_import, rate_results
-from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services import rate_results
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError, RerateError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
 from rerate.services.rate_import import DeckImportRequest, import_deck
@@ -137,12 +137,14 @@ def test_a_failure_during_the_load_leaves_the_catalog_as_it_was(
     def broken(path: Path, rates: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(rate_import, "write_results", broken)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(rate_results, "write_results", broken)  # the results file fails half way
+    with pytest.raises(RerateError, match="disk full"):
         import_deck(app, _request(_deck(tmp_path, CARRIER_DECK)))
     with app.catalog.reading() as session:
         assert session.scalar(select(func.count()).select_from(Rate)) == 0
         assert session.scalar(select(func.count()).select_from(Destination)) == 0
+        assert session.scalar(select(func.count()).select_from(RateImport)) == 0
+    assert not list((app.home / "imports").rglob("results.csv"))  # no report of an import that failed
 
 
 def _workbook(path: Path, sheets: dict[str, list[list[object]]]) -> Path:

@@ -113,6 +113,33 @@ def test_grouping_by_prefix_equals_the_xdrs_matched_prefixes(loaded: App, tmp_pa
         expected[row["prefix"]] = (calls + 1, revenue + Decimal(row["amount"]))
     lines = {line["prefix"]: (line["calls"], line["revenue"]) for line in report.lines if line["calls"]}
     assert lines == expected and len(expected) >= 2
+    assert report.source == "prefix_totals"  # no window: whole months, from the per-prefix aggregate
+
+
+def test_prefix_lines_from_the_aggregate_equal_those_from_the_xdrs_after_a_correction(loaded: App) -> None:
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(loaded, RerateRequest(scope=scope, tariff="cost", ghost_percent=Decimal(10)))
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    keys = ["customer", "period", "country", "prefix"]
+    month = summary_report(loaded, ReportRequest(period="2026-10", group_by=keys))
+    # A window that cuts a month cannot be answered by monthly totals: it reads the XDRs.
+    cut = summary_report(
+        loaded,
+        ReportRequest(
+            start=october + timedelta(days=1), end=datetime(2026, 11, 1, tzinfo=UTC), group_by=keys
+        ),
+    )
+    whole = summary_report(
+        loaded, ReportRequest(start=october, end=datetime(2026, 11, 1, tzinfo=UTC), group_by=keys)
+    )
+    assert (month.source, whole.source, cut.source) == ("prefix_totals", "prefix_totals", "xdrs")
+    # Every XDR of October is on or after the 2nd, so the cut window holds the same XDRs.
+    assert month.lines == cut.lines == whole.lines and month.totals == cut.totals
+    by_account = summary_report(loaded, ReportRequest(period="2026-10", group_by=["account", "prefix"]))
+    assert by_account.source == "xdrs"
+    revenue = sum((line["revenue"] for line in month.lines), Decimal(0))
+    assert revenue > 0 and sum((line["revenue"] for line in by_account.lines), Decimal(0)) == revenue
 
 
 def test_corrections_to_a_closed_period_are_a_section_and_the_closed_period_stays(loaded: App) -> None:
@@ -187,3 +214,23 @@ def test_report_errors_are_clear(loaded: App) -> None:
         loaded, ReportRequest(start=start, end=start + timedelta(days=1), group_by=["day"])
     )
     assert {line["day"] for line in one_day.lines} == {"2026-10-20"}
+
+
+def test_the_services_cached_summary_follows_every_change_of_the_ledger(loaded: App) -> None:
+    from rerate.services.jobs import revert
+    from rerate.services.report import cached_summary_report
+
+    request = ReportRequest(period="2026-10")
+    first = cached_summary_report(loaded, request)
+    assert cached_summary_report(loaded, request) is first  # nothing changed: the same report
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    job = rerate(loaded, RerateRequest(scope=scope, tariff="cost"))
+    changed = cached_summary_report(loaded, request)
+    assert changed.totals != first.totals and changed.totals == summary_report(loaded, request).totals
+    revert(loaded, job.job_id)
+    assert (
+        cached_summary_report(loaded, request).totals
+        == first.totals
+        == summary_report(loaded, request).totals
+    )

@@ -254,6 +254,10 @@ class Job(Base):
     reverts_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True)
     reverted_by_job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Progress of a running job: call dates done out of the scope's, XDRs read so far.
+    days_done: Mapped[int] = mapped_column(Integer, default=0)
+    days_total: Mapped[int] = mapped_column(Integer, default=0)
+    xdrs_read: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BillingPeriod(Base):
@@ -440,3 +444,32 @@ class Delivery(Base):
     actor: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class User(Base):
+    """Someone who signs in to the service; ``role`` decides what they may do (docs/service.md)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    #: argon2id hash of the password (never the password).
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class AccessToken(Base):
+    """An API token or a web session: only its SHA-256 is stored; a session also has a CSRF token."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # api | session
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -18,6 +18,7 @@ from rerate.entrypoints import (
     cli_ingest,
     cli_mediation,
     cli_reports,
+    cli_service,
     cli_tariffs,
 )
 from rerate.entrypoints.console import err, out, print_json
@@ -25,6 +26,7 @@ from rerate.entrypoints.options import JsonOption
 from rerate.services import export as export_service
 from rerate.services import parties
 from rerate.services.errors import RerateError
+from rerate.services.jsonable import plain
 from rerate.services.setup import initialize
 from rerate.services.timeparse import parse_utc
 from rerate.settings import Settings
@@ -88,13 +90,23 @@ def _time(value: str | None, field: str) -> datetime | None:
 def init(as_json: JsonOption = False) -> None:
     """Create or upgrade the home directory: catalog schema, country codes, ledger tables."""
     report = initialize(app(require_schema=False))
+    admin = cli_service.first_admin(app())
     if as_json:
-        print_json(report)
+        print_json(
+            {**plain(report), "admin_created": admin is not None, "admin_password": admin and admin[1]}
+        )
         return
     state = "created" if report.schema_before is None else "up to date"
     out.print(f"[green]rerate home ready[/] at {report.home} (catalog schema {report.schema_now}, {state})")
     out.print(f"  catalog: {report.catalog}\n  ledger:  {report.ledger}")
     out.print(f"  {report.country_prefixes} country prefixes loaded from phonenumbers")
+    if admin is not None:
+        shown = (
+            f"password [bold]{admin[1]}[/] (shown once)"
+            if admin[1]
+            else f"password from ${cli_service.ADMIN_PASSWORD_ENV}"
+        )
+        out.print(f"  first user of the web UI and API: [bold]admin[/], {shown}")
 
 
 @customer_cli.command("add")
@@ -234,6 +246,7 @@ cli_ingest.register(cli, app)
 cli_mediation.register(cli, app)
 cli_reports.register(cli, app)
 cli_delivery.register(cli, app)
+cli_service.register(cli, app)
 
 
 def main() -> None:

@@ -16,10 +16,11 @@ from rich.table import Table
 
 from rerate.bootstrap import App
 from rerate.domain.money import decimal_text
-from rerate.entrypoints.console import out, plain, print_json, print_listing
+from rerate.entrypoints.console import out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import report as report_service
 from rerate.services.errors import InvalidInputError
+from rerate.services.jsonable import plain
 from rerate.services.timeparse import parse_utc
 
 report_cli = typer.Typer(
@@ -69,6 +70,8 @@ def write_xlsx(report: report_service.Report, path: Path) -> None:
 def _show(report: report_service.Report) -> None:
     title = "Summary" + (" (as closed)" if report.as_closed else "")
     window = " to ".join(w or "..." for w in report.window)
+    if report.source == "xdrs":  # the only report that scans XDRs: say why it takes seconds
+        window += " (from the XDRs: per prefix by account, vendor or day, or a window cutting a month)"
     for caption, entries, keys in (
         (f"{title}: {window}", report.lines, [*report.group_by, "currency"]),
         (
@@ -139,6 +142,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
                 "group_by": report.group_by,
                 "window": report.window,
                 "as_closed": report.as_closed,
+                "source": report.source,
                 "lines": report.lines,
                 "adjustments": report.adjustments,
                 "totals": report.totals,

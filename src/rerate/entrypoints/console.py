@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
@@ -21,25 +18,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from rerate.domain.money import decimal_text
+from rerate.services.jsonable import plain
 
 # Tables stay readable when output goes to a file or a CI log (Rich assumes 80 columns there).
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return decimal_text(value)  # exact: money never goes through a float, nor exponent form
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if is_dataclass(value) and not isinstance(value, type):
-        return {k: plain(v) for k, v in asdict(value).items()}
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def print_json(value: Any) -> None:

@@ -122,5 +122,7 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
         f"  {command} --home {home} delivery add '{report.world.customers[0].name}' --email noc@example.com "
         "--cadence daily     # then: delivery run --date "
         f"{report.world.spec.month:%Y-%m}-15 (with RERATE_SMTP_HOST set)\n"
+        f"  {command} --home {home} serve     # web UI and REST API on http://127.0.0.1:8000/ "
+        "(the first start prints the admin password)\n"
         f"  {command} --help"
     )

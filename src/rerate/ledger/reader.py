@@ -5,7 +5,7 @@ made here, so the rule of what is visible lives in one place:
 
 * ``xdrs``: the current state of every XDR of a committed collection
   (revision 0 for now; corrections add revisions on top);
-* ``daily_totals``: the billing cache rows written by committed units of work.
+* ``daily_totals`` and ``prefix_totals``: the aggregate rows written by committed units of work.
 
 A unit whose files were published to Delta but that never reached its catalog
 commit (a crash between the two) is invisible here and cleaned up later.
@@ -23,12 +23,13 @@ import pyarrow as pa
 
 from rerate.ledger.schema import (
     DERIVED_FIELDS,
+    PREFIX_TOTALS_SCHEMA,
     RAW_FIELDS,
     REVISION_TABLE_SCHEMA,
     TOTALS_SCHEMA,
     XDR_TABLE_SCHEMA,
 )
-from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, Ledger
+from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, XDRS, Ledger
 
 
 def connect_duckdb(
@@ -133,15 +134,20 @@ def open_totals(
     memory_limit: str = "2GB",
     version: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A connection with only the ``daily_totals`` view: what reports need (the XDR table is not listed).
+    """A connection with the aggregates' views (``daily_totals``, ``prefix_totals``): what reports need.
 
-    With ``version``, the totals table as it was at that Delta version (a closed period's).
+    With ``version``, the daily totals as they were at that Delta version (a closed period's); the
+    per-prefix totals are then left out (a closed period records the daily totals' version only).
     """
     con = con or connect_duckdb(memory_limit)
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
-    totals_sql = _parquet_source(con, "totals", ledger.files(TOTALS, version=version), TOTALS_SCHEMA)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW daily_totals AS SELECT * FROM ({totals_sql}) "
-        "WHERE source IN (SELECT source FROM visible_sources)"
-    )
+    tables = {TOTALS: (TOTALS_SCHEMA, version)}
+    if version is None:
+        tables[PREFIX_TOTALS] = (PREFIX_TOTALS_SCHEMA, None)
+    for name, (schema, at) in tables.items():
+        rows_sql = _parquet_source(con, name, ledger.files(name, version=at), schema)
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM ({rows_sql}) "
+            "WHERE source IN (SELECT source FROM visible_sources)"
+        )
     return con

@@ -103,3 +103,19 @@ TOTALS_MEASURES = [
 #: Which committed unit of work wrote a totals row: ``collection:<id>`` or ``job:<id>``.
 TOTALS_SOURCE = pa.field("source", pa.string(), nullable=False)
 TOTALS_SCHEMA = pa.schema([*TOTALS_KEYS, *TOTALS_MEASURES, TOTALS_SOURCE])
+
+#: Keys of the monthly totals per matched prefix (the invoicing tool's per-destination lines).  No
+#: account, vendor or day: with them a prefix aggregate is nearly as large as the XDRs.
+PREFIX_TOTALS_KEYS = [
+    pa.field("period", pa.date32()),  # the first day of the call date's month (UTC)
+    pa.field("customer_id", pa.int64()),
+    pa.field("prefix", pa.string()),
+    pa.field("country", pa.string()),
+    pa.field("destination_group", pa.string()),
+    pa.field("service", pa.string()),
+    pa.field("currency", pa.string()),
+    pa.field("vendor_currency", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("vendor_status", pa.string()),
+]
+PREFIX_TOTALS_SCHEMA = pa.schema([*PREFIX_TOTALS_KEYS, *TOTALS_MEASURES, TOTALS_SOURCE])

@@ -28,15 +28,22 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable, Field
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
-from rerate.ledger.schema import REVISION_TABLE_SCHEMA, TOTALS_SCHEMA, XDR_TABLE_SCHEMA
+from rerate.ledger.schema import (
+    PREFIX_TOTALS_SCHEMA,
+    REVISION_TABLE_SCHEMA,
+    TOTALS_SCHEMA,
+    XDR_TABLE_SCHEMA,
+)
 
 XDRS = "xdrs"
 TOTALS = "daily_totals"
+PREFIX_TOTALS = "prefix_totals"
 REVISIONS = "revisions"
 #: Each table's schema and partition columns.
 TABLES: dict[str, tuple[pa.Schema, list[str] | None]] = {
     XDRS: (XDR_TABLE_SCHEMA, ["call_date"]),
     TOTALS: (TOTALS_SCHEMA, None),
+    PREFIX_TOTALS: (PREFIX_TOTALS_SCHEMA, None),
     REVISIONS: (REVISION_TABLE_SCHEMA, ["call_date"]),
 }
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()

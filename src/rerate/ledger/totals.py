@@ -1,52 +1,121 @@
-"""Daily totals (the billing cache): computed from XDR rows by one SQL shape.
+"""The aggregates (the billing cache): computed from XDR rows by one SQL shape each.
 
-Ingest writes the totals of what it loaded; corrections write the difference
-they made; ``cache sync`` recomputes them from the ledger.  All use
-:data:`TOTALS_SELECT` so the grouping is defined once.
+Two aggregates are kept: ``daily_totals`` (per day, customer, account,
+vendor, destination, status and reason: what most reports read) and
+``prefix_totals`` (per month, customer and matched prefix: the per-destination
+lines of an invoice).  Ingest writes the aggregates of what it loaded;
+corrections write the difference they made; ``cache sync`` recomputes them
+from the ledger.  All use the SQL made here, so each grouping is defined once.
 """
 
 from __future__ import annotations
 
-from rerate.ledger.schema import TOTALS_KEYS
+from dataclasses import dataclass
 
-KEY_NAMES = [f.name for f in TOTALS_KEYS]
+import pyarrow as pa
 
-#: Totals of the rows of ``{source}`` (a relation with the XDR columns and ``call_date``).
-TOTALS_SELECT = """
-SELECT call_date AS day, customer_id, account_id, vendor_id, country, destination_group, service,
-       currency, vendor_currency, status, reason, vendor_status, vendor_reason,
+from rerate.ledger.schema import PREFIX_TOTALS_KEYS, PREFIX_TOTALS_SCHEMA, TOTALS_KEYS, TOTALS_SCHEMA
+from rerate.ledger.tables import PREFIX_TOTALS, TOTALS
+
+#: The measures every aggregate keeps, and how each is summed from XDR columns.
+MEASURE_SOURCES = {
+    "seconds": "duration",
+    "billed": "billed",
+    "vendor_billed": "vendor_billed",
+    "amount": "amount",
+    "cost": "cost",
+}
+MEASURES = ("calls", *MEASURE_SOURCES)
+_CASTS = {"amount": "DECIMAL(38, 9)", "cost": "DECIMAL(38, 9)"}
+
+
+@dataclass(frozen=True, eq=False)  # one instance per table: compared and hashed by identity
+class Aggregate:
+    """One aggregate table: its name, schema, and each key as an expression over XDR columns."""
+
+    table: str
+    schema: pa.Schema
+    key_sources: dict[str, str]
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.key_sources)
+
+    @property
+    def time_key(self) -> str:
+        """The key that holds the (day or month) date: the first one."""
+        return self.keys[0]
+
+    def _keys_sql(self) -> str:
+        return ", ".join(
+            name if source == name else f"{source} AS {name}" for name, source in self.key_sources.items()
+        )
+
+    def select(self, source: str, label: str) -> str:
+        """The aggregate of the rows of ``source`` (a relation with the XDR columns and ``call_date``)."""
+        measures = ",\n".join(
+            f"coalesce(sum({column}), 0)::{_CASTS.get(name, 'BIGINT')} AS {name}"
+            for name, column in MEASURE_SOURCES.items()
+        )
+        return f"""
+SELECT {self._keys_sql()},
        count(*)::BIGINT AS calls,
-       coalesce(sum(duration), 0)::BIGINT AS seconds,
-       coalesce(sum(billed), 0)::BIGINT AS billed,
-       coalesce(sum(vendor_billed), 0)::BIGINT AS vendor_billed,
-       coalesce(sum(amount), 0)::DECIMAL(38, 9) AS amount,
-       coalesce(sum(cost), 0)::DECIMAL(38, 9) AS cost,
+       {measures},
        {label}::VARCHAR AS source
 FROM {source}
 GROUP BY ALL
 """
 
-_DELTA_KEYS = ", ".join("call_date AS day" if k == "day" else k for k in KEY_NAMES)
+    def delta_select(self, new: str, old: str, label: str) -> str:
+        """The aggregate of ``new`` minus that of ``old`` (the rows they replace), in one pass.
 
-#: Daily totals of ``{new}`` minus those of ``{old}`` (the rows they replace), in one pass.
-#: Keys whose measures cancel out (only a price changed, say) net to one row, or none.
-TOTALS_DELTA_SELECT = f"""
+        Keys whose measures cancel out (only a price changed, say) net to one row, or none.
+        """
+        measures = ",\n".join(
+            f"coalesce(sum(weight * {column}), 0)::{_CASTS.get(name, 'BIGINT')} AS {name}"
+            for name, column in MEASURE_SOURCES.items()
+        )
+        return f"""
 WITH signed AS (
-    SELECT *, 1 AS weight FROM {{new}}
+    SELECT *, 1 AS weight FROM {new}
     UNION ALL BY NAME
-    SELECT *, -1 AS weight FROM {{old}}
+    SELECT *, -1 AS weight FROM {old}
 ), netted AS (
-SELECT {_DELTA_KEYS},
+SELECT {self._keys_sql()},
        sum(weight)::BIGINT AS calls,
-       coalesce(sum(weight * duration), 0)::BIGINT AS seconds,
-       coalesce(sum(weight * billed), 0)::BIGINT AS billed,
-       coalesce(sum(weight * vendor_billed), 0)::BIGINT AS vendor_billed,
-       coalesce(sum(weight * amount), 0)::DECIMAL(38, 9) AS amount,
-       coalesce(sum(weight * cost), 0)::DECIMAL(38, 9) AS cost,
-       {{label}}::VARCHAR AS source
+       {measures},
+       {label}::VARCHAR AS source
 FROM signed
 GROUP BY ALL
 )
-SELECT * FROM netted
-WHERE NOT (calls = 0 AND seconds = 0 AND billed = 0 AND vendor_billed = 0 AND amount = 0 AND cost = 0)
+SELECT * FROM netted WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
 """
+
+    def compact_select(self, relation: str) -> str:
+        """``relation`` (rows of this aggregate, from one source) with equal keys summed, zeros dropped."""
+        measures = ", ".join(f"sum({m})::{_CASTS.get(m, 'BIGINT')} AS {m}" for m in MEASURES)
+        return f"""
+SELECT * FROM (
+    SELECT {", ".join(self.keys)}, {measures}, any_value(source) AS source
+    FROM {relation} GROUP BY ALL
+) WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
+"""
+
+
+DAILY = Aggregate(
+    TOTALS, TOTALS_SCHEMA, {f.name: "call_date" if f.name == "day" else f.name for f in TOTALS_KEYS}
+)
+BY_PREFIX = Aggregate(
+    PREFIX_TOTALS,
+    PREFIX_TOTALS_SCHEMA,
+    {
+        f.name: "date_trunc('month', call_date)::DATE" if f.name == "period" else f.name
+        for f in PREFIX_TOTALS_KEYS
+    },
+)
+#: Every aggregate, in the order units of work publish them.
+AGGREGATES = (DAILY, BY_PREFIX)
+
+KEY_NAMES = DAILY.keys
+#: Daily totals of ``{source}`` (kept for callers that format it themselves).
+TOTALS_SELECT = DAILY.select("{source}", "{label}")

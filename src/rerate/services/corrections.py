@@ -13,6 +13,7 @@ previous state, unless a later job changed the same XDRs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,14 +31,15 @@ from rerate.domain.money import PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
 from rerate.ledger.reader import Visibility, connect_duckdb, open_views
-from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA, TOTALS_SCHEMA
+from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
-from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, PartitionedWriter, unit_prefix
-from rerate.ledger.totals import TOTALS_DELTA_SELECT
+from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
+from rerate.ledger.totals import BY_PREFIX, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
 from rerate.services.errors import ConflictError, InvalidInputError
+from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
 from rerate.services.periods import closed_periods, touched
@@ -344,6 +346,7 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     revisions = PartitionedWriter(app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA)
     compared = correction.compared
     totals_parts: list[pa.Table] = []
+    prefix_parts: list[pa.Table] = []
     breakdown_parts: list[pa.Table] = []
     diff = DiffWriter(diff_path, compared)
     try:
@@ -360,7 +363,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
             report.changed += old.num_rows
             con.register("old_changed", old)
             con.register("new_changed", new)
-            totals_parts.append(_totals_delta(con, f"job:{job_id}"))
+            totals_parts.append(_totals_delta(con, DAILY, f"job:{job_id}"))
+            if not correction.dry_run:  # a dry run reports from the daily totals alone
+                prefix_parts.append(_totals_delta(con, BY_PREFIX, f"job:{job_id}"))
             breakdown_parts.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
             rows = diff_rows(old, new, compared)
             diff.write(rows)
@@ -396,11 +401,17 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     if correction.dry_run:
         _finish(app, job_id, report, state="planned")
         return report
-    totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
-    if totals_parts:
-        totals_writer.write_rows(pa.concat_tables(totals_parts))
-    totals_writer.close()
-    app.ledger.commit(TOTALS, totals_writer.actions, {"job_id": str(job_id)})
+    if prefix_parts:  # one month's key gets a delta from each of its days: one row each
+        con.register("prefix_delta", pa.concat_tables(prefix_parts))
+        prefix_parts = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
+    for aggregate, parts in ((DAILY, totals_parts), (BY_PREFIX, prefix_parts)):
+        totals_writer = PartitionedWriter(
+            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
+        )
+        if parts:
+            totals_writer.write_rows(pa.concat_tables(parts).cast(aggregate.schema))
+        totals_writer.close()
+        app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
     faults.checkpoint("rerate.totals_committed")
     version = app.ledger.commit(REVISIONS, revisions.actions, {"job_id": str(job_id)})
     faults.checkpoint("rerate.revisions_committed")
@@ -408,10 +419,10 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     return report
 
 
-def _totals_delta(con: duckdb.DuckDBPyConnection, label: str) -> pa.Table:
-    """Daily totals of the new rows minus those of the old rows they replace."""
-    query = TOTALS_DELTA_SELECT.format(new="new_changed", old="old_changed", label=f"'{label}'")
-    return con.sql(query).to_arrow_table().cast(TOTALS_SCHEMA)
+def _totals_delta(con: duckdb.DuckDBPyConnection, aggregate: Aggregate, label: str) -> pa.Table:
+    """An aggregate of the new rows minus that of the old rows they replace."""
+    query = aggregate.delta_select("new_changed", "old_changed", f"'{label}'")
+    return con.sql(query).to_arrow_table().cast(aggregate.schema)
 
 
 #: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).
@@ -510,6 +521,10 @@ def _finish(
         }
         job.diff_path = report.diff_path
         job.revision_version = revision_version
+        # The whole report (breakdowns, sample, adjustments) for the web UI's preview and result pages.
+        folder = app.home / "jobs" / str(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "report.json").write_text(json.dumps(plain(report)))
         job.finished_at = datetime.now(UTC)
         if state == APPLIED:
             for line in report.adjustments:  # committed with the job: visible exactly when it is

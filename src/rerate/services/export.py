@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pyarrow as pa
 from sqlalchemy import select
 
@@ -45,6 +48,44 @@ def export_xdrs(
 ) -> ExportReport:
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"unknown export format {fmt!r}: use csv or parquet")
+    con, query, where, params = _prepare(app, status, customer, account, start, end)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
+    con.execute(f"COPY ({query}) TO '{str(out).replace(chr(39), chr(39) * 2)}' ({options})", params)
+    (counted,) = con.execute(f"SELECT count(*) FROM xdrs x WHERE {where}", params).fetchall()
+    return ExportReport(path=str(out), rows=int(counted[0]), format=fmt)
+
+
+def search_xdrs(
+    app: App,
+    *,
+    status: str = "all",
+    customer: str | None = None,
+    account: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    number: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The first ``limit`` XDRs (by connect time) that match, in the export's columns (money as text)."""
+    con, query, _, params = _prepare(app, status, customer, account, start, end, number)
+    rows = con.sql(f"SELECT * FROM ({query}) LIMIT {max(1, min(int(limit), 10_000))}", params=params)
+    table = rows.to_arrow_table()
+    return [
+        {k: (str(v) if isinstance(v, Decimal) else v) for k, v in row.items()} for row in table.to_pylist()
+    ]
+
+
+def _prepare(
+    app: App,
+    status: str,
+    customer: str | None,
+    account: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    number: str | None = None,
+) -> tuple[duckdb.DuckDBPyConnection, str, str, list[object]]:
+    """A connection with the views, the export query, its WHERE clause and parameters."""
     if status not in STATUSES:
         raise InvalidInputError(f"unknown status {status!r}: use one of {', '.join(STATUSES)}")
     with app.catalog.reading() as session:
@@ -93,6 +134,9 @@ def export_xdrs(
     if end is not None:
         where.append("x.connect_time < ?")
         params.append(end)
+    if number:
+        where.append("(starts_with(x.cld, ?) OR starts_with(x.cli, ?))")
+        params.extend([number, number])
     query = f"""
         SELECT x.source_id, x.xdr_id, x.collection_id,
                strftime(x.connect_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS connect_time,
@@ -109,8 +153,4 @@ def export_xdrs(
         WHERE {" AND ".join(where)}
         ORDER BY x.connect_time, x.xdr_id
     """
-    out.parent.mkdir(parents=True, exist_ok=True)
-    options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
-    con.execute(f"COPY ({query}) TO '{str(out).replace(chr(39), chr(39) * 2)}' ({options})", params)
-    (counted,) = con.execute(f"SELECT count(*) FROM xdrs x WHERE {' AND '.join(where)}", params).fetchall()
-    return ExportReport(path=str(out), rows=int(counted[0]), format=fmt)
+    return con, query, " AND ".join(where), params

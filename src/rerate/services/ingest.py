@@ -40,9 +40,9 @@ from rerate.domain.mediation import mediate
 from rerate.domain.rating import rate_batch
 from rerate.domain.xdr_templates import XdrTemplate
 from rerate.ledger.reader import connect_duckdb
-from rerate.ledger.schema import TOTALS_SCHEMA, XDR_FILE_SCHEMA
+from rerate.ledger.schema import XDR_FILE_SCHEMA
 from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
-from rerate.ledger.totals import TOTALS_SELECT
+from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import InvalidInputError, RerateError
@@ -231,16 +231,25 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     report.rejects_path = str(rejects_path)
 
     progress.stage("publishing")
-    totals_writer = PartitionedWriter(app.ledger.path(TOTALS), prefix, TOTALS_SCHEMA, partitioned=False)
-    if writer.actions:
-        totals = _daily_totals(con, app.ledger.path(XDRS), writer, f"collection:{collection_id}")
-        totals_writer.write_rows(totals)
-        failing = pc.or_(
-            pc.equal(totals.column("status"), "failed"), pc.equal(totals.column("vendor_status"), "failed")
+    versions: dict[str, int] = {}
+    for aggregate in AGGREGATES:
+        totals_writer = PartitionedWriter(
+            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
         )
-        report.failed = int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
-    totals_writer.close()
-    totals_version = app.ledger.commit(TOTALS, totals_writer.actions, {"collection_id": str(collection_id)})
+        if writer.actions:
+            totals = _totals(con, app.ledger.path(XDRS), writer, aggregate, f"collection:{collection_id}")
+            totals_writer.write_rows(totals)
+            if aggregate is DAILY:
+                failing = pc.or_(
+                    pc.equal(totals.column("status"), "failed"),
+                    pc.equal(totals.column("vendor_status"), "failed"),
+                )
+                report.failed = int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
+        totals_writer.close()
+        versions[aggregate.table] = app.ledger.commit(
+            aggregate.table, totals_writer.actions, {"collection_id": str(collection_id)}
+        )
+    totals_version = versions[TOTALS]
     faults.checkpoint("ingest.totals_committed")
     xdr_version = app.ledger.commit(XDRS, writer.actions, {"collection_id": str(collection_id)})
     faults.checkpoint("ingest.xdrs_committed")
@@ -268,14 +277,17 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     return report
 
 
-def _daily_totals(
-    con: duckdb.DuckDBPyConnection, table_dir: Path, writer: PartitionedWriter, label: str
+def _totals(
+    con: duckdb.DuckDBPyConnection,
+    table_dir: Path,
+    writer: PartitionedWriter,
+    aggregate: Aggregate,
+    label: str,
 ) -> pa.Table:
-    """Totals of the new files.  The grouping has few keys, so memory stays small."""
+    """One aggregate of the new files.  The grouping has few keys, so memory stays small."""
     files = [str(table_dir / action.path) for action in writer.actions]
     source = f"read_parquet({_sql_list(files)}, hive_partitioning=true)"
-    totals = con.sql(TOTALS_SELECT.format(source=source, label=f"'{label}'")).to_arrow_table()
-    return totals.cast(TOTALS_SCHEMA)
+    return con.sql(aggregate.select(source, f"'{label}'")).to_arrow_table().cast(aggregate.schema)
 
 
 def _sql_list(paths: list[str]) -> str:

@@ -65,7 +65,7 @@ from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.mailer import send_mail
 from rerate.services.memory import paused_gc
 from rerate.services.rate_history import load_history
-from rerate.services.rate_results import rate_entry, write_results
+from rerate.services.rate_results import rate_entry, write_results_aside
 from rerate.services.rate_templates import load_template, save_template
 
 TEMPLATE_KIND = "rate_deck"
@@ -472,11 +472,13 @@ def _load_in_transaction(
         session.flush()  # its id names the results folder
         report.import_id = record.id
         results = app.home / "imports" / str(record.id) / "results.csv"
-        _store_rates(session, report, loading, tariff.id, now)
-        for path in (results, request.results_file):
-            if path is not None:
-                written.append(path)
-                write_results(path, report.rates)
+        files = [path for path in (results, request.results_file) if path is not None]
+        written.extend(files)
+        wait_for_results = write_results_aside(files, report.rates)
+        try:
+            _store_rates(session, report, loading, tariff.id, now)
+        finally:  # the files are complete (or failed) before the commit, or before they are removed
+            wait_for_results()
         if loading or any(r.withdraws for r in report.rates):
             tariff.revision += 1
         record.results_path = str(results)

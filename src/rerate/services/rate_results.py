@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import multiprocessing
+import traceback
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rerate.domain.deck_review import ReviewedRate
+from rerate.services.errors import RerateError
 
 #: Columns of the results file, one row per rate the deck asked for (and per discontinued prefix).
 RESULT_COLUMNS = (
@@ -123,3 +126,44 @@ def _result_row(rate: ReviewedRate) -> tuple[Any, ...]:
         values.get("country"),
         values.get("description"),
     )
+
+
+def write_results_aside(paths: Sequence[Path], rates: Sequence[ReviewedRate]) -> Callable[[], None]:
+    """Start writing the results files on the other core; the function returned waits for them.
+
+    The rows are final once reviewed, and turning 200,000 of them into a file
+    is Python work of about as long as storing them: a forked child writes
+    them while this process loads the rates.  Where processes cannot fork,
+    the files are written here and now.  Waiting raises if the child failed.
+    """
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:
+        for path in paths:
+            write_results(path, rates)
+        return lambda: None
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_write_in_child, args=(list(paths), rates, send), daemon=True)
+    child.start()
+    send.close()
+
+    def wait() -> None:
+        problem = receive.recv() if receive.poll(None) else "the results writer stopped without a word"
+        child.join()
+        receive.close()
+        if problem is not None or child.exitcode != 0:
+            raise RerateError(f"writing the results file failed: {problem or f'exit code {child.exitcode}'}")
+
+    return wait
+
+
+def _write_in_child(paths: list[Path], rates: Sequence[ReviewedRate], send: Any) -> None:
+    try:
+        for path in paths:
+            write_results(path, rates)
+    except BaseException:
+        send.send(traceback.format_exc(limit=3))
+    else:
+        send.send(None)
+    finally:
+        send.close()

@@ -15,13 +15,13 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection, Job
-from rerate.ledger.tables import REVISIONS, TOTALS, XDRS, unit_prefix
+from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, XDRS, unit_prefix
 from rerate.services import audit
 
 #: Unit kind -> (catalog model, unfinished state, final state, tables it writes).
 _UNITS: dict[str, tuple[type[Collection] | type[Job], str, str, tuple[str, ...]]] = {
-    "c": (Collection, "loading", "aborted", (TOTALS, XDRS)),
-    "j": (Job, "running", "failed", (TOTALS, REVISIONS)),
+    "c": (Collection, "loading", "aborted", (TOTALS, PREFIX_TOTALS, XDRS)),
+    "j": (Job, "running", "failed", (TOTALS, PREFIX_TOTALS, REVISIONS)),
 }
 
 

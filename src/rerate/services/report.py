@@ -1,25 +1,29 @@
 """The summary report for invoicing, and the views that help find mistakes before invoicing.
 
-Everything is read from the daily totals (the aggregates every unit of work
-keeps exact), never from raw XDRs.  The CSV schema is stable and documented
+Everything is read from the aggregates every unit of work keeps exact (the
+daily totals; per prefix, the monthly per-prefix totals), not from raw XDRs;
+see :func:`_source` for the one exception.  The CSV schema is stable and documented
 in docs/reports.md: invoicing tools import it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Account, Adjustment, BillingPeriod, Customer, Job, Vendor
 from rerate.ledger.reader import Visibility, open_totals, open_views
+from rerate.ledger.tables import PREFIX_TOTALS, TOTALS
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.periods import period_bounds
 from rerate.services.visibility import current_visibility
@@ -61,6 +65,8 @@ class Report:
     adjustments: list[dict[str, Any]] = field(default_factory=list)
     totals: list[dict[str, Any]] = field(default_factory=list)
     as_closed: bool = False
+    #: What the lines were computed from: ``daily_totals``, ``prefix_totals`` or ``xdrs``.
+    source: str = TOTALS
 
     @property
     def columns(self) -> list[str]:
@@ -130,7 +136,9 @@ def summary_report(app: App, request: ReportRequest) -> Report:
         )
     if closed is not None:  # exactly as invoiced: the totals' version and units recorded at closing
         visibility = Visibility(collections=(), sources=tuple(closed.sources))
-    if "prefix" in request.group_by:
+    app.ledger.ensure()
+    source = _source(request.group_by, start, end)
+    if source == "xdrs":
         con = _xdr_totals(app, visibility, start, end)
     else:
         con = open_totals(
@@ -139,29 +147,65 @@ def summary_report(app: App, request: ReportRequest) -> Report:
             memory_limit=app.settings.duckdb_memory_limit,
             version=closed.totals_version if closed is not None else None,
         )
+        if source == PREFIX_TOTALS:
+            _prefix_totals_as_daily(con)
     _register_parties(con, parties)
     report = Report(
         list(request.group_by),
         (start.isoformat() if start else None, end.isoformat() if end else None),
         as_closed=closed is not None,
+        source=source,
     )
-    report.lines = _grouped(con, list(request.group_by), wanted, start, end)
+    lines = _grouped(con, list(request.group_by), wanted, start, end)
+    report.lines = _as_dicts(lines)
     report.adjustments = adjustments
-    report.totals = _totals(report.lines, report.adjustments)
+    report.totals = _totals(_per_currency(lines), report.adjustments)
     return report
+
+
+#: Groupings the monthly per-prefix totals can answer (they keep no account, vendor or day).
+PREFIX_GROUPS = {"prefix", "customer", "country", "destination_group", "service", "period"}
+
+
+def _month_start(moment: datetime | None) -> bool:
+    return moment is None or (moment == datetime(moment.year, moment.month, 1, tzinfo=moment.tzinfo))
+
+
+def _source(group_by: Sequence[str], start: datetime | None, end: datetime | None) -> str:
+    """Which rows answer the report: the daily totals, the monthly per-prefix totals, or the XDRs.
+
+    The daily totals do not keep the matched prefix: at one row per prefix per
+    day they would be almost as large as the XDRs (37.7 M rows for the demo
+    world's 50 M XDRs), and every other report would pay for it.  A per-prefix
+    report over whole months reads the monthly per-prefix totals; one by
+    account, vendor or day, or over a window that cuts a month, reads the XDRs
+    of its window (seconds at that scale, not the totals' sub-second).
+    """
+    if "prefix" not in group_by:
+        return TOTALS
+    if set(group_by) <= PREFIX_GROUPS and _month_start(start) and _month_start(end):
+        return PREFIX_TOTALS
+    return "xdrs"
+
+
+def _prefix_totals_as_daily(con: duckdb.DuckDBPyConnection) -> None:
+    """The per-prefix totals under the daily totals' name and columns (each month on its first day)."""
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW daily_totals AS
+        SELECT period AS day, customer_id, NULL::BIGINT AS account_id, NULL::BIGINT AS vendor_id, country,
+               destination_group, service, prefix, currency, vendor_currency, status, vendor_status, calls,
+               seconds, billed, amount, cost
+        FROM prefix_totals
+        """
+    )
 
 
 def _xdr_totals(
     app: App, visibility: Visibility, start: datetime | None, end: datetime | None
 ) -> duckdb.DuckDBPyConnection:
-    """``daily_totals`` computed from the XDRs of the window (for ``--group-by prefix``).
-
-    The daily totals do not keep the matched prefix: at one row per prefix per
-    day they would be almost as large as the XDRs (37.7 M rows for the demo
-    world's 50 M XDRs), and every other report would pay for it.  A per-prefix
-    summary reads the XDRs of its window instead (partitions outside it are
-    skipped): seconds for a month at that scale, not the totals' sub-second.
-    """
+    """``daily_totals`` computed from the XDRs of the window (see :func:`_source`); partitions outside
+    the window are skipped."""
     days = (start.date() if start else date(1970, 1, 1), end.date() if end else date(9999, 12, 31))
     con = open_views(
         app.ledger,
@@ -234,14 +278,14 @@ def _grouped(
     wanted: Sequence[int],
     start: datetime | None,
     end: datetime | None,
-) -> list[dict[str, Any]]:
+) -> pa.Table:
+    """The report's lines (one per group and currency, ordered), with their measures and margin."""
     where, params = _filters(wanted, start, end)
     # First by the totals' own columns (ids, low-cardinality text), then names on the small result:
     # the daily totals of a month can hold millions of rows.
     first = ", ".join(dict.fromkeys(["t.customer_id", *(GROUPS[k][0] for k in keys)]))
     shown = "".join(f"{GROUPS[k][1]} AS {k}, " for k in keys)
-    rows = con.execute(
-        f"""
+    query = f"""
         WITH b AS (
             SELECT {first}, t.currency, t.vendor_currency,
                    sum(t.calls) FILTER (WHERE t.status = 'rated') AS calls,
@@ -254,32 +298,46 @@ def _grouped(
             FROM daily_totals t
             WHERE {where}
             GROUP BY ALL
+            -- a group whose XDRs all moved away (a correction changed their prefix, say) nets to
+            -- zero calls over every status: the XDRs have no such group, neither does the report
+            HAVING sum(t.calls) <> 0
+        ), lines AS (
+            SELECT {shown}
+                   coalesce(b.currency, c.currency, '') AS currency,
+                   coalesce(sum(b.calls), 0)::BIGINT AS calls,
+                   coalesce(sum(b.seconds), 0)::BIGINT AS seconds,
+                   coalesce(sum(b.billed), 0)::BIGINT AS billed,
+                   coalesce(sum(b.revenue), 0)::DECIMAL(38, 9) AS revenue,
+                   coalesce(sum(b.cost), 0)::DECIMAL(38, 9) AS cost,
+                   CASE WHEN count(DISTINCT b.vendor_currency) FILTER (WHERE b.costed > 0) > 1 THEN 'mixed'
+                        ELSE coalesce(any_value(b.vendor_currency) FILTER (WHERE b.costed > 0), '')
+                   END AS cost_currency,
+                   coalesce(sum(b.failed), 0)::BIGINT AS failed
+            FROM b
+            LEFT JOIN report_customers c ON c.id = b.customer_id
+            {"LEFT JOIN report_accounts a ON a.id = b.account_id" if "account" in keys else ""}
+            {"LEFT JOIN report_vendors v ON v.id = b.vendor_id" if "vendor" in keys else ""}
+            GROUP BY ALL
         )
-        SELECT {shown}
-               coalesce(b.currency, c.currency, '') AS report_currency,
-               coalesce(sum(b.calls), 0), coalesce(sum(b.seconds), 0), coalesce(sum(b.billed), 0),
-               coalesce(sum(b.revenue), 0), coalesce(sum(b.cost), 0),
-               CASE WHEN count(DISTINCT b.vendor_currency) FILTER (WHERE b.costed > 0) > 1 THEN 'mixed'
-                    ELSE coalesce(any_value(b.vendor_currency) FILTER (WHERE b.costed > 0), '')
-               END,
-               coalesce(sum(b.failed), 0)
-        FROM b
-        LEFT JOIN report_customers c ON c.id = b.customer_id
-        {"LEFT JOIN report_accounts a ON a.id = b.account_id" if "account" in keys else ""}
-        {"LEFT JOIN report_vendors v ON v.id = b.vendor_id" if "vendor" in keys else ""}
-        GROUP BY ALL
+        SELECT *, CASE WHEN cost_currency IN ('', currency) THEN revenue - cost END AS margin
+        FROM lines
         ORDER BY ALL
-        """,
-        params,
-    ).fetchall()
-    names = [*keys, "currency", "calls", "seconds", "billed", "revenue", "cost", "cost_currency", "failed"]
-    found = []
-    for row in rows:
-        entry = dict(zip(names, row, strict=True))
-        same = entry["cost_currency"] in ("", entry["currency"])
-        entry["margin"] = entry["revenue"] - entry["cost"] if same else None
-        found.append(entry)
-    return found
+    """
+    # Column by column through Arrow: a per-prefix report has a million lines, and Python tuples
+    # fetched row by row cost several times the query.
+    return con.sql(query, params=params).to_arrow_table()
+
+
+def _as_dicts(table: pa.Table) -> list[dict[str, Any]]:
+    names = table.column_names
+    columns = [column.to_pylist() for column in table.columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _per_currency(lines: pa.Table) -> list[dict[str, Any]]:
+    """The lines summed per currency and cost currency: what :func:`_totals` needs, a few rows."""
+    summed = lines.group_by(["currency", "cost_currency"]).aggregate([(m, "sum") for m in ADDITIVE])
+    return _as_dicts(summed.rename_columns([name.removesuffix("_sum") for name in summed.column_names]))
 
 
 def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -288,8 +346,11 @@ def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any
     totals: dict[str, dict[str, Any]] = {}
 
     def total_of(currency: str) -> dict[str, Any]:
-        empty = {"currency": currency, **dict.fromkeys(ADDITIVE, 0), "cost_currency": "", "margin": None}
-        return totals.setdefault(currency, empty)
+        total = totals.get(currency)
+        if total is None:  # built once per currency: a report can have a million lines
+            total = {"currency": currency, **dict.fromkeys(ADDITIVE, 0), "cost_currency": "", "margin": None}
+            totals[currency] = total
+        return total
 
     for line in lines:
         total = total_of(line["currency"])
@@ -434,3 +495,100 @@ def _current(
     _register_parties(con, parties)
     where, params = _filters((), start, end)
     return con, where, params
+
+
+def calls_by_day(
+    app: App, start: datetime | None = None, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Per day: calls rated and failed, revenue, cost and margin per currency (the charts' series)."""
+    con, where, params = _current(app, start, end)
+    rows = con.execute(
+        f"""
+        SELECT strftime(t.day, '%Y-%m-%d') AS day, coalesce(t.currency, '') AS currency,
+               coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS rated,
+               coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed' OR t.vendor_status = 'failed'), 0)
+                   AS failed,
+               coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
+               coalesce(sum(t.cost) FILTER (WHERE t.vendor_status = 'rated'), 0) AS cost
+        FROM daily_totals t WHERE {where}
+        GROUP BY 1, 2 HAVING sum(t.calls) <> 0 ORDER BY 1, 2
+        """,
+        params,
+    ).fetchall()
+    names = ("day", "currency", "rated", "failed", "revenue", "cost")
+    found = [dict(zip(names, r, strict=True)) for r in rows]
+    for row in found:
+        row["margin"] = row["revenue"] - row["cost"]
+    return found
+
+
+#: Summaries a long-running service has computed, by request and the ledger state they show.
+_CACHE: OrderedDict[tuple[Any, ...], Report] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_COMPUTING: dict[tuple[Any, ...], threading.Lock] = {}
+_CACHE_SIZE = 64
+
+
+def _ledger_state(app: App) -> tuple[Any, ...]:
+    """What a summary depends on besides its request: visible units, parties, closed periods."""
+    with app.catalog.reading() as session:
+        visibility = current_visibility(session)
+        marks = tuple(
+            session.scalar(select(func.coalesce(func.max(column), 0)))
+            for column in (Customer.id, Account.id, Vendor.id, BillingPeriod.id)
+        )
+    return (str(app.home), visibility.sources, marks)
+
+
+def cached_summary_report(app: App, request: ReportRequest) -> Report:
+    """:func:`summary_report`, reused while nothing it shows can have changed.
+
+    For the service, where many users (and pollers) read the same month's
+    summary: the key holds the units of work visible now (any ingest,
+    correction, revert or cache repair changes them) and the catalog's
+    parties and closed periods, so a cached report is always the one a fresh
+    computation would give.  A report computed while that state moved is
+    returned but not kept.  Callers must not modify the report returned.
+    """
+    request_key = (
+        tuple(request.customers),
+        request.period,
+        request.start,
+        request.end,
+        tuple(request.group_by),
+        request.as_closed,
+    )
+    key = (request_key, _ledger_state(app))
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+        # One computation per key: readers arriving meanwhile wait for it instead of repeating it.
+        computing = _COMPUTING.setdefault(key, threading.Lock())
+    with computing:
+        with _CACHE_LOCK:
+            found = _CACHE.get(key)
+        if found is not None:
+            return found
+        report = summary_report(app, request)
+        unchanged = _ledger_state(app) == key[1]
+        with _CACHE_LOCK:
+            if unchanged:
+                _CACHE[key] = report
+                while len(_CACHE) > _CACHE_SIZE:
+                    _CACHE.popitem(last=False)
+            _COMPUTING.pop(key, None)
+    return report
+
+
+def warm_summaries(app: App, now: datetime | None = None) -> None:
+    """Compute (into the cache) the summaries the billing team opens most: this month and the last.
+
+    Called by the service when it starts and after every job it runs, so the
+    first reader after a change does not wait for the computation.
+    """
+    today = (now or datetime.now(UTC)).date()
+    last = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    for month in (today.replace(day=1), last):
+        cached_summary_report(app, ReportRequest(period=f"{month:%Y-%m}"))

@@ -6,6 +6,8 @@ can call it from cron through the CLI.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -50,7 +52,37 @@ def schedule(app: App, correction: Correction, at: datetime) -> int:
         return job.id
 
 
+def queue(app: App, correction: Correction) -> int:
+    """Record ``correction`` (a dry run or not) to be run as soon as the service's job runner can."""
+    with app.catalog.transaction() as session:
+        job = Job(
+            kind=correction.kind,
+            state="scheduled",
+            dry_run=correction.dry_run,
+            scope=correction.scope.as_dict(),
+            parameters=correction.parameters,
+            description=correction.description,
+            actor=app.actor,
+            scheduled_for=datetime.now(UTC),
+        )
+        session.add(job)
+        session.flush()
+        audit.record(session, app.actor, "job.queue", f"job {job.id}", after={"dry_run": correction.dry_run})
+        return job.id
+
+
 def _rebuild(app: App, job: Job) -> Correction:
+    """The job's correction, to run now: a queued dry run previews; anything else applies."""
+    correction = _rebuild_correction(app, job)
+    return replace(correction, dry_run=bool(job.dry_run) and job.state == "scheduled")
+
+
+def rebuild_for_apply(app: App, planned: Job) -> Correction:
+    """A dry run's correction, to apply (the same parameters, not a preview)."""
+    return replace(_rebuild_correction(app, planned), dry_run=False)
+
+
+def _rebuild_correction(app: App, job: Job) -> Correction:
     scope = Scope.from_dict(dict(job.scope))
     parameters = dict(job.parameters)
     allow_closed = bool(parameters.get("allow_closed", False))
@@ -74,7 +106,9 @@ def _rebuild(app: App, job: Job) -> Correction:
     raise ConflictError(f"job {job.id} of kind {job.kind} cannot be scheduled")
 
 
-def run_due(app: App, now: datetime | None = None) -> list[CorrectionReport | str]:
+def run_due(
+    app: App, now: datetime | None = None, progress: Callable[[int], JobProgress] | None = None
+) -> list[CorrectionReport | str]:
     """Apply every scheduled job whose time has come, oldest first; a failure does not stop the rest."""
     now = now or datetime.now(UTC)
     with app.catalog.reading() as session:
@@ -86,15 +120,20 @@ def run_due(app: App, now: datetime | None = None) -> list[CorrectionReport | st
     results: list[CorrectionReport | str] = []
     for job in due:
         try:
-            results.append(execute(app, _rebuild(app, job), job_id=job.id))
-        except RerateError as exc:
+            watcher = progress(job.id) if progress is not None else None
+            # Run on behalf of whoever asked for it: the audit log names them, not the runner.
+            owner = replace(app, settings=app.settings.model_copy(update={"actor": job.actor}))
+            results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress=watcher))
+        except Exception as exc:  # one failing job is recorded; the others still run
+            message = str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}"
             with app.catalog.transaction() as session:
                 stored = session.get(Job, job.id)
-                if stored is not None and stored.state in ("scheduled", "running"):
+                if stored is not None and stored.state in ("scheduled", "running", "planning"):
                     stored.state = "failed"
+                    stored.finished_at = datetime.now(UTC)
                 if stored is not None:
-                    stored.error = str(exc)
-            results.append(f"job {job.id} failed: {exc}")
+                    stored.error = message
+            results.append(f"job {job.id} failed: {message}")
     return results
 
 

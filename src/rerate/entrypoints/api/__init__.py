@@ -1,0 +1,1 @@
+"""The service: REST API and web UI on one FastAPI application (``rerate serve``)."""

@@ -1,0 +1,195 @@
+"""Corrections as jobs: queue re-ratings, re-processing and rollbacks; list, poll, revert, cancel."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse
+
+from rerate.bootstrap import App
+from rerate.domain.rating import Side
+from rerate.domain.roles import Permission, correction_permissions
+from rerate.domain.scopes import Scope
+from rerate.entrypoints.api.schemas import ReprocessBody, RerateBody, RollbackBody, ScopeBody, job_view
+from rerate.entrypoints.api.security import Caller, Viewer, acting, check, wired
+from rerate.services import jobs as jobs_service
+from rerate.services import schedule as schedule_service
+from rerate.services.corrections import Correction, RerateRequest, rerate_correction
+from rerate.services.errors import InvalidInputError
+from rerate.services.reprocess import reprocess_correction
+from rerate.services.rollback import rollback_correction
+from rerate.services.scopes import resolve_scope
+from rerate.services.timeparse import parse_utc
+from rerate.services.users import Principal
+
+router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+corrections = APIRouter(prefix="/api", tags=["corrections"])
+#: Every router of this module, one per resource.
+ROUTERS = (corrections, router)
+
+SIDES = {"customer": (Side.CUSTOMER,), "vendor": (Side.VENDOR,), "both": (Side.CUSTOMER, Side.VENDOR)}
+
+
+def scope_of(app: App, body: ScopeBody) -> Scope:
+    with app.catalog.reading() as session:
+        return resolve_scope(
+            session,
+            customers=body.customer,
+            accounts=body.account,
+            vendors=body.vendor,
+            prefixes=body.prefix,
+            countries=body.country,
+            destination_groups=body.destination_group,
+            collections=body.collection,
+            statuses=body.status,
+            start=parse_utc(body.start, field="from") if body.start else None,
+            end=parse_utc(body.end, field="to") if body.end else None,
+        )
+
+
+def submit(request: Request, app: App, correction: Correction, at: str | None) -> dict[str, Any]:
+    """Queue ``correction`` for the job runner (or schedule it at ``at``) and return the job."""
+    if at:
+        job_id = schedule_service.schedule(app, correction, parse_utc(at, field="at"))
+    else:
+        job_id = schedule_service.queue(app, correction)
+        runner = request.app.state.runner
+        if runner is not None:
+            runner.wake()
+    return job_view(app, jobs_service.job(app, job_id))
+
+
+def ghost_percent(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise InvalidInputError(f"ghost_percent must be a decimal number, got {text!r}") from None
+
+
+def rerate_correction_of(app: App, body: RerateBody) -> Correction:
+    """The re-rating a request body (API or web form) asks for."""
+    if body.side not in SIDES:
+        raise InvalidInputError("side is customer, vendor or both")
+    return rerate_correction(
+        app,
+        RerateRequest(
+            scope=scope_of(app, body),
+            tariff=body.tariff,
+            ghost_percent=ghost_percent(body.ghost_percent),
+            sides=SIDES[body.side],
+            dry_run=body.dry_run,
+            allow_closed=body.allow_closed,
+        ),
+    )
+
+
+@corrections.post("/rerate", status_code=202)
+def rerate(request: Request, body: RerateBody, principal: Caller) -> dict[str, Any]:
+    """Re-price a scope (today's configuration, or ``tariff`` for every XDR in it); returns the queued job."""
+    app = wired(request)
+    check(
+        app,
+        principal,
+        correction_permissions("rerate", dry_run=body.dry_run, allow_closed=body.allow_closed),
+        "POST /api/rerate",
+    )
+    app = acting(app, principal)
+    correction = rerate_correction_of(app, body)
+    return submit(request, app, correction, body.at)
+
+
+@corrections.post("/reprocess", status_code=202)
+def reprocess(request: Request, body: ReprocessBody, principal: Caller) -> dict[str, Any]:
+    """Re-mediate and re-rate failed XDRs (``failed``: true) or every XDR of the scope."""
+    app = wired(request)
+    needed = correction_permissions("reprocess", dry_run=body.dry_run, allow_closed=body.allow_closed)
+    check(app, principal, needed, "POST /api/reprocess")
+    app = acting(app, principal)
+    correction = reprocess_correction(
+        scope_of(app, body), failed_only=body.failed, dry_run=body.dry_run, allow_closed=body.allow_closed
+    )
+    return submit(request, app, correction, body.at)
+
+
+@corrections.post("/collections/{collection_id}/rollback", status_code=202)
+def rollback(request: Request, collection_id: int, body: RollbackBody, principal: Caller) -> dict[str, Any]:
+    """Void every XDR of a collection (``dry_run`` previews the impact)."""
+    app = wired(request)
+    needed = correction_permissions("rollback", dry_run=body.dry_run, allow_closed=body.allow_closed)
+    check(app, principal, needed, f"POST /api/collections/{collection_id}/rollback")
+    app = acting(app, principal)
+    correction = rollback_correction(app, collection_id, dry_run=body.dry_run, allow_closed=body.allow_closed)
+    return submit(request, app, correction, None)
+
+
+@router.get("")
+def list_jobs(app: Viewer, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Jobs, newest first (``state`` filters: planned, scheduled, running, applied, failed, ...)."""
+    found = [j for j in jobs_service.jobs(app) if state is None or j.state == state]
+    found.sort(key=lambda j: j.id, reverse=True)
+    return [job_view(app, j) for j in found[:limit]]
+
+
+@router.get("/{job_id}")
+def show_job(app: Viewer, job_id: int) -> dict[str, Any]:
+    """One job: state, progress (call dates done), counts, totals, and the full report when done."""
+    return job_view(app, jobs_service.job(app, job_id))
+
+
+@router.get("/{job_id}/diff")
+def job_diff(app: Viewer, job_id: int) -> FileResponse:
+    """Every changed XDR of the job, old and new values (CSV)."""
+    job = jobs_service.job(app, job_id)
+    if not job.diff_path or not Path(job.diff_path).is_file():
+        raise HTTPException(404, f"job {job_id} has no diff file")
+    return FileResponse(job.diff_path, media_type="text/csv", filename=f"job-{job_id}-diff.csv")
+
+
+def check_revert(app: App, principal: Principal, job_id: int, what: str) -> None:
+    """Reverting needs REVERT, and CLOSED_PERIODS too when the job was allowed into closed periods."""
+    check(app, principal, [Permission.REVERT], what)  # before looking the job up: no hint to the refused
+    job = jobs_service.job(app, job_id)
+    allow_closed = bool(dict(job.parameters).get("allow_closed"))
+    check(app, principal, correction_permissions("revert", dry_run=False, allow_closed=allow_closed), what)
+
+
+@router.post("/{job_id}/revert")
+def revert(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
+    """Undo an applied job exactly; refused, naming the later job, when a later job changed the same XDRs."""
+    app = wired(request)
+    check_revert(app, principal, job_id, f"POST /api/jobs/{job_id}/revert")
+    app = acting(app, principal)
+    report = jobs_service.revert(app, job_id)
+    return job_view(app, jobs_service.job(app, report.job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
+    """Cancel a scheduled (not yet started) job."""
+    app = wired(request)
+    check(app, principal, [Permission.REVERT], f"POST /api/jobs/{job_id}/cancel")
+    app = acting(app, principal)
+    schedule_service.cancel(app, job_id)
+    return job_view(app, jobs_service.job(app, job_id))
+
+
+@router.post("/{job_id}/apply", status_code=202)
+def apply(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
+    """Apply a dry run (a planned job) as a new, queued job with the same parameters."""
+    app = wired(request)
+    planned = jobs_service.job(app, job_id)
+    if planned.state != "planned":
+        raise HTTPException(409, f"job {job_id} is {planned.state}: only a dry run (planned) can be applied")
+    allow_closed = bool(dict(planned.parameters).get("allow_closed"))
+    check(
+        app,
+        principal,
+        correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed),
+        f"POST /api/jobs/{job_id}/apply",
+    )
+    app = acting(app, principal)
+    correction = schedule_service.rebuild_for_apply(app, planned)
+    return submit(request, app, correction, None)

@@ -1,0 +1,291 @@
+"""The REST API over a real catalog and ledger: sign-in, roles, every route's 401/403, job flow."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rerate.bootstrap import App
+from rerate.domain.roles import MATRIX, Permission, Role
+from rerate.entrypoints.api.app import create_app
+from rerate.services import audit_log, users
+from rerate.services.ingest import ingest
+from tests.factories import write_xdrs
+
+PASSWORD = "correct horse battery"
+ROWS = [
+    ("o1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
+    ("o2", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1"),
+    ("o3", "2026-10-20T11:00:00Z", "30", "1", "4420794600", "acc2", "gw1"),
+    ("f1", "2026-10-20T12:00:00Z", "30", "1", "4420794600", "stranger", "gw1"),
+]
+
+
+@pytest.fixture
+def service(world: App, tmp_path: Path) -> Iterator[tuple[TestClient, App]]:
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    for role in Role:
+        users.add_user(world, role.value, role.value, PASSWORD)
+    with TestClient(create_app(world, poll_seconds=0.05)) as client:
+        yield client, world
+
+
+def _auth(client: TestClient, name: str) -> dict[str, str]:
+    response = client.post("/api/token", data={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def _finished(client: TestClient, headers: dict[str, str], job_id: int) -> dict[str, Any]:
+    for _ in range(400):
+        job: dict[str, Any] = client.get(f"/api/jobs/{job_id}", headers=headers).json()
+        if job["state"] not in ("scheduled", "running", "planning"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def _api_routes(client: TestClient) -> list[tuple[str, str]]:
+    """Every route of the API, as the OpenAPI document lists it."""
+    paths = client.get("/openapi.json").json()["paths"]
+    return [(method.upper(), path) for path, methods in paths.items() for method in methods]
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "1", path)
+
+
+def test_health_and_openapi_need_no_sign_in_and_every_other_route_does(
+    service: tuple[TestClient, App],
+) -> None:
+    client, _ = service
+    assert client.get("/api/health").json()["status"] == "ok"
+    spec = client.get("/openapi.json").json()
+    assert "/api/rerate" in spec["paths"] and "/api/jobs" in spec["paths"]
+    routes = _api_routes(client)
+    assert len(routes) >= 30
+    for method, path in routes:
+        if path in ("/api/health", "/api/token"):
+            continue
+        response = client.request(method, _concrete(path))
+        assert response.status_code == 401, (method, path, response.status_code)
+        assert response.headers["www-authenticate"] == "Bearer"
+    bad = client.request("GET", "/api/jobs", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+
+
+def test_a_wrong_password_is_refused_and_audited(service: tuple[TestClient, App]) -> None:
+    client, app = service
+    response = client.post("/api/token", data={"username": "admin", "password": "wrong password!"})
+    assert response.status_code == 401
+    assert client.post("/api/token", data={"username": "nobody", "password": PASSWORD}).status_code == 401
+    failed = [e for e in audit_log.entries(app) if e["action"] == "access.sign_in_failed"]
+    assert {e["actor"] for e in failed} == {"admin", "nobody"}
+
+
+#: Every route that changes something, with a body valid for it, and the permission it needs.
+CHANGES: list[tuple[str, str, dict[str, Any], tuple[Permission, ...]]] = [
+    ("POST", "/api/rerate", {"json": {"customer": "Acme"}}, (Permission.RERATE,)),
+    (
+        "POST",
+        "/api/rerate",
+        {"json": {"customer": "Acme", "allow_closed": True}},
+        (Permission.RERATE, Permission.CLOSED_PERIODS),
+    ),
+    ("POST", "/api/rerate", {"json": {"customer": "Acme", "dry_run": True}}, (Permission.DRY_RUN,)),
+    ("POST", "/api/reprocess", {"json": {"customer": "Acme"}}, (Permission.REPROCESS,)),
+    ("POST", "/api/collections/1/rollback", {"json": {}}, (Permission.ROLLBACK,)),
+    (
+        "POST",
+        "/api/periods/close",
+        {"json": {"customer": "Acme", "period": "2026-10"}},
+        (Permission.CLOSE_PERIOD,),
+    ),
+    ("POST", "/api/users", {"json": {"name": "zed", "role": "readonly"}}, (Permission.USERS,)),
+    ("GET", "/api/users", {}, (Permission.USERS,)),
+    ("POST", "/api/ingest", {"files": {"file": ("y.csv", b"source_id\n")}}, (Permission.INGEST,)),
+    (
+        "POST",
+        "/api/deliveries/schedules",
+        {"json": {"customer": "Acme", "email": ["noc@example.com"], "cadence": "daily"}},
+        (Permission.DELIVERIES,),
+    ),
+    ("DELETE", "/api/deliveries/schedules/1", {}, (Permission.DELIVERIES,)),
+    ("POST", "/api/deliveries/run", {}, (Permission.DELIVERIES,)),
+    ("POST", "/api/deliveries/1/resend", {}, (Permission.DELIVERIES,)),
+    (
+        "POST",
+        "/api/tariffs/retail/import",
+        {"files": {"file": ("d.csv", b"prefix,price\n44,1\n")}},
+        (Permission.TARIFFS,),
+    ),
+    ("POST", "/api/jobs/1/revert", {}, (Permission.REVERT,)),
+    ("POST", "/api/jobs/1/cancel", {}, (Permission.REVERT,)),
+]
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_is_refused_exactly_what_the_matrix_denies_and_refusals_are_audited(
+    service: tuple[TestClient, App], role: Role
+) -> None:
+    client, app = service
+    headers = _auth(client, role.value)
+    refused = 0
+    for method, path, body, needs in CHANGES:
+        response = client.request(method, path, headers=headers, **body)
+        missing = [p for p in needs if p not in MATRIX[role]]
+        if not missing:
+            assert response.status_code != 403, (role, method, path, response.text)
+        else:
+            assert response.status_code == 403, (role, method, path, response.status_code, response.text)
+            assert f"'{missing[0].value}'" in response.json()["detail"]
+            refused += 1
+    denied = [e for e in audit_log.entries(app, limit=1000) if e["action"] == "access.denied"]
+    assert len(denied) == refused and all(e["actor"] == role.value for e in denied)
+    assert client.get("/api/jobs", headers=headers).status_code == 200  # every role views
+
+
+def test_a_rerating_previewed_applied_and_reverted_through_the_api(service: tuple[TestClient, App]) -> None:
+    client, app = service
+    support, noc, finance = (_auth(client, r) for r in ("support", "noc", "finance"))
+    body = {"customer": ["Acme"], "tariff": "cost", "ghost_percent": "10", "dry_run": True}
+    queued = client.post("/api/rerate", headers=support, json=body)
+    assert queued.status_code == 202 and queued.json()["state"] == "scheduled"
+    preview = _finished(client, support, queued.json()["job_id"])
+    assert preview["state"] == "planned" and preview["dry_run"] and preview["actor"] == "support"
+    assert preview["in_scope"] == 3 and preview["changed"] == 3
+    assert preview["progress"]["days_done"] == preview["progress"]["days_total"] == 2
+    assert preview["report"]["by_day"] and preview["report"]["sample"]
+    delta = Decimal(preview["totals"]["delta"]["EUR"]["amount"])
+    diff = client.get(preview["diff_url"], headers=support)
+    assert diff.status_code == 200 and diff.text.count("\n") == 4  # header + 3 changed XDRs
+    assert client.post(f"/api/jobs/{preview['job_id']}/apply", headers=support).status_code == 403
+    applied = client.post(f"/api/jobs/{preview['job_id']}/apply", headers=noc)
+    assert applied.status_code == 202
+    done = _finished(client, noc, applied.json()["job_id"])
+    assert done["state"] == "applied" and done["actor"] == "noc"
+    assert Decimal(done["totals"]["delta"]["EUR"]["amount"]) == delta
+    summary = client.get("/api/reports/summary", headers=support, params={"period": "2026-10"}).json()
+    acme = next(line for line in summary["lines"] if line["customer"] == "Acme")
+    before = Decimal(preview["totals"]["before"]["EUR"]["amount"])
+    assert Decimal(acme["revenue"]) == before + delta
+    reverted = client.post(f"/api/jobs/{done['job_id']}/revert", headers=finance)
+    assert reverted.status_code == 200 and reverted.json()["kind"] == "revert"
+    assert client.get(f"/api/jobs/{done['job_id']}", headers=finance).json()["state"] == "reverted"
+    summary = client.get("/api/reports/summary", headers=support, params={"period": "2026-10"}).json()
+    assert Decimal(next(x for x in summary["lines"] if x["customer"] == "Acme")["revenue"]) == before
+    actions = {(e["actor"], e["action"]) for e in audit_log.entries(app, limit=1000)}
+    assert {("support", "job.queue"), ("noc", "job.applied"), ("finance", "job.revert")} <= actions
+
+
+def test_bad_input_gets_a_clear_error_not_a_traceback(service: tuple[TestClient, App]) -> None:
+    client, _ = service
+    admin = _auth(client, "admin")
+    empty = client.post("/api/rerate", headers=admin, json={})
+    assert empty.status_code == 422 and "empty" in empty.json()["detail"].lower()
+    unknown = client.post("/api/rerate", headers=admin, json={"customer": "Nobody"})
+    assert unknown.status_code == 404 and "Nobody" in unknown.json()["detail"]
+    typo = client.post("/api/rerate", headers=admin, json={"customers": "Acme"})
+    assert typo.status_code == 422  # unknown fields are refused, not ignored
+    assert client.get("/api/jobs/999", headers=admin).status_code == 404
+    period = client.post("/api/periods/close", headers=admin, json={"customer": "Acme", "period": "26-10"})
+    assert period.status_code == 422
+
+
+def test_the_read_routes_answer_every_role(service: tuple[TestClient, App]) -> None:
+    client, _ = service
+    readonly = _auth(client, "readonly")
+    collections = client.get("/api/collections", headers=readonly).json()
+    assert collections[0]["loaded"] == 4 and collections[0]["state"] == "loaded"
+    assert client.get("/api/collections/1", headers=readonly).json()["file"] == "x.csv"
+    xdrs = client.get("/api/xdrs", headers=readonly, params={"status": "failed"}).json()
+    assert [x["source_id"] for x in xdrs] == ["f1"]
+    export = client.get("/api/xdrs/export", headers=readonly, params={"customer": "Acme"})
+    assert export.status_code == 200 and export.text.count("\n") == 4
+    csv = client.get("/api/reports/summary", headers=readonly, params={"period": "2026-10", "format": "csv"})
+    assert csv.text.splitlines()[0].startswith("section,customer,currency,calls")
+    assert client.get("/api/reports/failures", headers=readonly).json()[0]["reason"]
+    assert client.get("/api/reports/by-day", headers=readonly).json()[0]["day"] == "2026-10-10"
+    for path in (
+        "/api/reports/negative-margins",
+        "/api/reports/jumps",
+        "/api/periods",
+        "/api/periods/adjustments",
+        "/api/deliveries/log",
+        "/api/deliveries/schedules",
+    ):
+        assert client.get(path, headers=readonly).status_code == 200, path
+    assert {t["name"] for t in client.get("/api/tariffs", headers=readonly).json()} == {"retail", "cost"}
+    retail = client.get("/api/tariffs/retail", headers=readonly, params={"at": "2026-10-20T00:00:00Z"}).json()
+    assert {r["prefix"] for r in retail["rates"]} >= {"44", "49"}
+    parties = client.get("/api/parties", headers=readonly).json()
+    assert parties["accounts"][0] == {"identifier": "acc1", "customer": "Acme"}
+    assert client.get("/api/me", headers=readonly).json()["permissions"] == ["view"]
+    assert client.get("/api/roles", headers=readonly).json()["support"] == ["dry_run", "view"]
+    assert client.get("/api/audit", headers=readonly).status_code == 200
+
+
+def test_a_web_session_needs_the_csrf_token_for_changes(service: tuple[TestClient, App]) -> None:
+    client, _ = service
+    signed_in = client.post("/login", data={"username": "noc", "password": PASSWORD}, follow_redirects=False)
+    assert signed_in.status_code == 303 and "rerate_session" in signed_in.cookies
+    assert client.get("/api/jobs").status_code == 200  # reads with the cookie alone
+    refused = client.post("/api/rerate", json={"customer": "Acme", "dry_run": True})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    page = client.get("/rerate").text
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None
+    accepted = client.post(
+        "/api/rerate", json={"customer": "Acme", "dry_run": True}, headers={"X-CSRF-Token": token.group(1)}
+    )
+    assert accepted.status_code == 202
+
+
+def test_ingest_and_rollback_through_the_api(service: tuple[TestClient, App], tmp_path: Path) -> None:
+    client, _ = service
+    noc = _auth(client, "noc")
+    rows = [("n1", "2026-11-02T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    data = write_xdrs(tmp_path / "november.csv", rows).read_bytes()
+    loaded = client.post("/api/ingest", headers=noc, files={"file": ("november.csv", data)})
+    assert loaded.status_code == 201 and loaded.json()[0]["loaded"] == 1
+    collection = loaded.json()[0]["collection_id"]
+    again = client.post("/api/ingest", headers=noc, files={"file": ("november.csv", data)})
+    assert again.json()[0]["state"] == "already_loaded"
+    preview = client.post(f"/api/collections/{collection}/rollback", headers=noc, json={"dry_run": True})
+    assert _finished(client, noc, preview.json()["job_id"])["changed"] == 1
+    job = client.post(f"/api/collections/{collection}/rollback", headers=noc, json={})
+    assert _finished(client, noc, job.json()["job_id"])["state"] == "applied"
+    assert client.get(f"/api/collections/{collection}", headers=noc).json()["state"] == "rolled back"
+
+
+def test_scheduled_corrections_and_user_admin(service: tuple[TestClient, App]) -> None:
+    client, app = service
+    admin = _auth(client, "admin")
+    later = client.post(
+        "/api/rerate",
+        headers=admin,
+        json={"customer": "Acme", "tariff": "cost", "at": "2099-01-01T00:00:00Z"},
+    )
+    assert later.status_code == 202 and later.json()["scheduled_for"].startswith("2099-01-01")
+    cancelled = client.post(f"/api/jobs/{later.json()['job_id']}/cancel", headers=admin)
+    assert cancelled.json()["state"] == "cancelled"
+    created = client.post("/api/users", headers=admin, json={"name": "nora", "role": "noc"})
+    assert created.status_code == 201 and len(created.json()["password"]) >= 10
+    nora = client.post("/api/token", data={"username": "nora", "password": created.json()["password"]})
+    assert nora.json()["role"] == "noc"
+    duplicate = client.post("/api/users", headers=admin, json={"name": "nora", "role": "noc"})
+    assert duplicate.status_code == 409
+    bad_role = client.post("/api/users", headers=admin, json={"name": "x", "role": "boss"})
+    assert bad_role.status_code == 422 and "roles:" in bad_role.json()["detail"]
+    assert {u["name"] for u in client.get("/api/users", headers=admin).json()} >= {"nora", "admin"}
+    nora_token = {"Authorization": f"Bearer {nora.json()['access_token']}"}
+    assert client.get("/api/me", headers=nora_token).json()["name"] == "nora"
+    users.set_password(app, "nora", "another long password")
+    assert client.get("/api/me", headers=nora_token).status_code == 401  # a new password ends her tokens
