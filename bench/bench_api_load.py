@@ -68,7 +68,7 @@ def _run_job(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     job_id = queued.json()["job_id"]
     while True:
         job: dict[str, Any] = client.get(f"/api/jobs/{job_id}").json()
-        if job["state"] not in ("scheduled", "running", "planning"):
+        if job["finished"]:
             if job["state"] != "planned":
                 raise SystemExit(f"the re-rating ended {job['state']}: {job.get('error')}")
             return job
@@ -185,7 +185,7 @@ def main() -> None:
                 thread.start()
             while True:
                 job = control.get(f"/api/jobs/{job_id}").json()
-                if job["state"] not in ("scheduled", "running", "planning"):
+                if job["finished"]:
                     break
                 time.sleep(0.5)
             stop.set()

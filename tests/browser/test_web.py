@@ -12,6 +12,7 @@ from rerate.services import jobs as jobs_service
 from rerate.services.report import ReportRequest, summary_report
 from rerate.services.tariff_admin import show_tariff
 from tests.browser.conftest import screenshot, sign_in
+from tests.factories import write_xdrs
 
 MAIN_PAGES = {
     "dashboard": ("/", "Dashboard"),
@@ -131,11 +132,22 @@ def _december() -> Any:
     return datetime(2026, 12, 2, tzinfo=UTC)
 
 
-def test_collection_rollback_preview_then_apply(page: Any, live: tuple[str, App]) -> None:
+def test_ingest_upload_then_rollback_preview_and_apply(
+    page: Any, live: tuple[str, App], tmp_path: Path
+) -> None:
     _, app = live
     sign_in(page)
     page.goto("/collections")
-    page.click("text=Preview rollback")
+    november = write_xdrs(
+        tmp_path / "november.csv", [("n1", "2026-11-02T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    page.set_input_files("#ingest-form input[name=file]", str(november))
+    page.click("#ingest-form button[type=submit]")
+    _wait_for_state(page, "done")
+    assert "november.csv): loaded; read 1, loaded 1" in page.inner_text("main")
+    screenshot(page, "ingest-done")
+    page.goto("/collections")
+    page.locator("tr", has_text="october.csv").locator("text=Preview rollback").click()
     _wait_for_state(page, "planned")
     assert page.inner_text("#changed") == "4"
     screenshot(page, "rollback-preview")

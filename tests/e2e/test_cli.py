@@ -470,7 +470,7 @@ class Served:
     def finished(self, job_id: int, headers: dict[str, str]) -> dict[str, object]:
         for _ in range(300):
             job: dict[str, object] = json.loads(self.call(f"/api/jobs/{job_id}", headers=headers)[1])
-            if job["state"] not in ("scheduled", "running", "planning"):
+            if job["finished"]:
                 return job
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} did not finish")

@@ -46,7 +46,7 @@ def _auth(client: TestClient, name: str) -> dict[str, str]:
 def _finished(client: TestClient, headers: dict[str, str], job_id: int) -> dict[str, Any]:
     for _ in range(400):
         job: dict[str, Any] = client.get(f"/api/jobs/{job_id}", headers=headers).json()
-        if job["state"] not in ("scheduled", "running", "planning"):
+        if job["finished"]:
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not finish: {job}")
@@ -253,11 +253,26 @@ def test_ingest_and_rollback_through_the_api(service: tuple[TestClient, App], tm
     noc = _auth(client, "noc")
     rows = [("n1", "2026-11-02T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
     data = write_xdrs(tmp_path / "november.csv", rows).read_bytes()
-    loaded = client.post("/api/ingest", headers=noc, files={"file": ("november.csv", data)})
-    assert loaded.status_code == 201 and loaded.json()[0]["loaded"] == 1
-    collection = loaded.json()[0]["collection_id"]
+    queued = client.post("/api/ingest", headers=noc, files={"file": ("november.csv", data)})
+    assert queued.status_code == 202 and queued.json()["kind"] == "ingest"  # loaded by the job runner
+    loaded = _finished(client, noc, queued.json()["job_id"])
+    assert loaded["state"] == "done", loaded["error"]
+    assert loaded["changed"] == 1 and loaded["progress"]["xdrs_read"] == 1
+    (report,) = loaded["totals"]["collections"]
+    assert report["loaded"] == 1 and report["file"].endswith("/november.csv")
+    collection = report["collection_id"]
     again = client.post("/api/ingest", headers=noc, files={"file": ("november.csv", data)})
-    assert again.json()[0]["state"] == "already_loaded"
+    assert (
+        _finished(client, noc, again.json()["job_id"])["totals"]["collections"][0]["state"]
+        == "already_loaded"
+    )
+    broken = client.post(
+        "/api/ingest", headers=noc, files={"file": ("broken.csv", b"not,an,xdr,file\n1,2\n")}
+    )
+    failed = _finished(client, noc, broken.json()["job_id"])
+    assert failed["state"] == "failed" and failed["error"]  # a bad file: a clear error on the job
+    reverting = client.post(f"/api/jobs/{loaded['job_id']}/revert", headers=noc)
+    assert reverting.status_code == 409  # an ingest is undone by rolling back its collection
     preview = client.post(f"/api/collections/{collection}/rollback", headers=noc, json={"dry_run": True})
     assert _finished(client, noc, preview.json()["job_id"])["changed"] == 1
     job = client.post(f"/api/collections/{collection}/rollback", headers=noc, json={})

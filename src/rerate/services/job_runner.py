@@ -30,6 +30,8 @@ from sqlalchemy import func, select, update
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.models import DeliverySchedule, Job
 from rerate.services.corrections import JobProgress
+from rerate.services.ingest import IngestProgress
+from rerate.services.visibility import UNFINISHED
 from rerate.settings import Settings
 
 log = logging.getLogger("rerate.runner")
@@ -55,6 +57,22 @@ class StoredProgress:
         self._set(days_done=Job.days_done + 1, xdrs_read=Job.xdrs_read + xdrs)
 
 
+class StoredIngestProgress:
+    """An ingest job's progress on its row: megabytes read of the file's, XDRs read."""
+
+    def __init__(self, app: App, job_id: int) -> None:
+        self.progress = StoredProgress(app, job_id)
+
+    def file_started(self, name: str, total_bytes: int) -> None:
+        self.progress._set(days_total=max(1, total_bytes >> 20), days_done=0, xdrs_read=0)
+
+    def advanced(self, bytes_read: int, rows: int) -> None:
+        self.progress._set(days_done=bytes_read >> 20, xdrs_read=Job.xdrs_read + rows)  # bytes: so far
+
+    def stage(self, text: str) -> None:
+        pass
+
+
 def _yield_to_the_server() -> None:
     """Batch work runs at a lower CPU priority: a page or an API read never waits behind a re-rating
     (the reads are short, so the job loses little: see docs/performance.md)."""
@@ -73,7 +91,10 @@ def run_due_jobs(settings: Settings) -> None:
         def progress(job_id: int) -> JobProgress:
             return StoredProgress(app, job_id)
 
-        for outcome in run_due(app, datetime.now(UTC), progress=progress):
+        def loading(job_id: int) -> IngestProgress:
+            return StoredIngestProgress(app, job_id)
+
+        for outcome in run_due(app, datetime.now(UTC), progress=progress, ingest_progress=loading):
             if isinstance(outcome, str):
                 log.warning("%s", outcome)
     finally:
@@ -160,7 +181,7 @@ class JobRunner:
         """Jobs a dead child (killed, out of memory) left unfinished are failed, not left running."""
         with self.app.catalog.transaction() as session:
             for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
-                if job.state in ("scheduled", "running", "planning"):
+                if job.state in UNFINISHED:
                     job.state = "failed"
                     job.error = (job.error or "") + "the job's process ended unexpectedly"
                     job.finished_at = datetime.now(UTC)

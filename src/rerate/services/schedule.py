@@ -17,7 +17,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.domain.scopes import Scope
-from rerate.services import audit
+from rerate.services import audit, ingest_jobs
 from rerate.services.corrections import (
     Correction,
     CorrectionReport,
@@ -27,8 +27,10 @@ from rerate.services.corrections import (
     rerate_correction,
 )
 from rerate.services.errors import ConflictError, NotFoundError, RerateError
+from rerate.services.ingest import IngestProgress
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
+from rerate.services.visibility import UNFINISHED
 
 
 def schedule(app: App, correction: Correction, at: datetime) -> int:
@@ -107,7 +109,10 @@ def _rebuild_correction(app: App, job: Job) -> Correction:
 
 
 def run_due(
-    app: App, now: datetime | None = None, progress: Callable[[int], JobProgress] | None = None
+    app: App,
+    now: datetime | None = None,
+    progress: Callable[[int], JobProgress] | None = None,
+    ingest_progress: Callable[[int], IngestProgress] | None = None,
 ) -> list[CorrectionReport | str]:
     """Apply every scheduled job whose time has come, oldest first; a failure does not stop the rest."""
     now = now or datetime.now(UTC)
@@ -120,15 +125,20 @@ def run_due(
     results: list[CorrectionReport | str] = []
     for job in due:
         try:
-            watcher = progress(job.id) if progress is not None else None
             # Run on behalf of whoever asked for it: the audit log names them, not the runner.
             owner = replace(app, settings=app.settings.model_copy(update={"actor": job.actor}))
+            if job.kind == ingest_jobs.KIND:
+                loading = ingest_progress(job.id) if ingest_progress is not None else None
+                ingest_jobs.run_ingest_job(owner, job.id, loading)
+                results.append(f"job {job.id}: {job.description}: done")
+                continue
+            watcher = progress(job.id) if progress is not None else None
             results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress=watcher))
         except Exception as exc:  # one failing job is recorded; the others still run
             message = str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}"
             with app.catalog.transaction() as session:
                 stored = session.get(Job, job.id)
-                if stored is not None and stored.state in ("scheduled", "running", "planning"):
+                if stored is not None and stored.state in UNFINISHED:
                     stored.state = "failed"
                     stored.finished_at = datetime.now(UTC)
                 if stored is not None:

@@ -10,6 +10,8 @@ from rerate.ledger.reader import Visibility
 
 VISIBLE_STATES = ("loaded",)
 #: Jobs whose revisions and totals count.  A reverted job's writes are hidden.
+#: Job states of work not yet finished (queued, previewing, applying, loading a file).
+UNFINISHED = ("scheduled", "planning", "running", "ingesting")
 APPLIED = "applied"
 
 

@@ -7,18 +7,19 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile as Upload
 
 from rerate.bootstrap import App
 from rerate.domain.roles import Permission
-from rerate.entrypoints.api.schemas import PeriodCloseBody
+from rerate.entrypoints.api.schemas import PeriodCloseBody, job_view
 from rerate.entrypoints.api.security import Viewer, require
+from rerate.services import jobs as jobs_service
 from rerate.services import listings, periods, rollback
 from rerate.services.export import export_xdrs, search_xdrs
-from rerate.services.ingest import ingest
+from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
 from rerate.services.timeparse import parse_utc
 
@@ -63,15 +64,23 @@ def _uploads(app: App) -> Path:
     return folder
 
 
-@router.post("/ingest", status_code=201)
+@router.post("/ingest", status_code=202)
 def ingest_file(
+    request: Request,
     file: UploadFile,
     app: Annotated[App, Depends(require(Permission.INGEST))],
     template: str | None = None,
-) -> list[dict[str, Any]]:
-    """Ingest one XDR file (as its own collection), read by ``template`` (default canonical)."""
-    path = save_upload(app, file)
-    return [dict(plain(report)) for report in ingest(app, [path], template=template)]
+) -> dict[str, Any]:
+    """Ingest one XDR file as its own collection, read by ``template`` (default canonical): the job.
+
+    The file is stored at once; the job runner loads it (poll ``GET /api/jobs/{id}``: state ``done``,
+    with the collection's report in ``totals.collections``, or ``failed`` with the reason).
+    """
+    job_id = queue_ingest(app, save_upload(app, file), template)
+    runner = request.app.state.runner
+    if runner is not None:
+        runner.wake()
+    return job_view(app, jobs_service.job(app, job_id))
 
 
 def _filters(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.services.jsonable import plain
+from rerate.services.visibility import UNFINISHED
 
 
 def _listed(value: Any) -> Any:
@@ -114,6 +115,7 @@ def job_view(app: App, job: Job) -> dict[str, Any]:
         "id": job.id,
         "kind": job.kind,
         "state": job.state,
+        "finished": job.state not in UNFINISHED,
         "dry_run": job.dry_run,
         "description": job.description,
         "scope": job.scope,
@@ -127,7 +129,13 @@ def job_view(app: App, job: Job) -> dict[str, Any]:
         "changed": job.changed,
         "totals": job.totals,
         "error": job.error,
-        "progress": {"days_done": job.days_done, "days_total": job.days_total, "xdrs_read": job.xdrs_read},
+        "progress": {
+            "days_done": job.days_done,
+            "days_total": job.days_total,
+            "xdrs_read": job.xdrs_read,
+            # what days_done counts: a correction's call dates, an ingest's megabytes of the file
+            "unit": "MB" if job.kind == "ingest" else "call dates",
+        },
         "reverts_job_id": job.reverts_job_id,
         "reverted_by_job_id": job.reverted_by_job_id,
         "diff_url": f"/api/jobs/{job.id}/diff" if job.diff_path else None,

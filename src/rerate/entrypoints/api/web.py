@@ -40,17 +40,20 @@ from rerate.services import (
     rollback,
     tariff_admin,
     users,
+    xdr_templates,
 )
 from rerate.services import jobs as jobs_service
 from rerate.services import report as report_service
 from rerate.services import schedule as schedule_service
 from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.export import search_xdrs
+from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
 from rerate.services.timeparse import parse_utc
 from rerate.services.users import Principal
+from rerate.services.visibility import UNFINISHED
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -193,9 +196,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> RedirectRespo
 def dashboard(request: Request) -> HTMLResponse:
     app, principal = _viewer(request)
     by_day = report_service.calls_by_day(app)
-    running = [
-        job_view(app, j) for j in jobs_service.jobs(app) if j.state in ("scheduled", "running", "planning")
-    ]
+    running = [job_view(app, j) for j in jobs_service.jobs(app) if j.state in UNFINISHED]
     return _render(
         request,
         principal,
@@ -403,7 +404,33 @@ def revert_job(request: Request, job_id: int, csrf: Annotated[str, Form()]) -> R
 @router.get("/collections", response_class=HTMLResponse)
 def collections_page(request: Request) -> HTMLResponse:
     app, principal = _viewer(request)
-    return _render(request, principal, "collections.html", collections=plain(rollback.collections(app)))
+    return _render(
+        request,
+        principal,
+        "collections.html",
+        collections=plain(rollback.collections(app)),
+        templates=[t["name"] for t in xdr_templates.list_templates(app) if t["name"] != "canonical"],
+    )
+
+
+@router.post("/collections/ingest", response_model=None)
+async def ingest_upload(request: Request) -> Response:
+    """An uploaded XDR file becomes an ingest job; its page follows the load."""
+    principal = _signed_in(request)
+    async with request.form() as posted:
+        csrf, template, upload = posted.get("csrf"), posted.get("template"), posted.get("file")
+        _posted(request, principal, csrf if isinstance(csrf, str) else "")
+        app = wired(request)
+        check(app, principal, [Permission.INGEST], "POST /collections/ingest")
+        app = acting(app, principal)
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise InvalidInputError("choose a file to ingest")
+        path = save_upload(app, upload)
+    job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
+    runner = request.app.state.runner
+    if runner is not None:
+        runner.wake()
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/collections/{collection_id}/rollback", response_model=None)

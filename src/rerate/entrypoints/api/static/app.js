@@ -12,10 +12,10 @@ async function followJob(element) {
     const job = await response.json();
     const bar = element.querySelector("progress");
     const text = element.querySelector(".progress-text");
-    const { days_done, days_total, xdrs_read } = job.progress;
+    const { days_done, days_total, xdrs_read, unit } = job.progress;
     if (bar && days_total) { bar.max = days_total; bar.value = days_done; }
-    if (text) text.textContent = `${job.state}: ${days_done} of ${days_total || "?"} call dates, ${xdrs_read.toLocaleString()} XDRs read`;
-    if (!["scheduled", "running", "planning"].includes(job.state)) { window.location.reload(); return; }
+    if (text) text.textContent = `${job.state}: ${days_done} of ${days_total || "?"} ${unit}, ${xdrs_read.toLocaleString()} XDRs read`;
+    if (job.finished) { window.location.reload(); return; }
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }
