@@ -541,7 +541,7 @@ def test_a_job_whose_process_dies_fails_and_leaves_the_ledger_as_it_was(home: Pa
         )
         assert status == 202
         job = served.finished(json.loads(body)["job_id"], noc)
-        assert job["state"] == "failed" and "ended unexpectedly" in str(job["error"])
+        assert job["state"] == "failed" and "partial files were removed" in str(job["error"])
         assert served.call("/api/health")[0] == 200
         summary = json.loads(served.call("/api/reports/summary", headers=noc)[1])
         assert summary["totals"] == before

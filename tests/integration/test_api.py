@@ -192,6 +192,14 @@ def test_bad_input_gets_a_clear_error_not_a_traceback(service: tuple[TestClient,
     assert empty.status_code == 422 and "empty" in empty.json()["detail"].lower()
     unknown = client.post("/api/rerate", headers=admin, json={"customer": "Nobody"})
     assert unknown.status_code == 404 and "Nobody" in unknown.json()["detail"]
+    for ghost in ("NaN", "Infinity", "1e999999", "ten"):
+        refused = client.post("/api/rerate", headers=admin, json={"customer": "Acme", "ghost_percent": ghost})
+        assert refused.status_code == 422 and "ghost_percent" in refused.json()["detail"], ghost
+    assert client.get("/api/audit", headers=admin, params={"limit": -5}).status_code == 422
+    nameless = client.post("/api/ingest", headers=admin, files={"file": ("..", b"x")})
+    assert nameless.status_code == 422 and "name" in nameless.json()["detail"]
+    long_name = client.post("/api/token", data={"username": "x" * 300, "password": "wrong password"})
+    assert long_name.status_code == 401  # audited with the name cut to the column's size
     typo = client.post("/api/rerate", headers=admin, json={"customers": "Acme"})
     assert typo.status_code == 422  # unknown fields are refused, not ignored
     assert client.get("/api/jobs/999", headers=admin).status_code == 404

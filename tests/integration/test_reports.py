@@ -234,3 +234,15 @@ def test_the_services_cached_summary_follows_every_change_of_the_ledger(loaded: 
         == first.totals
         == summary_report(loaded, request).totals
     )
+
+
+def test_names_that_look_like_formulas_stay_text_in_the_xlsx(tmp_path: Path) -> None:
+    from rerate.services.report import Report
+
+    line = {"customer": '=HYPERLINK("http://x")', "currency": "EUR", "calls": 1, "revenue": Decimal("0.5")}
+    report = Report(["customer"], (None, None), lines=[line])
+    path = tmp_path / "summary.xlsx"
+    write_xlsx(report, path)
+    book = load_workbook(path)
+    cell = book["lines"]["A2"]
+    assert cell.value == line["customer"] and cell.data_type == "s"  # text, never a formula

@@ -45,3 +45,30 @@ def test_cancel_only_scheduled_jobs(world: App, tmp_path: Path) -> None:
     assert run_due(world, now=AT) == []
     with pytest.raises(ConflictError, match="only a scheduled job"):
         cancel(world, job_id)
+
+
+def test_a_cancelled_job_is_not_run_and_a_busy_ledger_only_delays_one(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functools import partial
+
+    from rerate.services import corrections
+    from rerate.services.locks import ledger_lock
+    from rerate.services.schedule import queue
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    cancelled = queue(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")))
+    cancel(world, cancelled)
+    waiting = queue(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")))
+    monkeypatch.setattr(corrections, "ledger_lock", partial(ledger_lock, wait_seconds=0.2))
+    with ledger_lock(world.home, "someone at the CLI"):
+        (outcome,) = run_due(world)
+    assert isinstance(outcome, str) and "someone at the CLI" in outcome
+    assert job(world, waiting).state == "scheduled" and job(world, waiting).error is None  # retried later
+    (report,) = run_due(world)
+    assert not isinstance(report, str) and report.job_id == waiting and job(world, waiting).state == "applied"
+    assert job(world, cancelled).state == "cancelled" and job(world, cancelled).error is None
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals

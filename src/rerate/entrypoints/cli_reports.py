@@ -19,6 +19,7 @@ from rerate.domain.money import decimal_text
 from rerate.entrypoints.console import out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import report as report_service
+from rerate.services.cdr_files import as_text_cells
 from rerate.services.errors import InvalidInputError
 from rerate.services.jsonable import plain
 from rerate.services.timeparse import parse_utc
@@ -61,9 +62,8 @@ def write_xlsx(report: report_service.Report, path: Path) -> None:
         sheet.append(report.columns[1:])
         for row in report.rows():
             if row["section"] == section:
-                sheet.append(
-                    [_text(v) if isinstance(v, Decimal) else v for k, v in row.items() if k != "section"]
-                )
+                values = [_text(v) if isinstance(v, Decimal) else v for k, v in row.items() if k != "section"]
+                sheet.append(as_text_cells(sheet, values))  # names from decks are data, never formulas
     book.save(path)
 
 

@@ -19,4 +19,5 @@ def record(
     after: dict[str, Any] | None = None,
 ) -> None:
     """Add an audit row to the caller's transaction (it commits with the change)."""
-    session.add(AuditEntry(actor=actor, action=action, subject=subject, before=before, after=after))
+    # A name typed at a sign-in page can be anything: the column holds 100 characters.
+    session.add(AuditEntry(actor=actor[:100], action=action, subject=subject, before=before, after=after))

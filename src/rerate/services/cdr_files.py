@@ -17,7 +17,7 @@ import io
 import shutil
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -245,7 +245,7 @@ class _XlsxPart(_Part):
         if table is not None:
             for batch in table.to_batches(max_chunksize=10_000):
                 for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
-                    sheet.append(_as_text_cells(sheet, row) if any(map(_formula_like, row)) else row)
+                    sheet.append(as_text_cells(sheet, row) if any(map(_formula_like, row)) else row)
         book.save(path)
         if path.stat().st_size <= self.spec.max_bytes or rows <= 1 or table is None:
             return [(path, rows)]
@@ -261,8 +261,8 @@ def _formula_like(value: Any) -> bool:
     return isinstance(value, str) and value.startswith("=")
 
 
-def _as_text_cells(sheet: Any, row: tuple[Any, ...]) -> list[Any]:
-    """A CDR field is data: text that starts with ``=`` is stored as text, never run as a formula."""
+def as_text_cells(sheet: Any, row: Sequence[Any]) -> list[Any]:
+    """A field is data: text that starts with ``=`` is stored as text, never run as a formula."""
     from openpyxl.cell import WriteOnlyCell
 
     cells: list[Any] = []

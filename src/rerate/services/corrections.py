@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Customer, Job
@@ -38,7 +38,7 @@ from rerate.ledger.totals import BY_PREFIX, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
-from rerate.services.errors import ConflictError, InvalidInputError
+from rerate.services.errors import ConflictError, InvalidInputError, JobNotScheduledError
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
@@ -247,11 +247,18 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
     if job_id is None:
         return _new_job(app, correction)
     with app.catalog.transaction() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.state != "scheduled":
-            raise ConflictError(f"job {job_id} is not scheduled")
-        job.state = "planning" if correction.dry_run else "running"
-        job.started_at = datetime.now(UTC)
+        # Claimed in one statement: of two runners (the service, a cron `jobs run-due`), one wins;
+        # a job cancelled meanwhile is not run.
+        claimed = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == "scheduled")
+                .values(state="planning" if correction.dry_run else "running", started_at=datetime.now(UTC))
+            ),
+        )
+        if claimed.rowcount != 1:
+            raise JobNotScheduledError(f"job {job_id} is not scheduled")
         return job_id
 
 

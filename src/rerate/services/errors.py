@@ -23,5 +23,9 @@ class InvalidInputError(RerateError):
     exit_code = 2
 
 
+class JobNotScheduledError(ConflictError):
+    """A scheduled job was cancelled or taken by another runner before this one could start it."""
+
+
 class LedgerBusyError(RerateError):
     """Another job holds the ledger's write lock."""

@@ -30,6 +30,7 @@ from sqlalchemy import func, select, update
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.models import DeliverySchedule, Job
 from rerate.services.corrections import JobProgress
+from rerate.services.errors import LedgerBusyError
 from rerate.services.ingest import IngestProgress
 from rerate.services.visibility import UNFINISHED
 from rerate.settings import Settings
@@ -134,6 +135,7 @@ class JobRunner:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _deliveries_checked: float = float("-inf")
+    _child: multiprocessing.process.BaseProcess | None = None
     #: Called after each pass that ran jobs (the service warms its report cache with it).
     after_jobs: Callable[[], None] | None = None
 
@@ -145,10 +147,16 @@ class JobRunner:
         self._wake.set()
 
     def stop(self, timeout: float = 60.0) -> None:
+        """Let the running job finish (up to ``timeout``), else stop it: it is then recovered and failed."""
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        if self._thread is None:
+            return
+        self._thread.join(timeout)
+        child = self._child
+        if self._thread.is_alive() and child is not None:
+            child.terminate()  # the pass sees a dead child and fails what it was running
+            self._thread.join(30)
 
     def _jobs_due(self) -> list[int]:
         with self.app.catalog.reading() as session:
@@ -171,17 +179,32 @@ class JobRunner:
     def _in_child(self, target: Callable[[Settings], None]) -> bool:
         """Run ``target`` in a child process; True when it ended normally."""
         child = _context().Process(target=target, args=(self.app.settings,), daemon=True)
+        self._child = child
         child.start()
         child.join()
+        self._child = None
         if child.exitcode != 0:
             log.error("%s ended with exit code %s", target.__name__, child.exitcode)
         return bool(child.exitcode == 0)
 
     def _fail(self, job_ids: list[int]) -> None:
-        """Jobs a dead child (killed, out of memory) left unfinished are failed, not left running."""
+        """What a dead child (killed, out of memory) left: cleaned up and failed, never left running.
+
+        A job it was applying is recovered as a crashed unit (its partial ledger files removed, the
+        job failed); a preview or an ingest it was running is failed; jobs it had not reached stay
+        scheduled for the next pass.
+        """
+        from rerate.services.locks import ledger_lock
+        from rerate.services.recovery import recover_interrupted
+
+        try:
+            with ledger_lock(self.app.home, "job runner recovery"):
+                recover_interrupted(self.app)
+        except LedgerBusyError:  # the CLI holds the ledger: its own start recovers the dead unit
+            log.warning("the ledger is busy: the next writer will clean up after the dead job")
         with self.app.catalog.transaction() as session:
             for job in session.scalars(select(Job).where(Job.id.in_(job_ids))):
-                if job.state in UNFINISHED:
+                if job.state in UNFINISHED and job.state != "scheduled":
                     job.state = "failed"
                     job.error = (job.error or "") + "the job's process ended unexpectedly"
                     job.finished_at = datetime.now(UTC)

@@ -571,14 +571,16 @@ def cached_summary_report(app: App, request: ReportRequest) -> Report:
             found = _CACHE.get(key)
         if found is not None:
             return found
-        report = summary_report(app, request)
-        unchanged = _ledger_state(app) == key[1]
-        with _CACHE_LOCK:
-            if unchanged:
-                _CACHE[key] = report
-                while len(_CACHE) > _CACHE_SIZE:
-                    _CACHE.popitem(last=False)
-            _COMPUTING.pop(key, None)
+        try:
+            report = summary_report(app, request)
+            if _ledger_state(app) == key[1]:
+                with _CACHE_LOCK:
+                    _CACHE[key] = report
+                    while len(_CACHE) > _CACHE_SIZE:
+                        _CACHE.popitem(last=False)
+        finally:  # a failing request (a bad grouping, say) leaves nothing behind
+            with _CACHE_LOCK:
+                _COMPUTING.pop(key, None)
     return report
 
 

@@ -26,7 +26,13 @@ from rerate.services.corrections import (
     execute,
     rerate_correction,
 )
-from rerate.services.errors import ConflictError, NotFoundError, RerateError
+from rerate.services.errors import (
+    ConflictError,
+    JobNotScheduledError,
+    LedgerBusyError,
+    NotFoundError,
+    RerateError,
+)
 from rerate.services.ingest import IngestProgress
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
@@ -134,6 +140,11 @@ def run_due(
                 continue
             watcher = progress(job.id) if progress is not None else None
             results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress=watcher))
+        except JobNotScheduledError:
+            continue  # cancelled, or started by another runner: not ours to record
+        except LedgerBusyError as exc:  # the CLI holds the ledger: stays scheduled, the next pass retries
+            results.append(f"job {job.id} waits: {exc}")
+            continue
         except Exception as exc:  # one failing job is recorded; the others still run
             message = str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}"
             with app.catalog.transaction() as session:

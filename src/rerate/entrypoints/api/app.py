@@ -19,12 +19,18 @@ from rerate.entrypoints.api import (
     routes_tariffs,
     web,
 )
-from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError, RerateError
+from rerate.services.errors import (
+    ConflictError,
+    InvalidInputError,
+    LedgerBusyError,
+    NotFoundError,
+    RerateError,
+)
 from rerate.services.job_runner import JobRunner
 from rerate.services.report import warm_summaries
 
 #: How a service error maps onto HTTP (its message is the response's ``detail``).
-STATUS = {NotFoundError: 404, ConflictError: 409, InvalidInputError: 422}
+STATUS = {NotFoundError: 404, ConflictError: 409, LedgerBusyError: 409, InvalidInputError: 422}
 
 
 def status_of(error: RerateError) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from rerate import __version__
@@ -80,6 +80,6 @@ def add_user(body: UserBody, app: Annotated[App, Depends(require(Permission.USER
 
 
 @audit_router.get("")
-def audit_entries(app: Viewer, limit: int = 200) -> list[dict[str, Any]]:
+def audit_entries(app: Viewer, limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[dict[str, Any]]:
     """The audit log, newest first: who did what, including refused calls."""
     return audit_log.entries(app, limit=limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 
 from rerate.bootstrap import App
 from rerate.domain.roles import Permission
@@ -52,7 +52,9 @@ def remove_schedule(schedule_id: int, app: Deliverer) -> dict[str, Any]:
 
 
 @router.get("/log")
-def log(app: Viewer, customer: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def log(
+    app: Viewer, customer: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 200
+) -> list[dict[str, Any]]:
     """Every delivery: period covered, rows, bytes, message ids, attempts, state, error."""
     return [dict(plain(d)) for d in delivery.delivery_log(app, customer=customer, limit=limit)]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
 
 from rerate.bootstrap import App
@@ -64,9 +64,12 @@ def submit(request: Request, app: App, correction: Correction, at: str | None) -
 
 def ghost_percent(text: str) -> Decimal:
     try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise InvalidInputError(f"ghost_percent must be a decimal number, got {text!r}") from None
+        value = Decimal(text)
+    except (InvalidOperation, ArithmeticError):
+        value = Decimal("NaN")
+    if not value.is_finite() or abs(value.adjusted()) > 6:
+        raise InvalidInputError(f"ghost_percent must be a decimal number such as 2.5, got {text!r}")
+    return value
 
 
 def rerate_correction_of(app: App, body: RerateBody) -> Correction:
@@ -126,7 +129,9 @@ def rollback(request: Request, collection_id: int, body: RollbackBody, principal
 
 
 @router.get("")
-def list_jobs(app: Viewer, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+def list_jobs(
+    app: Viewer, state: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 200
+) -> list[dict[str, Any]]:
     """Jobs, newest first (``state`` filters: planned, scheduled, running, applied, failed, ...)."""
     found = [j for j in jobs_service.jobs(app) if state is None or j.state == state]
     found.sort(key=lambda j: j.id, reverse=True)

@@ -18,6 +18,7 @@ from rerate.entrypoints.api.schemas import PeriodCloseBody, job_view
 from rerate.entrypoints.api.security import Viewer, require
 from rerate.services import jobs as jobs_service
 from rerate.services import listings, periods, rollback
+from rerate.services.errors import InvalidInputError
 from rerate.services.export import export_xdrs, search_xdrs
 from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
@@ -50,7 +51,9 @@ def show_collection(app: Viewer, collection_id: int) -> dict[str, Any]:
 
 def save_upload(app: App, upload: Upload) -> Path:
     """An uploaded file under the home's uploads folder, keeping its name (collections are named by it)."""
-    name = Path(upload.filename or "upload").name
+    name = Path(upload.filename or "").name
+    if name in ("", ".", "..") or "\x00" in name:
+        raise InvalidInputError(f"the uploaded file needs a proper name, got {upload.filename!r}")
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_uploads(app)))
     target = folder / name
     with target.open("wb") as handle:
@@ -124,7 +127,11 @@ def export(
     """Every matching XDR as CSV or Parquet (exact decimals)."""
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=_uploads(app)))
     out = folder / f"xdrs.{format}"
-    export_xdrs(app, out, fmt=format, **_filters(status, customer, account, start, end))
+    try:
+        export_xdrs(app, out, fmt=format, **_filters(status, customer, account, start, end))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return FileResponse(
         out,
         filename=out.name,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
 
 from rerate.entrypoints.api.routes_ledger import From, To
 from rerate.entrypoints.api.security import Viewer
@@ -59,9 +61,13 @@ def summary(
             headers={"Content-Disposition": 'attachment; filename="summary.csv"'},
         )
     if format == "xlsx":
-        path = Path(tempfile.mkdtemp()) / "summary.xlsx"
-        write_xlsx(report, path)
-        return FileResponse(path, filename="summary.xlsx")
+        folder = Path(tempfile.mkdtemp(prefix="summary-"))
+        write_xlsx(report, folder / "summary.xlsx")
+        return FileResponse(
+            folder / "summary.xlsx",
+            filename="summary.xlsx",
+            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
+        )
     if format != "json":
         raise InvalidInputError("format is json, csv or xlsx")
     return dict(

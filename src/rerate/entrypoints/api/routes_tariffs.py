@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -64,11 +65,16 @@ def import_deck(
 ) -> dict[str, Any]:
     """The rate-deck wizard: upload, parse, map, review (``preview``), then load; the review's rows."""
     try:
+        mode_, past_ = Mode(mode), PastPolicy(past)
+    except ValueError as exc:
+        raise InvalidInputError(f"mode is add or replace, past is skip, now or backdate ({exc})") from None
+    path = save_upload(app, file)
+    try:
         request = rate_import.DeckImportRequest(
             tariff=name,
-            path=save_upload(app, file),
-            mode=Mode(mode),
-            past=PastPolicy(past),
+            path=path,
+            mode=mode_,
+            past=past_,
             skip_duplicates=skip_duplicates,
             preview=preview,
             template=template or None,
@@ -77,9 +83,9 @@ def import_deck(
             groups=pairs(groups, "groups"),
             currency=currency or None,
         )
-    except ValueError as exc:
-        raise InvalidInputError(f"mode is add or replace, past is skip, now or backdate ({exc})") from None
-    report = rate_import.import_deck(app, request)
+        report = rate_import.import_deck(app, request)
+    finally:  # the deck is kept by the import itself (its results file); the upload is not needed
+        shutil.rmtree(path.parent, ignore_errors=True)
     return dict(plain(report.as_dict()))
 
 

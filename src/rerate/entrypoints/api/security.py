@@ -8,6 +8,7 @@ anything that changes state).  A call the caller's role does not allow is a
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Annotated
@@ -45,7 +46,8 @@ def current_principal(request: Request, token: Annotated[str | None, Depends(bea
     else:
         principal = session_principal(request)
         unsafe = request.method not in SAFE_METHODS
-        if principal is not None and unsafe and request.headers.get(CSRF_HEADER) != principal.csrf_token:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if principal is not None and unsafe and not secrets.compare_digest(sent, principal.csrf_token or "-"):
             raise HTTPException(403, "missing or wrong CSRF token (send the X-CSRF-Token header)")
     if principal is None:
         raise HTTPException(

@@ -9,15 +9,20 @@ shows the refusal (and it is audited); buttons a role cannot use are hidden.
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from rerate.bootstrap import App
@@ -45,7 +50,7 @@ from rerate.services import (
 from rerate.services import jobs as jobs_service
 from rerate.services import report as report_service
 from rerate.services import schedule as schedule_service
-from rerate.services.errors import InvalidInputError, RerateError
+from rerate.services.errors import ConflictError, InvalidInputError, RerateError
 from rerate.services.export import search_xdrs
 from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
@@ -87,6 +92,15 @@ def mount(service: FastAPI) -> None:
     @service.exception_handler(SignInRequiredError)
     async def to_login(request: Request, _: SignInRequiredError) -> Response:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+    @service.exception_handler(RequestValidationError)
+    async def bad_form(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'][1:])}: {error['msg']}" for error in exc.errors()
+        )
+        return error_page(request, f"the form was not filled in right: {problems}", 422)
 
     @service.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -239,9 +253,7 @@ def xdrs_page(
         )
     except RerateError as exc:
         error = str(exc)
-    query = "&".join(
-        f"{'from' if k == 'start' else 'to' if k == 'end' else k}={v}" for k, v in filters.items() if v
-    )
+    query = _query(filters)
     return _render(
         request,
         principal,
@@ -254,6 +266,12 @@ def xdrs_page(
 
 
 # --------------------------------------------------------------------------- corrections
+
+
+def _query(fields: dict[str, Any]) -> str:
+    """An API query string for a page's filters (``start``/``end`` are the API's ``from``/``to``)."""
+    renamed = {"start": "from", "end": "to"}
+    return urlencode({renamed.get(k, k): v for k, v in fields.items() if v})
 
 
 def _scope_body(form: dict[str, str]) -> dict[str, Any]:
@@ -285,7 +303,12 @@ def rerate_page(request: Request) -> HTMLResponse:
 async def rerate_preview(request: Request) -> Response:
     """Step 2 of the wizard: the scope form becomes a dry-run job; its page shows the preview."""
     principal = _signed_in(request)
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    async with request.form() as posted:
+        form = {k: str(v) for k, v in posted.items()}
+    return await run_in_threadpool(_rerate_preview, request, principal, form)
+
+
+def _rerate_preview(request: Request, principal: Principal, form: dict[str, str]) -> Response:
     _posted(request, principal, form.get("csrf", ""))
     app = wired(request)
     check(app, principal, [Permission.DRY_RUN], "POST /rerate")
@@ -350,7 +373,12 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
         for p in correction_permissions(job["kind"], dry_run=False, allow_closed=allow_closed)
     )
     can_revert = (
-        job["state"] == "applied" and job["kind"] != "revert" and allowed(principal.role, Permission.REVERT)
+        job["state"] == "applied"
+        and job["kind"] != "revert"
+        and all(
+            allowed(principal.role, p)
+            for p in correction_permissions("revert", dry_run=False, allow_closed=allow_closed)
+        )
     )
     return _render(
         request,
@@ -382,7 +410,7 @@ def apply_job(request: Request, job_id: int, csrf: Annotated[str, Form()]) -> Re
     app = wired(request)
     planned = jobs_service.job(app, job_id)
     if planned.state != "planned":
-        raise InvalidInputError(f"job {job_id} is {planned.state}: only a dry run can be applied")
+        raise ConflictError(f"job {job_id} is {planned.state}: only a dry run can be applied")
     allow_closed = bool(dict(planned.parameters).get("allow_closed"))
     needed = correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed)
     check(app, principal, needed, f"POST /jobs/{job_id}/apply")
@@ -425,7 +453,7 @@ async def ingest_upload(request: Request) -> Response:
         app = acting(app, principal)
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("choose a file to ingest")
-        path = save_upload(app, upload)
+        path = await run_in_threadpool(save_upload, app, upload)  # a large file: not on the event loop
     job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
     runner = request.app.state.runner
     if runner is not None:
@@ -502,9 +530,7 @@ def reports_page(
         parse_utc(bounds[0], field="from") if bounds[0] else None,
         parse_utc(bounds[1], field="to") if bounds[1] else None,
     )
-    query = "&".join(
-        f"{'from' if k == 'start' else 'to' if k == 'end' else k}={v}" for k, v in window.items() if v
-    )
+    query = _query(window)
     return _render(
         request,
         principal,
@@ -601,7 +627,10 @@ def tariff_page(request: Request, name: str, at: str = "") -> HTMLResponse:
 def _upload_path(app: App, token: str) -> Path:
     """An earlier upload of this wizard, by its folder and name under the uploads folder (nowhere else)."""
     root = (app.home / "uploads").resolve()
-    path = (root / token).resolve()
+    try:
+        path = (root / token).resolve()
+    except (ValueError, OSError):  # a NUL byte, a name too long: not an upload of ours
+        path = root
     if root not in path.parents or not path.is_file():
         raise InvalidInputError("the uploaded deck is gone: upload it again")
     return path
@@ -648,13 +677,14 @@ async def import_step(request: Request) -> Response:
         upload = posted.get("file")
         try:
             path = (
-                save_upload(app, upload)
+                await run_in_threadpool(save_upload, app, upload)
                 if isinstance(upload, UploadFile) and upload.filename
                 else _upload_path(app, form.get("upload", ""))
             )
         except RerateError as exc:
             return _import_error(request, principal, app, form, exc)
-    return _import_review(request, principal, app, form, path)
+    # Parsing and reviewing a large deck takes seconds: in a worker thread, not on the event loop.
+    return await run_in_threadpool(_import_review, request, principal, app, form, path)
 
 
 def _import_error(
@@ -676,6 +706,8 @@ def _import_review(
         report = rate_import.import_deck(app, _deck_request(app, tariff, path, form, preview=not confirm))
     except RerateError as exc:
         return _import_error(request, principal, app, form, exc)
+    if report.state == "imported":  # the wizard is over: its copy of the deck is not needed any more
+        shutil.rmtree(path.parent, ignore_errors=True)
     shown = report.as_dict()
     return _render(
         request,
