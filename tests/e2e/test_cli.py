@@ -551,3 +551,18 @@ def test_a_job_whose_process_dies_fails_and_leaves_the_ledger_as_it_was(home: Pa
         rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--yes", "--json").stdout
     )
     assert rerun["state"] == "applied" and rerun["changed"] == 1  # the next writer cleaned up and applied
+
+
+def test_a_long_lived_api_token_from_the_command_line(home: Path) -> None:
+    rerate(home, "user", "add", "billing-bot", "--role", "readonly", "--password", "bots have passwords")
+    made = json.loads(rerate(home, "user", "token", "billing-bot", "--days", "30", "--json").stdout)
+    assert made["role"] == "readonly" and len(made["access_token"]) > 30
+    missing = rerate(home, "user", "token", "nobody", check=False)
+    assert missing.returncode != 0 and "no active user" in missing.stdout + missing.stderr
+    served = Served(home)
+    try:
+        bearer = {"Authorization": f"Bearer {made['access_token']}"}
+        status, body = served.call("/api/me", headers=bearer)
+        assert status == 200 and json.loads(body)["name"] == "billing-bot"
+    finally:
+        served.stop()

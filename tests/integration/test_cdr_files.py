@@ -49,9 +49,13 @@ def _batches(rows: list[tuple[str, str, str | None]], size: int) -> list[pa.Reco
 
 def _read(path: Path) -> list[list[str]]:
     if path.name.endswith(".xlsx"):
-        sheet = load_workbook(path, read_only=True).active
-        assert sheet is not None
-        cells = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        book = load_workbook(path, read_only=True)
+        try:  # a read-only workbook holds its file open until closed
+            sheet = book.active
+            assert sheet is not None
+            cells = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+        finally:
+            book.close()
         return [row + [""] * (3 - len(row)) for row in cells]
     data = path.read_bytes()
     if path.name.endswith(".gz"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
@@ -76,6 +77,22 @@ def register(cli: typer.Typer, app: Any) -> None:
             for u in users.list_users(app())
         ]
         print_listing(rows, title="Users", columns=["name", "role", "active", "created_at"], as_json=as_json)
+
+    @user_cli.command("token")
+    def user_token(
+        name: str,
+        days: Annotated[int, typer.Option(min=1, max=3650, help="Days the token is valid.")] = 90,
+        as_json: JsonOption = False,
+    ) -> None:
+        """A long-lived API token for a script or an integration acting as NAME (shown once)."""
+        wired = app()
+        principal = users.principal_named(wired, name)
+        token, _ = users.issue_token(wired, principal, "api", timedelta(days=days))
+        if as_json:
+            print_json({"name": name, "role": principal.role.value, "access_token": token, "days": days})
+            return
+        out.print(f"API token for {name} ({principal.role.value}), valid {days} days (shown once):")
+        print(token)
 
     @user_cli.command("password")
     def user_password(

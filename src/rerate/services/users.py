@@ -108,9 +108,21 @@ def authenticate(app: App, name: str, password: str) -> Principal | None:
         return Principal(user.id, user.name, Role(user.role))
 
 
+def principal_named(app: App, name: str) -> Principal:
+    """The active user ``name`` (for tokens issued by an administrator at the CLI)."""
+    with app.catalog.reading() as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None or not user.active:
+            raise NotFoundError(f"no active user {name!r} (see 'rerate user list')")
+        return Principal(user.id, user.name, Role(user.role))
+
+
 def issue_token(app: App, principal: Principal, kind: str, lifetime: timedelta) -> tuple[str, str | None]:
     """A new token (and, for a session, its CSRF token); only their digests are kept."""
     token = secrets.token_urlsafe(32)
+    with app.catalog.transaction() as session:
+        # A sign-in (the user's own) or a token an administrator made at the CLI (issued_by says which).
+        audit.record(session, principal.name, f"access.{kind}", "sign-in", after={"issued_by": app.actor})
     csrf = secrets.token_urlsafe(24) if kind == "session" else None
     with app.catalog.transaction() as session:
         session.add(
