@@ -138,15 +138,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
                     write_csv(report, handle)
                 out.print(f"[green]written[/] {out_file}")
         elif format_ is ReportFormat.json:
-            shaped = {
-                "group_by": report.group_by,
-                "window": report.window,
-                "as_closed": report.as_closed,
-                "source": report.source,
-                "lines": report.lines,
-                "adjustments": report.adjustments,
-                "totals": report.totals,
-            }
+            shaped = report.as_dict()
             if out_file is None:
                 print_json(shaped)
             else:

@@ -36,6 +36,8 @@ class Aggregate:
     table: str
     schema: pa.Schema
     key_sources: dict[str, str]
+    #: Its time key is a month (the first day), not a day: it is checked and repaired by whole months.
+    monthly: bool = False
 
     @property
     def keys(self) -> list[str]:
@@ -112,10 +114,7 @@ BY_PREFIX = Aggregate(
         f.name: "date_trunc('month', call_date)::DATE" if f.name == "period" else f.name
         for f in PREFIX_TOTALS_KEYS
     },
+    monthly=True,
 )
 #: Every aggregate, in the order units of work publish them.
 AGGREGATES = (DAILY, BY_PREFIX)
-
-KEY_NAMES = DAILY.keys
-#: Daily totals of ``{source}`` (kept for callers that format it themselves).
-TOTALS_SELECT = DAILY.select("{source}", "{label}")

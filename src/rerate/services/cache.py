@@ -19,7 +19,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.ledger.reader import open_views
 from rerate.ledger.tables import PartitionedWriter, unit_prefix
-from rerate.ledger.totals import AGGREGATES, BY_PREFIX, DAILY, MEASURES, Aggregate
+from rerate.ledger.totals import AGGREGATES, DAILY, MEASURES, Aggregate
 from rerate.services import audit
 from rerate.services.locks import ledger_lock
 from rerate.services.visibility import APPLIED, current_visibility
@@ -53,7 +53,7 @@ def _differences_sql(aggregate: Aggregate, where: str) -> str:
 
 def _window(aggregate: Aggregate, start: date | None, end: date | None) -> str:
     """SQL over ``call_date`` for the days an aggregate's rows cover: whole months for the monthly one."""
-    if aggregate is BY_PREFIX:
+    if aggregate.monthly:
         start = start.replace(day=1) if start else None
         end = (end.replace(day=1) + timedelta(days=32)).replace(day=1) - timedelta(days=1) if end else None
     where = "true"

@@ -47,15 +47,15 @@ class StoredProgress:
         self.app = app
         self.job_id = job_id
 
-    def _set(self, **values: object) -> None:
+    def store(self, **values: object) -> None:
         with self.app.catalog.transaction() as session:
             session.execute(update(Job).where(Job.id == self.job_id).values(**values))
 
     def started(self, description: str, days: int) -> None:
-        self._set(days_total=days, days_done=0, xdrs_read=0)
+        self.store(days_total=days, days_done=0, xdrs_read=0)
 
     def advanced(self, day: str, xdrs: int) -> None:
-        self._set(days_done=Job.days_done + 1, xdrs_read=Job.xdrs_read + xdrs)
+        self.store(days_done=Job.days_done + 1, xdrs_read=Job.xdrs_read + xdrs)
 
 
 class StoredIngestProgress:
@@ -65,10 +65,10 @@ class StoredIngestProgress:
         self.progress = StoredProgress(app, job_id)
 
     def file_started(self, name: str, total_bytes: int) -> None:
-        self.progress._set(days_total=max(1, total_bytes >> 20), days_done=0, xdrs_read=0)
+        self.progress.store(days_total=max(1, total_bytes >> 20), days_done=0, xdrs_read=0)
 
     def advanced(self, bytes_read: int, rows: int) -> None:
-        self.progress._set(days_done=bytes_read >> 20, xdrs_read=Job.xdrs_read + rows)  # bytes: so far
+        self.progress.store(days_done=bytes_read >> 20, xdrs_read=Job.xdrs_read + rows)  # bytes: so far
 
     def stage(self, text: str) -> None:
         pass

@@ -7,6 +7,7 @@ a later job changed the same XDRs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -109,9 +110,13 @@ def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def jobs(app: App) -> list[Job]:
+def jobs(app: App, *, states: Sequence[str] = (), limit: int | None = None) -> list[Job]:
+    """Jobs, newest first; only those in ``states`` when given, at most ``limit``."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if states:
+        query = query.where(Job.state.in_(list(states)))
     with app.catalog.reading() as session:
-        return list(session.scalars(select(Job).order_by(Job.id.desc())).all())
+        return list(session.scalars(query).all())
 
 
 def job(app: App, job_id: int) -> Job:

@@ -68,6 +68,18 @@ class Report:
     #: What the lines were computed from: ``daily_totals``, ``prefix_totals`` or ``xdrs``.
     source: str = TOTALS
 
+    def as_dict(self) -> dict[str, Any]:
+        """The report as the JSON output shows it (no copy of the lines: a report can have millions)."""
+        return {
+            "group_by": self.group_by,
+            "window": self.window,
+            "as_closed": self.as_closed,
+            "source": self.source,
+            "lines": self.lines,
+            "adjustments": self.adjustments,
+            "totals": self.totals,
+        }
+
     @property
     def columns(self) -> list[str]:
         """The CSV's columns: section, the group keys, currency, the measures, the adjustment fields."""
@@ -167,7 +179,7 @@ def summary_report(app: App, request: ReportRequest) -> Report:
 PREFIX_GROUPS = {"prefix", "customer", "country", "destination_group", "service", "period"}
 
 
-def _month_start(moment: datetime | None) -> bool:
+def _starts_a_month(moment: datetime | None) -> bool:
     return moment is None or (moment == datetime(moment.year, moment.month, 1, tzinfo=moment.tzinfo))
 
 
@@ -183,7 +195,7 @@ def _source(group_by: Sequence[str], start: datetime | None, end: datetime | Non
     """
     if "prefix" not in group_by:
         return TOTALS
-    if set(group_by) <= PREFIX_GROUPS and _month_start(start) and _month_start(end):
+    if set(group_by) <= PREFIX_GROUPS and _starts_a_month(start) and _starts_a_month(end):
         return PREFIX_TOTALS
     return "xdrs"
 

@@ -43,25 +43,15 @@ def schedule(app: App, correction: Correction, at: datetime) -> int:
     """Record ``correction`` to be applied at ``at`` (UTC); returns the job id."""
     if correction.dry_run:
         raise ConflictError("a dry run runs now: --at is for applying a correction later")
-    with app.catalog.transaction() as session:
-        job = Job(
-            kind=correction.kind,
-            state="scheduled",
-            dry_run=False,
-            scope=correction.scope.as_dict(),
-            parameters=correction.parameters,
-            description=correction.description,
-            actor=app.actor,
-            scheduled_for=at,
-        )
-        session.add(job)
-        session.flush()
-        audit.record(session, app.actor, "job.schedule", f"job {job.id}", after={"at": at.isoformat()})
-        return job.id
+    return _record(app, correction, at, "job.schedule", {"at": at.isoformat()})
 
 
 def queue(app: App, correction: Correction) -> int:
     """Record ``correction`` (a dry run or not) to be run as soon as the service's job runner can."""
+    return _record(app, correction, datetime.now(UTC), "job.queue", {"dry_run": correction.dry_run})
+
+
+def _record(app: App, correction: Correction, at: datetime, action: str, noted: dict[str, object]) -> int:
     with app.catalog.transaction() as session:
         job = Job(
             kind=correction.kind,
@@ -71,11 +61,11 @@ def queue(app: App, correction: Correction) -> int:
             parameters=correction.parameters,
             description=correction.description,
             actor=app.actor,
-            scheduled_for=datetime.now(UTC),
+            scheduled_for=at,
         )
         session.add(job)
         session.flush()
-        audit.record(session, app.actor, "job.queue", f"job {job.id}", after={"dry_run": correction.dry_run})
+        audit.record(session, app.actor, action, f"job {job.id}", after=noted)
         return job.id
 
 
@@ -158,14 +148,21 @@ def run_due(
     return results
 
 
-def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
-    """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
+def planned_job(app: App, job_id: int) -> Job:
+    """A dry run (a ``planned`` job) that may be applied; refused clearly otherwise."""
     with app.catalog.reading() as session:
         job = session.get(Job, job_id)
         if job is None:
             raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
         if job.state != "planned":
             raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+        session.expunge(job)
+        return job
+
+
+def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
+    """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
+    job = planned_job(app, job_id)
     report = execute(app, _rebuild(app, job), progress=progress)
     with app.catalog.transaction() as session:
         audit.record(session, app.actor, "job.apply_planned", f"job {job_id}", after={"job": report.job_id})

@@ -120,11 +120,10 @@ def principal_named(app: App, name: str) -> Principal:
 def issue_token(app: App, principal: Principal, kind: str, lifetime: timedelta) -> tuple[str, str | None]:
     """A new token (and, for a session, its CSRF token); only their digests are kept."""
     token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24) if kind == "session" else None
     with app.catalog.transaction() as session:
         # A sign-in (the user's own) or a token an administrator made at the CLI (issued_by says which).
         audit.record(session, principal.name, f"access.{kind}", "sign-in", after={"issued_by": app.actor})
-    csrf = secrets.token_urlsafe(24) if kind == "session" else None
-    with app.catalog.transaction() as session:
         session.add(
             AccessToken(
                 user_id=principal.user_id,

@@ -56,10 +56,27 @@ def submit(request: Request, app: App, correction: Correction, at: str | None) -
         job_id = schedule_service.schedule(app, correction, parse_utc(at, field="at"))
     else:
         job_id = schedule_service.queue(app, correction)
-        runner = request.app.state.runner
-        if runner is not None:
-            runner.wake()
+        wake_runner(request)
     return job_view(app, jobs_service.job(app, job_id))
+
+
+def wake_runner(request: Request) -> None:
+    """A job was queued: the service's runner looks now rather than at its next poll."""
+    runner = request.app.state.runner
+    if runner is not None:
+        runner.wake()
+
+
+def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str) -> dict[str, Any]:
+    """Queue a dry run's correction for real, if the caller may apply that kind of correction."""
+    app = wired(request)
+    planned = schedule_service.planned_job(app, job_id)
+    allow_closed = bool(dict(planned.parameters).get("allow_closed"))
+    check(
+        app, principal, correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed), what
+    )
+    app = acting(app, principal)
+    return submit(request, app, schedule_service.rebuild_for_apply(app, planned), None)
 
 
 def ghost_percent(text: str) -> Decimal:
@@ -133,9 +150,8 @@ def list_jobs(
     app: Viewer, state: str | None = None, limit: Annotated[int, Query(ge=1, le=10_000)] = 200
 ) -> list[dict[str, Any]]:
     """Jobs, newest first (``state`` filters: planned, scheduled, running, applied, failed, ...)."""
-    found = [j for j in jobs_service.jobs(app) if state is None or j.state == state]
-    found.sort(key=lambda j: j.id, reverse=True)
-    return [job_view(app, j) for j in found[:limit]]
+    found = jobs_service.jobs(app, states=[state] if state else (), limit=limit)
+    return [job_view(app, j) for j in found]
 
 
 @router.get("/{job_id}")
@@ -184,17 +200,4 @@ def cancel(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
 @router.post("/{job_id}/apply", status_code=202)
 def apply(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
     """Apply a dry run (a planned job) as a new, queued job with the same parameters."""
-    app = wired(request)
-    planned = jobs_service.job(app, job_id)
-    if planned.state != "planned":
-        raise HTTPException(409, f"job {job_id} is {planned.state}: only a dry run (planned) can be applied")
-    allow_closed = bool(dict(planned.parameters).get("allow_closed"))
-    check(
-        app,
-        principal,
-        correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed),
-        f"POST /api/jobs/{job_id}/apply",
-    )
-    app = acting(app, principal)
-    correction = schedule_service.rebuild_for_apply(app, planned)
-    return submit(request, app, correction, None)
+    return apply_dry_run(request, principal, job_id, f"POST /api/jobs/{job_id}/apply")

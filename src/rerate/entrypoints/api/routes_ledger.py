@@ -14,6 +14,7 @@ from starlette.datastructures import UploadFile as Upload
 
 from rerate.bootstrap import App
 from rerate.domain.roles import Permission
+from rerate.entrypoints.api.routes_jobs import wake_runner
 from rerate.entrypoints.api.schemas import PeriodCloseBody, job_view
 from rerate.entrypoints.api.security import Viewer, require
 from rerate.services import jobs as jobs_service
@@ -80,9 +81,7 @@ def ingest_file(
     with the collection's report in ``totals.collections``, or ``failed`` with the reason).
     """
     job_id = queue_ingest(app, save_upload(app, file), template)
-    runner = request.app.state.runner
-    if runner is not None:
-        runner.wake()
+    wake_runner(request)
     return job_view(app, jobs_service.job(app, job_id))
 
 

@@ -70,19 +70,7 @@ def summary(
         )
     if format != "json":
         raise InvalidInputError("format is json, csv or xlsx")
-    return dict(
-        plain(
-            {
-                "group_by": report.group_by,
-                "window": report.window,
-                "as_closed": report.as_closed,
-                "source": report.source,
-                "lines": report.lines,
-                "adjustments": report.adjustments,
-                "totals": report.totals,
-            }
-        )
-    )
+    return dict(plain(report.as_dict()))
 
 
 @router.get("/failures")

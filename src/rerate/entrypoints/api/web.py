@@ -29,7 +29,14 @@ from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.domain.roles import MATRIX, Permission, allowed, correction_permissions
 from rerate.entrypoints.api import charts
-from rerate.entrypoints.api.routes_jobs import check_revert, rerate_correction_of, scope_of, submit
+from rerate.entrypoints.api.routes_jobs import (
+    apply_dry_run,
+    check_revert,
+    rerate_correction_of,
+    scope_of,
+    submit,
+    wake_runner,
+)
 from rerate.entrypoints.api.routes_ledger import save_upload
 from rerate.entrypoints.api.routes_tariffs import pairs
 from rerate.entrypoints.api.schemas import RerateBody, ScopeBody, job_view
@@ -49,11 +56,11 @@ from rerate.services import (
 )
 from rerate.services import jobs as jobs_service
 from rerate.services import report as report_service
-from rerate.services import schedule as schedule_service
-from rerate.services.errors import ConflictError, InvalidInputError, RerateError
+from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.export import search_xdrs
 from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
+from rerate.services.rate_results import rate_entry
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
 from rerate.services.timeparse import parse_utc
@@ -64,6 +71,8 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(hours=10)
+#: Report lines a page shows (the exports have them all).
+SHOWN_LINES = 2000
 
 #: Navigation: (path, label, permission needed to see it).
 NAV = (
@@ -152,6 +161,14 @@ def _render(request: Request, principal: Principal, name: str, **context: Any) -
     return templates.TemplateResponse(request, name, {**_base(request, principal), **context})
 
 
+def _form_for(request: Request, principal: Principal, csrf: str, permissions: list[Permission]) -> App:
+    """A posted form's go-ahead: the session's CSRF token, the role's permissions; the app acting for it."""
+    _posted(request, principal, csrf)
+    app = wired(request)
+    check(app, principal, permissions, f"{request.method} {request.url.path}")
+    return acting(app, principal)
+
+
 def _posted(request: Request, principal: Principal, csrf: str) -> None:
     if not principal.csrf_token or not secrets.compare_digest(csrf, principal.csrf_token):
         raise HTTPException(403, "this form has expired (wrong CSRF token): reload the page and try again")
@@ -210,7 +227,7 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> RedirectRespo
 def dashboard(request: Request) -> HTMLResponse:
     app, principal = _viewer(request)
     by_day = report_service.calls_by_day(app)
-    running = [job_view(app, j) for j in jobs_service.jobs(app) if j.state in UNFINISHED]
+    running = [job_view(app, j) for j in jobs_service.jobs(app, states=UNFINISHED)]
     return _render(
         request,
         principal,
@@ -309,10 +326,7 @@ async def rerate_preview(request: Request) -> Response:
 
 
 def _rerate_preview(request: Request, principal: Principal, form: dict[str, str]) -> Response:
-    _posted(request, principal, form.get("csrf", ""))
-    app = wired(request)
-    check(app, principal, [Permission.DRY_RUN], "POST /rerate")
-    app = acting(app, principal)
+    app = _form_for(request, principal, form.get("csrf", ""), [Permission.DRY_RUN])
     try:
         body = RerateBody.model_validate(
             {
@@ -345,10 +359,7 @@ def reprocess_preview(
 ) -> Response:
     """The dashboard's one click: preview re-processing a customer's failed XDRs."""
     principal = _signed_in(request)
-    _posted(request, principal, csrf)
-    app = wired(request)
-    check(app, principal, [Permission.DRY_RUN], "POST /reprocess-preview")
-    app = acting(app, principal)
+    app = _form_for(request, principal, csrf, [Permission.DRY_RUN])
     body = ScopeBody.model_validate({"customer": [customer] if customer else [], "status": ["failed"]})
     correction = reprocess_correction(scope_of(app, body), failed_only=True, dry_run=True)
     job = submit(request, app, correction, None)
@@ -358,7 +369,7 @@ def reprocess_preview(
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
     app, principal = _viewer(request)
-    found = sorted(jobs_service.jobs(app), key=lambda j: j.id, reverse=True)[:300]
+    found = jobs_service.jobs(app, limit=300)
     return _render(request, principal, "jobs.html", jobs=[job_view(app, j) for j in found])
 
 
@@ -407,15 +418,7 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
 def apply_job(request: Request, job_id: int, csrf: Annotated[str, Form()]) -> Response:
     principal = _signed_in(request)
     _posted(request, principal, csrf)
-    app = wired(request)
-    planned = jobs_service.job(app, job_id)
-    if planned.state != "planned":
-        raise ConflictError(f"job {job_id} is {planned.state}: only a dry run can be applied")
-    allow_closed = bool(dict(planned.parameters).get("allow_closed"))
-    needed = correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed)
-    check(app, principal, needed, f"POST /jobs/{job_id}/apply")
-    app = acting(app, principal)
-    job = submit(request, app, schedule_service.rebuild_for_apply(app, planned), None)
+    job = apply_dry_run(request, principal, job_id, f"POST /jobs/{job_id}/apply")
     return RedirectResponse(f"/jobs/{job['job_id']}", status_code=303)
 
 
@@ -447,17 +450,12 @@ async def ingest_upload(request: Request) -> Response:
     principal = _signed_in(request)
     async with request.form() as posted:
         csrf, template, upload = posted.get("csrf"), posted.get("template"), posted.get("file")
-        _posted(request, principal, csrf if isinstance(csrf, str) else "")
-        app = wired(request)
-        check(app, principal, [Permission.INGEST], "POST /collections/ingest")
-        app = acting(app, principal)
+        app = _form_for(request, principal, csrf if isinstance(csrf, str) else "", [Permission.INGEST])
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("choose a file to ingest")
         path = await run_in_threadpool(save_upload, app, upload)  # a large file: not on the event loop
     job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
-    runner = request.app.state.runner
-    if runner is not None:
-        runner.wake()
+    wake_runner(request)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
@@ -465,10 +463,7 @@ async def ingest_upload(request: Request) -> Response:
 def rollback_preview(request: Request, collection_id: int, csrf: Annotated[str, Form()]) -> Response:
     """A rollback's impact preview (a dry run); its job page applies it."""
     principal = _signed_in(request)
-    _posted(request, principal, csrf)
-    app = wired(request)
-    check(app, principal, [Permission.DRY_RUN], f"POST /collections/{collection_id}/rollback")
-    app = acting(app, principal)
+    app = _form_for(request, principal, csrf, [Permission.DRY_RUN])
     job = submit(request, app, rollback_correction(app, collection_id, dry_run=True), None)
     return RedirectResponse(f"/jobs/{job['job_id']}", status_code=303)
 
@@ -497,10 +492,8 @@ def close_period(
     period: Annotated[str, Form()],
 ) -> Response:
     principal = _signed_in(request)
-    _posted(request, principal, csrf)
-    app = wired(request)
-    check(app, principal, [Permission.CLOSE_PERIOD], "POST /periods/close")
-    periods.close_period(acting(app, principal), customer, period)
+    app = _form_for(request, principal, csrf, [Permission.CLOSE_PERIOD])
+    periods.close_period(app, customer, period)
     return RedirectResponse("/periods", status_code=303)
 
 
@@ -535,7 +528,8 @@ def reports_page(
         request,
         principal,
         "reports.html",
-        report=plain(report) if report else None,
+        report=plain({**report.as_dict(), "lines": report.lines[:SHOWN_LINES]}) if report else None,
+        more_lines=max(0, len(report.lines) - SHOWN_LINES) if report else 0,
         form=window,
         error=error,
         chart=charts.lines(
@@ -581,11 +575,9 @@ def add_schedule(
     format: Annotated[str, Form()] = "csv",
 ) -> Response:
     principal = _signed_in(request)
-    _posted(request, principal, csrf)
-    app = wired(request)
-    check(app, principal, [Permission.DELIVERIES], "POST /deliveries/schedules")
+    app = _form_for(request, principal, csrf, [Permission.DELIVERIES])
     delivery_schedules.add_schedule(
-        acting(app, principal),
+        app,
         delivery_schedules.ScheduleRequest(
             customer=customer,
             to=[e.strip() for e in email.split(",") if e.strip()],
@@ -601,10 +593,8 @@ def add_schedule(
 @router.post("/deliveries/{delivery_id}/resend", response_model=None)
 def resend(request: Request, delivery_id: int, csrf: Annotated[str, Form()]) -> Response:
     principal = _signed_in(request)
-    _posted(request, principal, csrf)
-    app = wired(request)
-    check(app, principal, [Permission.DELIVERIES], f"POST /deliveries/{delivery_id}/resend")
-    delivery.resend_delivery(acting(app, principal), delivery_id)
+    app = _form_for(request, principal, csrf, [Permission.DELIVERIES])
+    delivery.resend_delivery(app, delivery_id)
     return RedirectResponse("/deliveries", status_code=303)
 
 
@@ -670,10 +660,7 @@ async def import_step(request: Request) -> Response:
     principal = _signed_in(request)
     async with request.form() as posted:  # closes the uploaded file's spool when done
         form = {k: v for k, v in posted.items() if isinstance(v, str)}
-        _posted(request, principal, form.get("csrf", ""))
-        app = wired(request)
-        check(app, principal, [Permission.TARIFFS], "POST /import")
-        app = acting(app, principal)
+        app = _form_for(request, principal, form.get("csrf", ""), [Permission.TARIFFS])
         upload = posted.get("file")
         try:
             path = (
@@ -708,7 +695,6 @@ def _import_review(
         return _import_error(request, principal, app, form, exc)
     if report.state == "imported":  # the wizard is over: its copy of the deck is not needed any more
         shutil.rmtree(path.parent, ignore_errors=True)
-    shown = report.as_dict()
     return _render(
         request,
         principal,
@@ -716,9 +702,9 @@ def _import_review(
         tariff=tariff,
         upload=token,
         form=form,
-        report=plain(shown),
-        rows=plain(shown["rows"][:500]),
-        more=max(0, len(shown["rows"]) - 500),
+        report=plain(report.as_dict(rows=False)),  # a deck's rows: only the ones the page shows
+        rows=plain([rate_entry(r) for r in report.rates[:SHOWN_LINES]]),
+        more=max(0, len(report.rates) - SHOWN_LINES),
         summary_lines=rate_import.SUMMARY_LINES,
     )
 
