@@ -1,9 +1,10 @@
 """Corrections at scale: re-rating dry run and apply, collection rollback, and the incumbents' way.
 
-A demo-shaped ledger of ``--ledger`` XDRs is built (one month, one file); the
-re-rating scope is the busiest customers up to about ``--scope`` XDRs,
-re-priced with another tariff; the rollback is of a second collection of
-``--rollback`` XDRs.  Baseline in the same run (when PostgreSQL answers at
+A demo-shaped ledger of ``--ledger`` XDRs is built (one month, one file) and
+compacted (``rerate ledger compact``, as a nightly run would); the re-rating
+scope is the busiest customers up to about ``--scope`` XDRs, re-priced with
+another tariff; the rollback is of a second collection of ``--rollback``
+XDRs.  Baseline in the same run (when PostgreSQL answers at
 RERATE_TEST_PG_URL): the same re-pricing as an in-place UPDATE of an XDR table
 in PostgreSQL, longest prefix by candidate-prefix index lookups, which is what
 correction tools that rewrite rated XDRs do.
@@ -29,6 +30,7 @@ from sqlalchemy import select
 from rerate.bootstrap import bootstrap
 from rerate.catalog.models import Customer
 from rerate.ledger.reader import open_views
+from rerate.services.compaction import compact
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.demo import load_world
 from rerate.services.ingest import ingest
@@ -132,6 +134,12 @@ def main() -> None:
         world.vendors,
     )
     (extra,) = ingest(app, [second])
+    started = time.perf_counter()
+    compacted = compact(app)
+    print(
+        f"compaction: {compacted.files_before:,} files -> {compacted.files_after:,} "
+        f"({compacted.xdrs:,} XDRs, {compacted.days} days) in {time.perf_counter() - started:.0f} s"
+    )
 
     with app.catalog.reading() as session:
         con = open_views(app.ledger, current_visibility(session))

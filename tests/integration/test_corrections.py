@@ -17,6 +17,7 @@ from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.ledger.tables import REVISIONS, TOTALS
 from rerate.services.corrections import RerateRequest, rerate
+from rerate.services.diff_file import diff_csv
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.export import export_xdrs
 from rerate.services.faults import CRASH_EXIT_CODE
@@ -59,8 +60,10 @@ def test_dry_run_reports_the_diff_and_writes_nothing(loaded: App, tmp_path: Path
     assert (report.state, report.in_scope, report.changed, report.cured) == ("planned", 3, 3, 1)
     assert report.before["EUR"]["amount"] == Decimal("0.0245") + Decimal("0.02")
     assert report.delta["EUR"]["amount"] == report.after["EUR"]["amount"] - report.before["EUR"]["amount"]
-    with open(str(report.diff_path)) as handle:
-        assert len(list(csv.DictReader(handle))) == 3
+    with diff_csv(Path(str(report.diff_path))).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["source_id"] for r in rows) == ["a1", "a2", "a3"]
+    assert all(r["old_tariff_id"] != r["new_tariff_id"] for r in rows)
     assert (loaded.ledger.version(REVISIONS), loaded.ledger.version(TOTALS)) == versions
     assert _export(loaded, tmp_path) == before
 

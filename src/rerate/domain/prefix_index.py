@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 KEY_DIGITS = 18
 _POWERS = np.array([11 ** (KEY_DIGITS - 1 - i) for i in range(KEY_DIGITS)], dtype=np.int64)
+_TAIL = np.zeros(KEY_DIGITS, dtype=np.uint8)
 _PAD = ord("0") - 1  # "/" sorts just below "0"; after subtracting it, pad = 0, digit k = k + 1
 
 Int64Array = npt.NDArray[np.int64]
@@ -40,21 +41,22 @@ def encode_numbers(numbers: pa.Array | pa.ChunkedArray | Sequence[str | None]) -
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     arr = arr.cast(pa.string())
-    missing = pc.fill_null(pc.equal(pc.utf8_length(arr), 0), True)
-    fixed = pc.utf8_rpad(pc.utf8_slice_codeunits(pc.fill_null(arr, ""), 0, KEY_DIGITS), KEY_DIGITS, "/")
-    # Every value is now exactly KEY_DIGITS ASCII bytes: view them as a matrix.
-    fixed = pa.concat_arrays([fixed]) if fixed.offset else fixed
-    n = len(fixed)
-    offsets = np.frombuffer(fixed.buffers()[1], dtype=np.int32, count=n + 1)
-    data = np.frombuffer(fixed.buffers()[2], dtype=np.uint8)
-    start = int(offsets[0]) if n else 0
-    columns = data[start : start + n * KEY_DIGITS].reshape(n, KEY_DIGITS).T.copy()
-    columns -= _PAD
+    n = len(arr)
+    # Straight from the string buffers: digit i of every number in one gather (a pad byte past
+    # the end of the data keeps the last gathers in bounds; digits past a number's length count 0).
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=arr.offset + n + 1)[arr.offset :]
+    data = arr.buffers()[2]
+    padded = np.concatenate(
+        [np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8), _TAIL]
+    )
+    starts = offsets[:-1].astype(np.int64)
+    lengths = np.minimum(np.diff(offsets), KEY_DIGITS)
     keys = np.zeros(n, dtype=np.int64)
-    for column in columns:
-        keys *= 11
-        keys += column
-    keys[np.asarray(missing.to_numpy(zero_copy_only=False), dtype=bool)] = -1
+    for i in range(KEY_DIGITS):
+        digits = (padded[starts + i] - np.uint8(_PAD)).astype(np.int64)  # uint8 arithmetic, as ever
+        keys += np.where(lengths > i, digits, 0) * _POWERS[i]
+    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    keys[~valid | (lengths == 0)] = -1
     return keys
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,12 +18,13 @@ from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import RichJobProgress, err, out, print_json
 from rerate.entrypoints.options import AllowClosedOption, AtOption, DryRunOption, JsonOption, YesOption
-from rerate.services import audit_log, corrections, periods
+from rerate.services import audit_log, compaction, corrections, periods
 from rerate.services import cache as cache_service
 from rerate.services import jobs as jobs_service
 from rerate.services import rollback as rollback_service
 from rerate.services import schedule as schedule_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
+from rerate.services.diff_file import diff_csv
 from rerate.services.errors import RerateError
 from rerate.services.reprocess import reprocess, reprocess_correction
 from rerate.services.scopes import resolve_scope
@@ -30,6 +33,7 @@ from rerate.services.timeparse import parse_utc
 jobs_cli = typer.Typer(help="Correction jobs: list, inspect, revert.", no_args_is_help=True)
 period_cli = typer.Typer(help="Billing periods: close, list.", no_args_is_help=True)
 cache_cli = typer.Typer(help="The daily totals (billing cache).", no_args_is_help=True)
+ledger_cli = typer.Typer(help="Maintenance of the XDR ledger's files.", no_args_is_help=True)
 collection_cli = typer.Typer(
     help="Collections (ingested files): list, inspect, roll back.", no_args_is_help=True
 )
@@ -95,10 +99,11 @@ def show_report(report: CorrectionReport) -> None:
                 f"{row['cost_delta']:,f}",
             )
         if len(rows) > limit:
-            table.caption = f"... and {len(rows) - limit} more (every changed XDR is in the diff CSV)"
+            more = len(rows) - limit
+            table.caption = f"... and {more} more (every changed XDR: rerate jobs diff {report.job_id})"
         out.print(table)
     if report.diff_path:
-        out.print(f"  every changed XDR, old and new values: {report.diff_path}")
+        out.print(f"  every changed XDR, old and new values: rerate jobs diff {report.job_id} (CSV)")
 
 
 def register(cli: typer.Typer, app: Any) -> None:
@@ -190,6 +195,25 @@ def register(cli: typer.Typer, app: Any) -> None:
             return
         for key, value in _job_dict(found).items():
             out.print(f"[bold]{key}[/]: {value}")
+
+    @jobs_cli.command("diff")
+    def jobs_diff(
+        job_id: int,
+        output: Annotated[
+            Path | None, typer.Option("--output", "-o", help="Copy the CSV here (default: print its path).")
+        ] = None,
+    ) -> None:
+        """Every XDR the job changed, old and new values, as CSV (made from the job's Parquet diff)."""
+        found = jobs_service.job(app(), job_id)
+        if not found.diff_path or not Path(found.diff_path).is_file():
+            err.print(f"[red]job {job_id} has no diff file[/]")
+            raise typer.Exit(1)
+        made = diff_csv(Path(found.diff_path))
+        if output is None:
+            out.print(str(made))
+            return
+        shutil.copyfile(made, output)
+        out.print(f"{output}")
 
     @jobs_cli.command("revert")
     def jobs_revert(
@@ -377,6 +401,37 @@ def register(cli: typer.Typer, app: Any) -> None:
         if check and report.differences:
             raise typer.Exit(1)
 
+    @ledger_cli.command("compact")
+    def ledger_compact(
+        start: Annotated[str | None, typer.Option("--from", help="First call date (ISO).")] = None,
+        end: Annotated[str | None, typer.Option("--to", help="Last call date (ISO).")] = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Merge each day's small XDR files per collection into one file sorted by customer.
+
+        Corrections and reports of a few customers then skip the rest of the day.  No XDR
+        changes; run it after large ingests or nightly (it takes the ledger lock).
+        """
+        first = parse_utc(start, field="--from").date() if start else None
+        last = parse_utc(end, field="--to").date() if end else None
+        if as_json:
+            report = compaction.compact(app(), start=first, end=last)
+        else:
+            with out.status("compacting the XDR files...") as status:
+                report = compaction.compact(
+                    app(),
+                    start=first,
+                    end=last,
+                    progress=lambda day, xdrs: status.update(f"compacted up to {day} ({xdrs:,} XDRs)"),
+                )
+        if as_json:
+            print_json(report)
+            return
+        out.print(
+            f"{report.days} day(s) compacted: {report.files_before:,} files -> {report.files_after:,} "
+            f"({report.xdrs:,} XDRs) in {report.seconds:.1f} s"
+        )
+
     @cli.command("audit")
     def audit_command(
         limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
@@ -455,6 +510,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     cli.add_typer(jobs_cli, name="jobs")
     cli.add_typer(collection_cli, name="collection")
     cli.add_typer(cache_cli, name="cache")
+    cli.add_typer(ledger_cli, name="ledger")
 
 
 def _schedule(wired: App, correction: Any, at: str, as_json: bool) -> None:

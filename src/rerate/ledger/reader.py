@@ -29,7 +29,7 @@ from rerate.ledger.schema import (
     TOTALS_SCHEMA,
     XDR_TABLE_SCHEMA,
 )
-from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, XDRS, Ledger
+from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, XDRS, Ledger, unit_prefix
 
 
 def connect_duckdb(
@@ -81,22 +81,30 @@ def open_views(
     con: duckdb.DuckDBPyConnection | None = None,
     memory_limit: str = "2GB",
     files: tuple[list[str], list[str]] | None = None,
+    revision_filter: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions.
 
     ``files`` gives the XDR and revision files directly (one day's, say) instead
     of reading the table logs; ``daily_totals`` is then left out.
+    ``revision_filter`` (SQL on ``xdr_id``) may leave out revisions of XDRs the
+    caller will not read, so their files' row groups are skipped.
     """
     con = con or connect_duckdb(memory_limit)
     con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
     con.register("visible_jobs", pa.table({"id": pa.array(visibility.jobs, pa.int64())}))
     xdr_files, revision_files = files if files is not None else (ledger.files(XDRS, days=days), [])
+    if files is not None:
+        # Every file is named after the unit that wrote it: visibility decided per file, not per row
+        # (a quarter of a correction's read went to probing each row's collection).
+        xdr_files = _files_of(xdr_files, "c", visibility.collections)
+        revision_files = _files_of(revision_files, "j", visibility.jobs)
+        visible_rows = ""
+    else:
+        visible_rows = "WHERE collection_id IN (SELECT id FROM visible_collections)"
     xdr_sql = _parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) "
-        "WHERE collection_id IN (SELECT id FROM visible_collections)"
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) {visible_rows}")
     if files is None:
         revision_files = ledger.files(REVISIONS, days=days) if visibility.jobs else []
     revision_files = revision_files if visibility.jobs else []
@@ -109,14 +117,21 @@ def open_views(
             for f in DERIVED_FIELDS
         )
         raw = ", ".join(f"x.{f.name}" for f in RAW_FIELDS)
-        # The current state: the newest revision of an applied job, else revision 0.
+        extra = f"AND ({revision_filter})" if revision_filter else ""
+        # The current state: the newest revision of an applied job, else revision 0.  Files from a
+        # single job (the usual case) hold one revision per XDR: no newest to pick.
+        newest = (
+            ""
+            if files is not None and len({_unit_of(f) for f in revision_files}) == 1
+            else "QUALIFY row_number() OVER (PARTITION BY xdr_id ORDER BY job_id DESC) = 1"
+        )
         con.execute(
             f"""
             CREATE OR REPLACE TEMP VIEW xdrs AS
             WITH latest AS (
                 SELECT * FROM ({revision_sql})
-                WHERE job_id IN (SELECT id FROM visible_jobs)
-                QUALIFY row_number() OVER (PARTITION BY xdr_id ORDER BY job_id DESC) = 1
+                WHERE job_id IN (SELECT id FROM visible_jobs) {extra}
+                {newest}
             )
             SELECT {raw}, {derived}, x.call_date
             FROM xdr_revision0 x LEFT JOIN latest r ON r.xdr_id = x.xdr_id
@@ -125,6 +140,17 @@ def open_views(
     if files is None:
         open_totals(ledger, visibility, con)
     return con
+
+
+def _unit_of(path: str) -> str:
+    """The unit (``c00000042-``, ``j00000007-``) that wrote a data file: the start of its name."""
+    return path.rsplit("/", 1)[-1][:10]
+
+
+def _files_of(paths: Sequence[str], kind: str, units: Sequence[int]) -> list[str]:
+    """The files among ``paths`` written by the given collections (``c``) or jobs (``j``)."""
+    prefixes = tuple(unit_prefix(kind, unit) for unit in units)
+    return [p for p in paths if p.rsplit("/", 1)[-1].startswith(prefixes)] if prefixes else []
 
 
 def open_totals(

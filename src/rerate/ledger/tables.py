@@ -160,22 +160,54 @@ class Ledger:
         )
         return self.version(name)
 
+    def rearrange(
+        self, name: str, replaced: Sequence[str], added: Sequence[AddAction], metadata: dict[str, str]
+    ) -> int:
+        """Swap live files (absolute paths) for ``added`` ones holding the same rows, in one commit.
+
+        A rearrangement changes no data (``data_change`` false): Delta readers and time travel
+        see the same rows before and after.  The replaced files stay on disk for older versions.
+        """
+        table = self.table(name)
+        root = self.path(name)
+        wanted = {str(Path(p).relative_to(root)) for p in replaced}
+        removes = self._removals(table, name, lambda path: unquote(path) in wanted, data_change=False)
+        if len(removes) != len(wanted):
+            raise RuntimeError(f"{name}: {len(wanted) - len(removes)} file(s) to replace are no longer live")
+        table.create_write_transaction(
+            [*removes, *added],
+            mode="append",
+            schema=TABLES[name][0],
+            partition_by=TABLES[name][1],
+            commit_properties=CommitProperties(custom_metadata=metadata),
+        )
+        return self.version(name)
+
+    @staticmethod
+    def _removals(
+        table: DeltaTable, name: str, chosen: Callable[[str], bool], *, data_change: bool
+    ) -> list[AddAction | RemoveAction]:
+        """Remove actions for the live files whose (log) path ``chosen`` accepts."""
+        now = int(time.time() * 1000)
+        partitioned = TABLES[name][1] is not None
+        return [
+            RemoveAction(
+                path=a["path"],
+                data_change=data_change,
+                deletion_timestamp=now,
+                size=a["size_bytes"],
+                partition_values={"call_date": str(a["partition.call_date"])} if partitioned else None,
+            )
+            for a in pa.table(table.get_add_actions(flatten=True)).to_pylist()
+            if chosen(a["path"])
+        ]
+
     def remove_unit(self, name: str, prefix: str) -> int:
         """Unpublish every committed file of one unit, and delete its unpublished ones."""
         table = self.table(name)
-        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
-        now = int(time.time() * 1000)
-        removes: list[AddAction | RemoveAction] = [
-            RemoveAction(
-                path=a["path"],
-                data_change=True,
-                deletion_timestamp=now,
-                size=a["size_bytes"],
-                partition_values={"call_date": str(a["partition.call_date"])} if TABLES[name][1] else None,
-            )
-            for a in actions
-            if os.path.basename(a["path"]).startswith(prefix)
-        ]
+        removes = self._removals(
+            table, name, lambda path: os.path.basename(path).startswith(prefix), data_change=True
+        )
         if removes:
             table.create_write_transaction(
                 removes,
@@ -195,7 +227,8 @@ class PartitionedWriter:
 
     XDR batches are split by ``call_date`` and sorted by customer, then connect
     time, inside each file, so that a scope filter can skip row groups
-    (ARCHITECTURE.md).  Files are encoded on background threads (Arrow releases
+    (ARCHITECTURE.md); a correction's revisions (one day per batch) are sorted
+    by XDR id instead, so a collection's revisions are one run of row groups.  Files are encoded on background threads (Arrow releases
     the GIL), so the caller prepares the next batch meanwhile; at most one
     batch is in flight, which bounds memory.  Call :meth:`flush` before using
     :attr:`actions`.
@@ -205,6 +238,10 @@ class PartitionedWriter:
     prefix: str
     file_schema: pa.Schema
     partitioned: bool = True
+    #: Row order in each file: ``customer`` (then connect time: XDR files, scanned by scope) or
+    #: ``xdr_id`` (revisions, found by id: a collection's are one range of row groups).
+    order: str = "customer"
+    row_group_rows: int = 256_000
     actions: list[AddAction] = field(default_factory=list)
     rows_written: int = 0
     _pending: list[Future[AddAction]] = field(default_factory=list)
@@ -215,6 +252,13 @@ class PartitionedWriter:
         if batch.num_rows == 0:
             return
         day = pc.cast(batch.column("call_date"), pa.int32()).to_numpy()
+        if self.order == "xdr_id" and (day == day[0]).all():  # a correction's batch: one day
+            self.flush()
+            value = date.fromordinal(_EPOCH_ORDINAL + int(day[0]))
+            content = batch.drop_columns(["call_date"])
+            self._submit(partial(content.sort_by, "xdr_id"), {"call_date": value.isoformat()})
+            self.rows_written += batch.num_rows
+            return
         customer = pc.fill_null(batch.column("customer_id"), -1).to_numpy()
         micros = pc.cast(batch.column("connect_time"), pa.int64()).to_numpy()
         # One integer sort key (day, customer, connect time): a single argsort.
@@ -279,7 +323,7 @@ class PartitionedWriter:
             target,
             compression="zstd",
             compression_level=1,
-            row_group_size=256_000,
+            row_group_size=self.row_group_rows,
             use_dictionary=dictionary,
             write_statistics=statistics,
         )

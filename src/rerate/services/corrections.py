@@ -14,27 +14,31 @@ previous state, unless a later job changed the same XDRs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import CursorResult, select, update
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Customer, Job
-from rerate.domain.money import PERCENT_SCALE, to_scaled
+from rerate.domain.arrow_money import decimal_to_nanos
+from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
 from rerate.ledger.reader import Visibility, connect_duckdb, open_views
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
-from rerate.ledger.totals import BY_PREFIX, DAILY, Aggregate
+from rerate.ledger.totals import BY_PREFIX, DAILY
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
@@ -108,11 +112,39 @@ def _money_by_currency(con: duckdb.DuckDBPyConnection, relation: str) -> dict[st
     return result
 
 
-def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decimal]]) -> None:
+#: Money measure -> (value column, currency column, status column): amounts of rated XDRs count.
+_MONEY_COLUMNS = {
+    "amount": ("amount", "currency", "status"),
+    "cost": ("cost", "vendor_currency", "vendor_status"),
+}
+
+
+def _rated_money(rows: pa.Table) -> dict[str, dict[str, Decimal]]:
+    """What :func:`_money_by_currency` computes, straight from an Arrow table's buffers (exact)."""
+    result: dict[str, dict[str, Decimal]] = {}
+    for kind, (value, currency, status) in _MONEY_COLUMNS.items():
+        nanos, _ = decimal_to_nanos(rows.column(value))
+        rated = np.asarray(
+            pc.fill_null(pc.equal(rows.column(status), "rated"), False).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
+        encoded = pc.dictionary_encode(rows.column(currency).combine_chunks())
+        codes = np.asarray(pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        for code, name in enumerate(encoded.dictionary.to_pylist()):
+            picked = nanos[rated & (codes == code)]
+            # int64 sums are exact while they cannot overflow; beyond that, Python integers.
+            safe = picked.size == 0 or int(np.abs(picked).max()) < (1 << 62) // picked.size
+            total = int(picked.sum()) if safe else sum(int(v) for v in picked)
+            slot = result.setdefault(name, {"amount": Decimal(0), "cost": Decimal(0)})
+            slot[kind] += Decimal(total).scaleb(-MONEY_DECIMALS)
+    return result
+
+
+def _add(target: dict[str, dict[str, Decimal]], other: dict[str, dict[str, Decimal]], sign: int = 1) -> None:
     for currency, values in other.items():
         slot = target.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})
         for kind, value in values.items():
-            slot[kind] += value
+            slot[kind] += sign * value
 
 
 class JobProgress(Protocol):
@@ -149,13 +181,13 @@ def _scope_batches(
     correction: Correction,
     progress: JobProgress,
     description: str,
-) -> Iterator[pa.Table]:
+) -> Generator[pa.Table, None, None]:
     """The scope's XDRs in their current state, one call date at a time (bounded memory).
 
     Each day gets views over that day's files only, so a query never scans, or
     resolves revisions for, the rest of the ledger; a scope of collections
     reads only those collections' files.  Only the columns the correction
-    needs are decoded.
+    needs are decoded.  ``con`` is used by the reading thread only.
     """
     scope = correction.scope
     predicate = scope_predicate(scope)
@@ -171,13 +203,27 @@ def _scope_batches(
         day for day in xdr_files if window is None or window[0].isoformat() <= day <= window[1].isoformat()
     )
     columns = "*" if correction.reads_raw else ", ".join(BASE_COLUMNS)
+
+    # A collection's XDRs are one id range: revisions of others are skipped by row group.
+    ranges = [f"xdr_id BETWEEN {c << 32} AND {((c + 1) << 32) - 1}" for c in scope.collections]
+    revision_filter = " OR ".join(ranges) or None
+
+    def read(day: str) -> pa.Table:
+        files = (xdr_files[day], revision_files.get(day, []))
+        open_views(app.ledger, visibility, con=con, files=files, revision_filter=revision_filter)
+        return con.sql(f"SELECT {columns} FROM xdrs x WHERE {predicate}").to_arrow_table()
+
     progress.started(description, len(days))
-    for day in days:
-        open_views(app.ledger, visibility, con=con, files=(xdr_files[day], revision_files.get(day, [])))
-        batch = con.sql(f"SELECT {columns} FROM xdrs x WHERE {predicate}").to_arrow_table()
-        if batch.num_rows:
-            yield batch
-        progress.advanced(day, batch.num_rows)
+    # The next day is read (DuckDB, off the GIL) while the caller re-prices this one: both cores work.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-scope-reader") as reader:
+        ahead = reader.submit(read, days[0]) if days else None
+        for index, day in enumerate(days):
+            assert ahead is not None
+            batch = ahead.result()
+            ahead = reader.submit(read, days[index + 1]) if index + 1 < len(days) else None
+            if batch.num_rows:
+                yield batch
+            progress.advanced(day, batch.num_rows)
 
 
 def _named(path: str, prefixes: tuple[str, ...]) -> bool:
@@ -342,50 +388,66 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     )
     folder = app.home / "jobs" / str(job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    diff_path = folder / "diff.csv"
+    diff_path = folder / "diff.arrow"
     with app.catalog.reading() as session:
         visibility = current_visibility(session)
         contexts = Contexts(rating_context(session, cache_dir=app.home / "cache"), mediation_context(session))
         closed = closed_periods(session)
         customer_names = {row[0]: row[1] for row in session.execute(select(Customer.id, Customer.name))}
     con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
+    reading = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     prefix = unit_prefix("j", job_id)
-    revisions = PartitionedWriter(app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA)
+    revisions = PartitionedWriter(
+        app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA, order="xdr_id", row_group_rows=65_536
+    )
     compared = correction.compared
     totals_parts: list[pa.Table] = []
     prefix_parts: list[pa.Table] = []
     breakdown_parts: list[pa.Table] = []
     diff = DiffWriter(diff_path, compared)
+    label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
+    batches = _scope_batches(app, reading, visibility, correction, progress, label)
     try:
-        label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
-        for current in _scope_batches(app, con, visibility, correction, progress, label):
-            report.in_scope += current.num_rows
-            updated = correction.transform(current, contexts)
-            con.register("old_rows", current)
-            _add(report.before, _money_by_currency(con, "old_rows"))
-            changed = _changed_mask(current, updated, compared)
-            old, new = current.filter(changed), updated.filter(changed)
-            if old.num_rows == 0:
-                continue
-            report.changed += old.num_rows
-            con.register("old_changed", old)
-            con.register("new_changed", new)
-            totals_parts.append(_totals_delta(con, DAILY, f"job:{job_id}"))
-            if not correction.dry_run:  # a dry run reports from the daily totals alone
-                prefix_parts.append(_totals_delta(con, BY_PREFIX, f"job:{job_id}"))
-            breakdown_parts.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
-            rows = diff_rows(old, new, compared)
-            diff.write(rows)
-            if len(report.sample) < SAMPLE_SIZE:
-                report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
-            if not correction.dry_run:
-                revisions.write_xdrs(
-                    new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
+        with closing(batches):  # the reading thread stops before anything else happens
+            for current in batches:
+                report.in_scope += current.num_rows
+                updated = correction.transform(current, contexts)
+                _add(report.before, _rated_money(current))
+                changed = _changed_mask(current, updated, compared)
+                count = pc.sum(changed).as_py() or 0
+                if count == 0:
+                    continue
+                # Often every XDR in scope changes (a new tariff): no copy then.
+                old, new = (
+                    (current, updated)
+                    if count == current.num_rows
+                    else (current.filter(changed), updated.filter(changed))
                 )
-            faults.checkpoint("rerate.batch_written")
+                report.changed += old.num_rows
+                con.register("old_changed", old)
+                con.register("new_changed", new)
+                if correction.dry_run:  # the money delta alone: new rows' totals minus the old rows'
+                    _add(report.delta, _rated_money(new))
+                    _add(report.delta, _rated_money(old), sign=-1)
+                else:
+                    daily, by_prefix = _totals_deltas(con, f"job:{job_id}")
+                    totals_parts.append(daily)
+                    prefix_parts.append(by_prefix)
+                breakdown_parts.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
+                rows = diff_rows(old, new, compared)
+                diff.write(rows)
+                if len(report.sample) < SAMPLE_SIZE:
+                    report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
+                if not correction.dry_run:
+                    revisions.write_xdrs(
+                        new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
+                    )
+                faults.checkpoint("rerate.batch_written")
     except BaseException:
         diff.abandon()
         raise
+    finally:
+        reading.close()
     diff.close()
     revisions.close()
     report.diff_path = str(diff_path)
@@ -426,10 +488,19 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     return report
 
 
-def _totals_delta(con: duckdb.DuckDBPyConnection, aggregate: Aggregate, label: str) -> pa.Table:
-    """An aggregate of the new rows minus that of the old rows they replace."""
-    query = aggregate.delta_select("new_changed", "old_changed", f"'{label}'")
-    return con.sql(query).to_arrow_table().cast(aggregate.schema)
+def _totals_deltas(con: duckdb.DuckDBPyConnection, label: str) -> tuple[pa.Table, pa.Table]:
+    """The daily and per-prefix aggregates of the new rows minus those of the old rows they replace.
+
+    One query each: a day's keys are nearly as many as its rows, so neither GROUPING SETS over
+    both nor grouping integer codes of the string keys paid (measured on 157,000-XDR days).
+    """
+    daily, by_prefix = (
+        con.sql(aggregate.delta_select("new_changed", "old_changed", f"'{label}'"))
+        .to_arrow_table()
+        .cast(aggregate.schema)
+        for aggregate in (DAILY, BY_PREFIX)
+    )
+    return daily, by_prefix
 
 
 #: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).

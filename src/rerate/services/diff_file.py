@@ -1,16 +1,20 @@
-"""The CSV of every XDR a correction changed, old and new values side by side.
+"""Every XDR a correction changed, old and new values side by side.
 
-A 10-million-XDR re-rating makes a diff of gigabytes, so it is written while
-the job goes on: each call date's changed rows are handed to a background
-thread, which formats them with DuckDB (multi-threaded, exact decimals) into
-a part file, and :meth:`DiffWriter.close` joins the parts behind one header.
-At most two batches wait in the queue, which bounds memory.
+A 10-million-XDR re-rating changes gigabytes' worth of values.  The job keeps
+them as an LZ4-compressed Arrow file (``diff.arrow`` in the job's folder),
+written on a background thread while the job goes on: one record batch per
+call date, at most two batches waiting, which bounds memory.  The CSV is made
+from it when someone asks for it (``rerate jobs diff``, the API, the web UI's
+link) and then kept beside it.  Formatting 37 columns of exact decimals as
+text costs more CPU than the rest of a dry run, and encoding Parquet twice
+what Arrow's own format costs (docs/performance.md); most previews are read
+from their totals and breakdowns alone.
 """
 
 from __future__ import annotations
 
+import os
 import queue
-import shutil
 import threading
 from pathlib import Path
 
@@ -34,12 +38,15 @@ def diff_rows(old: pa.Table, new: pa.Table, compared: tuple[str, ...]) -> pa.Tab
 
 
 class DiffWriter:
-    """Writes diff rows to ``path`` as CSV on a background thread."""
+    """Writes diff rows to ``path`` (Parquet) on a background thread."""
 
     def __init__(self, path: Path, compared: tuple[str, ...]) -> None:
         self.path = path
         self.columns = diff_columns(compared)
-        self._parts: list[Path] = []
+        self._partial = path.with_name(path.name + ".partial")
+        self._sink: pa.OSFile | None = None
+        self._writer: pa.ipc.RecordBatchFileWriter | None = None
+        self._schema: pa.Schema | None = None
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="diff-writer", daemon=True)
@@ -51,45 +58,78 @@ class DiffWriter:
             self._queue.put(rows)
 
     def close(self) -> None:
-        """Wait for the parts and join them into the one CSV file."""
+        """Wait for every batch, then publish the file (a diff with no rows has the columns only)."""
         self._queue.put(None)
         self._thread.join()
         self._raise_if_failed()
-        with self.path.open("wb") as out:
-            out.write((",".join(self.columns) + "\n").encode())
-            for part in self._parts:
-                with part.open("rb") as handle:
-                    shutil.copyfileobj(handle, out, 1 << 22)
-                part.unlink()
+        if self._writer is None:
+            self._open(pa.schema([(name, pa.string()) for name in self.columns]))
+        self._finish()
+        os.replace(self._partial, self.path)
 
     def abandon(self) -> None:
-        """Stop after a failure elsewhere; the parts are removed."""
+        """Stop after a failure elsewhere; nothing is left behind."""
         self._queue.put(None)
         self._thread.join()
-        for part in self._parts:
-            part.unlink(missing_ok=True)
+        self._finish()
+        self._partial.unlink(missing_ok=True)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise RuntimeError(f"writing the diff file {self.path} failed: {self._error}") from self._error
 
+    def _open(self, schema: pa.Schema) -> None:
+        self._schema = schema
+        self._sink = pa.OSFile(str(self._partial), "wb")
+        options = pa.ipc.IpcWriteOptions(compression="lz4")
+        self._writer = pa.ipc.new_file(self._sink, schema, options=options)
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
+
     def _work(self) -> None:
-        con = duckdb.connect()
-        con.execute("SET TimeZone='UTC'")
-        select = ", ".join(
-            "strftime(connect_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS connect_time" if c == "connect_time" else c
-            for c in self.columns
-        )
         while (rows := self._queue.get()) is not None:
             if self._error is not None:
                 continue  # drain the queue so the producer never blocks
             try:
-                part = self.path.with_name(f"{self.path.name}.part{len(self._parts):05d}")
-                self._parts.append(part)
-                con.register("diff_rows", rows)
-                target = str(part).replace("'", "''")
-                con.execute(f"COPY (SELECT {select} FROM diff_rows) TO '{target}' (FORMAT csv, HEADER false)")
-                con.unregister("diff_rows")
+                if self._writer is None:
+                    self._open(rows.schema)
+                assert self._writer is not None
+                self._writer.write_table(rows.cast(self._schema))
             except Exception as exc:  # surfaced to the job's thread by the next write or close
                 self._error = exc
+
+
+def diff_csv(diff_path: Path) -> Path:
+    """The diff as CSV (header, ISO-8601 UTC times, exact decimals), made once and kept beside it."""
+    if diff_path.suffix == ".csv":  # a job from before diffs were kept in Arrow's format
+        return diff_path
+    target = diff_path.with_suffix(".csv")
+    if target.is_file() and target.stat().st_mtime >= diff_path.stat().st_mtime:
+        return target
+    partial = target.with_name(target.name + ".partial")
+    con = duckdb.connect()
+    try:
+        with pa.memory_map(str(diff_path)) as source:
+            stored = pa.ipc.open_file(source)
+            batches = (stored.get_batch(i) for i in range(stored.num_record_batches))
+            # Streamed batch by batch: a diff of millions of XDRs is never held in memory at once.
+            con.register("diff_rows", pa.RecordBatchReader.from_batches(stored.schema, batches))
+            con.execute("SET TimeZone='UTC'")
+            select = ", ".join(
+                f"strftime({f.name}, '%Y-%m-%dT%H:%M:%S.%fZ') AS {f.name}"
+                if pa.types.is_timestamp(f.type)
+                else f.name
+                for f in stored.schema
+            )
+            target_sql = str(partial).replace("'", "''")
+            con.execute(f"COPY (SELECT {select} FROM diff_rows) TO '{target_sql}' (FORMAT csv, HEADER true)")
+    finally:
         con.close()
+    os.replace(partial, target)
+    return target

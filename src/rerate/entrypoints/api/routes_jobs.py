@@ -18,6 +18,7 @@ from rerate.entrypoints.api.security import Caller, Viewer, acting, check, wired
 from rerate.services import jobs as jobs_service
 from rerate.services import schedule as schedule_service
 from rerate.services.corrections import Correction, RerateRequest, rerate_correction
+from rerate.services.diff_file import diff_csv
 from rerate.services.errors import InvalidInputError
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
@@ -166,7 +167,8 @@ def job_diff(app: Viewer, job_id: int) -> FileResponse:
     job = jobs_service.job(app, job_id)
     if not job.diff_path or not Path(job.diff_path).is_file():
         raise HTTPException(404, f"job {job_id} has no diff file")
-    return FileResponse(job.diff_path, media_type="text/csv", filename=f"job-{job_id}-diff.csv")
+    made = diff_csv(Path(job.diff_path))  # once per job, on the first request
+    return FileResponse(made, media_type="text/csv", filename=f"job-{job_id}-diff.csv")
 
 
 def check_revert(app: App, principal: Principal, job_id: int, what: str) -> None:
