@@ -27,13 +27,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sqlalchemy import select
 
-from rerate.bootstrap import bootstrap
-from rerate.catalog.models import Customer
+from rerate.bootstrap import App, bootstrap
+from rerate.catalog.models import Customer, Job
 from rerate.ledger.reader import open_views
 from rerate.services.compaction import compact
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.demo import load_world
 from rerate.services.ingest import ingest
+from rerate.services.jobs import revert
 from rerate.services.rollback import rollback
 from rerate.services.scopes import resolve_scope
 from rerate.services.setup import initialize
@@ -105,6 +106,55 @@ def postgres_update(con_duck, customers: list[int], sample: int, work: Path) -> 
     return rows, seconds
 
 
+#: The collection the bench rolls back (the second file ingested).
+SECOND_COLLECTION = 2
+
+
+def _build(work: Path, xdrs: int, second_xdrs: int) -> App:
+    """A fresh home: the demo world, a month of ``xdrs`` in one file, a second collection, compacted."""
+    shutil.rmtree(work, ignore_errors=True)
+    app = bootstrap(Settings(home=work / "home"))
+    initialize(app)
+    world = generate_world(WorldSpec(xdrs=xdrs), work / "world")
+    load_world(app, world)
+    started = time.perf_counter()
+    ingest(app, [world.xdr_files[0]])
+    print(f"ledger: {xdrs:,} XDRs ingested in {time.perf_counter() - started:.0f} s")
+    second = work / "world" / "second.csv"
+    write_xdrs(
+        second,
+        WorldSpec(xdrs=second_xdrs, seed=99),
+        np.random.default_rng(99),
+        world.destination_prefixes,
+        world.customers,
+        world.vendors,
+    )
+    (extra,) = ingest(app, [second])
+    assert extra.collection_id == SECOND_COLLECTION
+    started = time.perf_counter()
+    compacted = compact(app)
+    print(
+        f"compaction: {compacted.files_before:,} files -> {compacted.files_after:,} "
+        f"({compacted.xdrs:,} XDRs, {compacted.days} days) in {time.perf_counter() - started:.0f} s"
+    )
+    return app
+
+
+def _undo_jobs(app: App) -> int:
+    """Revert the applied jobs of an earlier run, newest first: the ledger reads as freshly built."""
+    with app.catalog.reading() as session:
+        applied = list(
+            session.scalars(
+                select(Job.id)
+                .where(Job.state == "applied", Job.reverts_job_id.is_(None))
+                .order_by(Job.id.desc())
+            )
+        )
+    for job_id in applied:
+        revert(app, job_id)
+    return len(applied)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,32 +164,19 @@ def main() -> None:
     parser.add_argument("--rollback", type=int, default=500_000)
     parser.add_argument("--pg-sample", type=int, default=100_000, help="rows the PostgreSQL UPDATE rewrites")
     parser.add_argument("--work", type=Path, default=Path("bench-data/corrections"))
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the compacted ledger of an earlier run in --work (its jobs undone)",
+    )
     args = parser.parse_args()
     work = args.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    app = bootstrap(Settings(home=work / "home"))
-    initialize(app)
-    world = generate_world(WorldSpec(xdrs=args.ledger), work / "world")
-    load_world(app, world)
-    started = time.perf_counter()
-    ingest(app, [world.xdr_files[0]])
-    print(f"ledger: {args.ledger:,} XDRs ingested in {time.perf_counter() - started:.0f} s")
-    second = work / "world" / "second.csv"
-    write_xdrs(
-        second,
-        WorldSpec(xdrs=args.rollback, seed=99),
-        np.random.default_rng(99),
-        world.destination_prefixes,
-        world.customers,
-        world.vendors,
-    )
-    (extra,) = ingest(app, [second])
-    started = time.perf_counter()
-    compacted = compact(app)
-    print(
-        f"compaction: {compacted.files_before:,} files -> {compacted.files_after:,} "
-        f"({compacted.xdrs:,} XDRs, {compacted.days} days) in {time.perf_counter() - started:.0f} s"
-    )
+    if args.reuse and (work / "home").is_dir():
+        app = bootstrap(Settings(home=work / "home"))
+        undone = _undo_jobs(app)
+        print(f"ledger of an earlier run reused ({undone} job(s) reverted)")
+    else:
+        app = _build(work, args.ledger, args.rollback)
 
     with app.catalog.reading() as session:
         con = open_views(app.ledger, current_visibility(session))
@@ -173,7 +210,7 @@ def main() -> None:
     apply = time.perf_counter() - started
     print(f"re-rate apply:   {applied.changed:,} revisions, {apply:.1f} s ({rate(applied.in_scope, apply)})")
     started = time.perf_counter()
-    rolled = rollback(app, int(extra.collection_id or 0))
+    rolled = rollback(app, SECOND_COLLECTION)
     seconds = time.perf_counter() - started
     print(
         f"rollback:        {rolled.changed:,} XDRs voided, {seconds:.1f} s ({rate(rolled.changed, seconds)})"

@@ -13,7 +13,7 @@ commit (a crash between the two) is invisible here and cleaned up later.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -81,30 +81,22 @@ def open_views(
     con: duckdb.DuckDBPyConnection | None = None,
     memory_limit: str = "2GB",
     files: tuple[list[str], list[str]] | None = None,
-    revision_filter: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection with the ``xdrs`` and ``daily_totals`` views; ``days`` prunes partitions.
 
     ``files`` gives the XDR and revision files directly (one day's, say) instead
     of reading the table logs; ``daily_totals`` is then left out.
-    ``revision_filter`` (SQL on ``xdr_id``) may leave out revisions of XDRs the
-    caller will not read, so their files' row groups are skipped.
     """
     con = con or connect_duckdb(memory_limit)
     con.register("visible_collections", pa.table({"id": pa.array(visibility.collections, pa.int64())}))
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
     con.register("visible_jobs", pa.table({"id": pa.array(visibility.jobs, pa.int64())}))
     xdr_files, revision_files = files if files is not None else (ledger.files(XDRS, days=days), [])
-    if files is not None:
-        # Every file is named after the unit that wrote it: visibility decided per file, not per row
-        # (a quarter of a correction's read went to probing each row's collection).
-        xdr_files = _files_of(xdr_files, "c", visibility.collections)
-        revision_files = _files_of(revision_files, "j", visibility.jobs)
-        visible_rows = ""
-    else:
-        visible_rows = "WHERE collection_id IN (SELECT id FROM visible_collections)"
     xdr_sql = _parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) {visible_rows}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) "
+        "WHERE collection_id IN (SELECT id FROM visible_collections)"
+    )
     if files is None:
         revision_files = ledger.files(REVISIONS, days=days) if visibility.jobs else []
     revision_files = revision_files if visibility.jobs else []
@@ -117,21 +109,14 @@ def open_views(
             for f in DERIVED_FIELDS
         )
         raw = ", ".join(f"x.{f.name}" for f in RAW_FIELDS)
-        extra = f"AND ({revision_filter})" if revision_filter else ""
-        # The current state: the newest revision of an applied job, else revision 0.  Files from a
-        # single job (the usual case) hold one revision per XDR: no newest to pick.
-        newest = (
-            ""
-            if files is not None and len({_unit_of(f) for f in revision_files}) == 1
-            else "QUALIFY row_number() OVER (PARTITION BY xdr_id ORDER BY job_id DESC) = 1"
-        )
+        # The current state: the newest revision of an applied job, else revision 0.
         con.execute(
             f"""
             CREATE OR REPLACE TEMP VIEW xdrs AS
             WITH latest AS (
                 SELECT * FROM ({revision_sql})
-                WHERE job_id IN (SELECT id FROM visible_jobs) {extra}
-                {newest}
+                WHERE job_id IN (SELECT id FROM visible_jobs)
+                QUALIFY row_number() OVER (PARTITION BY xdr_id ORDER BY job_id DESC) = 1
             )
             SELECT {raw}, {derived}, x.call_date
             FROM xdr_revision0 x LEFT JOIN latest r ON r.xdr_id = x.xdr_id
@@ -140,6 +125,58 @@ def open_views(
     if files is None:
         open_totals(ledger, visibility, con)
     return con
+
+
+def scoped_select(
+    con: duckdb.DuckDBPyConnection,
+    visibility: Visibility,
+    xdr_files: Sequence[str],
+    revision_files: Sequence[str],
+    columns: Iterable[str],
+    predicate: str,
+    revision_filter: str | None = None,
+) -> str:
+    """SQL for ``columns`` of the current state of the XDRs in these files that match ``predicate``.
+
+    The same rows as ``SELECT columns FROM xdrs x WHERE predicate`` over :func:`open_views`,
+    shaped so that the predicate reaches the files (a correction's per-day read):
+
+    * visibility is decided per file, by the unit each file is named after, not per row;
+    * XDRs without a revision are filtered on revision 0 inside the scan, so a scope of a few
+      customers skips the other row groups, and only then checked against the revised ids;
+    * XDRs with a revision are filtered on their newest revision (the predicate written over
+      the revision's columns) before that is joined to their raw fields.
+
+    ``revision_filter`` (SQL on ``xdr_id``) may leave out revisions of XDRs outside the files
+    (a collection's id range), so their row groups are skipped.
+    """
+    xdr_sql = _parquet_source(con, "xdr", _files_of(xdr_files, "c", visibility.collections), XDR_TABLE_SCHEMA)
+    revisions = _files_of(revision_files, "j", visibility.jobs)
+    selected = ", ".join(columns)
+    if not revisions:
+        return f"SELECT {selected} FROM ({xdr_sql}) x WHERE {predicate}"
+    revision_sql = _parquet_source(con, "revision", revisions, REVISION_TABLE_SCHEMA)
+    kept = f"WHERE {revision_filter}" if revision_filter else ""
+    if len({_unit_of(f) for f in revisions}) == 1:  # one job writes one revision per XDR
+        latest = f"SELECT * FROM ({revision_sql}) {kept}"
+    else:  # the newest job's revision of each XDR; cheaper than a window over every column
+        latest = f"""
+            WITH candidates AS MATERIALIZED (SELECT * FROM ({revision_sql}) {kept})
+            SELECT * FROM candidates r WHERE NOT EXISTS (
+                SELECT 1 FROM candidates n WHERE n.xdr_id = r.xdr_id AND n.job_id > r.job_id
+            )"""
+    raw = ", ".join(f"x.{f.name}" for f in RAW_FIELDS)
+    derived = ", ".join(f"r.{f.name}" for f in DERIVED_FIELDS)
+    return f"""
+        WITH latest AS MATERIALIZED ({latest}),
+        revised AS (
+            SELECT {raw}, {derived}, x.call_date FROM latest r JOIN ({xdr_sql}) x ON x.xdr_id = r.xdr_id
+        ),
+        unrevised AS (SELECT * FROM ({xdr_sql}) x WHERE {predicate})
+        SELECT {selected} FROM unrevised x WHERE x.xdr_id NOT IN (SELECT xdr_id FROM latest)
+        UNION ALL BY NAME
+        SELECT {selected} FROM revised x WHERE {predicate}
+        """
 
 
 def _unit_of(path: str) -> str:

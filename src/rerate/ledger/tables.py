@@ -228,9 +228,10 @@ class PartitionedWriter:
     XDR batches are split by ``call_date`` and sorted by customer, then connect
     time, inside each file, so that a scope filter can skip row groups
     (ARCHITECTURE.md); a correction's revisions (one day per batch) are sorted
-    by XDR id instead, so a collection's revisions are one run of row groups.  Files are encoded on background threads (Arrow releases
-    the GIL), so the caller prepares the next batch meanwhile; at most one
-    batch is in flight, which bounds memory.  Call :meth:`flush` before using
+    by XDR id instead, so a collection's revisions are one run of row groups.
+    Files are encoded on background threads (Arrow releases the GIL), so the
+    caller prepares the next batch meanwhile; at most one batch is in flight,
+    which bounds memory.  Call :meth:`flush` before using
     :attr:`actions`.
     """
 

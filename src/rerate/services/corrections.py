@@ -34,7 +34,7 @@ from rerate.domain.arrow_money import decimal_to_nanos
 from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import Visibility, connect_duckdb, open_views
+from rerate.ledger.reader import Visibility, connect_duckdb, scoped_select
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
@@ -202,16 +202,16 @@ def _scope_batches(
     days = sorted(
         day for day in xdr_files if window is None or window[0].isoformat() <= day <= window[1].isoformat()
     )
-    columns = "*" if correction.reads_raw else ", ".join(BASE_COLUMNS)
-
+    columns = ["*"] if correction.reads_raw else list(BASE_COLUMNS)
     # A collection's XDRs are one id range: revisions of others are skipped by row group.
     ranges = [f"xdr_id BETWEEN {c << 32} AND {((c + 1) << 32) - 1}" for c in scope.collections]
     revision_filter = " OR ".join(ranges) or None
 
     def read(day: str) -> pa.Table:
-        files = (xdr_files[day], revision_files.get(day, []))
-        open_views(app.ledger, visibility, con=con, files=files, revision_filter=revision_filter)
-        return con.sql(f"SELECT {columns} FROM xdrs x WHERE {predicate}").to_arrow_table()
+        query = scoped_select(
+            con, visibility, xdr_files[day], revision_files.get(day, []), columns, predicate, revision_filter
+        )
+        return con.sql(query).to_arrow_table()
 
     progress.started(description, len(days))
     # The next day is read (DuckDB, off the GIL) while the caller re-prices this one: both cores work.
