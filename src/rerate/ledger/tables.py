@@ -227,8 +227,8 @@ class PartitionedWriter:
 
     XDR batches are split by ``call_date`` and sorted by customer, then connect
     time, inside each file, so that a scope filter can skip row groups
-    (ARCHITECTURE.md); a correction's revisions (one day per batch) are sorted
-    by XDR id instead, so a collection's revisions are one run of row groups.
+    (ARCHITECTURE.md); a correction's revisions (one day per batch) keep the
+    order they come in.
     Files are encoded on background threads (Arrow releases the GIL), so the
     caller prepares the next batch meanwhile; at most one batch is in flight,
     which bounds memory.  Call :meth:`flush` before using
@@ -239,9 +239,11 @@ class PartitionedWriter:
     prefix: str
     file_schema: pa.Schema
     partitioned: bool = True
-    #: Row order in each file: ``customer`` (then connect time: XDR files, scanned by scope) or
-    #: ``xdr_id`` (revisions, found by id: a collection's are one range of row groups).
-    order: str = "customer"
+    #: XDR files are sorted by customer, then connect time (scanned by scope).  A correction's
+    #: revisions (one day per batch) are written as they come: they are found by id, and sorting
+    #: and zstd cost a third of an apply's CPU (measured), so they are written with snappy.
+    sort_rows: bool = True
+    compression: str = "zstd"
     row_group_rows: int = 256_000
     actions: list[AddAction] = field(default_factory=list)
     rows_written: int = 0
@@ -253,11 +255,11 @@ class PartitionedWriter:
         if batch.num_rows == 0:
             return
         day = pc.cast(batch.column("call_date"), pa.int32()).to_numpy()
-        if self.order == "xdr_id" and (day == day[0]).all():  # a correction's batch: one day
+        if not self.sort_rows and (day == day[0]).all():  # a correction's batch: one day
             self.flush()
             value = date.fromordinal(_EPOCH_ORDINAL + int(day[0]))
             content = batch.drop_columns(["call_date"])
-            self._submit(partial(content.sort_by, "xdr_id"), {"call_date": value.isoformat()})
+            self._submit(lambda: content, {"call_date": value.isoformat()})
             self.rows_written += batch.num_rows
             return
         customer = pc.fill_null(batch.column("customer_id"), -1).to_numpy()
@@ -322,8 +324,8 @@ class PartitionedWriter:
         pq.write_table(
             table,
             target,
-            compression="zstd",
-            compression_level=1,
+            compression=self.compression,
+            compression_level=1 if self.compression == "zstd" else None,
             row_group_size=self.row_group_rows,
             use_dictionary=dictionary,
             write_statistics=statistics,

@@ -398,7 +398,7 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     reading = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     prefix = unit_prefix("j", job_id)
     revisions = PartitionedWriter(
-        app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA, order="xdr_id", row_group_rows=65_536
+        app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA, sort_rows=False, compression="snappy"
     )
     compared = correction.compared
     totals_parts: list[pa.Table] = []
@@ -439,9 +439,8 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                 if len(report.sample) < SAMPLE_SIZE:
                     report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
                 if not correction.dry_run:
-                    revisions.write_xdrs(
-                        new.append_column("job_id", pa.array([job_id] * new.num_rows, pa.int64()))
-                    )
+                    job_ids = pa.array(np.full(new.num_rows, job_id, dtype=np.int64))
+                    revisions.write_xdrs(new.append_column("job_id", job_ids))
                 faults.checkpoint("rerate.batch_written")
     except BaseException:
         diff.abandon()
