@@ -75,41 +75,24 @@ def compact(
         recover_interrupted(app)
         with app.catalog.reading() as session:
             loaded = set(session.scalars(select(Collection.id).where(Collection.state == "loaded")))
-        con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
-        con.execute("SET preserve_insertion_order=true")  # the ORDER BY must reach the file
-        con.register(
-            "xdr_file_empty",
-            XDR_TABLE_SCHEMA.remove(XDR_TABLE_SCHEMA.get_field_index("call_date")).empty_table(),
-        )
-        table_dir = app.ledger.path(XDRS)
-        for day, files in sorted(app.ledger.files_by_day(XDRS).items()):
-            if (start and day < start.isoformat()) or (end and day > end.isoformat()):
-                continue
-            groups = _groups(files, loaded)
-            if not groups:
-                continue
-            written: list[Path] = []
-            try:
-                added = []
-                for collection_id, group in sorted(groups.items()):
-                    action, path, rows = _merge(con, table_dir, day, collection_id, group)
-                    written.append(path)
-                    added.append(action)
-                    report.xdrs += rows
-                    report.files_before += len(group)
-                    faults.checkpoint("compact.file_written")
-                replaced = [f for group in groups.values() for f in group]
-                app.ledger.rearrange(XDRS, replaced, added, {"compaction": day})
-            except BaseException:
-                for path in written:
-                    path.unlink(missing_ok=True)
-                raise
-            report.days += 1
-            report.groups += len(groups)
-            report.files_after += len(added)
-            if progress is not None:
-                progress(day, report.xdrs)
-        con.close()
+        with connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp") as con:
+            con.execute("SET preserve_insertion_order=true")  # the ORDER BY must reach the file
+            con.register(
+                "xdr_file_empty",
+                XDR_TABLE_SCHEMA.remove(XDR_TABLE_SCHEMA.get_field_index("call_date")).empty_table(),
+            )
+            for day, files in sorted(app.ledger.files_by_day(XDRS).items()):
+                if (start and day < start.isoformat()) or (end and day > end.isoformat()):
+                    continue
+                groups = _groups(files, loaded)
+                if not groups:
+                    continue
+                added = _compact_day(app, con, day, groups, report)
+                report.days += 1
+                report.groups += len(groups)
+                report.files_after += len(added)
+                if progress is not None:
+                    progress(day, report.xdrs)
         report.seconds = round(time.perf_counter() - started, 3)
         with app.catalog.transaction() as session:
             audit.record(
@@ -120,6 +103,33 @@ def compact(
                 after={k: v for k, v in vars(report).items() if k != "seconds"},
             )
     return report
+
+
+def _compact_day(
+    app: App,
+    con: duckdb.DuckDBPyConnection,
+    day: str,
+    groups: dict[int, list[str]],
+    report: CompactionReport,
+) -> list[AddAction]:
+    """Merge each group of the day, then swap them in one commit; a failure leaves no new file."""
+    written: list[Path] = []
+    added: list[AddAction] = []
+    try:
+        for collection_id, group in sorted(groups.items()):
+            action, path, rows = _merge(con, app.ledger.path(XDRS), day, collection_id, group)
+            written.append(path)
+            added.append(action)
+            report.xdrs += rows
+            report.files_before += len(group)
+            faults.checkpoint("compact.file_written")
+        replaced = [f for group in groups.values() for f in group]
+        app.ledger.rearrange(XDRS, replaced, added, {"compaction": day})
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return added
 
 
 def _groups(files: list[str], loaded: set[int]) -> dict[int, list[str]]:

@@ -20,13 +20,13 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Customer, Job
@@ -42,13 +42,13 @@ from rerate.ledger.totals import BY_PREFIX, DAILY
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
-from rerate.services.errors import ConflictError, InvalidInputError, JobNotScheduledError
+from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
 from rerate.services.periods import closed_periods, touched
 from rerate.services.recovery import recover_interrupted
-from rerate.services.visibility import APPLIED, current_visibility
+from rerate.services.visibility import APPLIED, claim_scheduled, current_visibility
 
 SAMPLE_SIZE = 20
 
@@ -96,22 +96,6 @@ def _changed_mask(old: pa.Table, new: pa.Table, columns: tuple[str, ...]) -> pa.
     return changed
 
 
-def _money_by_currency(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, dict[str, Decimal]]:
-    rows = con.execute(
-        f"""
-        SELECT currency, coalesce(sum(amount) FILTER (WHERE status = 'rated'), 0), 'amount' FROM {relation}
-        WHERE currency IS NOT NULL GROUP BY currency
-        UNION ALL
-        SELECT vendor_currency, coalesce(sum(cost) FILTER (WHERE vendor_status = 'rated'), 0), 'cost'
-        FROM {relation} WHERE vendor_currency IS NOT NULL GROUP BY vendor_currency
-        """
-    ).fetchall()
-    result: dict[str, dict[str, Decimal]] = {}
-    for currency, value, kind in rows:
-        result.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})[kind] += Decimal(value)
-    return result
-
-
 #: Money measure -> (value column, currency column, status column): amounts of rated XDRs count.
 _MONEY_COLUMNS = {
     "amount": ("amount", "currency", "status"),
@@ -120,7 +104,7 @@ _MONEY_COLUMNS = {
 
 
 def _rated_money(rows: pa.Table) -> dict[str, dict[str, Decimal]]:
-    """What :func:`_money_by_currency` computes, straight from an Arrow table's buffers (exact)."""
+    """Per currency, the amount of customer-rated and the cost of vendor-rated rows (exact)."""
     result: dict[str, dict[str, Decimal]] = {}
     for kind, (value, currency, status) in _MONEY_COLUMNS.items():
         nanos, _ = decimal_to_nanos(rows.column(value))
@@ -293,18 +277,7 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
     if job_id is None:
         return _new_job(app, correction)
     with app.catalog.transaction() as session:
-        # Claimed in one statement: of two runners (the service, a cron `jobs run-due`), one wins;
-        # a job cancelled meanwhile is not run.
-        claimed = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "scheduled")
-                .values(state="planning" if correction.dry_run else "running", started_at=datetime.now(UTC))
-            ),
-        )
-        if claimed.rowcount != 1:
-            raise JobNotScheduledError(f"job {job_id} is not scheduled")
+        claim_scheduled(session, job_id, "planning" if correction.dry_run else "running")
         return job_id
 
 
@@ -426,10 +399,10 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                 report.changed += old.num_rows
                 con.register("old_changed", old)
                 con.register("new_changed", new)
-                if correction.dry_run:  # the money delta alone: new rows' totals minus the old rows'
-                    _add(report.delta, _rated_money(new))
-                    _add(report.delta, _rated_money(old), sign=-1)
-                else:
+                # Unchanged XDRs count the same before and after: the delta is the changed rows'.
+                _add(report.delta, _rated_money(new))
+                _add(report.delta, _rated_money(old), sign=-1)
+                if not correction.dry_run:
                     daily, by_prefix = _totals_deltas(con, f"job:{job_id}")
                     totals_parts.append(daily)
                     prefix_parts.append(by_prefix)
@@ -450,10 +423,6 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     diff.close()
     revisions.close()
     report.diff_path = str(diff_path)
-    # Unchanged XDRs contribute the same before and after: the delta is the changed rows' totals delta.
-    if totals_parts:
-        con.register("totals_delta", pa.concat_tables(totals_parts))
-        report.delta = _money_by_currency(con, "totals_delta")
     _add(report.after, report.before)
     _add(report.after, report.delta)
     _summarize(con, report, breakdown_parts)

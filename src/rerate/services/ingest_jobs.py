@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
-
-from sqlalchemy import CursorResult, update
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.services import audit
-from rerate.services.errors import JobNotScheduledError
 from rerate.services.ingest import IngestProgress, ingest
 from rerate.services.jsonable import plain
+from rerate.services.visibility import claim_scheduled
 
 KIND = "ingest"
 DONE = "done"
@@ -48,18 +45,8 @@ def queue_ingest(app: App, path: Path, template: str | None = None) -> int:
 def run_ingest_job(app: App, job_id: int, progress: IngestProgress | None = None) -> None:
     """Load the job's file; the job ends ``done`` with the collections' reports, or failed."""
     with app.catalog.transaction() as session:
-        # Claimed in one statement (see corrections._start_job); not "running": recovery would take
-        # a loading ingest for a dead job.
-        claimed = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == "scheduled")
-                .values(state=INGESTING, started_at=datetime.now(UTC))
-            ),
-        )
-        if claimed.rowcount != 1:
-            raise JobNotScheduledError(f"job {job_id} is not scheduled")
+        # Not "running": recovery would take a loading ingest for a dead job.
+        claim_scheduled(session, job_id, INGESTING)
         job = session.get(Job, job_id)
         assert job is not None
         path = Path(str(job.parameters["path"]))

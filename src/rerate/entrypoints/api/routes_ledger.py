@@ -86,8 +86,13 @@ def ingest_file(
 
 
 def _filters(
-    status: str, customer: str | None, account: str | None, start: str | None, end: str | None
+    status: str = "all",
+    customer: str | None = None,
+    account: str | None = None,
+    start: From = None,
+    end: To = None,
 ) -> dict[str, Any]:
+    """The XDR filters shared by search and export, from the query string."""
     return {
         "status": status,
         "customer": customer or None,
@@ -97,37 +102,25 @@ def _filters(
     }
 
 
+XdrFilters = Annotated[dict[str, Any], Depends(_filters)]
+
+
 @xdrs_router.get("")
 def xdrs(
-    app: Viewer,
-    status: str = "all",
-    customer: str | None = None,
-    account: str | None = None,
-    start: From = None,
-    end: To = None,
-    number: str | None = None,
-    limit: int = 100,
+    app: Viewer, filters: XdrFilters, number: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """XDRs in their current state (after corrections), by connect time; ``number`` matches CLI or CLD."""
-    found = search_xdrs(app, **_filters(status, customer, account, start, end), number=number, limit=limit)
+    found = search_xdrs(app, **filters, number=number, limit=limit)
     return [dict(plain(row)) for row in found]
 
 
 @xdrs_router.get("/export")
-def export(
-    app: Viewer,
-    status: str = "all",
-    customer: str | None = None,
-    account: str | None = None,
-    start: From = None,
-    end: To = None,
-    format: str = "csv",
-) -> FileResponse:
+def export(app: Viewer, filters: XdrFilters, format: str = "csv") -> FileResponse:
     """Every matching XDR as CSV or Parquet (exact decimals)."""
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=_uploads(app)))
     out = folder / f"xdrs.{format}"
     try:
-        export_xdrs(app, out, fmt=format, **_filters(status, customer, account, start, end))
+        export_xdrs(app, out, fmt=format, **filters)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
