@@ -150,8 +150,8 @@ def scoped_select(
     ``revision_filter`` (SQL on ``xdr_id``) may leave out revisions of XDRs outside the files
     (a collection's id range), so their row groups are skipped.
     """
-    xdr_sql = _parquet_source(con, "xdr", _files_of(xdr_files, "c", visibility.collections), XDR_TABLE_SCHEMA)
-    revisions = _files_of(revision_files, "j", visibility.jobs)
+    xdr_sql = _parquet_source(con, "xdr", files_of(xdr_files, "c", visibility.collections), XDR_TABLE_SCHEMA)
+    revisions = files_of(revision_files, "j", visibility.jobs)
     selected = ", ".join(columns)
     if not revisions:
         return f"SELECT {selected} FROM ({xdr_sql}) x WHERE {predicate}"
@@ -184,7 +184,7 @@ def _unit_of(path: str) -> str:
     return path.rsplit("/", 1)[-1][:10]
 
 
-def _files_of(paths: Sequence[str], kind: str, units: Sequence[int]) -> list[str]:
+def files_of(paths: Sequence[str], kind: str, units: Sequence[int]) -> list[str]:
     """The files among ``paths`` written by the given collections (``c``) or jobs (``j``)."""
     prefixes = tuple(unit_prefix(kind, unit) for unit in units)
     return [p for p in paths if p.rsplit("/", 1)[-1].startswith(prefixes)] if prefixes else []

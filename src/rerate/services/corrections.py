@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,16 +38,17 @@ from rerate.ledger.reader import Visibility, connect_duckdb, scoped_select
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
-from rerate.ledger.totals import BY_PREFIX, DAILY
+from rerate.ledger.totals import AGGREGATES, BY_PREFIX, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
-from rerate.services.errors import ConflictError, InvalidInputError
+from rerate.services.errors import CacheDriftError, ConflictError, InvalidInputError
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
 from rerate.services.periods import closed_periods, touched
 from rerate.services.recovery import recover_interrupted
+from rerate.services.rollback_totals import CollectionDelta, WholeCollection
 from rerate.services.visibility import APPLIED, claim_scheduled, current_visibility
 
 SAMPLE_SIZE = 20
@@ -248,6 +249,9 @@ class Correction:
     allow_closed: bool = False
     #: The transform needs the raw fields too (re-mediation), not just :data:`BASE_COLUMNS`.
     reads_raw: bool = False
+    #: For a correction of every XDR of a collection (a rollback): its totals delta, money and
+    #: breakdowns may come from the collection's own aggregate rows instead of each XDR.
+    whole_collection: WholeCollection | None = None
 
 
 @dataclass(frozen=True)
@@ -374,20 +378,25 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         app.ledger.path(REVISIONS), prefix, REVISION_FILE_SCHEMA, sort_rows=False, compression="snappy"
     )
     compared = correction.compared
-    totals_parts: list[pa.Table] = []
-    prefix_parts: list[pa.Table] = []
-    breakdown_parts: list[pa.Table] = []
+    parts = _Parts()
     diff = DiffWriter(diff_path, compared)
     label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
+    totals_label = None if correction.dry_run else f"job:{job_id}"  # a dry run writes no totals
+    whole: Future[CollectionDelta] | None = None
+    # Computed on a thread (its own DuckDB connection) while the XDRs are read.
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-collection-totals")
+    if correction.whole_collection is not None and correction.whole_collection.usable(app, con, visibility):
+        whole = side.submit(correction.whole_collection.delta, app, totals_label)
     batches = _scope_batches(app, reading, visibility, correction, progress, label)
     try:
         with closing(batches):  # the reading thread stops before anything else happens
             for current in batches:
                 report.in_scope += current.num_rows
                 updated = correction.transform(current, contexts)
-                _add(report.before, _rated_money(current))
                 changed = _changed_mask(current, updated, compared)
                 count = pc.sum(changed).as_py() or 0
+                money = _rated_money(current) if whole is None else {}
+                _add(report.before, money)
                 if count == 0:
                     continue
                 # Often every XDR in scope changes (a new tariff): no copy then.
@@ -397,16 +406,10 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                     else (current.filter(changed), updated.filter(changed))
                 )
                 report.changed += old.num_rows
-                con.register("old_changed", old)
-                con.register("new_changed", new)
-                # Unchanged XDRs count the same before and after: the delta is the changed rows'.
-                _add(report.delta, _rated_money(new))
-                _add(report.delta, _rated_money(old), sign=-1)
-                if not correction.dry_run:
-                    daily, by_prefix = _totals_deltas(con, f"job:{job_id}")
-                    totals_parts.append(daily)
-                    prefix_parts.append(by_prefix)
-                breakdown_parts.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
+                if whole is None:
+                    # When every XDR changed, the old rows' money is the money before.
+                    old_money = money if old is current else _rated_money(old)
+                    _measure(con, report, old, new, old_money, totals_label, parts)
                 rows = diff_rows(old, new, compared)
                 diff.write(rows)
                 if len(report.sample) < SAMPLE_SIZE:
@@ -415,20 +418,23 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                     job_ids = pa.array(np.full(new.num_rows, job_id, dtype=np.int64))
                     revisions.write_xdrs(new.append_column("job_id", job_ids))
                 faults.checkpoint("rerate.batch_written")
+        if whole is not None:
+            _take_whole(report, whole.result(), parts)
     except BaseException:
         diff.abandon()
         raise
     finally:
         reading.close()
+        side.shutdown()
     diff.close()
     revisions.close()
     report.diff_path = str(diff_path)
     _add(report.after, report.before)
     _add(report.after, report.delta)
-    _summarize(con, report, breakdown_parts)
+    _summarize(con, report, parts.breakdown)
     for row in report.by_customer:
         row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
-    report.adjustments = touched(_by_period(con) if breakdown_parts else [], closed)
+    report.adjustments = touched(_by_period(con) if parts.breakdown else [], closed)
     if report.adjustments and not correction.dry_run and not correction.allow_closed:
         names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})
         raise ConflictError(
@@ -438,15 +444,16 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     if correction.dry_run:
         _finish(app, job_id, report, state="planned")
         return report
-    if prefix_parts:  # one month's key gets a delta from each of its days: one row each
+    prefix_parts = parts.totals[BY_PREFIX]
+    if len(prefix_parts) > 1:  # one month's key gets a delta from each of its days: one row each
         con.register("prefix_delta", pa.concat_tables(prefix_parts))
-        prefix_parts = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
-    for aggregate, parts in ((DAILY, totals_parts), (BY_PREFIX, prefix_parts)):
+        parts.totals[BY_PREFIX] = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
+    for aggregate in AGGREGATES:
         totals_writer = PartitionedWriter(
             app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
         )
-        if parts:
-            totals_writer.write_rows(pa.concat_tables(parts).cast(aggregate.schema))
+        if parts.totals[aggregate]:
+            totals_writer.write_rows(pa.concat_tables(parts.totals[aggregate]).cast(aggregate.schema))
         totals_writer.close()
         app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
     faults.checkpoint("rerate.totals_committed")
@@ -456,19 +463,53 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     return report
 
 
-def _totals_deltas(con: duckdb.DuckDBPyConnection, label: str) -> tuple[pa.Table, pa.Table]:
-    """The daily and per-prefix aggregates of the new rows minus those of the old rows they replace.
+@dataclass
+class _Parts:
+    """What a job collects per call date: the aggregates' delta rows and the breakdown rows."""
 
-    One query each: a day's keys are nearly as many as its rows, so neither GROUPING SETS over
-    both nor grouping integer codes of the string keys paid (measured on 157,000-XDR days).
+    totals: dict[Aggregate, list[pa.Table]] = field(default_factory=lambda: {a: [] for a in AGGREGATES})
+    breakdown: list[pa.Table] = field(default_factory=list)
+
+
+def _measure(
+    con: duckdb.DuckDBPyConnection,
+    report: CorrectionReport,
+    old: pa.Table,
+    new: pa.Table,
+    old_money: dict[str, dict[str, Decimal]],
+    label: str | None,
+    parts: _Parts,
+) -> None:
+    """The money delta and breakdown of a day's changed XDRs, and with ``label`` its totals' delta.
+
+    One query per aggregate: a day's keys are nearly as many as its rows, so neither GROUPING
+    SETS over both nor grouping integer codes of the string keys paid (measured on 157,000-XDR
+    days).
     """
-    daily, by_prefix = (
-        con.sql(aggregate.delta_select("new_changed", "old_changed", f"'{label}'"))
-        .to_arrow_table()
-        .cast(aggregate.schema)
-        for aggregate in (DAILY, BY_PREFIX)
-    )
-    return daily, by_prefix
+    con.register("old_changed", old)
+    con.register("new_changed", new)
+    # Unchanged XDRs count the same before and after: the delta is the changed rows'.
+    _add(report.delta, _rated_money(new))
+    _add(report.delta, old_money, sign=-1)
+    if label is not None:
+        for aggregate in AGGREGATES:
+            delta = con.sql(aggregate.delta_select("new_changed", "old_changed", f"'{label}'"))
+            parts.totals[aggregate].append(delta.to_arrow_table().cast(aggregate.schema))
+    parts.breakdown.append(con.sql(_BREAKDOWN_SELECT).to_arrow_table())
+
+
+def _take_whole(report: CorrectionReport, whole: CollectionDelta, parts: _Parts) -> None:
+    """A whole collection's money, breakdown and totals delta, once its XDRs were all read."""
+    if (report.in_scope, report.changed) != (whole.xdrs, whole.xdrs):
+        raise CacheDriftError(
+            f"the collection's totals count {whole.xdrs:,} XDRs but {report.in_scope:,} were read "
+            f"({report.changed:,} changed): run 'rerate cache sync' and try again"
+        )
+    _add(report.before, whole.before)
+    _add(report.delta, whole.before, sign=-1)
+    parts.breakdown.append(whole.breakdown)
+    for aggregate, rows in whole.deltas.items():
+        parts.totals[aggregate].append(rows.cast(aggregate.schema))
 
 
 #: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).

@@ -29,3 +29,7 @@ class JobNotScheduledError(ConflictError):
 
 class LedgerBusyError(RerateError):
     """Another job holds the ledger's write lock."""
+
+
+class CacheDriftError(RerateError):
+    """The aggregates disagree with the XDRs they were computed from; ``rerate cache sync`` repairs them."""

@@ -17,28 +17,16 @@ from sqlalchemy import select
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection, Job
 from rerate.domain.scopes import Scope
-from rerate.domain.statuses import Status
 from rerate.services.corrections import Contexts, Correction, CorrectionReport, JobProgress, execute
 from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.rollback_totals import VOIDED_VALUES, WholeCollection
 from rerate.services.visibility import rolled_back_collections
-
-VOIDED_COLUMNS = (
-    "status",
-    "reason",
-    "billed",
-    "amount",
-    "vendor_status",
-    "vendor_reason",
-    "vendor_billed",
-    "cost",
-)
 
 
 def _void(current: pa.Table, _contexts: Contexts) -> pa.Table:
     updated = current
-    for name in VOIDED_COLUMNS:
+    for name, value in VOIDED_VALUES.items():
         kind = current.schema.field(name).type
-        value = Status.VOIDED.value if name in ("status", "vendor_status") else None
         column = pa.repeat(pa.scalar(value, kind), current.num_rows)
         updated = updated.set_column(updated.schema.get_field_index(name), name, column)
     return updated
@@ -106,6 +94,7 @@ def rollback_correction(
         compared=("status", "vendor_status"),
         transform=_void,
         allow_closed=allow_closed,
+        whole_collection=WholeCollection(collection_id),
     )
     return correction
 
