@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rerate.bootstrap import App
-from rerate.ledger.reader import connect_duckdb, open_totals
+from rerate.ledger.reader import open_totals
 from rerate.ledger.tables import TOTALS, unit_prefix
 from rerate.services import cache
 from rerate.services.corrections import CorrectionReport, RerateRequest, execute, rerate
 from rerate.services.errors import CacheDriftError
 from rerate.services.export import export_xdrs
+from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
 from rerate.services.jobs import revert
 from rerate.services.rollback import rollback, rollback_correction
@@ -65,43 +70,54 @@ def _collection(world: App, tmp_path: Path) -> int:
 def _shortcut_usable(world: App, collection_id: int) -> bool:
     with world.catalog.reading() as session:
         visibility = current_visibility(session)
-    return WholeCollection(collection_id).usable(world, connect_duckdb(), visibility)
+    return WholeCollection(collection_id).usable(world, visibility)
 
 
-def test_rollback_from_the_collection_totals_equals_the_per_xdr_rollback(world: App, tmp_path: Path) -> None:
+def _revise_some(world: App) -> None:
+    """Two applied jobs on the same XDRs (the newest counts), one reverted job, a customer's XDRs only."""
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    assert rerate(world, RerateRequest(scope=acme, tariff="cost")).changed
+    assert rerate(world, RerateRequest(scope=acme, ghost_percent=Decimal(30))).changed
+    undone = rerate(world, RerateRequest(scope=acme, ghost_percent=Decimal(70)))
+    revert(world, undone.job_id)
+
+
+@pytest.mark.parametrize("revised", [False, True], ids=["as-loaded", "after-jobs-revised-some"])
+def test_rollback_from_the_collection_totals_equals_the_per_xdr_rollback(
+    world: App, tmp_path: Path, revised: bool
+) -> None:
     collection_id = _collection(world, tmp_path)
+    if revised:
+        _revise_some(world)
     assert _shortcut_usable(world, collection_id)
-    preview, per_xdr_preview = (
-        rollback(world, collection_id, dry_run=True),
-        _per_xdr(world, collection_id, dry_run=True),
-    )
-    assert _comparable(preview) == _comparable(per_xdr_preview)
+    preview = rollback(world, collection_id, dry_run=True)
+    assert _comparable(preview) == _comparable(_per_xdr(world, collection_id, dry_run=True))
     assert preview.before and preview.delta["EUR"]["amount"] == -preview.before["EUR"]["amount"] != 0
 
     applied = rollback(world, collection_id)
     written = _job_rows(world, applied.job_id)
     assert written["daily_totals"] and written["prefix_totals"]
-    assert (ledger_and_totals(world)[0], ledger_and_prefix_totals(world)[0]) == (
-        ledger_and_totals(world)[1],
-        ledger_and_prefix_totals(world)[1],
-    )
+    assert ledger_and_totals(world)[0] == ledger_and_totals(world)[1]
+    assert ledger_and_prefix_totals(world)[0] == ledger_and_prefix_totals(world)[1]
     revert(world, applied.job_id)
 
     per_xdr = _per_xdr(world, collection_id, dry_run=False)
-    assert _job_rows(world, per_xdr.job_id) == written
+    assert _net(_job_rows(world, per_xdr.job_id)) == _net(written)
     assert _comparable(per_xdr) == _comparable(applied)
 
 
-def test_a_collection_a_job_revised_is_rolled_back_per_xdr(world: App, tmp_path: Path) -> None:
-    collection_id = _collection(world, tmp_path)
-    with world.catalog.reading() as session:
-        acme = resolve_scope(session, customers=["Acme"])
-    assert rerate(world, RerateRequest(scope=acme, tariff="cost")).changed
-    assert not _shortcut_usable(world, collection_id)
-    rollback(world, collection_id)
-    ledger, totals = ledger_and_totals(world)
-    assert ledger == totals
-    assert cache.sync(world, check=True).differences == []
+def _net(rows: dict[str, list[tuple[Any, ...]]]) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """Rows summed by key (the measures are the last six columns), zero rows left out."""
+    netted: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
+    for table, table_rows in rows.items():
+        sums: dict[tuple[Any, ...], list[Any]] = {}
+        for row in table_rows:
+            slot = sums.setdefault(tuple(row[:-6]), [0] * 6)
+            for index, value in enumerate(row[-6:]):
+                slot[index] += value
+        netted[table] = {key: tuple(values) for key, values in sums.items() if any(values)}
+    return netted
 
 
 def test_totals_that_disagree_with_the_xdrs_stop_the_rollback_until_repaired(
@@ -119,3 +135,28 @@ def test_totals_that_disagree_with_the_xdrs_stop_the_rollback_until_repaired(
     assert not _shortcut_usable(world, collection_id)  # the repair's rows are not the collection's
     assert rollback(world, collection_id).changed == len(ROWS)
     assert cache.sync(world, check=True).differences == []
+
+
+@pytest.mark.parametrize("checkpoint", ["rerate.batch_written", "rerate.totals_committed"])
+def test_killed_rollback_leaves_the_ledger_as_it_was(world: App, tmp_path: Path, checkpoint: str) -> None:
+    collection_id = _collection(world, tmp_path)
+    _revise_some(world)
+    before = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
+    command = ["collection", "rollback", str(collection_id), "--yes"]
+    crashed = subprocess.run(
+        [sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(world.home), *command],
+        env={**os.environ, "RERATE_CRASH_AT": checkpoint},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stdout + crashed.stderr
+    after = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
+    assert after == before
+    assert rollback(world, collection_id).changed == len(ROWS)  # the retry cleans up first
+    assert cache.sync(world, check=True).differences == []
+
+
+def _exported(app: App, tmp_path: Path) -> str:
+    export_xdrs(app, tmp_path / "export.csv")
+    return (tmp_path / "export.csv").read_text()

@@ -51,3 +51,8 @@ def scope_days(scope: Scope) -> tuple[date, date] | None:
     first = scope.start.date() if scope.start else date(1970, 1, 1)
     last = scope.end.date() if scope.end else date(9999, 12, 31)
     return first, last
+
+
+def collection_xdr_ids(collection_id: int) -> str:
+    """SQL true for the ids of a collection's XDRs (``collection_id << 32 | row``): one range."""
+    return f"xdr_id BETWEEN {collection_id << 32} AND {((collection_id + 1) << 32) - 1}"

@@ -36,7 +36,7 @@ from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions
 from rerate.domain.scopes import Scope
 from rerate.ledger.reader import Visibility, connect_duckdb, scoped_select
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
-from rerate.ledger.scope_sql import scope_days, scope_predicate
+from rerate.ledger.scope_sql import collection_xdr_ids, scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, BY_PREFIX, Aggregate
 from rerate.services import audit, faults
@@ -189,7 +189,7 @@ def _scope_batches(
     )
     columns = ["*"] if correction.reads_raw else list(BASE_COLUMNS)
     # A collection's XDRs are one id range: revisions of others are skipped by row group.
-    ranges = [f"xdr_id BETWEEN {c << 32} AND {((c + 1) << 32) - 1}" for c in scope.collections]
+    ranges = [collection_xdr_ids(c) for c in scope.collections]
     revision_filter = " OR ".join(ranges) or None
 
     def read(day: str) -> pa.Table:
@@ -385,8 +385,8 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     whole: Future[CollectionDelta] | None = None
     # Computed on a thread (its own DuckDB connection) while the XDRs are read.
     side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-collection-totals")
-    if correction.whole_collection is not None and correction.whole_collection.usable(app, con, visibility):
-        whole = side.submit(correction.whole_collection.delta, app, totals_label)
+    if correction.whole_collection is not None and correction.whole_collection.usable(app, visibility):
+        whole = side.submit(correction.whole_collection.delta, app, visibility, totals_label)
     batches = _scope_batches(app, reading, visibility, correction, progress, label)
     try:
         with closing(batches):  # the reading thread stops before anything else happens

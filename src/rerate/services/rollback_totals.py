@@ -1,13 +1,15 @@
 """A collection rollback's totals, money and breakdowns from the collection's own aggregate rows.
 
-Ingest writes the aggregates of each collection it loads, named after it.
-While no applied job has revised any of a collection's XDRs, those rows are
-exactly the aggregate of the XDRs a rollback voids, so the rollback's delta
-is derived from them: each row negated, plus the same keys voided and summed
-again.  That is a few hundred thousand rows where re-aggregating the voided
-XDRs hashed every one of them twice per aggregate (two thirds of a rollback's
-time, docs/performance.md).  The per-XDR work that remains is the revisions
-and the diff.  The result is the same rows the per-XDR path writes.
+Ingest writes the aggregates of each collection it loads, named after it:
+the aggregate of its XDRs as loaded.  XDRs that applied jobs revised since
+are taken out of those rows as loaded and put back as they are now (an
+aggregation over those XDRs only), which gives the aggregate of the
+collection's current state.  A rollback's delta is derived from that: each
+row negated, plus the same keys voided and summed again.  The per-XDR path
+instead hashes every voided XDR twice per aggregate (old and new row), which
+was more than half of a rollback's time (docs/performance.md).  The per-XDR
+work that remains is the revisions and the diff.  The result nets to the
+same rows the per-XDR path writes (tests/integration/test_rollback_totals.py).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from sqlalchemy import select
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.statuses import Status
-from rerate.ledger.reader import Visibility, connect_duckdb, files_of
-from rerate.ledger.tables import REVISIONS, unit_prefix
-from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, Aggregate
+from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select
+from rerate.ledger.schema import PREFIX_TOTALS_KEYS, TOTALS_KEYS
+from rerate.ledger.scope_sql import collection_xdr_ids
+from rerate.ledger.tables import REVISIONS, XDRS, unit_prefix
+from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate
 from rerate.services.visibility import APPLIED
 
 #: What voiding does to an XDR's columns: the statuses become ``voided``; reasons, billed
@@ -65,17 +69,8 @@ def _repaired(app: App) -> bool:
         return session.scalar(repair) is not None
 
 
-def _revised(app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility, collection_id: int) -> bool:
-    """Whether any applied job revised an XDR of the collection (its ids are one range)."""
-    revisions = files_of(app.ledger.files(REVISIONS), "j", visibility.jobs)
-    if not revisions:
-        return False
-    low, high = collection_id << 32, ((collection_id + 1) << 32) - 1
-    (found,) = con.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM read_parquet({_quoted_list(revisions)}) "
-        f"WHERE xdr_id BETWEEN {low} AND {high} LIMIT 1)"
-    ).fetchall()[0]
-    return bool(found)
+def _sql_type(measure: str) -> str:
+    return "DECIMAL(38, 9)" if measure in ("amount", "cost") else "BIGINT"
 
 
 def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
@@ -88,9 +83,7 @@ def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
         else:
             keys.append(key)
     measures = ["sum(calls)::BIGINT AS calls"] + [
-        f"0::{'DECIMAL(38, 9)' if name in ('amount', 'cost') else 'BIGINT'} AS {name}"
-        if column in VOIDED_VALUES
-        else f"sum({name}) AS {name}"
+        f"{'0' if column in VOIDED_VALUES else f'sum({name})'}::{_sql_type(name)} AS {name}"
         for name, column in MEASURE_SOURCES.items()
     ]
     negated = ", ".join([*aggregate.keys, "-calls AS calls", *(f"-{m} AS {m}" for m in MEASURE_SOURCES)])
@@ -118,38 +111,93 @@ FROM collection_daily WHERE vendor_currency IS NOT NULL GROUP BY ALL
 """
 
 
+#: The XDR columns the aggregates are computed from (their keys' and measures' sources).
+_AGGREGATED_COLUMNS = sorted(
+    {f.name for f in (*TOTALS_KEYS, *PREFIX_TOTALS_KEYS)} - {"day", "period"}
+    | {"call_date", *MEASURE_SOURCES.values()}
+)
+
+
+def _current_sql(aggregate: Aggregate, loaded: str) -> str:
+    """The collection's rows as loaded, corrected to its XDRs' current state (``revised_*`` tables)."""
+    keys = ", ".join(aggregate.keys)
+    measures = ", ".join(f"sum({m})::{_sql_type(m)} AS {m}" for m in MEASURES)
+    negated = ", ".join([*aggregate.keys, *(f"-{m} AS {m}" for m in MEASURES)])
+    return f"""
+        SELECT {keys}, {measures} FROM (
+            SELECT * EXCLUDE (source) FROM {loaded}
+            UNION ALL BY NAME
+            SELECT * EXCLUDE (source) FROM ({aggregate.select("revised_current", "''")})
+            UNION ALL BY NAME
+            SELECT {negated} FROM ({aggregate.select("revised_original", "''")})
+        ) GROUP BY ALL
+    """
+
+
 @dataclass(frozen=True)
 class WholeCollection:
-    """A correction of every XDR of one collection whose aggregates may come from the collection's."""
+    """A correction of every XDR of one collection whose aggregates come from the collection's rows.
+
+    The rows ingest wrote are the aggregate of the XDRs as loaded; XDRs that applied jobs
+    revised since are taken out of them as loaded and put back as they are now, from those
+    XDRs alone.  The result is the aggregate of the collection's current state, which voiding
+    maps key by key.
+    """
 
     collection_id: int
 
-    def usable(self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility) -> bool:
-        """No when a job revised any of its XDRs, or a repair of the aggregates may have written
-        some of its rows under another name: the delta is then computed per XDR."""
-        return (
-            self.collection_id in visibility.collections
-            and not _repaired(app)
-            and not _revised(app, con, visibility, self.collection_id)
-        )
+    def usable(self, app: App, visibility: Visibility) -> bool:
+        """No when a repair of the aggregates may have written some of the collection's rows
+        under another name: the delta is then computed per XDR."""
+        return self.collection_id in visibility.collections and not _repaired(app)
 
-    def delta(self, app: App, label: str | None) -> CollectionDelta:
+    def delta(self, app: App, visibility: Visibility, label: str | None) -> CollectionDelta:
         """Voiding the collection; the aggregates' delta rows (named ``label``) only with a label."""
         with closing(connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")) as con:
-            return self._delta(app, con, label)
+            return self._delta(app, con, visibility, label)
 
-    def _delta(self, app: App, con: duckdb.DuckDBPyConnection, label: str | None) -> CollectionDelta:
+    def _revised(self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility) -> int:
+        """How many of the collection's XDRs applied jobs revised; their states as tables."""
+        revisions = files_of(app.ledger.files(REVISIONS), "j", visibility.jobs)
+        if not revisions:
+            return 0
+        ids = collection_xdr_ids(self.collection_id)
+        con.execute(
+            "CREATE TEMP TABLE revised_ids AS SELECT DISTINCT xdr_id "
+            f"FROM read_parquet({_quoted_list(revisions)}) WHERE {ids}"
+        )
+        (count,) = con.execute("SELECT count(*) FROM revised_ids").fetchall()[0]
+        if count:
+            name = unit_prefix("c", self.collection_id)
+            xdr_files = [p for p in app.ledger.files(XDRS) if p.rsplit("/", 1)[-1].startswith(name)]
+            chosen = "x.xdr_id IN (SELECT xdr_id FROM revised_ids)"
+            for table, revision_files in (("revised_current", revisions), ("revised_original", [])):
+                select = scoped_select(
+                    con, visibility, xdr_files, revision_files, _AGGREGATED_COLUMNS, chosen, ids
+                )
+                con.execute(f"CREATE TEMP TABLE {table} AS {select}")
+        return int(count)
+
+    def _delta(
+        self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility, label: str | None
+    ) -> CollectionDelta:
         name = unit_prefix("c", self.collection_id)
+        revised = self._revised(app, con, visibility)
         deltas: dict[Aggregate, pa.Table] = {}
         for aggregate in AGGREGATES:
             if label is None and aggregate is not DAILY:
                 continue
             files = [p for p in app.ledger.files(aggregate.table) if p.rsplit("/", 1)[-1].startswith(name)]
             relation = "collection_daily" if aggregate is DAILY else "collection_by_prefix"
-            # A DuckDB table, not Arrow: read by several queries, never converted.
+            # DuckDB tables, not Arrow: read by several queries, never converted.
             con.register("no_rows", aggregate.schema.empty_table())
             source = f"read_parquet({_quoted_list(files)})" if files else "no_rows"
-            con.execute(f"CREATE TEMP TABLE {relation} AS SELECT * FROM {source}")
+            loaded = f"{relation}_loaded"
+            con.execute(f"CREATE TEMP TABLE {loaded} AS SELECT * FROM {source}")
+            if revised:
+                con.execute(f"CREATE TEMP TABLE {relation} AS {_current_sql(aggregate, loaded)}")
+            else:
+                con.execute(f"CREATE TEMP VIEW {relation} AS SELECT * FROM {loaded}")
             if label is not None:
                 deltas[aggregate] = con.sql(_void_sql(aggregate, relation, f"'{label}'")).to_arrow_table()
         (xdrs,) = con.execute("SELECT coalesce(sum(calls), 0)::BIGINT FROM collection_daily").fetchall()[0]
