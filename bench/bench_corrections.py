@@ -156,6 +156,15 @@ def _undo_jobs(app: App) -> int:
     return len(applied)
 
 
+def _timed_rollback(app: App, what: str) -> int:
+    """Roll back the second collection, print the time; the rollback's job id."""
+    started = time.perf_counter()
+    rolled = rollback(app, SECOND_COLLECTION)
+    seconds = time.perf_counter() - started
+    print(f"{what}: {rolled.changed:,} XDRs voided, {seconds:.1f} s ({rate(rolled.changed, seconds)})")
+    return rolled.job_id
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,14 +213,7 @@ def main() -> None:
     ).fetchall()[0]
 
     # A rollback soon after the load (a file imported twice), then undone for what follows.
-    started = time.perf_counter()
-    fresh = rollback(app, SECOND_COLLECTION)
-    seconds = time.perf_counter() - started
-    print(
-        f"rollback of the collection as loaded: {fresh.changed:,} XDRs voided, {seconds:.1f} s "
-        f"({rate(fresh.changed, seconds)})"
-    )
-    revert(app, fresh.job_id)
+    revert(app, _timed_rollback(app, "rollback of the collection as loaded"))
 
     started = time.perf_counter()
     preview = rerate(app, RerateRequest(scope=scope, tariff=override, dry_run=True))
@@ -224,13 +226,7 @@ def main() -> None:
     applied = rerate(app, RerateRequest(scope=scope, tariff=override))
     apply = time.perf_counter() - started
     print(f"re-rate apply:   {applied.changed:,} revisions, {apply:.1f} s ({rate(applied.in_scope, apply)})")
-    started = time.perf_counter()
-    rolled = rollback(app, SECOND_COLLECTION)
-    seconds = time.perf_counter() - started
-    print(
-        f"rollback after the re-rate revised {overlap:,} of its XDRs: {rolled.changed:,} XDRs voided, "
-        f"{seconds:.1f} s ({rate(rolled.changed, seconds)})"
-    )
+    _timed_rollback(app, f"rollback after the re-rate revised {overlap:,} of its XDRs")
 
     import sqlalchemy
 
