@@ -216,6 +216,19 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
     assert listed[0]["state"] == "rolled back"
     empty = rerate(home, "rerate", "--tariff", "cost", check=False)
     assert empty.returncode == 2 and "empty scope" in empty.stderr
+    compacted = json.loads(rerate(home, "ledger", "compact", "--json").stdout)
+    assert compacted["days"] == 0  # one file a day already
+    vacuumed = json.loads(
+        rerate(home, "ledger", "vacuum", "--retain-hours", "0", "--dry-run", "--json").stdout
+    )
+    assert vacuumed["dry_run"] and set(vacuumed["files"]) == {
+        "xdrs",
+        "daily_totals",
+        "prefix_totals",
+        "revisions",
+    }
+    negative = rerate(home, "ledger", "vacuum", "--retain-hours", "-1", check=False)
+    assert negative.returncode == 2 and "--retain-hours" in negative.stderr
 
 
 def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import delete, select
 
 from rerate.bootstrap import App
+from rerate.catalog.models import BillingPeriod
 from rerate.ledger.reader import open_views
 from rerate.ledger.tables import XDRS
 from rerate.services import faults, parties
@@ -19,7 +21,9 @@ from rerate.services.compaction import compact
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
+from rerate.services.periods import close_period
 from rerate.services.scopes import resolve_scope
+from rerate.services.vacuum import vacuum
 from rerate.services.visibility import current_visibility
 from tests.factories import ledger_and_totals, small_world, write_xdrs
 
@@ -144,3 +148,32 @@ def test_a_killed_compaction_changes_nothing_and_can_run_again(fragmented: App) 
     assert done.returncode == 0, done.stderr
     assert "5 day(s) compacted" in done.stdout
     assert _xdrs(app) == rows
+
+
+def test_vacuum_deletes_the_replaced_files_and_keeps_a_closed_period_reproducible(fragmented: App) -> None:
+    app = fragmented
+    close_period(app, "Acme", "2026-10")
+    with app.catalog.reading() as session:
+        closed_version = session.scalars(select(BillingPeriod.xdr_version)).one()
+    compact(app)
+    compacted_version = app.ledger.version(XDRS)
+    before = (_xdrs(app), ledger_and_totals(app))
+    replaced = [f for f in app.ledger.files(XDRS, version=closed_version) if f not in app.ledger.files(XDRS)]
+    assert replaced
+
+    assert sum(vacuum(app).files.values()) == 0  # removed minutes ago: inside the default week
+    listed = vacuum(app, retention_hours=0, dry_run=True)
+    assert listed.dry_run and listed.files[XDRS] == 0 and listed.bytes == 0  # the closed version keeps them
+
+    reopened_versions = app.ledger.files(XDRS, version=compacted_version)
+    with app.catalog.transaction() as session:  # as if the period had never been closed
+        session.execute(delete(BillingPeriod))
+    listed = vacuum(app, retention_hours=0, dry_run=True)
+    assert listed.files[XDRS] == len(replaced) and listed.bytes > 0
+    assert all(Path(f).exists() for f in replaced)
+    done = vacuum(app, retention_hours=0)
+    assert done.files[XDRS] == len(replaced) and not done.dry_run
+    assert not any(Path(f).exists() for f in replaced)
+    assert all(Path(f).exists() for f in reopened_versions)
+    assert (_xdrs(app), ledger_and_totals(app)) == before
+    assert sum(vacuum(app, retention_hours=0).files.values()) == 0

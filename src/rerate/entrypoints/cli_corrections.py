@@ -18,7 +18,7 @@ from rerate.bootstrap import App
 from rerate.domain.rating import Side
 from rerate.entrypoints.console import RichJobProgress, err, out, print_json
 from rerate.entrypoints.options import AllowClosedOption, AtOption, DryRunOption, JsonOption, YesOption
-from rerate.services import audit_log, compaction, corrections, periods
+from rerate.services import audit_log, compaction, corrections, periods, vacuum
 from rerate.services import cache as cache_service
 from rerate.services import jobs as jobs_service
 from rerate.services import rollback as rollback_service
@@ -431,6 +431,28 @@ def register(cli: typer.Typer, app: Any) -> None:
             f"{report.days} day(s) compacted: {report.files_before:,} files -> {report.files_after:,} "
             f"({report.xdrs:,} XDRs) in {report.seconds:.1f} s"
         )
+
+    @ledger_cli.command("vacuum")
+    def ledger_vacuum(
+        retain_hours: Annotated[
+            int, typer.Option("--retain-hours", help="Keep files removed less than this many hours ago.")
+        ] = vacuum.DEFAULT_RETENTION_HOURS,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Delete the files compaction replaced (and crash recovery removed) over a week ago.
+
+        Earlier versions of the ledger can no longer be read from before the retention; the
+        versions closed billing periods recorded are always kept.
+        """
+        report = vacuum.vacuum(app(), retention_hours=retain_hours, dry_run=dry_run)
+        if as_json:
+            print_json(report)
+            return
+        files = sum(report.files.values())
+        verb = "would be deleted" if dry_run else "deleted"
+        megabytes = report.bytes / 1e6
+        out.print(f"{files:,} file(s), {megabytes:,.1f} MB {verb} (removed over {retain_hours} h ago)")
 
     @cli.command("audit")
     def audit_command(
