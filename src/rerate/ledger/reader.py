@@ -48,17 +48,24 @@ def connect_duckdb(
     return con
 
 
-def _parquet_source(
-    con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema
-) -> str:
+def sql_text(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_paths(paths: Sequence[str]) -> str:
+    """A DuckDB list literal of file paths, for ``read_parquet``."""
+    return "[" + ", ".join(sql_text(p) for p in paths) + "]"
+
+
+def parquet_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema) -> str:
     """SQL for a relation over ``files``, or over an empty table of ``schema``."""
     con.register(f"{name}_empty", schema.empty_table())
     if not files:
         return f"SELECT * FROM {name}_empty"
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     # United with the empty table by name: files written before a column was added still have it (null).
     return (
-        f"SELECT * FROM read_parquet([{listed}], hive_partitioning=true, union_by_name=true) "
+        f"SELECT * FROM read_parquet({sql_paths(files)}, hive_partitioning=true, union_by_name=true) "
         f"UNION ALL BY NAME SELECT * FROM {name}_empty"
     )
 
@@ -92,7 +99,7 @@ def open_views(
     con.register("visible_sources", pa.table({"source": pa.array(visibility.sources, pa.string())}))
     con.register("visible_jobs", pa.table({"id": pa.array(visibility.jobs, pa.int64())}))
     xdr_files, revision_files = files if files is not None else (ledger.files(XDRS, days=days), [])
-    xdr_sql = _parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
+    xdr_sql = parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
     con.execute(
         f"CREATE OR REPLACE TEMP VIEW xdr_revision0 AS SELECT * FROM ({xdr_sql}) "
         "WHERE collection_id IN (SELECT id FROM visible_collections)"
@@ -103,7 +110,7 @@ def open_views(
     if not revision_files:
         con.execute("CREATE OR REPLACE TEMP VIEW xdrs AS SELECT * FROM xdr_revision0")
     else:
-        revision_sql = _parquet_source(con, "revision", revision_files, REVISION_TABLE_SCHEMA)
+        revision_sql = parquet_source(con, "revision", revision_files, REVISION_TABLE_SCHEMA)
         derived = ",\n".join(
             f"CASE WHEN r.xdr_id IS NULL THEN x.{f.name} ELSE r.{f.name} END AS {f.name}"
             for f in DERIVED_FIELDS
@@ -150,12 +157,12 @@ def scoped_select(
     ``revision_filter`` (SQL on ``xdr_id``) may leave out revisions of XDRs outside the files
     (a collection's id range), so their row groups are skipped.
     """
-    xdr_sql = _parquet_source(con, "xdr", files_of(xdr_files, "c", visibility.collections), XDR_TABLE_SCHEMA)
+    xdr_sql = parquet_source(con, "xdr", files_of(xdr_files, "c", visibility.collections), XDR_TABLE_SCHEMA)
     revisions = files_of(revision_files, "j", visibility.jobs)
     selected = ", ".join(columns)
     if not revisions:
         return f"SELECT {selected} FROM ({xdr_sql}) x WHERE {predicate}"
-    revision_sql = _parquet_source(con, "revision", revisions, REVISION_TABLE_SCHEMA)
+    revision_sql = parquet_source(con, "revision", revisions, REVISION_TABLE_SCHEMA)
     kept = f"WHERE {revision_filter}" if revision_filter else ""
     if len({_unit_of(f) for f in revisions}) == 1:  # one job writes one revision per XDR
         latest = f"SELECT * FROM ({revision_sql}) {kept}"
@@ -208,7 +215,7 @@ def open_totals(
     if version is None:
         tables[PREFIX_TOTALS] = (PREFIX_TOTALS_SCHEMA, None)
     for name, (schema, at) in tables.items():
-        rows_sql = _parquet_source(con, name, ledger.files(name, version=at), schema)
+        rows_sql = parquet_source(con, name, ledger.files(name, version=at), schema)
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM ({rows_sql}) "
             "WHERE source IN (SELECT source FROM visible_sources)"

@@ -34,7 +34,7 @@ from rerate.domain.arrow_money import decimal_to_nanos
 from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import Visibility, connect_duckdb, scoped_select
+from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids, scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
@@ -178,9 +178,8 @@ def _scope_batches(
     predicate = scope_predicate(scope)
     xdr_files = app.ledger.files_by_day(XDRS)
     if scope.collections:
-        names = tuple(unit_prefix("c", c) for c in scope.collections)
         xdr_files = {
-            day: kept for day, files in xdr_files.items() if (kept := [f for f in files if _named(f, names)])
+            day: kept for day, files in xdr_files.items() if (kept := files_of(files, "c", scope.collections))
         }
     revision_files = app.ledger.files_by_day(REVISIONS) if visibility.jobs else {}
     window = scope_days(scope)
@@ -209,10 +208,6 @@ def _scope_batches(
             if batch.num_rows:
                 yield batch
             progress.advanced(day, batch.num_rows)
-
-
-def _named(path: str, prefixes: tuple[str, ...]) -> bool:
-    return path.rsplit("/", 1)[-1].startswith(prefixes)
 
 
 def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:

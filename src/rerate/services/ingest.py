@@ -39,7 +39,7 @@ from rerate.catalog.models import Collection
 from rerate.domain.mediation import mediate
 from rerate.domain.rating import rate_batch
 from rerate.domain.xdr_templates import XdrTemplate
-from rerate.ledger.reader import connect_duckdb
+from rerate.ledger.reader import connect_duckdb, sql_paths
 from rerate.ledger.schema import XDR_FILE_SCHEMA
 from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
@@ -286,12 +286,8 @@ def _totals(
 ) -> pa.Table:
     """One aggregate of the new files.  The grouping has few keys, so memory stays small."""
     files = [str(table_dir / action.path) for action in writer.actions]
-    source = f"read_parquet({_sql_list(files)}, hive_partitioning=true)"
+    source = f"read_parquet({sql_paths(files)}, hive_partitioning=true)"
     return con.sql(aggregate.select(source, f"'{label}'")).to_arrow_table().cast(aggregate.schema)
-
-
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:
@@ -372,7 +368,7 @@ def _duplicates_of_day(
     con: duckdb.DuckDBPyConnection, new_files: list[str], old_files: list[str]
 ) -> list[tuple[int, int, str, str, str]]:
     old_sql = (
-        f"SELECT source_id FROM read_parquet({_sql_list(old_files)}, hive_partitioning=false) "
+        f"SELECT source_id FROM read_parquet({sql_paths(old_files)}, hive_partitioning=false) "
         "WHERE collection_id IN (SELECT id FROM visible_collections)"
         if old_files
         else "SELECT NULL::VARCHAR AS source_id WHERE false"
@@ -381,7 +377,7 @@ def _duplicates_of_day(
         f"""
         WITH fresh AS (
             SELECT xdr_id, line, source_id, filename
-            FROM read_parquet({_sql_list(new_files)}, hive_partitioning=false, filename=true)
+            FROM read_parquet({sql_paths(new_files)}, hive_partitioning=false, filename=true)
         ),
         repeated AS (
             SELECT source_id, min(xdr_id) AS first_id FROM fresh GROUP BY source_id HAVING count(*) > 1

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
+from rerate.ledger.reader import sql_paths
 from rerate.ledger.tables import REVISIONS
 from rerate.services import audit
 from rerate.services.corrections import CorrectionReport
@@ -97,11 +98,10 @@ def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
     files = app.ledger.files(REVISIONS)
     if not files:
         return []
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     con = duckdb.connect()
     rows = con.execute(
         f"""
-        WITH r AS (SELECT job_id, xdr_id FROM read_parquet([{listed}], hive_partitioning=false))
+        WITH r AS (SELECT job_id, xdr_id FROM read_parquet({sql_paths(files)}, hive_partitioning=false))
         SELECT DISTINCT later.job_id FROM r later JOIN r mine ON later.xdr_id = mine.xdr_id
         WHERE mine.job_id = {int(job_id)} AND later.job_id IN ({", ".join(str(int(j)) for j in later)})
         ORDER BY 1

@@ -25,10 +25,18 @@ from sqlalchemy import select
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.statuses import Status
-from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select
+from rerate.ledger.reader import (
+    Visibility,
+    connect_duckdb,
+    files_of,
+    parquet_source,
+    scoped_select,
+    sql_paths,
+    sql_text,
+)
 from rerate.ledger.schema import PREFIX_TOTALS_KEYS, TOTALS_KEYS
 from rerate.ledger.scope_sql import collection_xdr_ids
-from rerate.ledger.tables import REVISIONS, XDRS, unit_prefix
+from rerate.ledger.tables import REVISIONS, XDRS
 from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate
 from rerate.services.visibility import APPLIED
 
@@ -58,10 +66,6 @@ class CollectionDelta:
     before: dict[str, dict[str, Decimal]]
 
 
-def _quoted_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def _repaired(app: App) -> bool:
     """Whether ``cache sync`` ever repaired the aggregates: a collection's rows may be short since."""
     with app.catalog.reading() as session:
@@ -79,7 +83,7 @@ def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
     for key in aggregate.keys:
         if key in VOIDED_VALUES:
             value = VOIDED_VALUES[key]
-            keys.append(f"{'NULL' if value is None else repr(value)}::VARCHAR AS {key}")
+            keys.append(f"{'NULL' if value is None else sql_text(value)}::VARCHAR AS {key}")
         else:
             keys.append(key)
     measures = ["sum(calls)::BIGINT AS calls"] + [
@@ -164,12 +168,11 @@ class WholeCollection:
         ids = collection_xdr_ids(self.collection_id)
         con.execute(
             "CREATE TEMP TABLE revised_ids AS SELECT DISTINCT xdr_id "
-            f"FROM read_parquet({_quoted_list(revisions)}) WHERE {ids}"
+            f"FROM read_parquet({sql_paths(revisions)}) WHERE {ids}"
         )
         (count,) = con.execute("SELECT count(*) FROM revised_ids").fetchall()[0]
         if count:
-            name = unit_prefix("c", self.collection_id)
-            xdr_files = [p for p in app.ledger.files(XDRS) if p.rsplit("/", 1)[-1].startswith(name)]
+            xdr_files = files_of(app.ledger.files(XDRS), "c", [self.collection_id])
             chosen = "x.xdr_id IN (SELECT xdr_id FROM revised_ids)"
             for table, revision_files in (("revised_current", revisions), ("revised_original", [])):
                 select = scoped_select(
@@ -181,19 +184,17 @@ class WholeCollection:
     def _delta(
         self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility, label: str | None
     ) -> CollectionDelta:
-        name = unit_prefix("c", self.collection_id)
         revised = self._revised(app, con, visibility)
         deltas: dict[Aggregate, pa.Table] = {}
         for aggregate in AGGREGATES:
             if label is None and aggregate is not DAILY:
                 continue
-            files = [p for p in app.ledger.files(aggregate.table) if p.rsplit("/", 1)[-1].startswith(name)]
+            files = files_of(app.ledger.files(aggregate.table), "c", [self.collection_id])
             relation = "collection_daily" if aggregate is DAILY else "collection_by_prefix"
             # DuckDB tables, not Arrow: read by several queries, never converted.
-            con.register("no_rows", aggregate.schema.empty_table())
-            source = f"read_parquet({_quoted_list(files)})" if files else "no_rows"
             loaded = f"{relation}_loaded"
-            con.execute(f"CREATE TEMP TABLE {loaded} AS SELECT * FROM {source}")
+            source = parquet_source(con, loaded, files, aggregate.schema)
+            con.execute(f"CREATE TEMP TABLE {loaded} AS {source}")
             if revised:
                 con.execute(f"CREATE TEMP TABLE {relation} AS {_current_sql(aggregate, loaded)}")
             else:
