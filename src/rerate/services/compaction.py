@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection
-from rerate.ledger.reader import connect_duckdb
+from rerate.ledger.reader import connect_duckdb, sql_paths, sql_text
 from rerate.ledger.schema import XDR_TABLE_SCHEMA
 from rerate.ledger.tables import XDRS, unit_prefix
 from rerate.services import audit, faults
@@ -148,17 +148,16 @@ def _merge(
     """Write ``files`` as one sorted file of the day's partition; nothing is committed yet."""
     relative = f"call_date={day}/{unit_prefix('c', collection_id)}{uuid.uuid4().hex[:12]}.parquet"
     target = table_dir / relative
-    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
     columns = ", ".join(_FILE_COLUMNS)
     con.execute(
         f"""
         COPY (
             SELECT {columns} FROM (
-                SELECT * FROM read_parquet([{listed}], hive_partitioning=false, union_by_name=true)
+                SELECT * FROM read_parquet({sql_paths(files)}, hive_partitioning=false, union_by_name=true)
                 UNION ALL BY NAME SELECT * FROM xdr_file_empty  -- columns older files lack: null
             )
             ORDER BY customer_id NULLS FIRST, connect_time, xdr_id
-        ) TO '{str(target).replace("'", "''")}'
+        ) TO {sql_text(str(target))}
         (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})
         """
     )

@@ -21,6 +21,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from rerate.ledger.reader import sql_text
+
 #: Columns that identify the XDR in every diff row, before the old and new values.
 KEY_COLUMNS = ("xdr_id", "source_id", "connect_time", "customer_id", "number")
 
@@ -38,7 +40,7 @@ def diff_rows(old: pa.Table, new: pa.Table, compared: tuple[str, ...]) -> pa.Tab
 
 
 class DiffWriter:
-    """Writes diff rows to ``path`` (Parquet) on a background thread."""
+    """Writes diff rows to ``path`` (an Arrow file) on a background thread."""
 
     def __init__(self, path: Path, compared: tuple[str, ...]) -> None:
         self.path = path
@@ -127,8 +129,8 @@ def diff_csv(diff_path: Path) -> Path:
                 else f.name
                 for f in stored.schema
             )
-            target_sql = str(partial).replace("'", "''")
-            con.execute(f"COPY (SELECT {select} FROM diff_rows) TO '{target_sql}' (FORMAT csv, HEADER true)")
+            target_sql = sql_text(str(partial))
+            con.execute(f"COPY (SELECT {select} FROM diff_rows) TO {target_sql} (FORMAT csv, HEADER true)")
     finally:
         con.close()
     os.replace(partial, target)
