@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from rerate.bootstrap import App
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import connect_duckdb, open_views, scoped_select
+from rerate.ledger.reader import connect_duckdb, open_views, parquet_source, scoped_select
+from rerate.ledger.schema import XDR_FILE_SCHEMA, XDR_TABLE_SCHEMA
 from rerate.ledger.scope_sql import scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS
 from rerate.services import parties
@@ -108,3 +112,29 @@ def test_scoped_reads_match_the_view_through_jobs_reverts_and_rollbacks(tmp_path
     _same_as_the_view(app)  # and a rollback of one collection
     revert(app, rolled.job_id)
     _same_as_the_view(app)  # a reverted job's revisions no longer count
+
+
+def _xdr_file(path: Path, first_id: int, drop: tuple[str, ...] = ()) -> None:
+    rows = {name: [None, None] for name in XDR_FILE_SCHEMA.names}
+    rows |= {"xdr_id": [first_id, first_id + 1], "collection_id": [1, 1], "rating_key": ["voice", "sms"]}
+    table = pa.Table.from_pydict(rows, schema=XDR_FILE_SCHEMA).drop_columns(list(drop))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def test_files_without_a_later_column_read_it_as_null_and_complete_files_read_alike(tmp_path: Path) -> None:
+    day = tmp_path / "call_date=2026-10-01"
+    complete, older = str(day / "complete.parquet"), str(day / "older.parquet")
+    _xdr_file(Path(complete), 10)
+    _xdr_file(Path(older), 20, drop=("rating_key",))  # written before the column existed
+    con = connect_duckdb()
+
+    def read(files: list[str]) -> list[tuple[Any, ...]]:
+        source = parquet_source(con, "xdr", files, XDR_TABLE_SCHEMA)
+        return con.execute(f"SELECT xdr_id, rating_key, call_date FROM ({source}) ORDER BY xdr_id").fetchall()
+
+    october_first = date(2026, 10, 1)
+    assert read([complete]) == [(10, "voice", october_first), (11, "sms", october_first)]
+    assert read([older]) == [(20, None, october_first), (21, None, october_first)]
+    assert read([complete, older]) == read([complete]) + read([older])
+    assert read([]) == []

@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rerate.ledger.schema import (
     DERIVED_FIELDS,
@@ -48,6 +50,13 @@ def connect_duckdb(
     return con
 
 
+def second_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to ``con``'s database, for a query on another thread, set up alike."""
+    cursor = con.cursor()
+    cursor.execute("SET TimeZone='UTC'")  # a session setting: not inherited
+    return cursor
+
+
 def sql_text(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
@@ -58,8 +67,25 @@ def sql_paths(paths: Sequence[str]) -> str:
     return "[" + ", ".join(sql_text(p) for p in paths) + "]"
 
 
+#: A read of at most this many files (a day's, a collection's) checks their footers for the fast path;
+#: a read of the whole ledger keeps the union, which DuckDB resolves from the footers in parallel.
+_FOOTERS_CHECKED = 64
+
+
+@lru_cache(maxsize=65_536)
+def _columns_of(path: str) -> frozenset[str]:
+    """The columns a data file holds (read from its footer once: data files never change)."""
+    names = set(pq.read_schema(path).names)
+    # Hive partition values live in the path (``call_date=2026-10-01/``), not in the file.
+    names.update(part.split("=", 1)[0] for part in path.split("/")[:-1] if "=" in part)
+    return frozenset(names)
+
+
 def parquet_source(con: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema) -> str:
     """SQL for a relation over ``files``, or over an empty table of ``schema``."""
+    if 0 < len(files) <= _FOOTERS_CHECKED and all(_columns_of(f).issuperset(schema.names) for f in files):
+        # Every column is there: no union, which costs a fifth of a small day's read (measured).
+        return f"SELECT * FROM read_parquet({sql_paths(files)}, hive_partitioning=true)"
     con.register(f"{name}_empty", schema.empty_table())
     if not files:
         return f"SELECT * FROM {name}_empty"
@@ -162,16 +188,7 @@ def scoped_select(
     selected = ", ".join(columns)
     if not revisions:
         return f"SELECT {selected} FROM ({xdr_sql}) x WHERE {predicate}"
-    revision_sql = parquet_source(con, "revision", revisions, REVISION_TABLE_SCHEMA)
-    kept = f"WHERE {revision_filter}" if revision_filter else ""
-    if len({_unit_of(f) for f in revisions}) == 1:  # one job writes one revision per XDR
-        latest = f"SELECT * FROM ({revision_sql}) {kept}"
-    else:  # the newest job's revision of each XDR; cheaper than a window over every column
-        latest = f"""
-            WITH candidates AS MATERIALIZED (SELECT * FROM ({revision_sql}) {kept})
-            SELECT * FROM candidates r WHERE NOT EXISTS (
-                SELECT 1 FROM candidates n WHERE n.xdr_id = r.xdr_id AND n.job_id > r.job_id
-            )"""
+    latest = latest_revisions(con, revisions, revision_filter)
     raw = ", ".join(f"x.{f.name}" for f in RAW_FIELDS)
     derived = ", ".join(f"r.{f.name}" for f in DERIVED_FIELDS)
     return f"""
@@ -184,6 +201,25 @@ def scoped_select(
         UNION ALL BY NAME
         SELECT {selected} FROM revised x WHERE {predicate}
         """
+
+
+def latest_revisions(
+    con: duckdb.DuckDBPyConnection, revisions: Sequence[str], revision_filter: str | None
+) -> str:
+    """SQL for the newest revision of each XDR in these (visible) revision files.
+
+    ``revision_filter`` (SQL on ``xdr_id``) may leave out XDRs before the newest is chosen.
+    """
+    revision_sql = parquet_source(con, "revision", revisions, REVISION_TABLE_SCHEMA)
+    kept = f"WHERE {revision_filter}" if revision_filter else ""
+    if len({_unit_of(f) for f in revisions}) == 1:  # one job writes one revision per XDR
+        return f"SELECT * FROM ({revision_sql}) {kept}"
+    # The newest job's revision of each XDR; cheaper than a window over every column.
+    return f"""
+        WITH candidates AS MATERIALIZED (SELECT * FROM ({revision_sql}) {kept})
+        SELECT * FROM candidates r WHERE NOT EXISTS (
+            SELECT 1 FROM candidates n WHERE n.xdr_id = r.xdr_id AND n.job_id > r.job_id
+        )"""
 
 
 def _unit_of(path: str) -> str:

@@ -14,6 +14,7 @@ previous state, unless a later job changed the same XDRs.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
@@ -34,7 +35,7 @@ from rerate.domain.arrow_money import decimal_to_nanos
 from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select
+from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select, second_cursor
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids, scope_days, scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS, PartitionedWriter, unit_prefix
@@ -172,7 +173,8 @@ def _scope_batches(
     Each day gets views over that day's files only, so a query never scans, or
     resolves revisions for, the rest of the ledger; a scope of collections
     reads only those collections' files.  Only the columns the correction
-    needs are decoded.  ``con`` is used by the reading thread only.
+    needs are decoded.  ``con`` (and a second cursor on it) is used by the reading
+    threads only.
     """
     scope = correction.scope
     predicate = scope_predicate(scope)
@@ -191,23 +193,37 @@ def _scope_batches(
     ranges = [collection_xdr_ids(c) for c in scope.collections]
     revision_filter = " OR ".join(ranges) or None
 
-    def read(day: str) -> pa.Table:
+    # Two days are read at once, each on its own cursor: a small day's file is one row group,
+    # which one DuckDB query decodes on one thread only.
+    cursors = [con, second_cursor(con)]
+
+    def read(index: int) -> pa.Table:
+        cursor, day = cursors[index % len(cursors)], days[index]
         query = scoped_select(
-            con, visibility, xdr_files[day], revision_files.get(day, []), columns, predicate, revision_filter
+            cursor,
+            visibility,
+            xdr_files[day],
+            revision_files.get(day, []),
+            columns,
+            predicate,
+            revision_filter,
         )
-        return con.sql(query).to_arrow_table()
+        return cursor.sql(query).to_arrow_table()
 
     progress.started(description, len(days))
-    # The next day is read (DuckDB, off the GIL) while the caller re-prices this one: both cores work.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-scope-reader") as reader:
-        ahead = reader.submit(read, days[0]) if days else None
-        for index, day in enumerate(days):
-            assert ahead is not None
-            batch = ahead.result()
-            ahead = reader.submit(read, days[index + 1]) if index + 1 < len(days) else None
-            if batch.num_rows:
-                yield batch
-            progress.advanced(day, batch.num_rows)
+    # The next days are read (DuckDB, off the GIL) while the caller re-prices this one: both cores work.
+    try:
+        with ThreadPoolExecutor(max_workers=len(cursors), thread_name_prefix="rerate-scope-reader") as reader:
+            ahead = deque(reader.submit(read, index) for index in range(min(len(cursors), len(days))))
+            for index, day in enumerate(days):
+                batch = ahead.popleft().result()
+                if index + len(cursors) < len(days):  # the cursor of the day just read is free
+                    ahead.append(reader.submit(read, index + len(cursors)))
+                if batch.num_rows:
+                    yield batch
+                progress.advanced(day, batch.num_rows)
+    finally:
+        cursors[1].close()
 
 
 def _reprice(current: pa.Table, context: Any, options: RatingOptions) -> pa.Table:
@@ -383,42 +399,58 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     if correction.whole_collection is not None and correction.whole_collection.usable(app, visibility):
         whole = side.submit(correction.whole_collection.delta, app, visibility, totals_label)
     batches = _scope_batches(app, reading, visibility, correction, progress, label)
+
+    def account(current: pa.Table, updated: pa.Table) -> None:
+        """Count, measure and record one batch's changes (in batch order, on the accounting thread)."""
+        report.in_scope += current.num_rows
+        changed = _changed_mask(current, updated, compared)
+        count = pc.sum(changed).as_py() or 0
+        money = _rated_money(current) if whole is None else {}
+        _add(report.before, money)
+        if count == 0:
+            return
+        # Often every XDR in scope changes (a new tariff): no copy then.
+        old, new = (
+            (current, updated)
+            if count == current.num_rows
+            else (current.filter(changed), updated.filter(changed))
+        )
+        report.changed += old.num_rows
+        if whole is None:
+            # When every XDR changed, the old rows' money is the money before.
+            old_money = money if old is current else _rated_money(old)
+            _measure(con, report, old, new, old_money, totals_label, parts)
+        rows = diff_rows(old, new, compared)
+        diff.write(rows)
+        if len(report.sample) < SAMPLE_SIZE:
+            report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
+        if not correction.dry_run:
+            job_ids = pa.array(np.full(new.num_rows, job_id, dtype=np.int64))
+            revisions.write_xdrs(new.append_column("job_id", job_ids))
+        faults.checkpoint("rerate.batch_written")
+
+    # A batch is accounted for on its own thread while the next one is transformed: re-pricing
+    # alone kept one core busy while the comparisons, money and breakdown waited (measured).
+    # One batch at a time in each stage bounds memory.
+    accounting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-accounting")
+    accounted: Future[None] | None = None
     try:
         with closing(batches):  # the reading thread stops before anything else happens
             for current in batches:
-                report.in_scope += current.num_rows
                 updated = correction.transform(current, contexts)
-                changed = _changed_mask(current, updated, compared)
-                count = pc.sum(changed).as_py() or 0
-                money = _rated_money(current) if whole is None else {}
-                _add(report.before, money)
-                if count == 0:
-                    continue
-                # Often every XDR in scope changes (a new tariff): no copy then.
-                old, new = (
-                    (current, updated)
-                    if count == current.num_rows
-                    else (current.filter(changed), updated.filter(changed))
-                )
-                report.changed += old.num_rows
-                if whole is None:
-                    # When every XDR changed, the old rows' money is the money before.
-                    old_money = money if old is current else _rated_money(old)
-                    _measure(con, report, old, new, old_money, totals_label, parts)
-                rows = diff_rows(old, new, compared)
-                diff.write(rows)
-                if len(report.sample) < SAMPLE_SIZE:
-                    report.sample.extend(rows.slice(0, SAMPLE_SIZE - len(report.sample)).to_pylist())
-                if not correction.dry_run:
-                    job_ids = pa.array(np.full(new.num_rows, job_id, dtype=np.int64))
-                    revisions.write_xdrs(new.append_column("job_id", job_ids))
-                faults.checkpoint("rerate.batch_written")
+                if accounted is not None:
+                    accounted.result()
+                accounted = accounting.submit(account, current, updated)
+            if accounted is not None:
+                accounted.result()
         if whole is not None:
             _take_whole(report, whole.result(), parts)
     except BaseException:
+        accounting.shutdown()  # the batch being accounted for finishes before the diff is dropped
         diff.abandon()
         raise
     finally:
+        accounting.shutdown()
         reading.close()
         side.shutdown()
     diff.close()
@@ -443,12 +475,17 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     if len(prefix_parts) > 1:  # one month's key gets a delta from each of its days: one row each
         con.register("prefix_delta", pa.concat_tables(prefix_parts))
         parts.totals[BY_PREFIX] = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
-    for aggregate in AGGREGATES:
-        totals_writer = PartitionedWriter(
+    # Both aggregates' files are encoded at once (each writer has its own thread), then published.
+    totals_writers = {
+        aggregate: PartitionedWriter(
             app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
         )
+        for aggregate in AGGREGATES
+    }
+    for aggregate, totals_writer in totals_writers.items():
         if parts.totals[aggregate]:
             totals_writer.write_rows(pa.concat_tables(parts.totals[aggregate]).cast(aggregate.schema))
+    for aggregate, totals_writer in totals_writers.items():
         totals_writer.close()
         app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
     faults.checkpoint("rerate.totals_committed")

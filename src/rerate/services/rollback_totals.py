@@ -29,12 +29,11 @@ from rerate.ledger.reader import (
     Visibility,
     connect_duckdb,
     files_of,
+    latest_revisions,
     parquet_source,
-    scoped_select,
-    sql_paths,
     sql_text,
 )
-from rerate.ledger.schema import PREFIX_TOTALS_KEYS, TOTALS_KEYS
+from rerate.ledger.schema import DERIVED_FIELDS, PREFIX_TOTALS_KEYS, TOTALS_KEYS, XDR_TABLE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids
 from rerate.ledger.tables import REVISIONS, XDRS
 from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate
@@ -122,6 +121,9 @@ _AGGREGATED_COLUMNS = sorted(
 )
 
 
+_DERIVED = frozenset(f.name for f in DERIVED_FIELDS)
+
+
 def _current_sql(aggregate: Aggregate, loaded: str) -> str:
     """The collection's rows as loaded, corrected to its XDRs' current state (``revised_*`` tables)."""
     keys = ", ".join(aggregate.keys)
@@ -161,24 +163,34 @@ class WholeCollection:
             return self._delta(app, con, visibility, label)
 
     def _revised(self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility) -> int:
-        """How many of the collection's XDRs applied jobs revised; their states as tables."""
+        """How many of the collection's XDRs applied jobs revised; their states as tables.
+
+        Their newest revisions hold the derived columns as they are now; the XDRs' own files
+        hold them as loaded, and the raw columns the aggregates use (call date, service,
+        duration), which revisions never change.
+        """
         revisions = files_of(app.ledger.files(REVISIONS), "j", visibility.jobs)
         if not revisions:
             return 0
         ids = collection_xdr_ids(self.collection_id)
+        derived = [c for c in _AGGREGATED_COLUMNS if c in _DERIVED]
         con.execute(
-            "CREATE TEMP TABLE revised_ids AS SELECT DISTINCT xdr_id "
-            f"FROM read_parquet({sql_paths(revisions)}) WHERE {ids}"
+            f"CREATE TEMP TABLE revised_latest AS SELECT xdr_id, {', '.join(derived)} "
+            f"FROM ({latest_revisions(con, revisions, ids)})"
         )
-        (count,) = con.execute("SELECT count(*) FROM revised_ids").fetchall()[0]
+        (count,) = con.execute("SELECT count(*) FROM revised_latest").fetchall()[0]
         if count:
             xdr_files = files_of(app.ledger.files(XDRS), "c", [self.collection_id])
-            chosen = "x.xdr_id IN (SELECT xdr_id FROM revised_ids)"
-            for table, revision_files in (("revised_current", revisions), ("revised_original", [])):
-                select = scoped_select(
-                    con, visibility, xdr_files, revision_files, _AGGREGATED_COLUMNS, chosen, ids
-                )
-                con.execute(f"CREATE TEMP TABLE {table} AS {select}")
+            xdr_sql = parquet_source(con, "xdr", xdr_files, XDR_TABLE_SCHEMA)
+            con.execute(
+                f"CREATE TEMP TABLE revised_original AS SELECT xdr_id, {', '.join(_AGGREGATED_COLUMNS)} "
+                f"FROM ({xdr_sql}) WHERE {ids} AND xdr_id IN (SELECT xdr_id FROM revised_latest)"
+            )
+            raw = [f"o.{c}" for c in _AGGREGATED_COLUMNS if c not in _DERIVED]
+            con.execute(
+                f"CREATE TEMP TABLE revised_current AS SELECT {', '.join(raw + [f'r.{c}' for c in derived])} "
+                "FROM revised_latest r JOIN revised_original o ON o.xdr_id = r.xdr_id"
+            )
         return int(count)
 
     def _delta(
