@@ -16,6 +16,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.ledger.tables import REVISIONS, TOTALS
+from rerate.services import corrections
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.diff_file import diff_csv
 from rerate.services.errors import ConflictError, InvalidInputError
@@ -158,3 +159,32 @@ def test_killed_rerate_leaves_the_ledger_as_it_was(tmp_path: Path, checkpoint: s
     assert states == ["failed", "applied"]
     assert not any("j00000001-" in f for f in app.ledger.files(REVISIONS) + app.ledger.files(TOTALS))
     app.close()
+
+
+@pytest.mark.parametrize(("stage", "function"), [("accounting", "diff_rows"), ("re-pricing", "_reprice")])
+def test_a_job_failing_midway_publishes_nothing_and_leaves_no_diff(
+    loaded: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str, function: str
+) -> None:
+    """A failure in either stage, with the other stage busy, surfaces and leaves the ledger as it was."""
+    before = _export(loaded, tmp_path)
+    versions = (loaded.ledger.version(REVISIONS), loaded.ledger.version(TOTALS))
+    original = getattr(corrections, function)
+    calls: list[int] = []
+
+    def failing_second_time(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the rows span three call dates: one batch each
+            raise RuntimeError(f"{stage} failed")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(corrections, function, failing_second_time)
+    with pytest.raises(RuntimeError, match=f"{stage} failed"):
+        rerate(loaded, _request(loaded, tariff="cost"))
+    assert (loaded.ledger.version(REVISIONS), loaded.ledger.version(TOTALS)) == versions
+    assert _export(loaded, tmp_path) == before
+    with loaded.catalog.reading() as session:
+        job = session.scalars(select(Job).order_by(Job.id.desc())).first()
+        assert job is not None
+        assert job.state != "applied"
+        assert f"{stage} failed" in (job.error or "")
+    assert not list((loaded.home / "jobs" / str(job.id)).glob("diff.arrow*"))
