@@ -68,6 +68,16 @@ FROM {source}
 GROUP BY ALL
 """
 
+    def rows_select(self, source: str, negated: bool = False) -> str:
+        """Each row of ``source`` as an aggregate row of its own (measures negated if asked),
+        for a GROUP BY that nets them with other rows."""
+        sign = "-" if negated else ""
+        measures = ", ".join(
+            f"{sign}(coalesce({column}, 0)::{_CASTS.get(name, 'BIGINT')}) AS {name}"
+            for name, column in MEASURE_SOURCES.items()
+        )
+        return f"SELECT {self._keys_sql()}, {sign}1::BIGINT AS calls, {measures} FROM {source}"
+
     def delta_select(self, new: str, old: str, label: str) -> str:
         """The aggregate of ``new`` minus that of ``old`` (the rows they replace), in one pass.
 

@@ -128,14 +128,15 @@ def _current_sql(aggregate: Aggregate, loaded: str) -> str:
     """The collection's rows as loaded, corrected to its XDRs' current state (``revised_*`` tables)."""
     keys = ", ".join(aggregate.keys)
     measures = ", ".join(f"sum({m})::{_sql_type(m)} AS {m}" for m in MEASURES)
-    negated = ", ".join([*aggregate.keys, *(f"-{m} AS {m}" for m in MEASURES)])
+    # The revised XDRs go in one row each: one GROUP BY nets everything (grouping each state
+    # first cost two more, over nearly as many keys as XDRs).
     return f"""
         SELECT {keys}, {measures} FROM (
             SELECT * EXCLUDE (source) FROM {loaded}
             UNION ALL BY NAME
-            SELECT * EXCLUDE (source) FROM ({aggregate.select("revised_current", "''")})
+            {aggregate.rows_select("revised_current")}
             UNION ALL BY NAME
-            SELECT {negated} FROM ({aggregate.select("revised_original", "''")})
+            {aggregate.rows_select("revised_original", negated=True)}
         ) GROUP BY ALL
     """
 
