@@ -2,9 +2,9 @@
 
 Ingest writes the aggregates of each collection it loads, named after it:
 the aggregate of its XDRs as loaded.  XDRs that applied jobs revised since
-are taken out of those rows as loaded and put back as they are now (an
-aggregation over those XDRs only), which gives the aggregate of the
-collection's current state.  A rollback's delta is derived from that: each
+are taken out of those rows as loaded and put back as they are now (those
+XDRs alone are read, one row each, netted into the rows by one GROUP BY),
+which gives the aggregate of the collection's current state.  A rollback's delta is derived from that: each
 row negated, plus the same keys voided and summed again.  The per-XDR path
 instead hashes every voided XDR twice per aggregate (old and new row), which
 was more than half of a rollback's time (docs/performance.md).  The per-XDR
