@@ -29,6 +29,11 @@ MEASURES = ("calls", *MEASURE_SOURCES)
 _CASTS = {"amount": "DECIMAL(38, 9)", "cost": "DECIMAL(38, 9)"}
 
 
+def measure_type(measure: str) -> str:
+    """The SQL type of a measure in the aggregate tables (money exact, counts integer)."""
+    return _CASTS.get(measure, "BIGINT")
+
+
 @dataclass(frozen=True, eq=False)  # one instance per table: compared and hashed by identity
 class Aggregate:
     """One aggregate table: its name, schema, and each key as an expression over XDR columns."""
@@ -56,7 +61,7 @@ class Aggregate:
     def select(self, source: str, label: str) -> str:
         """The aggregate of the rows of ``source`` (a relation with the XDR columns and ``call_date``)."""
         measures = ",\n".join(
-            f"coalesce(sum({column}), 0)::{_CASTS.get(name, 'BIGINT')} AS {name}"
+            f"coalesce(sum({column}), 0)::{measure_type(name)} AS {name}"
             for name, column in MEASURE_SOURCES.items()
         )
         return f"""
@@ -73,7 +78,7 @@ GROUP BY ALL
         for a GROUP BY that nets them with other rows."""
         sign = "-" if negated else ""
         measures = ", ".join(
-            f"{sign}(coalesce({column}, 0)::{_CASTS.get(name, 'BIGINT')}) AS {name}"
+            f"{sign}(coalesce({column}, 0)::{measure_type(name)}) AS {name}"
             for name, column in MEASURE_SOURCES.items()
         )
         return f"SELECT {self._keys_sql()}, {sign}1::BIGINT AS calls, {measures} FROM {source}"
@@ -84,7 +89,7 @@ GROUP BY ALL
         Keys whose measures cancel out (only a price changed, say) net to one row, or none.
         """
         measures = ",\n".join(
-            f"coalesce(sum(weight * {column}), 0)::{_CASTS.get(name, 'BIGINT')} AS {name}"
+            f"coalesce(sum(weight * {column}), 0)::{measure_type(name)} AS {name}"
             for name, column in MEASURE_SOURCES.items()
         )
         return f"""
@@ -105,7 +110,7 @@ SELECT * FROM netted WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
 
     def compact_select(self, relation: str) -> str:
         """``relation`` (rows of this aggregate, from one source) with equal keys summed, zeros dropped."""
-        measures = ", ".join(f"sum({m})::{_CASTS.get(m, 'BIGINT')} AS {m}" for m in MEASURES)
+        measures = ", ".join(f"sum({m})::{measure_type(m)} AS {m}" for m in MEASURES)
         return f"""
 SELECT * FROM (
     SELECT {", ".join(self.keys)}, {measures}, any_value(source) AS source

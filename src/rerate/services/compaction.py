@@ -32,8 +32,8 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection
-from rerate.ledger.reader import connect_duckdb, sql_paths, sql_text
-from rerate.ledger.schema import XDR_TABLE_SCHEMA
+from rerate.ledger.reader import connect_duckdb, parquet_source, sql_text
+from rerate.ledger.schema import XDR_FILE_SCHEMA
 from rerate.ledger.tables import XDRS, unit_prefix
 from rerate.services import audit, faults
 from rerate.services.locks import ledger_lock
@@ -42,7 +42,7 @@ from rerate.services.recovery import recover_interrupted
 #: Rows per row group of a compacted file: the granularity at which a scope skips data.
 ROW_GROUP_ROWS = 65_536
 #: Columns of an XDR data file (the partition column lives in the path).
-_FILE_COLUMNS = [f.name for f in XDR_TABLE_SCHEMA if f.name != "call_date"]
+_FILE_COLUMNS = XDR_FILE_SCHEMA.names
 
 
 @dataclass
@@ -77,10 +77,6 @@ def compact(
             loaded = set(session.scalars(select(Collection.id).where(Collection.state == "loaded")))
         with connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp") as con:
             con.execute("SET preserve_insertion_order=true")  # the ORDER BY must reach the file
-            con.register(
-                "xdr_file_empty",
-                XDR_TABLE_SCHEMA.remove(XDR_TABLE_SCHEMA.get_field_index("call_date")).empty_table(),
-            )
             for day, files in sorted(app.ledger.files_by_day(XDRS).items()):
                 if (start and day < start.isoformat()) or (end and day > end.isoformat()):
                     continue
@@ -152,10 +148,7 @@ def _merge(
     con.execute(
         f"""
         COPY (
-            SELECT {columns} FROM (
-                SELECT * FROM read_parquet({sql_paths(files)}, hive_partitioning=false, union_by_name=true)
-                UNION ALL BY NAME SELECT * FROM xdr_file_empty  -- columns older files lack: null
-            )
+            SELECT {columns} FROM ({parquet_source(con, "xdr_file", files, XDR_FILE_SCHEMA)})
             ORDER BY customer_id NULLS FIRST, connect_time, xdr_id
         ) TO {sql_text(str(target))}
         (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})

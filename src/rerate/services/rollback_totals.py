@@ -36,7 +36,7 @@ from rerate.ledger.reader import (
 from rerate.ledger.schema import DERIVED_FIELDS, PREFIX_TOTALS_KEYS, TOTALS_KEYS, XDR_TABLE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids
 from rerate.ledger.tables import REVISIONS, XDRS
-from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate
+from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate, measure_type
 from rerate.services.visibility import APPLIED
 
 #: What voiding does to an XDR's columns: the statuses become ``voided``; reasons, billed
@@ -72,10 +72,6 @@ def _repaired(app: App) -> bool:
         return session.scalar(repair) is not None
 
 
-def _sql_type(measure: str) -> str:
-    return "DECIMAL(38, 9)" if measure in ("amount", "cost") else "BIGINT"
-
-
 def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
     """``relation``'s rows (of the aggregate) negated, and the same XDRs voided, summed by key."""
     keys = []
@@ -86,7 +82,7 @@ def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
         else:
             keys.append(key)
     measures = ["sum(calls)::BIGINT AS calls"] + [
-        f"{'0' if column in VOIDED_VALUES else f'sum({name})'}::{_sql_type(name)} AS {name}"
+        f"{'0' if column in VOIDED_VALUES else f'sum({name})'}::{measure_type(name)} AS {name}"
         for name, column in MEASURE_SOURCES.items()
     ]
     negated = ", ".join([*aggregate.keys, "-calls AS calls", *(f"-{m} AS {m}" for m in MEASURE_SOURCES)])
@@ -127,7 +123,7 @@ _DERIVED = frozenset(f.name for f in DERIVED_FIELDS)
 def _current_sql(aggregate: Aggregate, loaded: str) -> str:
     """The collection's rows as loaded, corrected to its XDRs' current state (``revised_*`` tables)."""
     keys = ", ".join(aggregate.keys)
-    measures = ", ".join(f"sum({m})::{_sql_type(m)} AS {m}" for m in MEASURES)
+    measures = ", ".join(f"sum({m})::{measure_type(m)} AS {m}" for m in MEASURES)
     # The revised XDRs go in one row each: one GROUP BY nets everything (grouping each state
     # first cost two more, over nearly as many keys as XDRs).
     return f"""
