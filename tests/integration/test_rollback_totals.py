@@ -6,16 +6,19 @@ import dataclasses
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from rerate.bootstrap import App
+from rerate.catalog.models import Job
 from rerate.ledger.reader import open_totals
-from rerate.ledger.tables import TOTALS, unit_prefix
-from rerate.services import cache
+from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, PartitionedWriter, unit_prefix
+from rerate.services import cache, corrections
 from rerate.services.corrections import CorrectionReport, RerateRequest, execute, rerate
 from rerate.services.errors import CacheDriftError
 from rerate.services.export import export_xdrs
@@ -160,3 +163,60 @@ def test_killed_rollback_leaves_the_ledger_as_it_was(world: App, tmp_path: Path,
 def _exported(app: App, tmp_path: Path) -> str:
     export_xdrs(app, tmp_path / "export.csv")
     return (tmp_path / "export.csv").read_text()
+
+
+def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The collection's delta files are encoded on the side thread while the XDRs are read; a
+    failure after that publishes nothing and removes them with the rest of the job's files."""
+    collection_id = _collection(world, tmp_path)
+    _revise_some(world)
+    before = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
+    encoded: list[str] = []
+    original_delta = WholeCollection.delta
+
+    def delta_then_note(self: WholeCollection, *args: Any, **kwargs: Any) -> Any:
+        result = original_delta(self, *args, **kwargs)
+        encoded.append("delta")
+        return result
+
+    def failing_take(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("failed after the totals were encoded")
+
+    original_write = PartitionedWriter._write
+    writes: list[str] = []
+
+    def slow_write(self: PartitionedWriter, *args: Any) -> Any:
+        writes.append("started")
+        time.sleep(0.5)  # still encoding when the job fails: the clean-up must wait for it
+        written = original_write(self, *args)
+        writes.append("finished")
+        return written
+
+    monkeypatch.setattr(WholeCollection, "delta", delta_then_note)
+    monkeypatch.setattr(PartitionedWriter, "_write", slow_write)
+    monkeypatch.setattr(corrections, "_take_whole", failing_take)
+    with pytest.raises(RuntimeError, match="after the totals were encoded"):
+        rollback(world, collection_id)
+    assert encoded  # the side thread did hand both aggregates' rows to their writers
+    assert writes.count("started") >= 2 and writes.count("started") == writes.count("finished")
+    job_files = [
+        path
+        for table in (TOTALS, PREFIX_TOTALS, REVISIONS)
+        for path in world.ledger.path(table).rglob("j*.parquet")
+        if path.name.startswith(_newest_job_prefix(world))
+    ]
+    assert job_files == []
+    after = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
+    assert after == before
+    monkeypatch.undo()
+    assert rollback(world, collection_id).changed == len(ROWS)
+    assert cache.sync(world, check=True).differences == []
+
+
+def _newest_job_prefix(app: App) -> str:
+    with app.catalog.reading() as session:
+        newest = session.scalars(select(Job.id).order_by(Job.id.desc())).first()
+    assert newest is not None
+    return unit_prefix("j", newest)

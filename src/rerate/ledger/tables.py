@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
@@ -295,6 +295,15 @@ class PartitionedWriter:
 
     def close(self) -> None:
         self.flush()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def abandon(self) -> None:
+        """Wait for the files in flight, ignoring their errors: the unit is given up, and its
+        clean-up must not run while a file is still being written."""
+        pending, self._pending = self._pending, []
+        wait(pending)
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None

@@ -393,11 +393,24 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     diff = DiffWriter(diff_path, compared)
     label = f"job {job_id} ({'dry run' if correction.dry_run else 'apply'})"
     totals_label = None if correction.dry_run else f"job:{job_id}"  # a dry run writes no totals
+    # Both aggregates' delta files are encoded on the writers' threads, then published in order.
+    totals_writers = {
+        aggregate: PartitionedWriter(
+            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
+        )
+        for aggregate in (() if correction.dry_run else AGGREGATES)
+    }
+
+    def write_totals(aggregate: Aggregate, rows: pa.Table) -> None:
+        totals_writers[aggregate].write_rows(rows.cast(aggregate.schema))
+
     whole: Future[CollectionDelta] | None = None
-    # Computed on a thread (its own DuckDB connection) while the XDRs are read.
+    # Computed on a thread (its own DuckDB connection) while the XDRs are read.  Each aggregate's
+    # delta is encoded as soon as it is known: after the XDRs, the rollback waited for that
+    # encoding alone (measured).
     side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-collection-totals")
     if correction.whole_collection is not None and correction.whole_collection.usable(app, visibility):
-        whole = side.submit(correction.whole_collection.delta, app, visibility, totals_label)
+        whole = side.submit(correction.whole_collection.delta, app, visibility, totals_label, write_totals)
     batches = _scope_batches(app, reading, visibility, correction, progress, label)
 
     def account(current: pa.Table, updated: pa.Table) -> None:
@@ -447,6 +460,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
             _take_whole(report, whole.result(), parts)
     except BaseException:
         accounting.shutdown()  # the batch being accounted for finishes before the diff is dropped
+        side.shutdown()  # and the collection's delta before its files are
+        for writer in (revisions, *totals_writers.values()):
+            writer.abandon()  # files in flight are finished before the job's clean-up removes them
         diff.abandon()
         raise
     finally:
@@ -475,16 +491,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     if len(prefix_parts) > 1:  # one month's key gets a delta from each of its days: one row each
         con.register("prefix_delta", pa.concat_tables(prefix_parts))
         parts.totals[BY_PREFIX] = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
-    # Both aggregates' files are encoded at once (each writer has its own thread), then published.
-    totals_writers = {
-        aggregate: PartitionedWriter(
-            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
-        )
-        for aggregate in AGGREGATES
-    }
-    for aggregate, totals_writer in totals_writers.items():
+    for aggregate in AGGREGATES:
         if parts.totals[aggregate]:
-            totals_writer.write_rows(pa.concat_tables(parts.totals[aggregate]).cast(aggregate.schema))
+            write_totals(aggregate, pa.concat_tables(parts.totals[aggregate]))
     for aggregate, totals_writer in totals_writers.items():
         totals_writer.close()
         app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
@@ -540,8 +549,6 @@ def _take_whole(report: CorrectionReport, whole: CollectionDelta, parts: _Parts)
     _add(report.before, whole.before)
     _add(report.delta, whole.before, sign=-1)
     parts.breakdown.append(whole.breakdown)
-    for aggregate, rows in whole.deltas.items():
-        parts.totals[aggregate].append(rows.cast(aggregate.schema))
 
 
 #: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).

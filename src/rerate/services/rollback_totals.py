@@ -2,18 +2,23 @@
 
 Ingest writes the aggregates of each collection it loads, named after it:
 the aggregate of its XDRs as loaded.  XDRs that applied jobs revised since
-are taken out of those rows as loaded and put back as they are now (those
-XDRs alone are read, one row each, netted into the rows by one GROUP BY),
-which gives the aggregate of the collection's current state.  A rollback's delta is derived from that: each
-row negated, plus the same keys voided and summed again.  The per-XDR path
-instead hashes every voided XDR twice per aggregate (old and new row), which
-was more than half of a rollback's time (docs/performance.md).  The per-XDR
-work that remains is the revisions and the diff.  The result nets to the
-same rows the per-XDR path writes (tests/integration/test_rollback_totals.py).
+are taken out of those rows as loaded and put back as they are now: those
+XDRs alone are read, one row each, and what they changed is summed by key
+and appended to the rows as loaded.  That is the aggregate of the
+collection's current state, with some keys in two rows, which every use sums
+or negates row by row (summing all the rows by key first was the costliest
+query of a rollback after corrections).  A rollback's delta is derived from
+that: each row negated, plus the same keys voided and summed again.  The
+per-XDR path instead hashes every voided XDR twice per aggregate (old and
+new row), which was more than half of a rollback's time
+(docs/performance.md).  The per-XDR work that remains is the revisions and
+the diff.  Summed by key, the result equals the rows the per-XDR path writes
+(tests/integration/test_rollback_totals.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
@@ -53,13 +58,15 @@ VOIDED_VALUES: dict[str, str | None] = {
 }
 
 
+#: Receives one aggregate's delta rows (to encode them while the rest goes on).
+DeltaSink = Callable[[Aggregate, pa.Table], None]
+
+
 @dataclass(frozen=True)
 class CollectionDelta:
     """What voiding a whole collection changes, from its aggregate rows."""
 
     xdrs: int
-    #: Aggregate -> its delta rows (old rows negated, voided rows added).
-    deltas: dict[Aggregate, pa.Table]
     #: Rows shaped like a correction's per-day breakdown.
     breakdown: pa.Table
     before: dict[str, dict[str, Decimal]]
@@ -120,20 +127,19 @@ _AGGREGATED_COLUMNS = sorted(
 _DERIVED = frozenset(f.name for f in DERIVED_FIELDS)
 
 
-def _current_sql(aggregate: Aggregate, loaded: str) -> str:
-    """The collection's rows as loaded, corrected to its XDRs' current state (``revised_*`` tables)."""
+def _revised_sql(aggregate: Aggregate) -> str:
+    """What the revised XDRs changed in the collection's rows: their rows now minus their rows as
+    loaded (``revised_*`` tables), summed by key, keys that net to zero left out."""
     keys = ", ".join(aggregate.keys)
     measures = ", ".join(f"sum({m})::{measure_type(m)} AS {m}" for m in MEASURES)
-    # The revised XDRs go in one row each: one GROUP BY nets everything (grouping each state
-    # first cost two more, over nearly as many keys as XDRs).
     return f"""
-        SELECT {keys}, {measures} FROM (
-            SELECT * EXCLUDE (source) FROM {loaded}
-            UNION ALL BY NAME
-            {aggregate.rows_select("revised_current")}
-            UNION ALL BY NAME
-            {aggregate.rows_select("revised_original", negated=True)}
-        ) GROUP BY ALL
+        SELECT * FROM (
+            SELECT {keys}, {measures} FROM (
+                {aggregate.rows_select("revised_current")}
+                UNION ALL BY NAME
+                {aggregate.rows_select("revised_original", negated=True)}
+            ) GROUP BY ALL
+        ) WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
     """
 
 
@@ -154,10 +160,13 @@ class WholeCollection:
         under another name: the delta is then computed per XDR."""
         return self.collection_id in visibility.collections and not _repaired(app)
 
-    def delta(self, app: App, visibility: Visibility, label: str | None) -> CollectionDelta:
-        """Voiding the collection; the aggregates' delta rows (named ``label``) only with a label."""
+    def delta(
+        self, app: App, visibility: Visibility, label: str | None, write: DeltaSink | None = None
+    ) -> CollectionDelta:
+        """Voiding the collection.  With a label, each aggregate's delta rows (old rows negated,
+        voided rows added, named ``label``) go to ``write`` as soon as they are known."""
         with closing(connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")) as con:
-            return self._delta(app, con, visibility, label)
+            return self._delta(app, con, visibility, label, write)
 
     def _revised(self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility) -> int:
         """How many of the collection's XDRs applied jobs revised; their states as tables.
@@ -191,12 +200,17 @@ class WholeCollection:
         return int(count)
 
     def _delta(
-        self, app: App, con: duckdb.DuckDBPyConnection, visibility: Visibility, label: str | None
+        self,
+        app: App,
+        con: duckdb.DuckDBPyConnection,
+        visibility: Visibility,
+        label: str | None,
+        write: DeltaSink | None,
     ) -> CollectionDelta:
         revised = self._revised(app, con, visibility)
-        deltas: dict[Aggregate, pa.Table] = {}
+        written = label is not None and write is not None
         for aggregate in AGGREGATES:
-            if label is None and aggregate is not DAILY:
+            if not written and aggregate is not DAILY:
                 continue
             files = files_of(app.ledger.files(aggregate.table), "c", [self.collection_id])
             relation = "collection_daily" if aggregate is DAILY else "collection_by_prefix"
@@ -205,15 +219,23 @@ class WholeCollection:
             source = parquet_source(con, loaded, files, aggregate.schema)
             con.execute(f"CREATE TEMP TABLE {loaded} AS {source}")
             if revised:
-                con.execute(f"CREATE TEMP TABLE {relation} AS {_current_sql(aggregate, loaded)}")
+                # The collection's rows now: as loaded plus what revisions changed, not summed
+                # by key.  Every use sums them (or negates them row by row), and a GROUP BY over
+                # all of them was the costliest query of a rollback after corrections (measured).
+                con.execute(f"CREATE TEMP TABLE {relation}_revised AS {_revised_sql(aggregate)}")
+                con.execute(
+                    f"CREATE TEMP VIEW {relation} AS SELECT * EXCLUDE (source) FROM {loaded} "
+                    f"UNION ALL BY NAME SELECT * FROM {relation}_revised"
+                )
             else:
                 con.execute(f"CREATE TEMP VIEW {relation} AS SELECT * FROM {loaded}")
-            if label is not None:
-                deltas[aggregate] = con.sql(_void_sql(aggregate, relation, f"'{label}'")).to_arrow_table()
+            if written:
+                assert write is not None
+                write(aggregate, con.sql(_void_sql(aggregate, relation, f"'{label}'")).to_arrow_table())
         (xdrs,) = con.execute("SELECT coalesce(sum(calls), 0)::BIGINT FROM collection_daily").fetchall()[0]
         before: dict[str, dict[str, Decimal]] = {}
         for measure, currency, total in con.execute(_MONEY).fetchall():
             slot = before.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})
             slot[measure] += Decimal(total or 0)
         breakdown = con.sql(_BREAKDOWN).to_arrow_table()
-        return CollectionDelta(xdrs=int(xdrs), deltas=deltas, breakdown=breakdown, before=before)
+        return CollectionDelta(xdrs=int(xdrs), breakdown=breakdown, before=before)
