@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 
 from rerate.bootstrap import App
 from rerate.domain.scopes import Scope
-from rerate.ledger.reader import connect_duckdb, open_views, parquet_source, scoped_select
+from rerate.ledger.reader import connect_duckdb, files_of, open_views, parquet_source, scoped_select
 from rerate.ledger.schema import XDR_FILE_SCHEMA, XDR_TABLE_SCHEMA
 from rerate.ledger.scope_sql import scope_predicate
 from rerate.ledger.tables import REVISIONS, XDRS
@@ -90,6 +90,21 @@ def _same_as_the_view(app: App) -> None:
             for d, f in xdr_files.items()
         )
         assert narrow == len(got)
+        if scope.is_whole_collections():  # a rollback's read: its collections' files, in one pass
+            whole: list[Any] = []
+            for day, files in sorted(xdr_files.items()):
+                query = scoped_select(
+                    con,
+                    visibility,
+                    files_of(files, "c", scope.collections),
+                    revision_files.get(day, []),
+                    ["*"],
+                    predicate,
+                    ranges,
+                    whole_files=True,
+                )
+                whole.extend(con.execute(f"SELECT * FROM ({query}) ORDER BY xdr_id").fetchall())
+            assert sorted(whole, key=lambda row: row[0]) == expected, scope.describe()
 
 
 def test_scoped_reads_match_the_view_through_jobs_reverts_and_rollbacks(tmp_path: Path) -> None:

@@ -48,20 +48,25 @@ class Scope:
             raise EmptyScopeError(f"prefixes must be digits: {', '.join(bad)}")
 
     def is_empty(self) -> bool:
-        return not any(
-            (
-                self.customers,
-                self.accounts,
-                self.vendors,
-                self.prefixes,
-                self.countries,
-                self.destination_groups,
-                self.collections,
-                self.statuses,
-                self.tariffs,
-                self.start,
-                self.end,
-            )
+        return not self.collections and not any(self._filters())
+
+    def is_whole_collections(self) -> bool:
+        """Whether the scope is every XDR of some collections (a rollback's), nothing narrower."""
+        return bool(self.collections) and not any(self._filters())
+
+    def _filters(self) -> tuple[object, ...]:
+        """Everything that selects XDRs, except the collections."""
+        return (
+            self.customers,
+            self.accounts,
+            self.vendors,
+            self.prefixes,
+            self.countries,
+            self.destination_groups,
+            self.statuses,
+            self.tariffs,
+            self.start,
+            self.end,
         )
 
     def describe(self) -> str:

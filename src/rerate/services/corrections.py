@@ -207,6 +207,7 @@ def _scope_batches(
             columns,
             predicate,
             revision_filter,
+            whole_files=scope.is_whole_collections(),
         )
         return cursor.sql(query).to_arrow_table()
 
