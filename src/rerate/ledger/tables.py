@@ -245,6 +245,8 @@ class PartitionedWriter:
     sort_rows: bool = True
     compression: str = "zstd"
     row_group_rows: int = 256_000
+    #: Columns given min/max statistics; None: the XDR ones (partitioned) or every column.
+    statistics: tuple[str, ...] | None = None
     actions: list[AddAction] = field(default_factory=list)
     rows_written: int = 0
     _pending: list[Future[AddAction]] = field(default_factory=list)
@@ -330,6 +332,8 @@ class PartitionedWriter:
             statistics: bool | list[str] = [c for c in XDR_STATISTICS_COLUMNS if c in table.column_names]
         else:
             dictionary = statistics = True
+        if self.statistics is not None:
+            statistics = list(self.statistics)
         pq.write_table(
             table,
             target,

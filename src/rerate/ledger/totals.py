@@ -11,11 +11,12 @@ from the ledger.  All use the SQL made here, so each grouping is defined once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
 from rerate.ledger.schema import PREFIX_TOTALS_KEYS, PREFIX_TOTALS_SCHEMA, TOTALS_KEYS, TOTALS_SCHEMA
-from rerate.ledger.tables import PREFIX_TOTALS, TOTALS
+from rerate.ledger.tables import PREFIX_TOTALS, TOTALS, PartitionedWriter
 
 #: The measures every aggregate keeps, and how each is summed from XDR columns.
 MEASURE_SOURCES = {
@@ -56,6 +57,15 @@ class Aggregate:
     def _keys_sql(self) -> str:
         return ", ".join(
             name if source == name else f"{source} AS {name}" for name, source in self.key_sources.items()
+        )
+
+    def writer(self, table_dir: Path, prefix: str) -> PartitionedWriter:
+        """A writer of this aggregate's rows for one unit of work (one file)."""
+        # Statistics on the time key only: readers skip by period, and the other keys are in no
+        # order a row group's min and max could use.  Computing them all was a fifth of the
+        # encoding of a rollback's 4.5 M delta rows (measured).
+        return PartitionedWriter(
+            table_dir, prefix, self.schema, partitioned=False, statistics=(self.time_key,)
         )
 
     def select(self, source: str, label: str) -> str:

@@ -18,7 +18,7 @@ import pyarrow as pa
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.ledger.reader import open_views
-from rerate.ledger.tables import PartitionedWriter, unit_prefix
+from rerate.ledger.tables import unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, MEASURES, Aggregate
 from rerate.services import audit
 from rerate.services.locks import ledger_lock
@@ -97,12 +97,7 @@ def sync(app: App, *, start: date | None = None, end: date | None = None, check:
         label = f"job:{job_id}"
         for aggregate, diff in found.items():
             repair = diff.append_column("source", pa.array([label] * diff.num_rows)).cast(aggregate.schema)
-            writer = PartitionedWriter(
-                app.ledger.path(aggregate.table),
-                unit_prefix("j", job_id),
-                aggregate.schema,
-                partitioned=False,
-            )
+            writer = aggregate.writer(app.ledger.path(aggregate.table), unit_prefix("j", job_id))
             if repair.num_rows:
                 writer.write_rows(repair)
             writer.close()

@@ -396,9 +396,7 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     totals_label = None if correction.dry_run else f"job:{job_id}"  # a dry run writes no totals
     # Both aggregates' delta files are encoded on the writers' threads, then published in order.
     totals_writers = {
-        aggregate: PartitionedWriter(
-            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
-        )
+        aggregate: aggregate.writer(app.ledger.path(aggregate.table), prefix)
         for aggregate in (() if correction.dry_run else AGGREGATES)
     }
 

@@ -233,9 +233,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     progress.stage("publishing")
     versions: dict[str, int] = {}
     for aggregate in AGGREGATES:
-        totals_writer = PartitionedWriter(
-            app.ledger.path(aggregate.table), prefix, aggregate.schema, partitioned=False
-        )
+        totals_writer = aggregate.writer(app.ledger.path(aggregate.table), prefix)
         if writer.actions:
             totals = _totals(con, app.ledger.path(XDRS), writer, aggregate, f"collection:{collection_id}")
             totals_writer.write_rows(totals)
