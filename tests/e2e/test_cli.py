@@ -229,6 +229,11 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
     }
     negative = rerate(home, "ledger", "vacuum", "--retain-hours", "-1", check=False)
     assert negative.returncode == 2 and "--retain-hours" in negative.stderr
+    pruned = json.loads(rerate(home, "jobs", "prune-diffs", "--older-than", "0", "--json").stdout)
+    assert preview["job_id"] in pruned["jobs"] and applied["job_id"] not in pruned["jobs"]
+    gone = rerate(home, "jobs", "diff", str(preview["job_id"]), check=False)
+    assert gone.returncode == 1 and "gone" in gone.stderr
+    rerate(home, "jobs", "diff", str(applied["job_id"]))  # an applied job's diff is kept
 
 
 def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.ledger.tables import REVISIONS, TOTALS
 from rerate.services import corrections
+from rerate.services.audit_log import entries
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.diff_file import diff_csv
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.export import export_xdrs
 from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
-from rerate.services.jobs import revert
+from rerate.services.jobs import job, prune_diffs, revert
 from rerate.services.scopes import resolve_scope
 from tests.factories import ledger_and_totals, small_world, write_xdrs
 
@@ -188,3 +190,37 @@ def test_a_job_failing_midway_publishes_nothing_and_leaves_no_diff(
         assert job.state != "applied"
         assert f"{stage} failed" in (job.error or "")
     assert not list((loaded.home / "jobs" / str(job.id)).glob("diff.arrow*"))
+
+
+def test_old_diffs_are_pruned_and_their_jobs_stay(loaded: App) -> None:
+    """Previews' diffs go after the retention; applied jobs' only when asked; nothing else changes."""
+    preview = rerate(loaded, _request(loaded, tariff="cost", dry_run=True))
+    applied = rerate(loaded, _request(loaded, tariff="cost"))
+    recent = rerate(loaded, _request(loaded, ghost_percent=Decimal(10), dry_run=True))
+    assert preview.diff_path and applied.diff_path and recent.diff_path
+    with loaded.catalog.transaction() as session:
+        for job_id in (preview.job_id, applied.job_id):
+            aged = session.get(Job, job_id)
+            assert aged is not None and aged.finished_at is not None
+            aged.finished_at -= timedelta(days=40)
+    diff_csv(Path(preview.diff_path))  # the CSV made on request goes with it
+    month = timedelta(days=30)
+
+    listed = prune_diffs(loaded, older_than=month, dry_run=True)
+    assert (listed.jobs, listed.files) == ([preview.job_id], 2) and listed.bytes > 0
+    assert Path(preview.diff_path).is_file()
+    pruned = prune_diffs(loaded, older_than=month)
+    assert (pruned.jobs, pruned.files, pruned.bytes) == (listed.jobs, listed.files, listed.bytes)
+    assert not Path(preview.diff_path).exists() and not Path(preview.diff_path).with_suffix(".csv").exists()
+    assert Path(applied.diff_path).is_file() and Path(recent.diff_path).is_file()
+    assert job(loaded, preview.job_id).changed == preview.changed  # the job and its figures stay
+    assert prune_diffs(loaded, older_than=month).jobs == []  # nothing left to prune
+
+    assert prune_diffs(loaded, older_than=month, include_applied=True).jobs == [applied.job_id]
+    assert Path(recent.diff_path).is_file()
+    assert [e["after"]["jobs"] for e in entries(loaded) if e["action"] == "jobs.prune_diffs"] == [
+        [applied.job_id],
+        [preview.job_id],
+    ]
+    with pytest.raises(InvalidInputError):
+        prune_diffs(loaded, older_than=timedelta(days=-1))

@@ -6,6 +6,7 @@ import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -205,8 +206,13 @@ def register(cli: typer.Typer, app: Any) -> None:
     ) -> None:
         """Every XDR the job changed, old and new values, as CSV (made from the job's Parquet diff)."""
         found = jobs_service.job(app(), job_id)
-        if not found.diff_path or not Path(found.diff_path).is_file():
+        if not found.diff_path:
             err.print(f"[red]job {job_id} has no diff file[/]")
+            raise typer.Exit(1)
+        if not Path(found.diff_path).is_file():
+            err.print(
+                f"[red]job {job_id}'s diff file is gone ('rerate jobs prune-diffs'? see 'rerate audit')[/]"
+            )
             raise typer.Exit(1)
         made = diff_csv(Path(found.diff_path))
         if output is None:
@@ -214,6 +220,35 @@ def register(cli: typer.Typer, app: Any) -> None:
             return
         shutil.copyfile(made, output)
         out.print(f"{output}")
+
+    @jobs_cli.command("prune-diffs")
+    def jobs_prune_diffs(
+        older_than: Annotated[
+            int,
+            typer.Option(
+                "--older-than", help="Prune the diffs of jobs finished more than this many days ago."
+            ),
+        ] = 30,
+        include_applied: Annotated[
+            bool,
+            typer.Option(
+                "--include-applied", help="Applied and reverted jobs' diffs too, not only previews'."
+            ),
+        ] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Delete old jobs' diff files (a 10-million-XDR preview keeps about 1.5 GB); jobs stay."""
+        report = jobs_service.prune_diffs(
+            app(), older_than=timedelta(days=older_than), include_applied=include_applied, dry_run=dry_run
+        )
+        if as_json:
+            print_json(report)
+            return
+        verb = "would be deleted" if dry_run else "deleted"
+        out.print(
+            f"{len(report.jobs):,} job(s): {report.files:,} diff file(s), {report.bytes / 1e6:,.1f} MB {verb}"
+        )
 
     @jobs_cli.command("revert")
     def jobs_revert(

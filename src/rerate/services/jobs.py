@@ -1,4 +1,4 @@
-"""Jobs: listing, inspecting, and reverting applied corrections.
+"""Jobs: listing, inspecting, reverting applied corrections, and pruning old diff files.
 
 Reverting hides a job's revisions and totals (the catalog stops counting it),
 which restores the exact previous state; it is refused, naming the job, when
@@ -8,8 +8,10 @@ a later job changed the same XDRs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 from sqlalchemy import select
@@ -20,7 +22,7 @@ from rerate.ledger.reader import sql_paths
 from rerate.ledger.tables import REVISIONS
 from rerate.services import audit
 from rerate.services.corrections import CorrectionReport
-from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
 from rerate.services.rollback import check_revert_of_rollback
 from rerate.services.visibility import APPLIED
@@ -125,3 +127,62 @@ def job(app: App, job_id: int) -> Job:
         if found is None:
             raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
         return found
+
+
+@dataclass
+class PruneReport:
+    """What pruning the diff files did, or with ``dry_run`` would do."""
+
+    dry_run: bool
+    jobs: list[int] = field(default_factory=list)
+    files: int = 0
+    bytes: int = 0
+
+
+#: Jobs whose diff the pruning takes by default: previews nobody applied.  An applied job's diff
+#: is the record of what it changed, kept unless asked.
+PRUNED_STATES = ("planned",)
+PRUNED_STATES_WITH_APPLIED = ("planned", "applied", "reverted")
+
+
+def prune_diffs(
+    app: App, *, older_than: timedelta, include_applied: bool = False, dry_run: bool = False
+) -> PruneReport:
+    """Delete the diff files (Arrow and CSV) of jobs that finished over ``older_than`` ago.
+
+    A 10-million-XDR preview keeps about 1.5 GB of diff; the job itself (with the diff's path),
+    its totals, breakdowns and audit rows stay, and ``rerate jobs diff`` then says the diff is gone.
+    """
+    if older_than < timedelta(0):
+        raise InvalidInputError("--older-than must be zero or more days")
+    states = PRUNED_STATES_WITH_APPLIED if include_applied else PRUNED_STATES
+    cutoff = datetime.now(UTC) - older_than
+    report = PruneReport(dry_run=dry_run)
+    with app.catalog.transaction() as session:
+        query = (
+            select(Job)
+            .where(Job.diff_path.is_not(None), Job.state.in_(states), Job.finished_at < cutoff)
+            .order_by(Job.id)
+        )
+        for found in session.scalars(query):
+            assert found.diff_path is not None
+            arrow = Path(found.diff_path)
+            # The CSV is made from the Arrow file on request (older jobs kept the CSV alone).
+            files = sorted(p for p in {arrow, arrow.with_suffix(".csv")} if p.is_file())
+            if not files:  # pruned before
+                continue
+            report.jobs.append(found.id)
+            report.files += len(files)
+            report.bytes += sum(p.stat().st_size for p in files)
+            if not dry_run:
+                for path in files:
+                    path.unlink()
+        if report.jobs and not dry_run:
+            audit.record(
+                session,
+                app.actor,
+                "jobs.prune_diffs",
+                f"{len(report.jobs)} job(s)",
+                after={"jobs": report.jobs, "files": report.files, "bytes": report.bytes},
+            )
+    return report
