@@ -20,11 +20,12 @@ from rerate.ledger.reader import open_totals
 from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, PartitionedWriter, unit_prefix
 from rerate.services import cache, corrections
 from rerate.services.corrections import CorrectionReport, RerateRequest, execute, rerate
-from rerate.services.errors import CacheDriftError
+from rerate.services.errors import CacheDriftError, ConflictError
 from rerate.services.export import export_xdrs
 from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
 from rerate.services.jobs import revert
+from rerate.services.periods import close_period
 from rerate.services.rollback import rollback, rollback_correction
 from rerate.services.rollback_totals import WholeCollection
 from rerate.services.scopes import resolve_scope
@@ -165,13 +166,19 @@ def _exported(app: App, tmp_path: Path) -> str:
     return (tmp_path / "export.csv").read_text()
 
 
+@pytest.mark.parametrize("failure", ["after-the-xdrs", "closed-period"])
 def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
-    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
 ) -> None:
     """The collection's delta files are encoded on the side thread while the XDRs are read; a
-    failure after that publishes nothing and removes them with the rest of the job's files."""
+    failure after that (an error, or the refusal to change a closed period) publishes nothing
+    and removes them with the rest of the job's files."""
     collection_id = _collection(world, tmp_path)
     _revise_some(world)
+    expected: type[Exception] = RuntimeError
+    if failure == "closed-period":
+        close_period(world, "Acme", "2026-10")
+        expected = ConflictError
     before = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
     encoded: list[str] = []
     original_delta = WholeCollection.delta
@@ -188,16 +195,19 @@ def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
     writes: list[str] = []
 
     def slow_write(self: PartitionedWriter, *args: Any) -> Any:
+        if self.partitioned:  # XDR revisions: as fast as ever
+            return original_write(self, *args)
         writes.append("started")
-        time.sleep(0.5)  # still encoding when the job fails: the clean-up must wait for it
+        time.sleep(1)  # an aggregate's delta still encoding when the job fails: the clean-up waits
         written = original_write(self, *args)
         writes.append("finished")
         return written
 
     monkeypatch.setattr(WholeCollection, "delta", delta_then_note)
     monkeypatch.setattr(PartitionedWriter, "_write", slow_write)
-    monkeypatch.setattr(corrections, "_take_whole", failing_take)
-    with pytest.raises(RuntimeError, match="after the totals were encoded"):
+    if failure == "after-the-xdrs":
+        monkeypatch.setattr(corrections, "_take_whole", failing_take)
+    with pytest.raises(expected):
         rollback(world, collection_id)
     assert encoded  # the side thread did hand both aggregates' rows to their writers
     assert writes.count("started") >= 2 and writes.count("started") == writes.count("finished")
@@ -211,7 +221,7 @@ def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
     after = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
     assert after == before
     monkeypatch.undo()
-    assert rollback(world, collection_id).changed == len(ROWS)
+    assert rollback(world, collection_id, allow_closed=True).changed == len(ROWS)
     assert cache.sync(world, check=True).differences == []
 
 

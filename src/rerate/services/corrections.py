@@ -470,37 +470,42 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         side.shutdown()
     diff.close()
     revisions.close()
-    report.diff_path = str(diff_path)
-    _add(report.after, report.before)
-    _add(report.after, report.delta)
-    _summarize(con, report, parts.breakdown)
-    for row in report.by_customer:
-        row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
-    report.adjustments = touched(_by_period(con) if parts.breakdown else [], closed)
-    if report.adjustments and not correction.dry_run and not correction.allow_closed:
-        names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})
-        raise ConflictError(
-            f"this correction changes XDRs of closed billing period(s): {', '.join(names)}; "
-            "pass --allow-closed to apply it and record adjustment lines for the open period"
-        )
-    if correction.dry_run:
-        _finish(app, job_id, report, state="planned")
+    try:
+        report.diff_path = str(diff_path)
+        _add(report.after, report.before)
+        _add(report.after, report.delta)
+        _summarize(con, report, parts.breakdown)
+        for row in report.by_customer:
+            row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
+        report.adjustments = touched(_by_period(con) if parts.breakdown else [], closed)
+        if report.adjustments and not correction.dry_run and not correction.allow_closed:
+            names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})
+            raise ConflictError(
+                f"this correction changes XDRs of closed billing period(s): {', '.join(names)}; "
+                "pass --allow-closed to apply it and record adjustment lines for the open period"
+            )
+        if correction.dry_run:
+            _finish(app, job_id, report, state="planned")
+            return report
+        prefix_parts = parts.totals[BY_PREFIX]
+        if len(prefix_parts) > 1:  # one month's key gets a delta from each of its days: one row each
+            con.register("prefix_delta", pa.concat_tables(prefix_parts))
+            parts.totals[BY_PREFIX] = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
+        for aggregate in AGGREGATES:
+            if parts.totals[aggregate]:
+                write_totals(aggregate, pa.concat_tables(parts.totals[aggregate]))
+        for aggregate, totals_writer in totals_writers.items():
+            totals_writer.close()
+            app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
+        faults.checkpoint("rerate.totals_committed")
+        version = app.ledger.commit(REVISIONS, revisions.actions, {"job_id": str(job_id)})
+        faults.checkpoint("rerate.revisions_committed")
+        _finish(app, job_id, report, state=APPLIED, revision_version=version)
         return report
-    prefix_parts = parts.totals[BY_PREFIX]
-    if len(prefix_parts) > 1:  # one month's key gets a delta from each of its days: one row each
-        con.register("prefix_delta", pa.concat_tables(prefix_parts))
-        parts.totals[BY_PREFIX] = [con.sql(BY_PREFIX.compact_select("prefix_delta")).to_arrow_table()]
-    for aggregate in AGGREGATES:
-        if parts.totals[aggregate]:
-            write_totals(aggregate, pa.concat_tables(parts.totals[aggregate]))
-    for aggregate, totals_writer in totals_writers.items():
-        totals_writer.close()
-        app.ledger.commit(aggregate.table, totals_writer.actions, {"job_id": str(job_id)})
-    faults.checkpoint("rerate.totals_committed")
-    version = app.ledger.commit(REVISIONS, revisions.actions, {"job_id": str(job_id)})
-    faults.checkpoint("rerate.revisions_committed")
-    _finish(app, job_id, report, state=APPLIED, revision_version=version)
-    return report
+    except BaseException:
+        for totals_writer in totals_writers.values():
+            totals_writer.abandon()  # a rollback's deltas may still be encoding (refused: closed)
+        raise
 
 
 @dataclass
