@@ -213,7 +213,8 @@ def test_old_diffs_are_pruned_and_their_jobs_stay(loaded: App) -> None:
     assert (pruned.jobs, pruned.files, pruned.bytes) == (listed.jobs, listed.files, listed.bytes)
     assert not Path(preview.diff_path).exists() and not Path(preview.diff_path).with_suffix(".csv").exists()
     assert Path(applied.diff_path).is_file() and Path(recent.diff_path).is_file()
-    assert job(loaded, preview.job_id).changed == preview.changed  # the job and its figures stay
+    assert job(loaded, preview.job_id).state == "planned"  # the job and its report stay
+    assert (loaded.home / "jobs" / str(preview.job_id) / "report.json").is_file()
     assert prune_diffs(loaded, older_than=month).jobs == []  # nothing left to prune
 
     assert prune_diffs(loaded, older_than=month, include_applied=True).jobs == [applied.job_id]
@@ -222,5 +223,6 @@ def test_old_diffs_are_pruned_and_their_jobs_stay(loaded: App) -> None:
         [applied.job_id],
         [preview.job_id],
     ]
-    with pytest.raises(InvalidInputError):
-        prune_diffs(loaded, older_than=timedelta(days=-1))
+    for wrong in (timedelta(days=-1), timedelta(days=10**6)):
+        with pytest.raises(InvalidInputError):
+            prune_diffs(loaded, older_than=wrong)

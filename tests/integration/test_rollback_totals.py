@@ -215,9 +215,10 @@ def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
         path
         for table in (TOTALS, PREFIX_TOTALS, REVISIONS)
         for path in world.ledger.path(table).rglob("j*.parquet")
-        if path.name.startswith(_newest_job_prefix(world))
+        if path.name.startswith(unit_prefix("j", _newest_job(world)))
     ]
     assert job_files == []
+    assert not list((world.home / "jobs" / str(_newest_job(world))).glob("diff.arrow*"))  # none points to it
     after = (_exported(world, tmp_path), ledger_and_totals(world), ledger_and_prefix_totals(world))
     assert after == before
     monkeypatch.undo()
@@ -225,8 +226,8 @@ def test_a_rollback_failing_after_its_totals_were_encoded_leaves_no_file_behind(
     assert cache.sync(world, check=True).differences == []
 
 
-def _newest_job_prefix(app: App) -> str:
+def _newest_job(app: App) -> int:
     with app.catalog.reading() as session:
         newest = session.scalars(select(Job.id).order_by(Job.id.desc())).first()
     assert newest is not None
-    return unit_prefix("j", newest)
+    return newest

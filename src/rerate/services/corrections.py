@@ -468,9 +468,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         accounting.shutdown()
         reading.close()
         side.shutdown()
-    diff.close()
-    revisions.close()
     try:
+        diff.close()
+        revisions.close()
         report.diff_path = str(diff_path)
         _add(report.after, report.before)
         _add(report.after, report.delta)
@@ -503,8 +503,11 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         _finish(app, job_id, report, state=APPLIED, revision_version=version)
         return report
     except BaseException:
-        for totals_writer in totals_writers.values():
-            totals_writer.abandon()  # a rollback's deltas may still be encoding (refused: closed)
+        # A rollback's deltas may still be encoding (say it was refused for a closed period): the
+        # job's clean-up runs once they are done.  Its diff goes too: no job row points to it.
+        for writer in (revisions, *totals_writers.values()):
+            writer.abandon()
+        diff_path.unlink(missing_ok=True)
         raise
 
 

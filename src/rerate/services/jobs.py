@@ -143,6 +143,7 @@ class PruneReport:
 #: is the record of what it changed, kept unless asked.
 PRUNED_STATES = ("planned",)
 PRUNED_STATES_WITH_APPLIED = ("planned", "applied", "reverted")
+MAX_AGE = timedelta(days=36_500)
 
 
 def prune_diffs(
@@ -153,8 +154,8 @@ def prune_diffs(
     A 10-million-XDR preview keeps about 1.5 GB of diff; the job itself (with the diff's path),
     its totals, breakdowns and audit rows stay, and ``rerate jobs diff`` then says the diff is gone.
     """
-    if older_than < timedelta(0):
-        raise InvalidInputError("--older-than must be zero or more days")
+    if not timedelta(0) <= older_than <= MAX_AGE:
+        raise InvalidInputError(f"--older-than must be from 0 to {MAX_AGE.days} days")
     states = PRUNED_STATES_WITH_APPLIED if include_applied else PRUNED_STATES
     cutoff = datetime.now(UTC) - older_than
     report = PruneReport(dry_run=dry_run)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -138,7 +139,8 @@ def job_view(app: App, job: Job) -> dict[str, Any]:
         },
         "reverts_job_id": job.reverts_job_id,
         "reverted_by_job_id": job.reverted_by_job_id,
-        "diff_url": f"/api/jobs/{job.id}/diff" if job.diff_path else None,
+        # None once pruned (``rerate jobs prune-diffs``): no link to a file that is gone.
+        "diff_url": f"/api/jobs/{job.id}/diff" if job.diff_path and Path(job.diff_path).is_file() else None,
     }
     report = app.home / "jobs" / str(job.id) / "report.json"
     if report.is_file():
