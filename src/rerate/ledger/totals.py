@@ -27,6 +27,8 @@ MEASURE_SOURCES = {
     "cost": "cost",
 }
 MEASURES = ("calls", *MEASURE_SOURCES)
+#: True for an aggregate row that counts something (rows whose measures all net to zero are dropped).
+NONZERO = f"NOT ({' AND '.join(f'{m} = 0' for m in MEASURES)})"
 _CASTS = {"amount": "DECIMAL(38, 9)", "cost": "DECIMAL(38, 9)"}
 
 
@@ -115,7 +117,7 @@ SELECT {self._keys_sql()},
 FROM signed
 GROUP BY ALL
 )
-SELECT * FROM netted WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
+SELECT * FROM netted WHERE {NONZERO}
 """
 
     def compact_select(self, relation: str) -> str:
@@ -125,7 +127,7 @@ SELECT * FROM netted WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
 SELECT * FROM (
     SELECT {", ".join(self.keys)}, {measures}, any_value(source) AS source
     FROM {relation} GROUP BY ALL
-) WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
+) WHERE {NONZERO}
 """
 
 

@@ -447,28 +447,21 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
     accounting = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate-accounting")
     accounted: Future[None] | None = None
     try:
-        with closing(batches):  # the reading thread stops before anything else happens
-            for current in batches:
-                updated = correction.transform(current, contexts)
+        try:
+            with closing(batches):  # the reading thread stops before anything else happens
+                for current in batches:
+                    updated = correction.transform(current, contexts)
+                    if accounted is not None:
+                        accounted.result()
+                    accounted = accounting.submit(account, current, updated)
                 if accounted is not None:
                     accounted.result()
-                accounted = accounting.submit(account, current, updated)
-            if accounted is not None:
-                accounted.result()
-        if whole is not None:
-            _take_whole(report, whole.result(), parts)
-    except BaseException:
-        accounting.shutdown()  # the batch being accounted for finishes before the diff is dropped
-        side.shutdown()  # and the collection's delta before its files are
-        for writer in (revisions, *totals_writers.values()):
-            writer.abandon()  # files in flight are finished before the job's clean-up removes them
-        diff.abandon()
-        raise
-    finally:
-        accounting.shutdown()
-        reading.close()
-        side.shutdown()
-    try:
+            if whole is not None:
+                _take_whole(report, whole.result(), parts)
+        finally:
+            accounting.shutdown()  # the batch being accounted for finishes first
+            reading.close()
+            side.shutdown()  # and so does the collection's delta
         diff.close()
         revisions.close()
         report.diff_path = str(diff_path)
@@ -503,10 +496,12 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         _finish(app, job_id, report, state=APPLIED, revision_version=version)
         return report
     except BaseException:
-        # A rollback's deltas may still be encoding (say it was refused for a closed period): the
-        # job's clean-up runs once they are done.  Its diff goes too: no job row points to it.
+        # Whatever failed (a batch, a closed period, a full disk): files still being encoded are
+        # finished before the job's clean-up removes them, and the diff goes, as no job row
+        # points to it.
         for writer in (revisions, *totals_writers.values()):
             writer.abandon()
+        diff.abandon()
         diff_path.unlink(missing_ok=True)
         raise
 

@@ -41,7 +41,15 @@ from rerate.ledger.reader import (
 from rerate.ledger.schema import DERIVED_FIELDS, PREFIX_TOTALS_KEYS, TOTALS_KEYS, XDR_TABLE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids
 from rerate.ledger.tables import REVISIONS, XDRS
-from rerate.ledger.totals import AGGREGATES, DAILY, MEASURE_SOURCES, MEASURES, Aggregate, measure_type
+from rerate.ledger.totals import (
+    AGGREGATES,
+    DAILY,
+    MEASURE_SOURCES,
+    MEASURES,
+    NONZERO,
+    Aggregate,
+    measure_type,
+)
 from rerate.services.visibility import APPLIED
 
 #: What voiding does to an XDR's columns: the statuses become ``voided``; reasons, billed
@@ -139,7 +147,7 @@ def _revised_sql(aggregate: Aggregate) -> str:
                 UNION ALL BY NAME
                 {aggregate.rows_select("revised_original", negated=True)}
             ) GROUP BY ALL
-        ) WHERE NOT ({" AND ".join(f"{m} = 0" for m in MEASURES)})
+        ) WHERE {NONZERO}
     """
 
 
