@@ -10,13 +10,16 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Job
+from rerate.domain.rating import Side
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.ingest import ingest
 from rerate.services.jobs import revert
 from rerate.services.periods import close_period, list_periods, summary_as_closed, summary_now
+from rerate.services.rollback import collections, rollback
 from rerate.services.scopes import resolve_scope
-from tests.factories import ledger_and_totals, write_xdrs
+from rerate.services.tariffs import import_rates
+from tests.factories import COST, ledger_and_totals, write_rates, write_xdrs
 
 ROWS = [
     ("o1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
@@ -80,3 +83,38 @@ def test_allow_closed_writes_adjustments_and_keeps_the_closed_totals(closed: App
     )
     revert(closed, report.job_id)
     assert summary_now(closed, "Acme", "2026-10") == as_closed
+
+
+def _per_currency(rows: list[dict[str, object]]) -> dict[str, dict[str, Decimal]]:
+    sums: dict[str, dict[str, Decimal]] = {}
+    for row in rows:
+        slot = sums.setdefault(str(row["currency"]), {"amount": Decimal(0), "cost": Decimal(0)})
+        slot["amount"] += Decimal(str(row["amount_delta"]))
+        slot["cost"] += Decimal(str(row["cost_delta"]))
+    return {c: v for c, v in sums.items() if v["amount"] or v["cost"]}
+
+
+@pytest.mark.parametrize("side", [Side.CUSTOMER, Side.VENDOR])
+def test_breakdowns_and_adjustments_keep_each_currency_apart(closed: App, tmp_path: Path, side: Side) -> None:
+    """Moving one side to a tariff in another currency: every breakdown line is in one currency."""
+    import_rates(closed, "usd", write_rates(tmp_path / "usd.csv", COST), currency="USD", allow_past=True)
+    with closed.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    report = rerate(closed, RerateRequest(scope=scope, tariff="usd", sides=(side,), allow_closed=True))
+    delta = {c: v for c, v in report.delta.items() if v["amount"] or v["cost"]}
+    measure = "amount" if side is Side.CUSTOMER else "cost"
+    assert delta["USD"][measure] > 0 > delta["EUR"][measure]  # the money moved from EUR to USD
+    for breakdown in (report.by_customer, report.by_day, report.by_destination):
+        assert _per_currency(breakdown) == delta
+    october = [a for a in report.adjustments if a["period"] == "2026-10"]
+    assert {a["currency"] for a in october} == {"EUR", "USD"}
+    october_days = [row for row in report.by_day if row["day"].startswith("2026-10")]
+    assert _per_currency(october) == _per_currency(october_days)
+    assert sum(a["xdrs"] for a in october) == 2  # each XDR counted once, under its new currency
+
+    (collection,) = collections(closed)
+    rolled = rollback(closed, collection["collection_id"], allow_closed=True)
+    undone = {c: v for c, v in rolled.delta.items() if v["amount"] or v["cost"]}
+    assert set(undone) == {"EUR", "USD"}
+    for breakdown in (rolled.by_customer, rolled.by_day, rolled.by_destination):
+        assert _per_currency(breakdown) == undone

@@ -553,17 +553,42 @@ def _take_whole(report: CorrectionReport, whole: CollectionDelta, parts: _Parts)
     parts.breakdown.append(whole.breakdown)
 
 
-#: Per call date, the changed XDRs' deltas by customer, destination and status change (rows aligned).
+#: Per call date, the changed XDRs' old and new money by customer, destination and status change
+#: (rows aligned).  Each sum keeps its own currency: an amount moved from one currency to another,
+#: or a cost in the vendor's currency, must never be netted against another currency's.
 _BREAKDOWN_SELECT = """
 SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
        coalesce(n.currency, o.currency) AS currency,
+       o.currency AS old_currency, n.currency AS new_currency,
+       o.vendor_currency AS old_vendor_currency, n.vendor_currency AS new_vendor_currency,
        o.status AS old_status, n.status AS new_status, n.reason AS new_reason,
        count(*) AS xdrs,
-       sum(coalesce(n.amount, 0) - coalesce(o.amount, 0)) AS amount_delta,
-       sum(coalesce(n.cost, 0) - coalesce(o.cost, 0)) AS cost_delta
+       sum(o.amount) AS old_amount, sum(n.amount) AS new_amount,
+       sum(o.cost) AS old_cost, sum(n.cost) AS new_cost
 FROM new_changed n POSITIONAL JOIN old_changed o
 GROUP BY ALL
 """
+
+#: The breakdown as money lines, each in one currency: an XDR counts under ``currency`` (its
+#: customer currency, new or else old); its old amount and cost leave their currencies and its new
+#: ones enter theirs.
+_MONEY_LINES = """
+SELECT customer_id, call_date, country, currency, xdrs, 0 AS amount, 0 AS cost FROM breakdown
+UNION ALL
+SELECT customer_id, call_date, country, new_currency, 0, new_amount, 0 FROM breakdown
+WHERE new_amount IS NOT NULL
+UNION ALL
+SELECT customer_id, call_date, country, old_currency, 0, -old_amount, 0 FROM breakdown
+WHERE old_amount IS NOT NULL
+UNION ALL
+SELECT customer_id, call_date, country, new_vendor_currency, 0, 0, new_cost FROM breakdown
+WHERE new_cost IS NOT NULL
+UNION ALL
+SELECT customer_id, call_date, country, old_vendor_currency, 0, 0, -old_cost FROM breakdown
+WHERE old_cost IS NOT NULL
+"""
+#: A line is kept when it counts XDRs or moves money.
+_LINE_KEPT = "HAVING sum(xdrs) > 0 OR sum(amount) <> 0 OR sum(cost) <> 0"
 
 
 #: Report attribute -> (breakdown column, the key's name in the report).
@@ -579,10 +604,11 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
     if not parts:
         return
     con.register("breakdown", pa.concat_tables(parts))
+    con.execute(f"CREATE OR REPLACE TEMP VIEW money_lines AS {_MONEY_LINES}")
     for attribute, (column, key) in _BREAKDOWNS.items():
         rows = con.execute(
-            f"SELECT {column}, currency, sum(xdrs)::BIGINT, sum(amount_delta), sum(cost_delta) "
-            "FROM breakdown GROUP BY ALL ORDER BY 1, 2"
+            f"SELECT {column}, currency, sum(xdrs)::BIGINT, sum(amount), sum(cost) "
+            f"FROM money_lines GROUP BY ALL {_LINE_KEPT} ORDER BY 1, 2"
         ).fetchall()
         setattr(
             report,
@@ -613,10 +639,10 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: 
 
 def _by_period(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = con.execute(
-        """
+        f"""
         SELECT customer_id, strftime(call_date, '%Y-%m'), country, currency, sum(xdrs)::BIGINT,
-               sum(amount_delta), sum(cost_delta)
-        FROM breakdown WHERE customer_id IS NOT NULL GROUP BY ALL ORDER BY ALL
+               sum(amount), sum(cost)
+        FROM money_lines WHERE customer_id IS NOT NULL GROUP BY ALL {_LINE_KEPT} ORDER BY ALL
         """
     ).fetchall()
     return [
