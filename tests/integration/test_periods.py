@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,11 +12,13 @@ from sqlalchemy import select
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Job
 from rerate.domain.rating import Side
+from rerate.services import parties
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.ingest import ingest
 from rerate.services.jobs import revert
 from rerate.services.periods import close_period, list_periods, summary_as_closed, summary_now
+from rerate.services.reprocess import reprocess
 from rerate.services.rollback import collections, rollback
 from rerate.services.scopes import resolve_scope
 from rerate.services.tariffs import import_rates
@@ -118,3 +121,32 @@ def test_breakdowns_and_adjustments_keep_each_currency_apart(closed: App, tmp_pa
     assert set(undone) == {"EUR", "USD"}
     for breakdown in (rolled.by_customer, rolled.by_day, rolled.by_destination):
         assert _per_currency(breakdown) == undone
+
+
+def test_moving_xdrs_to_another_customer_touches_the_old_customers_closed_period(closed: App) -> None:
+    """A re-mediation moving an account's XDRs away: the old customer loses the money, named."""
+    parties.add_customer(closed, "Beta", tariff="retail")
+    parties.set_account_customer(closed, "acc1", "Beta", datetime(2026, 2, 1, tzinfo=UTC))
+    as_closed = summary_as_closed(closed, "Acme", "2026-10")
+    november = Decimal(summary_now(closed, "Acme", "2026-11")["EUR"]["amount"])
+    before = ledger_and_totals(closed)
+    with closed.catalog.reading() as session:
+        scope = resolve_scope(session, accounts=["acc1"])
+    with pytest.raises(ConflictError, match=r"Acme 2026-10.*--allow-closed"):
+        reprocess(closed, scope, failed_only=False)
+    assert ledger_and_totals(closed) == before
+    assert summary_now(closed, "Acme", "2026-10") == as_closed
+
+    report = reprocess(closed, scope, failed_only=False, allow_closed=True)
+    assert report.changed == 3
+    by_customer = {(row["customer"], row["currency"]): row for row in report.by_customer}
+    acme, beta = by_customer[("Acme", "EUR")], by_customer[("Beta", "EUR")]
+    assert acme["xdrs"] == 0 and beta["xdrs"] == 3  # each XDR counted once, where it is now
+    assert acme["amount_delta"] == -Decimal(as_closed["EUR"]["amount"]) - november
+    assert beta["amount_delta"] == -acme["amount_delta"]  # same tariff: the money moved, whole
+    acme_october = [a for a in report.adjustments if (a["customer"], a["period"]) == ("Acme", "2026-10")]
+    assert sum(a["xdrs"] for a in acme_october) == 0
+    assert sum((a["amount_delta"] for a in acme_october), Decimal(0)) == -Decimal(as_closed["EUR"]["amount"])
+    now = summary_now(closed, "Acme", "2026-10")["EUR"]
+    assert (now["calls"], Decimal(now["amount"])) == (0, 0)  # everything moved to Beta
+    assert summary_as_closed(closed, "Acme", "2026-10") == as_closed

@@ -110,7 +110,8 @@ def _void_sql(aggregate: Aggregate, relation: str, label: str) -> str:
 
 
 _BREAKDOWN = """
-SELECT customer_id, day AS call_date, coalesce(country, '') AS country, currency,
+SELECT customer_id, day AS call_date, coalesce(country, '') AS country,
+       customer_id AS old_customer_id, coalesce(country, '') AS old_country, currency,
        currency AS old_currency, NULL::VARCHAR AS new_currency,
        vendor_currency AS old_vendor_currency, NULL::VARCHAR AS new_vendor_currency,
        status AS old_status, 'voided' AS new_status, NULL::VARCHAR AS new_reason,
