@@ -150,3 +150,34 @@ def test_moving_xdrs_to_another_customer_touches_the_old_customers_closed_period
     now = summary_now(closed, "Acme", "2026-10")["EUR"]
     assert (now["calls"], Decimal(now["amount"])) == (0, 0)  # everything moved to Beta
     assert summary_as_closed(closed, "Acme", "2026-10") == as_closed
+
+
+def test_reverting_into_a_period_closed_since_is_refused_or_adjusted(world: App, tmp_path: Path) -> None:
+    """A job applied while October was open, October invoiced, then the job reverted."""
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    job = rerate(world, _request(world))
+    close_period(world, "Acme", "2026-10")  # invoiced with the job's prices
+    as_closed = summary_as_closed(world, "Acme", "2026-10")
+    before = ledger_and_totals(world)
+    with pytest.raises(ConflictError, match=r"reverting job \d+ .*Acme 2026-10.*--allow-closed"):
+        revert(world, job.job_id)
+    assert ledger_and_totals(world) == before
+    with world.catalog.reading() as session:
+        assert session.get(Job, job.job_id).state == "applied"  # type: ignore[union-attr]
+
+    undone = revert(world, job.job_id, allow_closed=True)
+    october = [a for a in undone.adjustments if a["period"] == "2026-10"]
+    assert sum(a["xdrs"] for a in october) == 2 and all(a["period"] != "2026-11" for a in undone.adjustments)
+    assert summary_as_closed(world, "Acme", "2026-10") == as_closed  # the invoice stays true
+    now = summary_now(world, "Acme", "2026-10")
+    recorded = Decimal(now["EUR"]["amount"]) - Decimal(as_closed["EUR"]["amount"])
+    with world.catalog.reading() as session:
+        stored = session.scalars(select(Adjustment).where(Adjustment.job_id == undone.job_id)).all()
+    assert recorded != 0
+    assert sum((a.amount_delta for a in stored), Decimal(0)) == recorded
+
+
+def test_reverting_a_job_allowed_into_a_closed_period_needs_no_new_lines(closed: App) -> None:
+    report = rerate(closed, _request(closed, allow_closed=True))
+    undone = revert(closed, report.job_id)  # its own adjustment lines stop counting with it
+    assert undone.adjustments == []

@@ -253,6 +253,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     @jobs_cli.command("revert")
     def jobs_revert(
         job_id: int,
+        allow_closed: AllowClosedOption = False,
         yes: YesOption = False,
         as_json: JsonOption = False,
     ) -> None:
@@ -262,7 +263,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         asking = not yes and not as_json and sys.stdin.isatty()
         if asking and not typer.confirm(f"Revert job {job_id} ({target.description})?", default=False):
             raise typer.Exit(1)
-        report = jobs_service.revert(wired, job_id)
+        report = jobs_service.revert(wired, job_id, allow_closed=allow_closed)
         if as_json:
             print_json(report)
         else:

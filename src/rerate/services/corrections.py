@@ -47,7 +47,7 @@ from rerate.services.errors import CacheDriftError, ConflictError, InvalidInputE
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import tariff_named
-from rerate.services.periods import closed_periods, touched
+from rerate.services.periods import closed_periods, stored_lines, touched
 from rerate.services.recovery import recover_interrupted
 from rerate.services.rollback_totals import CollectionDelta, WholeCollection
 from rerate.services.visibility import APPLIED, claim_scheduled, current_visibility
@@ -478,7 +478,8 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         _summarize(con, report, parts.breakdown)
         for row in report.by_customer:
             row["customer"] = customer_names.get(row["customer_id"], "(unknown account)")
-        report.adjustments = touched(_by_period(con) if parts.breakdown else [], closed)
+        period_lines = _by_period(con) if parts.breakdown else []
+        report.adjustments = touched(period_lines, closed)
         if report.adjustments and not correction.dry_run and not correction.allow_closed:
             names = sorted({f"{a['customer']} {a['period']}" for a in report.adjustments})
             raise ConflictError(
@@ -501,7 +502,7 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         faults.checkpoint("rerate.totals_committed")
         version = app.ledger.commit(REVISIONS, revisions.actions, {"job_id": str(job_id)})
         faults.checkpoint("rerate.revisions_committed")
-        _finish(app, job_id, report, state=APPLIED, revision_version=version)
+        _finish(app, job_id, report, state=APPLIED, revision_version=version, period_lines=period_lines)
         return report
     except BaseException:
         # Whatever failed (a batch, a closed period, a full disk): files still being encoded are
@@ -674,7 +675,13 @@ def _by_period(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def _finish(
-    app: App, job_id: int, report: CorrectionReport, *, state: str, revision_version: int | None = None
+    app: App,
+    job_id: int,
+    report: CorrectionReport,
+    *,
+    state: str,
+    revision_version: int | None = None,
+    period_lines: list[dict[str, Any]] | None = None,
 ) -> None:
     with app.catalog.transaction() as session:
         job = session.get(Job, job_id)
@@ -687,6 +694,8 @@ def _finish(
             "after": _plain(report.after),
             "delta": _plain(report.delta),
         }
+        if period_lines is not None:  # what an applied job changed per customer period, for its revert
+            job.totals["periods"] = stored_lines(period_lines)
         job.diff_path = report.diff_path
         job.revision_version = revision_version
         # The whole report (breakdowns, sample, adjustments) for the web UI's preview and result pages.
@@ -696,18 +705,7 @@ def _finish(
         job.finished_at = datetime.now(UTC)
         if state == APPLIED:
             for line in report.adjustments:  # committed with the job: visible exactly when it is
-                session.add(
-                    Adjustment(
-                        job_id=job_id,
-                        customer_id=line["customer_id"],
-                        period=line["period"],
-                        destination=line["destination"] or "",
-                        currency=line["currency"] or "",
-                        xdrs=line["xdrs"],
-                        amount_delta=line["amount_delta"],
-                        cost_delta=line["cost_delta"],
-                    )
-                )
+                session.add(adjustment_row(job_id, line))
         audit.record(
             session,
             app.actor,
@@ -720,6 +718,20 @@ def _finish(
                 "delta": _plain(report.delta),
             },
         )
+
+
+def adjustment_row(job_id: int, line: dict[str, Any]) -> Adjustment:
+    """A period line inside a closed period (:func:`~rerate.services.periods.touched`), as recorded."""
+    return Adjustment(
+        job_id=job_id,
+        customer_id=line["customer_id"],
+        period=line["period"],
+        destination=line["destination"] or "",
+        currency=line["currency"] or "",
+        xdrs=line["xdrs"],
+        amount_delta=line["amount_delta"],
+        cost_delta=line["cost_delta"],
+    )
 
 
 def _plain(money: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, str]]:

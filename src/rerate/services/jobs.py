@@ -12,24 +12,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
-from rerate.catalog.models import Job
+from rerate.catalog.models import Adjustment, BillingPeriod, Job
 from rerate.ledger.reader import sql_paths
 from rerate.ledger.tables import REVISIONS
 from rerate.services import audit
-from rerate.services.corrections import CorrectionReport
+from rerate.services.corrections import CorrectionReport, adjustment_row
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
+from rerate.services.periods import closed_periods, negated_lines, touched
 from rerate.services.rollback import check_revert_of_rollback
 from rerate.services.visibility import APPLIED
 
 
-def revert(app: App, job_id: int) -> CorrectionReport:
-    """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them."""
+def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionReport:
+    """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them.
+
+    Undoing changes inside a billing period closed after the job was applied is refused unless
+    ``allow_closed``; with it, adjustment lines taking the job's changes back are recorded with
+    the revert.  Periods that were closed when the job was applied need none: the job's own
+    adjustment lines stop counting with it.
+    """
     with ledger_lock(app.home, f"revert by {app.actor}"):
         with app.catalog.reading() as session:
             job = session.get(Job, job_id)
@@ -40,6 +49,7 @@ def revert(app: App, job_id: int) -> CorrectionReport:
                     f"job {job_id} is {job.state}: only an applied correction can be reverted"
                 )
             later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
+            adjustments = _closed_since(session, job, allow_closed)
         if job.kind == "rollback":
             check_revert_of_rollback(app, job)
         blocking = _later_jobs_touching(app, job_id, list(later))
@@ -68,6 +78,8 @@ def revert(app: App, job_id: int) -> CorrectionReport:
             )
             session.add(undo)
             session.flush()
+            for line in adjustments:  # committed with the revert: visible exactly when it is
+                session.add(adjustment_row(undo.id, line))
             job.state = "reverted"
             job.reverted_by_job_id = undo.id
             audit.record(
@@ -85,7 +97,44 @@ def revert(app: App, job_id: int) -> CorrectionReport:
                 description=undo.description,
                 in_scope=job.changed,
                 changed=job.changed,
+                adjustments=adjustments,
             )
+
+
+def _closed_since(session: Session, job: Job, allow_closed: bool) -> list[dict[str, Any]]:
+    """Adjustment lines for what reverting ``job`` undoes in periods closed since it was applied."""
+    closed = closed_periods(session)
+    own = {
+        (a.customer_id, a.period)
+        for a in session.scalars(select(Adjustment).where(Adjustment.job_id == job.id))
+    }
+    stored = (job.totals or {}).get("periods")
+    if not isinstance(stored, list):  # applied before jobs kept their changes per period
+        applied_at = job.finished_at or job.started_at
+        since = sorted(
+            f"{closed[(p.customer_id, p.period)]} {p.period}"
+            for p in session.scalars(select(BillingPeriod).where(BillingPeriod.closed_at > applied_at))
+            if (p.customer_id, p.period) not in own
+        )
+        if since and not allow_closed:
+            raise ConflictError(
+                f"job {job.id} was applied before rerate kept each job's changes per billing period, "
+                f"and these periods were closed since: {', '.join(since)}; pass --allow-closed to "
+                "revert it anyway (no adjustment lines can be recorded for it)"
+            )
+        return []
+    lines = [
+        line
+        for line in touched(negated_lines(stored), closed)
+        if (line["customer_id"], line["period"]) not in own
+    ]
+    if lines and not allow_closed:
+        names = sorted({f"{line['customer']} {line['period']}" for line in lines})
+        raise ConflictError(
+            f"reverting job {job.id} changes XDRs of closed billing period(s): {', '.join(names)}; "
+            "pass --allow-closed to revert it and record adjustment lines for the open period"
+        )
+    return lines
 
 
 def _negated(delta: object) -> dict[str, dict[str, str]]:

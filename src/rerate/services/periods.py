@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -150,4 +151,27 @@ def touched(breakdown: Sequence[dict[str, Any]], closed: dict[tuple[int, str], s
         key = (row["customer_id"], row["period"])
         if key in closed:
             lines.append(row | {"customer": closed[key]})
+    return lines
+
+
+#: The fields of a period line (:func:`touched`), in the order a job stores them.
+LINE_FIELDS = ("customer_id", "period", "destination", "currency", "xdrs", "amount_delta", "cost_delta")
+
+
+def stored_lines(lines: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """Period lines as compact JSON rows (exact decimals as text)."""
+    return [
+        [*(line[name] for name in LINE_FIELDS[:5]), str(line["amount_delta"]), str(line["cost_delta"])]
+        for line in lines
+    ]
+
+
+def negated_lines(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+    """The period lines that undo stored ones: the same XDRs, the money taken back."""
+    lines = []
+    for row in rows:
+        line = dict(zip(LINE_FIELDS, row, strict=True))
+        line["amount_delta"] = -Decimal(line["amount_delta"])
+        line["cost_delta"] = -Decimal(line["cost_delta"])
+        lines.append(line)
     return lines

@@ -171,21 +171,28 @@ def job_diff(app: Viewer, job_id: int) -> FileResponse:
     return FileResponse(made, media_type="text/csv", filename=f"job-{job_id}-diff.csv")
 
 
-def check_revert(app: App, principal: Principal, job_id: int, what: str) -> None:
-    """Reverting needs REVERT, and CLOSED_PERIODS too when the job was allowed into closed periods."""
+def check_revert(
+    app: App, principal: Principal, job_id: int, what: str, *, allow_closed: bool = False
+) -> None:
+    """Reverting needs REVERT, and CLOSED_PERIODS too when the job was allowed into closed periods
+    or the revert is (``allow_closed``)."""
     check(app, principal, [Permission.REVERT], what)  # before looking the job up: no hint to the refused
     job = jobs_service.job(app, job_id)
-    allow_closed = bool(dict(job.parameters).get("allow_closed"))
+    allow_closed = allow_closed or bool(dict(job.parameters).get("allow_closed"))
     check(app, principal, correction_permissions("revert", dry_run=False, allow_closed=allow_closed), what)
 
 
 @router.post("/{job_id}/revert")
-def revert(request: Request, job_id: int, principal: Caller) -> dict[str, Any]:
-    """Undo an applied job exactly; refused, naming the later job, when a later job changed the same XDRs."""
+def revert(request: Request, job_id: int, principal: Caller, allow_closed: bool = False) -> dict[str, Any]:
+    """Undo an applied job exactly; refused, naming the later job, when a later job changed the same XDRs.
+
+    Undoing changes in billing periods closed since the job was applied needs ``allow_closed``
+    (and the closed-periods permission); adjustment lines are then recorded with the revert.
+    """
     app = wired(request)
-    check_revert(app, principal, job_id, f"POST /api/jobs/{job_id}/revert")
+    check_revert(app, principal, job_id, f"POST /api/jobs/{job_id}/revert", allow_closed=allow_closed)
     app = acting(app, principal)
-    report = jobs_service.revert(app, job_id)
+    report = jobs_service.revert(app, job_id, allow_closed=allow_closed)
     return job_view(app, jobs_service.job(app, report.job_id))
 
 
