@@ -246,3 +246,19 @@ def test_names_that_look_like_formulas_stay_text_in_the_xlsx(tmp_path: Path) -> 
     book = load_workbook(path)
     cell = book["lines"]["A2"]
     assert cell.value == line["customer"] and cell.data_type == "s"  # text, never a formula
+
+
+def test_a_window_holding_the_corrected_period_counts_the_correction_once(loaded: App) -> None:
+    close_period(loaded, "Acme", "2026-10")
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(loaded, RerateRequest(scope=scope, tariff="cost", allow_closed=True))
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    for window in (
+        ReportRequest(customers=["Acme"]),  # no window: every period is in the lines
+        ReportRequest(customers=["Acme"], start=october, end=datetime(2100, 1, 1, tzinfo=UTC)),
+    ):
+        report = summary_report(loaded, window)
+        assert report.adjustments == []  # October's lines are the corrected ones already
+        revenue = sum((line["revenue"] for line in report.lines), Decimal(0))
+        assert [t["revenue"] for t in report.totals] == [revenue]

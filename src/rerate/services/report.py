@@ -383,8 +383,12 @@ def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any
 def _adjustments(
     session: Session, wanted: Sequence[int], start: datetime | None, end: datetime | None, jobs: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Corrections to closed periods made by jobs applied in the window (still applied)."""
-    if not jobs:
+    """Corrections to closed periods made by jobs applied in the window (still applied).
+
+    Only periods that end before the window starts: the lines of a period inside the window
+    already hold its corrected XDRs, so its adjustments would count the correction twice.
+    """
+    if not jobs or start is None:
         return []
     query = (
         select(Adjustment, Customer.name, Job.finished_at)
@@ -396,7 +400,9 @@ def _adjustments(
     lines = []
     for adjustment, customer, finished in session.execute(query).all():
         when = finished.replace(tzinfo=UTC) if finished and finished.tzinfo is None else finished
-        if when is not None and ((start and when < start) or (end and when >= end)):
+        if when is not None and (when < start or (end and when >= end)):
+            continue
+        if period_bounds(adjustment.period)[1] > start:
             continue
         lines.append(
             {
