@@ -181,3 +181,21 @@ def test_reverting_a_job_allowed_into_a_closed_period_needs_no_new_lines(closed:
     report = rerate(closed, _request(closed, allow_closed=True))
     undone = revert(closed, report.job_id)  # its own adjustment lines stop counting with it
     assert undone.adjustments == []
+
+
+def test_a_periods_costs_are_summed_in_the_vendors_currency(closed: App, tmp_path: Path) -> None:
+    import_rates(closed, "usd", write_rates(tmp_path / "usd.csv", COST), currency="USD", allow_past=True)
+    as_closed = summary_as_closed(closed, "Acme", "2026-10")
+    with closed.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    report = rerate(closed, RerateRequest(scope=scope, tariff="usd", sides=(Side.VENDOR,), allow_closed=True))
+    now = summary_now(closed, "Acme", "2026-10")
+    assert Decimal(as_closed["EUR"]["cost"]) > 0 and "USD" not in as_closed
+    assert Decimal(now["EUR"]["cost"]) == 0 and Decimal(now["USD"]["cost"]) > 0
+    assert now["EUR"]["amount"] == as_closed["EUR"]["amount"]  # the customer side did not move
+    for currency in ("EUR", "USD"):  # the adjustment lines explain the change, currency by currency
+        change = Decimal(now.get(currency, {}).get("cost", 0)) - Decimal(
+            as_closed.get(currency, {}).get("cost", 0)
+        )
+        lines = [a for a in report.adjustments if (a["period"], a["currency"]) == ("2026-10", currency)]
+        assert change == sum((a["cost_delta"] for a in lines), Decimal(0))

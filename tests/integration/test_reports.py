@@ -29,7 +29,8 @@ from rerate.services.report import (
     summary_report,
 )
 from rerate.services.scopes import resolve_scope
-from tests.factories import write_xdrs
+from rerate.services.tariffs import import_rates
+from tests.factories import COST, write_rates, write_xdrs
 
 ROWS = [
     ("o1", "2026-10-10T10:00:00Z", "45", "1", "4930", "acc1", "gw1"),
@@ -262,3 +263,27 @@ def test_a_window_holding_the_corrected_period_counts_the_correction_once(loaded
         assert report.adjustments == []  # October's lines are the corrected ones already
         revenue = sum((line["revenue"] for line in report.lines), Decimal(0))
         assert [t["revenue"] for t in report.totals] == [revenue]
+
+
+def test_totals_name_the_currency_of_every_cost_they_hold(loaded: App, tmp_path: Path) -> None:
+    """A vendor moved to USD in a closed EUR period: its adjustments' costs keep their currencies."""
+    import_rates(loaded, "usd", write_rates(tmp_path / "usd.csv", COST), currency="USD", allow_past=True)
+    close_period(loaded, "Acme", "2026-10")
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(loaded, RerateRequest(scope=scope, tariff="usd", sides=(Side.VENDOR,), allow_closed=True))
+    with loaded.catalog.reading() as session:
+        finished = session.scalars(select(Job.finished_at)).one()
+    report = summary_report(loaded, ReportRequest(customers=["Acme"], period=f"{finished:%Y-%m}"))
+    assert {a["currency"] for a in report.adjustments if a["cost"]} == {"EUR", "USD"}
+    for total in report.totals:
+        held = {line["cost_currency"] for line in report.lines if line["currency"] == total["currency"]}
+        held |= {
+            a["currency"] for a in report.adjustments if a["currency"] == total["currency"] and a["cost"]
+        }
+        held.discard("")
+        assert total["cost_currency"] == (held.pop() if len(held) == 1 else "mixed" if held else "")
+        if total["cost_currency"] in ("", total["currency"]):
+            assert total["margin"] == total["revenue"] - total["cost"]
+        else:
+            assert total["margin"] is None

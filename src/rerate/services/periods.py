@@ -45,9 +45,12 @@ def _summary(con: duckdb.DuckDBPyConnection, relation: str, customer_id: int, pe
     start, end = period_bounds(period)
     rows = con.execute(
         f"""
-        SELECT currency, sum(calls), sum(seconds), sum(amount), sum(cost) FROM {relation}
-        WHERE customer_id = ? AND status = 'rated' AND day >= ? AND day < ?
-        GROUP BY currency ORDER BY currency
+        WITH period AS (SELECT * FROM {relation} WHERE customer_id = $1 AND day >= $2 AND day < $3)
+        SELECT currency, sum(calls), sum(seconds), sum(amount), sum(cost) FROM (
+            SELECT currency, calls, seconds, amount, 0 AS cost FROM period WHERE status = 'rated'
+            UNION ALL
+            SELECT vendor_currency, 0, 0, 0, cost FROM period WHERE vendor_status = 'rated'
+        ) GROUP BY currency ORDER BY currency
         """,
         [customer_id, start.date(), end.date()],
     ).fetchall()

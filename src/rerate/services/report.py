@@ -370,10 +370,12 @@ def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any
             total[name] += line[name]
         if line["cost_currency"] and total["cost_currency"] != line["cost_currency"]:
             total["cost_currency"] = line["cost_currency"] if not total["cost_currency"] else "mixed"
-    for adjustment in adjustments:
+    for adjustment in adjustments:  # revenue and cost both in the adjustment's currency
         total = total_of(adjustment["currency"])
         total["revenue"] += adjustment["revenue"]
         total["cost"] += adjustment["cost"]
+        if adjustment["cost"] and total["cost_currency"] != adjustment["currency"]:
+            total["cost_currency"] = adjustment["currency"] if not total["cost_currency"] else "mixed"
     for total in totals.values():
         if total["cost_currency"] in ("", total["currency"]):
             total["margin"] = total["revenue"] - total["cost"]
