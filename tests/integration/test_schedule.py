@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from rerate.bootstrap import App
-from rerate.services.corrections import RerateRequest, rerate_correction
+from rerate.services.corrections import RerateRequest, rerate, rerate_correction
 from rerate.services.errors import ConflictError
 from rerate.services.ingest import ingest
-from rerate.services.jobs import job
+from rerate.services.jobs import job, revert
 from rerate.services.rollback import rollback_correction
 from rerate.services.schedule import cancel, run_due, schedule
 from rerate.services.scopes import resolve_scope
@@ -72,3 +73,25 @@ def test_a_cancelled_job_is_not_run_and_a_busy_ledger_only_delays_one(
     assert job(world, cancelled).state == "cancelled" and job(world, cancelled).error is None
     ledger, totals = ledger_and_totals(world)
     assert ledger == totals
+
+
+def test_a_scheduled_job_overtaken_by_a_later_one_runs_as_a_new_job(world: App, tmp_path: Path) -> None:
+    """The CLI applies a job while a scheduled one waits: the scheduled one must still come out on top."""
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    dearer = rerate_correction(world, RerateRequest(scope=scope, tariff="retail", ghost_percent=Decimal(50)))
+    waiting = schedule(world, dearer, AT)
+    overtaking = rerate(world, RerateRequest(scope=scope, tariff="cost"))
+    assert overtaking.job_id > waiting
+    (report,) = run_due(world, now=AT)
+    assert not isinstance(report, str) and report.changed == 1
+    assert report.job_id > overtaking.job_id
+    assert job(world, waiting).state == "superseded"
+    assert job(world, waiting).parameters["ran_as_job"] == report.job_id
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals  # the ledger shows the job applied last, and so do the totals
+    with pytest.raises(ConflictError, match=f"job {report.job_id} changed the same XDRs later"):
+        revert(world, overtaking.job_id)
+    revert(world, report.job_id)
+    assert ledger_and_totals(world)[0] == ledger_and_totals(world)[1]

@@ -298,11 +298,38 @@ def _new_job(app: App, correction: Correction) -> int:
 
 
 def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
+    """The job to run: a new one, or the scheduled ``job_id`` (claimed so that it runs once).
+
+    An XDR's current state is its revision of the highest job number, so an applied job must be
+    numbered after every job applied before it.  A scheduled job overtaken by one created after
+    it (the CLI, say, while it waited) therefore runs as a new job; the scheduled one is marked
+    ``superseded`` and names it.
+    """
     if job_id is None:
         return _new_job(app, correction)
     with app.catalog.transaction() as session:
         claim_scheduled(session, job_id, "planning" if correction.dry_run else "running")
-        return job_id
+        overtaken = session.scalar(
+            select(Job.id).where(Job.id > job_id, Job.state == APPLIED).limit(1)
+        )
+        if correction.dry_run or overtaken is None:
+            return job_id
+    running = _new_job(app, correction)
+    with app.catalog.transaction() as session:
+        scheduled, replacement = session.get(Job, job_id), session.get(Job, running)
+        assert scheduled is not None and replacement is not None
+        scheduled.state = "superseded"
+        scheduled.finished_at = datetime.now(UTC)
+        scheduled.parameters = {**scheduled.parameters, "ran_as_job": running}
+        replacement.parameters = {**replacement.parameters, "scheduled_as_job": job_id}
+        audit.record(
+            session,
+            app.actor,
+            "job.superseded",
+            f"job {job_id}",
+            after={"ran_as_job": running, "because": f"job {overtaken} was applied before it"},
+        )
+    return running
 
 
 def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None) -> CorrectionReport:
