@@ -312,3 +312,25 @@ def test_scheduled_corrections_and_user_admin(service: tuple[TestClient, App]) -
     assert client.get("/api/me", headers=nora_token).json()["name"] == "nora"
     users.set_password(app, "nora", "another long password")
     assert client.get("/api/me", headers=nora_token).status_code == 401  # a new password ends her tokens
+
+
+def test_reverting_into_a_period_closed_since_needs_allow_closed(service: tuple[TestClient, App]) -> None:
+    client, _app = service
+    noc, finance = (_auth(client, r) for r in ("noc", "finance"))
+    queued = client.post("/api/rerate", headers=noc, json={"customer": ["Acme"], "tariff": "cost"})
+    done = _finished(client, noc, queued.json()["job_id"])
+    assert done["state"] == "applied" and "periods" not in done["totals"]  # kept, not listed
+    closing = client.post(
+        "/api/periods/close", headers=finance, json={"customer": "Acme", "period": "2026-10"}
+    )
+    assert closing.status_code == 201
+    refused = client.post(f"/api/jobs/{done['job_id']}/revert", headers=finance)
+    assert refused.status_code == 409 and "Acme 2026-10" in refused.json()["detail"]
+    denied = client.post(f"/api/jobs/{done['job_id']}/revert", headers=noc, params={"allow_closed": True})
+    assert denied.status_code == 403  # undoing an invoiced period takes the closed-periods right
+    reverted = client.post(
+        f"/api/jobs/{done['job_id']}/revert", headers=finance, params={"allow_closed": True}
+    )
+    assert reverted.status_code == 200
+    lines = client.get("/api/periods/adjustments", headers=finance).json()
+    assert any(line["job_id"] == reverted.json()["job_id"] for line in lines)

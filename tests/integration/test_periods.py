@@ -199,3 +199,19 @@ def test_a_periods_costs_are_summed_in_the_vendors_currency(closed: App, tmp_pat
         )
         lines = [a for a in report.adjustments if (a["period"], a["currency"]) == ("2026-10", currency)]
         assert change == sum((a["cost_delta"] for a in lines), Decimal(0))
+
+
+def test_a_job_without_its_changes_per_period_is_judged_by_its_customers(world: App, tmp_path: Path) -> None:
+    """Jobs applied before rerate kept per-period changes: only their customers' periods count."""
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    job = rerate(world, _request(world))
+    with world.catalog.transaction() as session:
+        stored = session.get(Job, job.job_id)
+        assert stored is not None and "periods" in stored.totals
+        stored.totals = {k: v for k, v in stored.totals.items() if k != "periods"}
+    parties.add_customer(world, "Beta", tariff="retail")
+    close_period(world, "Beta", "2026-10")  # not a customer of the job: no reason to refuse
+    close_period(world, "Acme", "2026-10")
+    with pytest.raises(ConflictError, match=r"before rerate kept .* Acme 2026-10; pass --allow-closed"):
+        revert(world, job.job_id)
+    assert revert(world, job.job_id, allow_closed=True).adjustments == []

@@ -263,6 +263,11 @@ def test_a_window_holding_the_corrected_period_counts_the_correction_once(loaded
         assert report.adjustments == []  # October's lines are the corrected ones already
         revenue = sum((line["revenue"] for line in report.lines), Decimal(0))
         assert [t["revenue"] for t in report.totals] == [revenue]
+    cut = ReportRequest(
+        customers=["Acme"], start=october + timedelta(days=14), end=datetime(2100, 1, 1, tzinfo=UTC)
+    )
+    with pytest.raises(InvalidInputError, match=r"starts inside 2026-10.*2026-10-01 or 2026-11-01"):
+        summary_report(loaded, cut)
 
 
 def test_totals_name_the_currency_of_every_cost_they_hold(loaded: App, tmp_path: Path) -> None:

@@ -84,9 +84,22 @@ def test_a_scheduled_job_overtaken_by_a_later_one_runs_as_a_new_job(world: App, 
     waiting = schedule(world, dearer, AT)
     overtaking = rerate(world, RerateRequest(scope=scope, tariff="cost"))
     assert overtaking.job_id > waiting
-    (report,) = run_due(world, now=AT)
+    watched: list[int] = []
+
+    class Watcher:  # the service's progress: one per job, writing to that job's row
+        def __init__(self, job_id: int) -> None:
+            self.job_id = job_id
+
+        def started(self, description: str, days: int) -> None:
+            watched.append(self.job_id)
+
+        def advanced(self, day: str, xdrs: int) -> None:
+            pass
+
+    (report,) = run_due(world, now=AT, progress=Watcher)
     assert not isinstance(report, str) and report.changed == 1
     assert report.job_id > overtaking.job_id
+    assert watched == [report.job_id]  # progress shows on the job that runs
     assert job(world, waiting).state == "superseded"
     assert job(world, waiting).parameters["ran_as_job"] == report.job_id
     ledger, totals = ledger_and_totals(world)

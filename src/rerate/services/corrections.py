@@ -280,21 +280,17 @@ class Contexts:
     mediation: Any
 
 
-def _new_job(app: App, correction: Correction) -> int:
-    with app.catalog.transaction() as session:
-        job = Job(
-            kind=correction.kind,
-            state="planning" if correction.dry_run else "running",
-            dry_run=correction.dry_run,
-            scope=correction.scope.as_dict(),
-            parameters=correction.parameters,
-            description=correction.description,
-            actor=app.actor,
-            started_at=datetime.now(UTC),
-        )
-        session.add(job)
-        session.flush()
-        return job.id
+def _job_row(app: App, correction: Correction) -> Job:
+    return Job(
+        kind=correction.kind,
+        state="planning" if correction.dry_run else "running",
+        dry_run=correction.dry_run,
+        scope=correction.scope.as_dict(),
+        parameters=correction.parameters,
+        description=correction.description,
+        actor=app.actor,
+        started_at=datetime.now(UTC),
+    )
 
 
 def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
@@ -302,34 +298,35 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
 
     An XDR's current state is its revision of the highest job number, so an applied job must be
     numbered after every job applied before it.  A scheduled job overtaken by one created after
-    it (the CLI, say, while it waited) therefore runs as a new job; the scheduled one is marked
-    ``superseded`` and names it.
+    it (the CLI, say, while it waited) therefore runs as a new job, in the same transaction as the
+    claim; the scheduled one is marked ``superseded`` and names it.
     """
-    if job_id is None:
-        return _new_job(app, correction)
     with app.catalog.transaction() as session:
+        if job_id is None:
+            job = _job_row(app, correction)
+            session.add(job)
+            session.flush()
+            return job.id
         claim_scheduled(session, job_id, "planning" if correction.dry_run else "running")
-        overtaken = session.scalar(
-            select(Job.id).where(Job.id > job_id, Job.state == APPLIED).limit(1)
-        )
+        overtaken = session.scalar(select(Job.id).where(Job.id > job_id, Job.state == APPLIED).limit(1))
         if correction.dry_run or overtaken is None:
             return job_id
-    running = _new_job(app, correction)
-    with app.catalog.transaction() as session:
-        scheduled, replacement = session.get(Job, job_id), session.get(Job, running)
-        assert scheduled is not None and replacement is not None
+        scheduled, replacement = session.get(Job, job_id), _job_row(app, correction)
+        assert scheduled is not None
+        replacement.parameters = {**replacement.parameters, "scheduled_as_job": job_id}
+        session.add(replacement)
+        session.flush()
         scheduled.state = "superseded"
         scheduled.finished_at = datetime.now(UTC)
-        scheduled.parameters = {**scheduled.parameters, "ran_as_job": running}
-        replacement.parameters = {**replacement.parameters, "scheduled_as_job": job_id}
+        scheduled.parameters = {**scheduled.parameters, "ran_as_job": replacement.id}
         audit.record(
             session,
             app.actor,
             "job.superseded",
             f"job {job_id}",
-            after={"ran_as_job": running, "because": f"job {overtaken} was applied before it"},
+            after={"ran_as_job": replacement.id, "because": f"job {overtaken} was applied before it"},
         )
-    return running
+        return replacement.id
 
 
 def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None) -> CorrectionReport:
@@ -380,20 +377,30 @@ def rerate_correction(app: App, request: RerateRequest) -> Correction:
 
 
 def execute(
-    app: App, correction: Correction, job_id: int | None = None, progress: JobProgress | None = None
+    app: App,
+    correction: Correction,
+    job_id: int | None = None,
+    progress: JobProgress | None = None,
+    progress_for: Callable[[int], JobProgress] | None = None,
 ) -> CorrectionReport:
     """Run a correction as a dry run, or apply it under the ledger lock.
 
-    ``job_id`` runs an existing (scheduled) job row instead of recording a new one.
+    ``job_id`` runs an existing (scheduled) job row instead of recording a new one;
+    ``progress_for`` makes the progress of the job that actually runs (it may be a new one).
     """
     app.ledger.ensure()
+
+    def watcher(running: int) -> JobProgress:
+        return progress or (progress_for(running) if progress_for else QuietProgress())
+
     if correction.dry_run:
-        return _run(app, _start_job(app, correction, job_id), correction, progress or QuietProgress())
+        running = _start_job(app, correction, job_id)
+        return _run(app, running, correction, watcher(running))
     with ledger_lock(app.home, f"job by {app.actor}"):
         recover_interrupted(app)
         job_id = _start_job(app, correction, job_id)
         try:
-            return _run(app, job_id, correction, progress or QuietProgress())
+            return _run(app, job_id, correction, watcher(job_id))
         except BaseException as exc:
             with app.catalog.transaction() as session:
                 job = session.get(Job, job_id)

@@ -7,6 +7,7 @@ a later job changed the same XDRs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,7 +50,6 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
                     f"job {job_id} is {job.state}: only an applied correction can be reverted"
                 )
             later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
-            adjustments = _closed_since(session, job, allow_closed)
         if job.kind == "rollback":
             check_revert_of_rollback(app, job)
         blocking = _later_jobs_touching(app, job_id, list(later))
@@ -61,6 +61,8 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
         with app.catalog.transaction() as session:
             job = session.get(Job, job_id)
             assert job is not None
+            # In the transaction that records the revert: a period closed meanwhile is seen.
+            adjustments = _closed_since(session, job, allow_closed, _customers_of(app, job_id))
             undo = Job(
                 kind="revert",
                 state=APPLIED,
@@ -101,8 +103,24 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
             )
 
 
-def _closed_since(session: Session, job: Job, allow_closed: bool) -> list[dict[str, Any]]:
-    """Adjustment lines for what reverting ``job`` undoes in periods closed since it was applied."""
+def _customers_of(app: App, job_id: int) -> set[int] | None:
+    """The customers a job's report names (None when it has no report)."""
+    path = app.home / "jobs" / str(job_id) / "report.json"
+    try:
+        rows = json.loads(path.read_text()).get("by_customer", [])
+    except (OSError, ValueError):
+        return None
+    return {int(row["customer_id"]) for row in rows if row.get("customer_id") is not None}
+
+
+def _closed_since(
+    session: Session, job: Job, allow_closed: bool, customers: set[int] | None
+) -> list[dict[str, Any]]:
+    """Adjustment lines for what reverting ``job`` undoes in periods closed since it was applied.
+
+    ``customers`` (the job's, when known) narrows the check for a job that did not keep its
+    changes per period.
+    """
     closed = closed_periods(session)
     own = {
         (a.customer_id, a.period)
@@ -114,7 +132,7 @@ def _closed_since(session: Session, job: Job, allow_closed: bool) -> list[dict[s
         since = sorted(
             f"{closed[(p.customer_id, p.period)]} {p.period}"
             for p in session.scalars(select(BillingPeriod).where(BillingPeriod.closed_at > applied_at))
-            if (p.customer_id, p.period) not in own
+            if (p.customer_id, p.period) not in own and (customers is None or p.customer_id in customers)
         )
         if since and not allow_closed:
             raise ConflictError(

@@ -404,7 +404,14 @@ def _adjustments(
         when = finished.replace(tzinfo=UTC) if finished and finished.tzinfo is None else finished
         if when is not None and (when < start or (end and when >= end)):
             continue
-        if period_bounds(adjustment.period)[1] > start:
+        first, last = period_bounds(adjustment.period)
+        if first < start < last:  # part of the period in the lines, part not: no exact answer
+            raise InvalidInputError(
+                f"the report starts inside {adjustment.period}, a closed period that job "
+                f"{adjustment.job_id} corrected: start it on {first:%Y-%m-%d} or {last:%Y-%m-%d} "
+                "so that the correction is counted once"
+            )
+        if last > start:  # the period is in the window: its lines hold the corrected XDRs
             continue
         lines.append(
             {

@@ -128,8 +128,8 @@ def run_due(
                 ingest_jobs.run_ingest_job(owner, job.id, loading)
                 results.append(f"job {job.id}: {job.description}: done")
                 continue
-            watcher = progress(job.id) if progress is not None else None
-            results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress=watcher))
+            # The progress of the job that runs: a new one when this one was overtaken.
+            results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress_for=progress))
         except JobNotScheduledError:
             continue  # cancelled, or started by another runner: not ours to record
         except LedgerBusyError as exc:  # the CLI holds the ledger: stays scheduled, the next pass retries

@@ -128,7 +128,8 @@ def job_view(app: App, job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "in_scope": job.in_scope,
         "changed": job.changed,
-        "totals": job.totals,
+        # Without the per-period changes kept for a revert: thousands of rows, in every listing.
+        "totals": {k: v for k, v in (job.totals or {}).items() if k != "periods"},
         "error": job.error,
         "progress": {
             "days_done": job.days_done,

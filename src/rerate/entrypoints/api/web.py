@@ -391,6 +391,10 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
             for p in correction_permissions("revert", dry_run=False, allow_closed=allow_closed)
         )
     )
+    # Undoing changes in periods closed since the job was applied takes the closed-periods right.
+    can_revert_closed = can_revert and all(
+        allowed(principal.role, p) for p in correction_permissions("revert", dry_run=False, allow_closed=True)
+    )
     return _render(
         request,
         principal,
@@ -399,6 +403,7 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
         report=report,
         can_apply=can_apply,
         can_revert=can_revert,
+        can_revert_closed=can_revert_closed,
         day_chart=charts.signed_bars(
             [(r["day"], r["amount_delta"]) for r in report.get("by_day", [])], title="Amount delta by day"
         ),
@@ -423,12 +428,15 @@ def apply_job(request: Request, job_id: int, csrf: Annotated[str, Form()]) -> Re
 
 
 @router.post("/jobs/{job_id}/revert", response_model=None)
-def revert_job(request: Request, job_id: int, csrf: Annotated[str, Form()]) -> Response:
+def revert_job(
+    request: Request, job_id: int, csrf: Annotated[str, Form()], allow_closed: Annotated[str, Form()] = ""
+) -> Response:
     principal = _signed_in(request)
     _posted(request, principal, csrf)
     app = wired(request)
-    check_revert(app, principal, job_id, f"POST /jobs/{job_id}/revert")
-    report = jobs_service.revert(acting(app, principal), job_id)
+    closed = allow_closed == "on"
+    check_revert(app, principal, job_id, f"POST /jobs/{job_id}/revert", allow_closed=closed)
+    report = jobs_service.revert(acting(app, principal), job_id, allow_closed=closed)
     return RedirectResponse(f"/jobs/{report.job_id}", status_code=303)
 
 
