@@ -7,9 +7,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from rerate.bootstrap import App
+from rerate.catalog.models import Adjustment
 from rerate.services import jobs as jobs_service
+from rerate.services.corrections import RerateRequest, rerate
+from rerate.services.periods import close_period
 from rerate.services.report import ReportRequest, summary_report
+from rerate.services.scopes import resolve_scope
 from rerate.services.tariff_admin import show_tariff
 from tests.browser.conftest import screenshot, sign_in
 from tests.factories import write_xdrs
@@ -158,3 +164,28 @@ def test_ingest_upload_then_rollback_preview_and_apply(
     assert "rolled back" in page.inner_text("table")
     screenshot(page, "rollback-done")
     assert _revenue(app) == 0
+
+
+def test_revert_into_a_period_closed_since_asks_for_the_closed_periods_box(
+    page: Any, live: tuple[str, App]
+) -> None:
+    _, app = live
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    applied = rerate(app, RerateRequest(scope=scope, tariff="cost")).job_id
+    close_period(app, "Acme", "2026-10")  # invoiced with the job's prices
+    sign_in(page)
+    page.goto(f"/jobs/{applied}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#revert")
+    page.wait_for_selector("text=Acme 2026-10", timeout=30_000)  # refused, naming the period
+    assert jobs_service.job(app, applied).state == "applied"
+    page.goto(f"/jobs/{applied}")
+    page.check("#revert-allow-closed")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#revert")
+    _wait_for_state(page, "applied")  # the revert job's own page
+    undo = int(re.findall(r"Job (\d+)", page.inner_text("h1"))[0])
+    assert jobs_service.job(app, applied).state == "reverted"
+    with app.catalog.reading() as session:
+        assert session.scalars(select(Adjustment).where(Adjustment.job_id == undo)).all()
