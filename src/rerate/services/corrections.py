@@ -459,9 +459,9 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         report.in_scope += current.num_rows
         changed = _changed_mask(current, updated, compared)
         count = pc.sum(changed).as_py() or 0
-        money = _rated_money(current) if whole is None else {}
-        _add(report.before, money)
         if count == 0:
+            if whole is None:
+                _add(report.before, _rated_money(current))
             return
         # Often every XDR in scope changes (a new tariff): no copy then.
         old, new = (
@@ -471,9 +471,10 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
         )
         report.changed += old.num_rows
         if whole is None:
-            # When every XDR changed, the old rows' money is the money before.
-            old_money = money if old is current else _rated_money(old)
-            _measure(con, report, old, new, old_money, totals_label, parts)
+            # The changed XDRs' money, old and new, comes from their breakdown (_changed_money).
+            if old is not current:
+                _add(report.before, _rated_money(current.filter(pc.invert(changed))))
+            _measure(con, old, new, totals_label, parts)
         rows = diff_rows(old, new, compared)
         diff.write(rows)
         if len(report.sample) < SAMPLE_SIZE:
@@ -500,6 +501,8 @@ def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -
                     accounted.result()
             if whole is not None:
                 _take_whole(report, whole.result(), parts)
+            elif parts.breakdown:
+                _changed_money(con, report, parts.breakdown)
         finally:
             accounting.shutdown()  # the batch being accounted for finishes first
             reading.close()
@@ -558,15 +561,9 @@ class _Parts:
 
 
 def _measure(
-    con: duckdb.DuckDBPyConnection,
-    report: CorrectionReport,
-    old: pa.Table,
-    new: pa.Table,
-    old_money: dict[str, dict[str, Decimal]],
-    label: str | None,
-    parts: _Parts,
+    con: duckdb.DuckDBPyConnection, old: pa.Table, new: pa.Table, label: str | None, parts: _Parts
 ) -> None:
-    """The money delta and breakdown of a day's changed XDRs, and with ``label`` its totals' delta.
+    """The breakdown of a day's changed XDRs, and with ``label`` its totals' delta.
 
     One query per aggregate: a day's keys are nearly as many as its rows, so neither GROUPING
     SETS over both nor grouping integer codes of the string keys paid (measured on 157,000-XDR
@@ -574,9 +571,6 @@ def _measure(
     """
     con.register("old_changed", old)
     con.register("new_changed", new)
-    # Unchanged XDRs count the same before and after: the delta is the changed rows'.
-    _add(report.delta, _rated_money(new))
-    _add(report.delta, old_money, sign=-1)
     if label is not None:
         for aggregate in AGGREGATES:
             delta = con.sql(aggregate.delta_select("new_changed", "old_changed", f"'{label}'"))
@@ -608,11 +602,37 @@ SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
        o.vendor_currency AS old_vendor_currency, n.vendor_currency AS new_vendor_currency,
        o.status AS old_status, n.status AS new_status, n.reason AS new_reason,
        count(*) AS xdrs,
-       sum(o.amount) AS old_amount, sum(n.amount) AS new_amount,
-       sum(o.cost) AS old_cost, sum(n.cost) AS new_cost
+       sum(o.amount) FILTER (WHERE o.status = 'rated') AS old_amount,
+       sum(n.amount) FILTER (WHERE n.status = 'rated') AS new_amount,
+       sum(o.cost) FILTER (WHERE o.vendor_status = 'rated') AS old_cost,
+       sum(n.cost) FILTER (WHERE n.vendor_status = 'rated') AS new_cost
 FROM new_changed n POSITIONAL JOIN old_changed o
 GROUP BY ALL
 """
+
+#: The changed XDRs' money before and after, per measure and currency (rated XDRs only).
+_CHANGED_MONEY = """
+SELECT kind, currency, coalesce(sum(old), 0), coalesce(sum(new), 0) FROM (
+    SELECT 'amount' AS kind, old_currency AS currency, old_amount AS old, NULL AS new FROM breakdown
+    UNION ALL SELECT 'amount', new_currency, NULL, new_amount FROM breakdown
+    UNION ALL SELECT 'cost', old_vendor_currency, old_cost, NULL FROM breakdown
+    UNION ALL SELECT 'cost', new_vendor_currency, NULL, new_cost FROM breakdown
+) WHERE currency IS NOT NULL GROUP BY ALL
+"""
+
+
+def _changed_money(con: duckdb.DuckDBPyConnection, report: CorrectionReport, parts: list[pa.Table]) -> None:
+    """The changed XDRs' money into the totals before and the delta (unchanged ones count alike).
+
+    Summed from their breakdown rather than from every XDR again: a pass over each batch's rows
+    less (measured: 1.7 - 2.0 CPU seconds of an 11.8 M-XDR dry run).
+    """
+    con.register("breakdown", pa.concat_tables(parts))
+    for kind, currency, old, new in con.execute(_CHANGED_MONEY).fetchall():
+        for target, value, sign in ((report.before, old, 1), (report.delta, new, 1), (report.delta, old, -1)):
+            slot = target.setdefault(currency, {"amount": Decimal(0), "cost": Decimal(0)})
+            slot[kind] += sign * Decimal(value)
+
 
 #: The breakdown as money lines, each in one currency: an XDR counts under its new customer,
 #: destination and customer currency (or else the old one); its old amount and cost leave their
