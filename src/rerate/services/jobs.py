@@ -27,7 +27,7 @@ from rerate.services import audit
 from rerate.services.corrections import CorrectionReport, adjustment_row
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
-from rerate.services.periods import closed_periods, negated_lines, touched
+from rerate.services.periods import closed_conflict, closed_periods, negated_lines, touched
 from rerate.services.rollback import check_revert_of_rollback
 from rerate.services.visibility import APPLIED
 
@@ -62,7 +62,7 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
             job = session.get(Job, job_id)
             assert job is not None
             # In the transaction that records the revert: a period closed meanwhile is seen.
-            adjustments = _closed_since(session, job, allow_closed, _customers_of(app, job_id))
+            adjustments = _closed_since(app, session, job, allow_closed)
             undo = Job(
                 kind="revert",
                 state=APPLIED,
@@ -113,13 +113,11 @@ def _customers_of(app: App, job_id: int) -> set[int] | None:
     return {int(row["customer_id"]) for row in rows if row.get("customer_id") is not None}
 
 
-def _closed_since(
-    session: Session, job: Job, allow_closed: bool, customers: set[int] | None
-) -> list[dict[str, Any]]:
+def _closed_since(app: App, session: Session, job: Job, allow_closed: bool) -> list[dict[str, Any]]:
     """Adjustment lines for what reverting ``job`` undoes in periods closed since it was applied.
 
-    ``customers`` (the job's, when known) narrows the check for a job that did not keep its
-    changes per period.
+    A job that did not keep its changes per period is checked against the periods of the
+    customers its report names (all customers without a report).
     """
     closed = closed_periods(session)
     own = {
@@ -129,6 +127,7 @@ def _closed_since(
     stored = (job.totals or {}).get("periods")
     if not isinstance(stored, list):  # applied before jobs kept their changes per period
         applied_at = job.finished_at or job.started_at
+        customers = _customers_of(app, job.id)
         since = sorted(
             f"{closed[(p.customer_id, p.period)]} {p.period}"
             for p in session.scalars(select(BillingPeriod).where(BillingPeriod.closed_at > applied_at))
@@ -147,11 +146,7 @@ def _closed_since(
         if (line["customer_id"], line["period"]) not in own
     ]
     if lines and not allow_closed:
-        names = sorted({f"{line['customer']} {line['period']}" for line in lines})
-        raise ConflictError(
-            f"reverting job {job.id} changes XDRs of closed billing period(s): {', '.join(names)}; "
-            "pass --allow-closed to revert it and record adjustment lines for the open period"
-        )
+        raise closed_conflict(f"reverting job {job.id}", "revert", lines)
     return lines
 
 

@@ -147,6 +147,15 @@ def closed_periods(session: Session) -> dict[tuple[int, str], str]:
     return {(r[0], r[1]): r[2] for r in rows}
 
 
+def closed_conflict(subject: str, verb: str, lines: Sequence[dict[str, Any]]) -> ConflictError:
+    """The refusal of a change to closed periods (lines from :func:`touched`), naming them."""
+    names = sorted({f"{line['customer']} {line['period']}" for line in lines})
+    return ConflictError(
+        f"{subject} changes XDRs of closed billing period(s): {', '.join(names)}; "
+        f"pass --allow-closed to {verb} it and record adjustment lines for the open period"
+    )
+
+
 def touched(breakdown: Sequence[dict[str, Any]], closed: dict[tuple[int, str], str]) -> list[dict[str, Any]]:
     """Adjustment lines: the changes a job makes inside closed periods."""
     lines = []

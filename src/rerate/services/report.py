@@ -368,18 +368,23 @@ def _totals(lines: Sequence[dict[str, Any]], adjustments: Sequence[dict[str, Any
         total = total_of(line["currency"])
         for name in ADDITIVE:
             total[name] += line[name]
-        if line["cost_currency"] and total["cost_currency"] != line["cost_currency"]:
-            total["cost_currency"] = line["cost_currency"] if not total["cost_currency"] else "mixed"
+        _holds_cost_in(total, line["cost_currency"])
     for adjustment in adjustments:  # revenue and cost both in the adjustment's currency
         total = total_of(adjustment["currency"])
         total["revenue"] += adjustment["revenue"]
         total["cost"] += adjustment["cost"]
-        if adjustment["cost"] and total["cost_currency"] != adjustment["currency"]:
-            total["cost_currency"] = adjustment["currency"] if not total["cost_currency"] else "mixed"
+        if adjustment["cost"]:
+            _holds_cost_in(total, adjustment["currency"])
     for total in totals.values():
         if total["cost_currency"] in ("", total["currency"]):
             total["margin"] = total["revenue"] - total["cost"]
     return [totals[c] for c in sorted(totals)]
+
+
+def _holds_cost_in(total: dict[str, Any], currency: str) -> None:
+    """Note that ``total`` holds costs in ``currency``: its cost currency, or ``mixed``."""
+    if currency and total["cost_currency"] != currency:
+        total["cost_currency"] = currency if not total["cost_currency"] else "mixed"
 
 
 def _adjustments(
