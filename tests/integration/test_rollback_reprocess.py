@@ -65,6 +65,32 @@ def test_revert_of_a_rollback_brings_the_collection_back(world: App, tmp_path: P
     assert (_export(world, tmp_path), ledger_and_totals(world)) == before
 
 
+def test_corrections_leave_a_rolled_back_collection_voided(world: App, tmp_path: Path) -> None:
+    """Re-pricing a customer after its file was rolled back and loaded again must not bill the
+    voided copy a second time."""
+    from rerate.services.corrections import RerateRequest, rerate
+
+    path = write_xdrs(tmp_path / "x.csv", ROWS)
+    (first,) = ingest(world, [path])
+    assert first.collection_id is not None
+    rollback(world, first.collection_id)
+    (again,) = ingest(world, [path])
+    assert again.loaded == 3
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+
+    rerated = rerate(world, RerateRequest(scope=scope, tariff="cost"))
+    reprocessed = reprocess(world, scope, failed_only=False)
+
+    rows = _export(world, tmp_path).values()
+    voided = [r for r in rows if r["collection_id"] == str(first.collection_id)]
+    assert [r["status"] for r in voided] == ["voided"] * 3
+    # Only the live copy was in scope: Acme's two XDRs of the file loaded again.
+    assert (rerated.in_scope, reprocessed.in_scope) == (2, 2)
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+
+
 def test_reprocess_failed_picks_up_fixed_configuration(world: App, tmp_path: Path) -> None:
     ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
     rows = _export(world, tmp_path)

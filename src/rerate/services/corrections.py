@@ -35,6 +35,7 @@ from rerate.domain.arrow_money import decimal_to_nanos
 from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
+from rerate.domain.statuses import Status
 from rerate.ledger.reader import Visibility, connect_duckdb, files_of, scoped_select, second_cursor
 from rerate.ledger.schema import DERIVED_FIELDS, REVISION_FILE_SCHEMA
 from rerate.ledger.scope_sql import collection_xdr_ids, scope_days, scope_predicate
@@ -181,7 +182,9 @@ def _scope_batches(
     threads only.
     """
     scope = correction.scope
-    predicate = scope_predicate(scope)
+    # A rolled-back collection's XDRs stay voided: re-pricing them would bill them again beside
+    # the file's re-ingested copy.  Only reverting the rollback brings them back.
+    predicate = f"({scope_predicate(scope)}) AND x.status IS DISTINCT FROM '{Status.VOIDED.value}'"
     xdr_files = app.ledger.files_by_day(XDRS)
     if scope.collections:
         xdr_files = {
