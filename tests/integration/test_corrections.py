@@ -192,6 +192,24 @@ def test_a_job_failing_midway_publishes_nothing_and_leaves_no_diff(
     assert not list((loaded.home / "jobs" / str(job.id)).glob("diff.arrow*"))
 
 
+def test_a_failing_dry_run_ends_failed_not_planning(loaded: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A preview that fails (a full disk under its diff, say) must not show as planning for ever."""
+    original = corrections.diff_rows
+
+    def disk_full(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(corrections, "diff_rows", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        rerate(loaded, _request(loaded, tariff="cost", dry_run=True))
+    monkeypatch.setattr(corrections, "diff_rows", original)
+    with loaded.catalog.reading() as session:
+        preview = session.scalars(select(Job).order_by(Job.id.desc())).one()
+        assert (preview.state, preview.finished_at is not None) == ("failed", True)
+        assert "No space left on device" in (preview.error or "")
+    assert next(e["action"] for e in entries(loaded) if e["subject"] == f"job {preview.id}") == "job.failed"
+
+
 def test_old_diffs_are_pruned_and_their_jobs_stay(loaded: App) -> None:
     """Previews' diffs go after the retention; applied jobs' only when asked; nothing else changes."""
     preview = rerate(loaded, _request(loaded, tariff="cost", dry_run=True))

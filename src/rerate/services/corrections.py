@@ -398,7 +398,11 @@ def execute(
 
     if correction.dry_run:
         running = _start_job(app, correction, job_id)
-        return _run(app, running, correction, watcher(running))
+        try:
+            return _run(app, running, correction, watcher(running))
+        except BaseException as exc:  # a preview wrote nothing to the ledger: only its job row to end
+            _fail_preview(app, running, exc)
+            raise
     with ledger_lock(app.home, f"job by {app.actor}"):
         recover_interrupted(app)
         job_id = _start_job(app, correction, job_id)
@@ -411,6 +415,18 @@ def execute(
                     job.error = f"{type(exc).__name__}: {exc}"
             recover_interrupted(app)
             raise
+
+
+def _fail_preview(app: App, job_id: int, exc: BaseException) -> None:
+    """A dry run that failed or was interrupted ends ``failed``: otherwise it would show as
+    still planning for ever (listings, API, web UI)."""
+    with app.catalog.transaction() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.state == "planning":
+            job.state = "failed"
+            job.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            job.finished_at = datetime.now(UTC)
+            audit.record(session, app.actor, "job.failed", f"job {job_id}", after={"error": job.error})
 
 
 def _run(app: App, job_id: int, correction: Correction, progress: JobProgress) -> CorrectionReport:
