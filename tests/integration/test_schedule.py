@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from rerate.bootstrap import App
+from rerate.services.audit_log import entries
 from rerate.services.corrections import RerateRequest, rerate, rerate_correction
 from rerate.services.errors import ConflictError
 from rerate.services.ingest import ingest
@@ -46,6 +49,32 @@ def test_cancel_only_scheduled_jobs(world: App, tmp_path: Path) -> None:
     assert run_due(world, now=AT) == []
     with pytest.raises(ConflictError, match="only a scheduled job"):
         cancel(world, job_id)
+
+
+def test_cancel_loses_to_a_runner_that_claimed_the_job_meanwhile(world: App, tmp_path: Path) -> None:
+    """A runner claims the job between cancel's check and its write: the cancel is refused, never
+    reported (and audited) while the job runs."""
+    (loaded,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    job_id = schedule(world, rollback_correction(world, int(loaded.collection_id or 0)), AT)
+    claimed: list[bool] = []
+
+    def runner_claims_first(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if (
+            statement.lstrip().upper().startswith("UPDATE JOBS")
+            and "cancelled" in str(parameters)
+            and not claimed
+        ):
+            claimed.append(True)
+            cursor.execute("UPDATE jobs SET state = 'running' WHERE id = :id", {"id": job_id})  # SQLite
+
+    event.listen(world.catalog.engine, "before_cursor_execute", runner_claims_first)
+    try:
+        with pytest.raises(ConflictError, match="started meanwhile"):
+            cancel(world, job_id)
+    finally:
+        event.remove(world.catalog.engine, "before_cursor_execute", runner_claims_first)
+    assert claimed
+    assert not [e for e in entries(world) if e["action"] == "job.cancel"]
 
 
 def test_a_cancelled_job_is_not_run_and_a_busy_ledger_only_delays_one(

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
@@ -179,6 +180,16 @@ def cancel(app: App, job_id: int) -> None:
                 f"job {job_id} is {job.state}: only a scheduled job can be cancelled "
                 "(an applied one is undone with 'rerate jobs revert')"
             )
-        job.state = "cancelled"
-        job.finished_at = datetime.now(UTC)
+        # One conditional statement: a runner claiming the job meanwhile (claim_scheduled) wins,
+        # and the cancel is refused rather than reported while the job runs.
+        cancelled = cast(
+            CursorResult[Any],
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state == "scheduled")
+                .values(state="cancelled", finished_at=datetime.now(UTC))
+            ),
+        )
+        if cancelled.rowcount != 1:
+            raise ConflictError(f"job {job_id} started meanwhile: only a scheduled job can be cancelled")
         audit.record(session, app.actor, "job.cancel", f"job {job_id}")
