@@ -137,3 +137,30 @@ def test_a_scheduled_job_overtaken_by_a_later_one_runs_as_a_new_job(world: App, 
         revert(world, overtaking.job_id)
     revert(world, report.job_id)
     assert ledger_and_totals(world)[0] == ledger_and_totals(world)[1]
+
+
+def test_a_scheduled_job_that_fails_is_recorded_and_audited(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rerate.services import schedule as schedule_module
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    job_id = schedule(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")), AT)
+
+    def tariff_gone(*args: object) -> object:
+        raise RuntimeError("no tariff named 'cost'")
+
+    monkeypatch.setattr(schedule_module, "_rebuild", tariff_gone)
+    (outcome,) = run_due(world, now=AT)
+    assert outcome == f"job {job_id} failed: RuntimeError: no tariff named 'cost'"
+    assert (job(world, job_id).state, job(world, job_id).error) == (
+        "failed",
+        "RuntimeError: no tariff named 'cost'",
+    )
+    failure = next(e for e in entries(world) if e["subject"] == f"job {job_id}")
+    assert (failure["action"], failure["after"]) == (
+        "job.failed",
+        {"error": "RuntimeError: no tariff named 'cost'"},
+    )

@@ -145,6 +145,7 @@ def run_due(
                     stored.finished_at = datetime.now(UTC)
                 if stored is not None:
                     stored.error = message
+                    audit.record(session, job.actor, "job.failed", f"job {job.id}", after={"error": message})
             results.append(f"job {job.id} failed: {message}")
     return results
 
