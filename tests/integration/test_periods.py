@@ -215,3 +215,30 @@ def test_a_job_without_its_changes_per_period_is_judged_by_its_customers(world: 
     with pytest.raises(ConflictError, match=r"before rerate kept .* Acme 2026-10; pass --allow-closed"):
         revert(world, job.job_id)
     assert revert(world, job.job_id, allow_closed=True).adjustments == []
+
+
+def test_closing_waits_for_the_job_that_holds_the_ledger(world: App, tmp_path: Path) -> None:
+    """A period is closed between jobs, never while one runs: a job that read the closed periods
+    before the close would otherwise change the period without adjustment lines."""
+    import threading
+    import time
+
+    from rerate.services.locks import ledger_lock
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    seen_while_held: list[list[dict[str, object]]] = []
+    holding = threading.Event()
+
+    def running_job() -> None:
+        with ledger_lock(world.home, "job by alice"):
+            holding.set()
+            time.sleep(1.0)  # long enough for the close below to have run, had it not waited
+            seen_while_held.append(list_periods(world))
+
+    job = threading.Thread(target=running_job)
+    job.start()
+    holding.wait()
+    close_period(world, "Acme", "2026-10")
+    job.join()
+    assert seen_while_held == [[]]
+    assert [p["period"] for p in list_periods(world)] == ["2026-10"]

@@ -25,6 +25,7 @@ from rerate.ledger.reader import Visibility, open_totals, open_views
 from rerate.ledger.tables import REVISIONS, TOTALS, XDRS
 from rerate.services import audit
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.locks import ledger_lock
 from rerate.services.parties import customer_named
 from rerate.services.visibility import current_visibility
 
@@ -66,7 +67,10 @@ def close_period(app: App, customer: str, period: str, *, now: datetime | None =
             f"period {period} has not ended yet: it can be closed from {end.date().isoformat()}"
         )
     app.ledger.ensure()
-    with app.catalog.transaction() as session:
+    # Under the ledger's write lock: a correction or ingest running now either finishes before the
+    # period's figures are taken, or starts after and sees the period closed.  Otherwise a job
+    # that read the closed periods before the close would change the period without adjustments.
+    with ledger_lock(app.home, f"period close by {app.actor}"), app.catalog.transaction() as session:
         owner = customer_named(session, customer)
         clash = session.scalar(
             select(BillingPeriod).where(BillingPeriod.customer_id == owner.id, BillingPeriod.period == period)
