@@ -65,6 +65,35 @@ def test_revert_of_a_rollback_brings_the_collection_back(world: App, tmp_path: P
     assert (_export(world, tmp_path), ledger_and_totals(world)) == before
 
 
+def test_a_rollback_is_not_reverted_while_its_calls_are_live_in_another_collection(
+    world: App, tmp_path: Path
+) -> None:
+    """Neither the same file live again in an earlier collection, nor a corrected file (another
+    checksum, the same source ids) loaded after the rollback: each would bill the calls twice."""
+    path = write_xdrs(tmp_path / "x.csv", ROWS)
+    (first,) = ingest(world, [path])
+    assert first.collection_id is not None
+    first_rollback = rollback(world, first.collection_id)
+    (second,) = ingest(world, [path])
+    assert second.collection_id is not None
+    second_rollback = rollback(world, second.collection_id)
+    revert(world, first_rollback.job_id)  # the file is live once again, as the first collection
+    with pytest.raises(ConflictError, match=f"loaded again as collection {first.collection_id}"):
+        revert(world, second_rollback.job_id)
+
+    corrected = write_xdrs(tmp_path / "corrected.csv", [(*ROWS[0][:2], "50", *ROWS[0][3:]), *ROWS[1:]])
+    third_rollback = rollback(world, first.collection_id)
+    (fixed,) = ingest(world, [corrected])
+    assert (fixed.loaded, fixed.duplicates) == (3, 0)
+    for undo in (third_rollback.job_id, second_rollback.job_id):
+        with pytest.raises(
+            ConflictError, match=rf"collection {fixed.collection_id} holds 1 XDR\(s\) of 2026-10-10"
+        ):
+            revert(world, undo)
+    live = [r for r in _export(world, tmp_path).values() if r["status"] != "voided"]
+    assert sorted(r["source_id"] for r in live) == ["a1", "a2", "a3"]
+
+
 def test_corrections_leave_a_rolled_back_collection_voided(world: App, tmp_path: Path) -> None:
     """Re-pricing a customer after its file was rolled back and loaded again must not bill the
     voided copy a second time."""

@@ -17,10 +17,12 @@ from sqlalchemy import select
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection, Job
 from rerate.domain.scopes import Scope
+from rerate.ledger.reader import connect_duckdb, files_of, sql_paths
+from rerate.ledger.tables import XDRS
 from rerate.services.corrections import Contexts, Correction, CorrectionReport, JobProgress, execute
 from rerate.services.errors import ConflictError, NotFoundError
 from rerate.services.rollback_totals import VOIDED_VALUES, WholeCollection
-from rerate.services.visibility import rolled_back_collections
+from rerate.services.visibility import current_visibility, rolled_back_collections
 
 
 def _void(current: pa.Table, _contexts: Contexts) -> pa.Table:
@@ -100,22 +102,66 @@ def rollback_correction(
 
 
 def check_revert_of_rollback(app: App, job: Job) -> None:
-    """Refuse to bring a collection back when the same file was loaded again meanwhile."""
+    """Refuse to bring a collection back when its XDRs were loaded again meanwhile.
+
+    The same file loaded again is found by its checksum; a corrected file (another checksum)
+    by its source ids, day by day, as ingest finds duplicates: either way, reverting the
+    rollback would bill the same calls twice.
+    """
     collection_id = int(job.parameters.get("collection", 0))  # type: ignore[call-overload]
     with app.catalog.reading() as session:
         original = session.get(Collection, collection_id)
         if original is None:
             return
+        rolled_back = rolled_back_collections(session)
         again = session.scalars(
             select(Collection.id).where(
                 Collection.checksum == original.checksum,
                 Collection.state == "loaded",
-                Collection.id > collection_id,
+                Collection.id != collection_id,
             )
         ).all()
-        live = [c for c in again if c not in rolled_back_collections(session)]
-    if live:
+        live = [
+            c for c in current_visibility(session).collections if c not in rolled_back and c != collection_id
+        ]
+    twins = [c for c in again if c not in rolled_back]
+    if twins:
         raise ConflictError(
-            f"the file of collection {collection_id} was loaded again as collection {live[0]}: "
-            f"roll back collection {live[0]} before bringing {collection_id} back"
+            f"the file of collection {collection_id} was loaded again as collection {twins[0]}: "
+            f"roll back collection {twins[0]} before bringing {collection_id} back"
         )
+    found = _live_source_ids(app, collection_id, live)
+    if found is not None:
+        other, day, count = found
+        raise ConflictError(
+            f"collection {other} holds {count:,} XDR(s) of {day} with the source ids of collection "
+            f"{collection_id} (a corrected file loaded after the rollback?): roll back collection "
+            f"{other} before bringing {collection_id} back"
+        )
+
+
+def _live_source_ids(app: App, collection_id: int, live: list[int]) -> tuple[int, str, int] | None:
+    """The first live collection, day and count of XDRs sharing a source id with the collection."""
+    if not live:
+        return None
+    listed = ", ".join(str(int(c)) for c in live)
+    con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
+    try:
+        for day, files in sorted(app.ledger.files_by_day(XDRS).items()):
+            mine = files_of(files, "c", [collection_id])
+            others = [f for f in files if f not in mine]
+            if not mine or not others:
+                continue
+            row = con.execute(
+                f"""
+                SELECT collection_id, count(*) FROM read_parquet({sql_paths(others)}, hive_partitioning=false)
+                WHERE collection_id IN ({listed}) AND source_id IN (
+                    SELECT source_id FROM read_parquet({sql_paths(mine)}, hive_partitioning=false))
+                GROUP BY 1 ORDER BY 1 LIMIT 1
+                """
+            ).fetchone()
+            if row is not None:
+                return int(row[0]), day, int(row[1])
+    finally:
+        con.close()
+    return None
