@@ -242,3 +242,39 @@ def test_closing_waits_for_the_job_that_holds_the_ledger(world: App, tmp_path: P
     job.join()
     assert seen_while_held == [[]]
     assert [p["period"] for p in list_periods(world)] == ["2026-10"]
+
+
+def test_reverting_a_job_whose_adjustments_were_invoiced_takes_them_back(closed: App) -> None:
+    """October is closed; a job corrects it with adjustment lines, invoiced with November; once
+    November is closed too, reverting the job must take those lines back in a later invoice, and
+    November's report must keep showing what it invoiced."""
+    from rerate.services.report import ReportRequest, summary_report
+
+    with closed.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"], end=datetime(2026, 11, 1, tzinfo=UTC))
+    job = rerate(closed, RerateRequest(scope=scope, tariff="cost", allow_closed=True))
+    assert {a["period"] for a in job.adjustments} == {"2026-10"}
+
+    def adjustments(period: str) -> list[tuple[str, Decimal, int]]:
+        report = summary_report(closed, ReportRequest(customers=["Acme"], period=period))
+        return [(a["corrected_period"], a["revenue"], a["job_id"]) for a in report.adjustments]
+
+    invoiced = adjustments("2026-11")
+    assert sum(line[1] for line in invoiced) == sum(a["amount_delta"] for a in job.adjustments) != 0
+    close_period(closed, "Acme", "2026-11", now=datetime(2026, 12, 2, tzinfo=UTC))
+
+    with pytest.raises(ConflictError, match="Acme 2026-10"):
+        revert(closed, job.job_id)
+    undo = revert(closed, job.job_id, allow_closed=True)
+    assert sum(a["amount_delta"] for a in undo.adjustments) == -sum(
+        a["amount_delta"] for a in job.adjustments
+    )
+    with closed.catalog.transaction() as session:  # a revert of December, as it would be in real time
+        reverting = session.get(Job, undo.job_id)
+        assert reverting is not None
+        reverting.finished_at = datetime(2026, 12, 2, tzinfo=UTC)
+
+    assert adjustments("2026-11") == invoiced
+    december = adjustments("2026-12")
+    assert {line[2] for line in december} == {undo.job_id}
+    assert sum(line[1] for line in december) == -sum(line[1] for line in invoiced)

@@ -120,9 +120,14 @@ def _closed_since(app: App, session: Session, job: Job, allow_closed: bool) -> l
     customers its report names (all customers without a report).
     """
     closed = closed_periods(session)
+    # The job's own adjustment lines go with it, so their periods need no new lines: unless the
+    # period that invoiced them (the one the job was applied in) is closed too.  Then the
+    # customer was billed for them, and only new lines, taking them back, undo that.
+    invoiced_in = f"{job.finished_at or job.started_at:%Y-%m}"
     own = {
         (a.customer_id, a.period)
         for a in session.scalars(select(Adjustment).where(Adjustment.job_id == job.id))
+        if (a.customer_id, invoiced_in) not in closed
     }
     stored = (job.totals or {}).get("periods")
     if not isinstance(stored, list):  # applied before jobs kept their changes per period

@@ -387,6 +387,31 @@ def _holds_cost_in(total: dict[str, Any], currency: str) -> None:
         total["cost_currency"] = currency if not total["cost_currency"] else "mixed"
 
 
+def _invoiced_lines_of_reverted_jobs(
+    session: Session, applied: Sequence[int]
+) -> dict[int, set[tuple[int, str]]]:
+    """Reverted job -> the (customer, period) whose adjustment lines stay with it.
+
+    A job reverted after the period that invoiced its adjustment lines had closed stays on that
+    invoice: its revert recorded lines taking them back (shown in the revert's own window)
+    for those customers' periods, and only for those.
+    """
+    reverted = session.execute(
+        select(Job.id, Job.reverted_by_job_id).where(
+            Job.state == "reverted", Job.reverted_by_job_id.in_(list(applied))
+        )
+    ).all()
+    kept: dict[int, set[tuple[int, str]]] = {}
+    for job_id, undo_id in reverted:
+        taken_back = {
+            (a.customer_id, a.period)
+            for a in session.scalars(select(Adjustment).where(Adjustment.job_id == undo_id))
+        }
+        if taken_back:
+            kept[job_id] = taken_back
+    return kept
+
+
 def _adjustments(
     session: Session, wanted: Sequence[int], start: datetime | None, end: datetime | None, jobs: Sequence[int]
 ) -> list[dict[str, Any]]:
@@ -397,15 +422,21 @@ def _adjustments(
     """
     if not jobs or start is None:
         return []
+    kept = _invoiced_lines_of_reverted_jobs(session, jobs)
     query = (
         select(Adjustment, Customer.name, Job.finished_at)
         .join(Customer, Customer.id == Adjustment.customer_id)
         .join(Job, Job.id == Adjustment.job_id)
-        .where(Adjustment.customer_id.in_(wanted), Adjustment.job_id.in_(list(jobs)))
+        .where(Adjustment.customer_id.in_(wanted), Adjustment.job_id.in_([*jobs, *kept]))
         .order_by(Adjustment.period, Adjustment.destination, Adjustment.id)
     )
     lines = []
     for adjustment, customer, finished in session.execute(query).all():
+        if (
+            adjustment.job_id in kept
+            and (adjustment.customer_id, adjustment.period) not in kept[adjustment.job_id]
+        ):
+            continue  # reverted before it was invoiced: its lines went with it
         when = finished.replace(tzinfo=UTC) if finished and finished.tzinfo is None else finished
         if when is not None and (when < start or (end and when >= end)):
             continue
