@@ -172,3 +172,22 @@ def test_a_ledger_from_before_the_rating_key_gains_the_column(world: App, tmp_pa
         visibility = current_visibility(session)
     con = open_views(world.ledger, visibility, files=([str(old_file)], []))
     assert ("rating_key", "VARCHAR") in [(c[0], c[1]) for c in con.execute("DESCRIBE xdrs").fetchall()]
+
+
+def test_vendor_side_failures_are_counted_cured_and_new(world: App, tmp_path: Path) -> None:
+    """A vendor side cured, or newly failed, counts in the report as a customer side does."""
+    rows = [
+        ("v1", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "trunk-b"),
+        ("v2", "2026-10-21T10:00:00Z", "60", "1", "4420794600", "acc1", "trunk-b"),
+    ]
+    ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    assert {r["vendor_reason"] for r in _export(world, tmp_path).values()} == {"unknown_vendor"}
+    alias = add_rule(world, "vendor", "trunk-b", "gw1")
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, start=parse_utc("2026-10-01T00:00:00Z"))
+    cured = reprocess(world, scope, failed_only=True)
+    assert (cured.changed, cured.cured, cured.new_failures) == (2, 2, {})
+
+    remove_rule(world, alias.id, ending=parse_utc("2026-10-21T00:00:00Z"))  # v2 is no longer carried
+    failed = reprocess(world, scope, failed_only=False)
+    assert (failed.changed, failed.cured, failed.new_failures) == (1, 0, {"vendor unknown_vendor": 1})

@@ -132,7 +132,11 @@ def test_reprocess_failed_picks_up_fixed_configuration(world: App, tmp_path: Pat
     with world.catalog.reading() as session:
         scope = resolve_scope(session, statuses=["failed"])
     report = reprocess(world, scope, failed_only=True)
-    assert (report.in_scope, report.changed, report.cured) == (2, 2, 1)
+    assert (report.in_scope, report.changed, report.cured) == (
+        2,
+        2,
+        2,
+    )  # a2 its customer side, a3 its vendor side
     after = {r["source_id"]: r for r in _export(world, tmp_path).values()}
     assert (after["a2"]["status"], after["a2"]["customer"]) == ("rated", "Acme")
     assert (after["a3"]["vendor_status"], after["a3"]["vendor"]) == ("rated", "NewCarrier")

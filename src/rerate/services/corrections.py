@@ -617,6 +617,8 @@ SELECT n.customer_id, n.call_date, coalesce(n.country, '') AS country,
        o.currency AS old_currency, n.currency AS new_currency,
        o.vendor_currency AS old_vendor_currency, n.vendor_currency AS new_vendor_currency,
        o.status AS old_status, n.status AS new_status, n.reason AS new_reason,
+       o.vendor_status AS old_vendor_status, n.vendor_status AS new_vendor_status,
+       n.vendor_reason AS new_vendor_reason,
        count(*) AS xdrs,
        sum(o.amount) FILTER (WHERE o.status = 'rated') AS old_amount,
        sum(n.amount) FILTER (WHERE n.status = 'rated') AS new_amount,
@@ -709,15 +711,23 @@ def _summarize(con: duckdb.DuckDBPyConnection, report: CorrectionReport) -> None
                 for r in rows
             ],
         )
+    # Either side counts: a vendor side that fails loses the call's cost as surely as a
+    # customer side loses its revenue.  Vendor-side reasons are named so.
     report.new_failures = dict(
         con.execute(
-            "SELECT new_reason, sum(xdrs)::BIGINT FROM breakdown "
-            "WHERE new_status = 'failed' AND old_status = 'rated' GROUP BY 1"
+            "SELECT reason, sum(xdrs)::BIGINT FROM ("
+            "  SELECT new_reason AS reason, xdrs FROM breakdown"
+            "  WHERE new_status = 'failed' AND old_status = 'rated'"
+            "  UNION ALL"
+            "  SELECT 'vendor ' || new_vendor_reason, xdrs FROM breakdown"
+            "  WHERE new_vendor_status = 'failed' AND old_vendor_status = 'rated'"
+            ") GROUP BY 1 ORDER BY 1"
         ).fetchall()
     )
     (cured,) = con.execute(
         "SELECT coalesce(sum(xdrs), 0)::BIGINT FROM breakdown "
-        "WHERE old_status = 'failed' AND new_status = 'rated'"
+        "WHERE (old_status = 'failed' AND new_status = 'rated') "
+        "OR (old_vendor_status = 'failed' AND new_vendor_status = 'rated')"
     ).fetchall()
     report.cured = int(cured[0])
 

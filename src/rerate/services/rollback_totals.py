@@ -115,6 +115,7 @@ SELECT customer_id, day AS call_date, coalesce(country, '') AS country,
        currency AS old_currency, NULL::VARCHAR AS new_currency,
        vendor_currency AS old_vendor_currency, NULL::VARCHAR AS new_vendor_currency,
        status AS old_status, 'voided' AS new_status, NULL::VARCHAR AS new_reason,
+       vendor_status AS old_vendor_status, 'voided' AS new_vendor_status, NULL::VARCHAR AS new_vendor_reason,
        sum(calls)::BIGINT AS xdrs, sum(amount) AS old_amount, NULL::DECIMAL(38, 9) AS new_amount,
        sum(cost) AS old_cost, NULL::DECIMAL(38, 9) AS new_cost
 FROM collection_daily GROUP BY ALL
