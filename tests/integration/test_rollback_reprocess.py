@@ -94,6 +94,33 @@ def test_a_rollback_is_not_reverted_while_its_calls_are_live_in_another_collecti
     assert sorted(r["source_id"] for r in live) == ["a1", "a2", "a3"]
 
 
+def test_reprocess_failed_keeps_the_price_of_a_side_that_was_rated(world: App, tmp_path: Path) -> None:
+    """Curing a vendor side must not undo the customer side's deliberate re-rating."""
+    from rerate.domain.rating import Side
+    from rerate.services.corrections import RerateRequest, rerate
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    rerate(world, RerateRequest(scope=acme, tariff="cost", sides=(Side.CUSTOMER,)))
+    before = _export(world, tmp_path)
+    a3 = next(k for k, r in before.items() if r["source_id"] == "a3")
+    assert (before[a3]["tariff"], before[a3]["vendor_status"]) == ("cost", "failed")
+
+    parties.add_vendor(world, "NewCarrier", tariff="cost", connections=["gw-new"])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, statuses=["failed"])
+    report = reprocess(world, scope, failed_only=True)
+
+    after = _export(world, tmp_path)
+    customer_side = ("tariff", "amount", "status")
+    assert [after[a3][c] for c in customer_side] == [before[a3][c] for c in customer_side]
+    assert (after[a3]["vendor"], after[a3]["vendor_status"]) == ("NewCarrier", "rated")
+    assert sum(v["amount"] for v in report.delta.values()) == 0
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+
+
 def test_corrections_leave_a_rolled_back_collection_voided(world: App, tmp_path: Path) -> None:
     """Re-pricing a customer after its file was rolled back and loaded again must not bill the
     voided copy a second time."""
