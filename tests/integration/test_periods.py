@@ -278,3 +278,26 @@ def test_reverting_a_job_whose_adjustments_were_invoiced_takes_them_back(closed:
     december = adjustments("2026-12")
     assert {line[2] for line in december} == {undo.job_id}
     assert sum(line[1] for line in december) == -sum(line[1] for line in invoiced)
+
+
+def test_late_xdrs_of_a_closed_period_are_rejected_with_the_period_named(closed: App, tmp_path: Path) -> None:
+    """A late file must not change an invoiced month behind its back: its calls in a closed period
+    are rejected (kept in the rejects file with their line), the rest loads."""
+    import csv
+
+    late = [
+        ("late-oct", "2026-10-30T10:00:00Z", "60", "1", "4930", "acc1", "gw1"),
+        ("late-nov", "2026-11-03T10:00:00Z", "60", "1", "4930", "acc1", "gw1"),
+        ("late-stranger", "2026-10-30T11:00:00Z", "60", "1", "4930", "stranger", "gw1"),
+    ]
+    as_closed = summary_as_closed(closed, "Acme", "2026-10")
+    (report,) = ingest(closed, [write_xdrs(tmp_path / "late.csv", late)])
+    assert (report.loaded, report.rejected) == (2, 1)
+    assert report.rejects_path is not None
+    with open(report.rejects_path, newline="") as handle:
+        (rejected,) = list(csv.DictReader(handle))
+    assert (rejected["line"], rejected["raw"]) == ("2", "late-oct")
+    assert "closed billing period Acme 2026-10" in rejected["reason"]
+    assert summary_now(closed, "Acme", "2026-10") == as_closed
+    ledger, totals = ledger_and_totals(closed)
+    assert ledger == totals

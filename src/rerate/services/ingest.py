@@ -47,6 +47,7 @@ from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.locks import ledger_lock
+from rerate.services.periods import closed_periods, period_bounds
 from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import XdrFile
@@ -195,6 +196,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
         # XDRs of rolled-back collections are voided: their source ids may load again.
         rolled_back = rolled_back_collections(session)
         live = tuple(c for c in visibility.collections if c not in rolled_back)
+        closed = closed_periods(session)
     con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     report = CollectionReport(
         file=str(source.path), state="loaded", collection_id=collection_id, template=source.template.name
@@ -216,6 +218,26 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
             report.read += raw.table.num_rows + len(raw.rejects)
             if typed.num_rows:
                 xdrs = mediate_and_rate(typed, collection_id, mediation, rating)
+                late = _in_closed_periods(xdrs, closed)
+                if late is not None:
+                    for line, source_id, customer, day in zip(
+                        *(
+                            xdrs.filter(late).column(c).to_pylist()
+                            for c in ("line", "source_id", "customer_id", "call_date")
+                        ),
+                        strict=True,
+                    ):
+                        period = f"{day:%Y-%m}"
+                        rejects.writerow(
+                            [
+                                source.path.name,
+                                line,
+                                _LATE.format(closed[(customer, period)], period),
+                                source_id,
+                            ]
+                        )
+                    report.rejected += int(pc.sum(late).as_py() or 0)
+                    xdrs = xdrs.filter(pc.invert(late))
                 days.update(d.isoformat() for d in pc.unique(xdrs.column("call_date")).to_pylist())
                 writer.write_xdrs(xdrs)
             progress.advanced(raw.bytes_read, raw.table.num_rows + len(raw.rejects))
@@ -330,6 +352,40 @@ def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating
         columns[name] = rated.column(name)
     columns["call_date"] = batch.column("call_date")
     return pa.table(columns)
+
+
+#: Why a late XDR is rejected: loading it would change an invoiced period behind its back.
+_LATE = (
+    "call in the closed billing period {} {}: the invoice is issued; load it only after "
+    "deciding how it is billed"
+)
+
+
+def _in_closed_periods(xdrs: pa.Table, closed: dict[tuple[int, str], str]) -> pa.Array | None:
+    """Which XDRs fall in a closed billing period of their customer (None: none do).
+
+    Only the months this batch holds are looked at: a handful, however many periods are closed.
+    """
+    if not closed or xdrs.num_rows == 0:
+        return None
+    months = {f"{d:%Y-%m}" for d in pc.unique(xdrs.column("call_date")).to_pylist() if d is not None}
+    late: pa.Array | None = None
+    for month in sorted(months):
+        customers = [customer for customer, period in closed if period == month]
+        if not customers:
+            continue
+        first, end = period_bounds(month)
+        in_month = pc.and_(
+            pc.greater_equal(xdrs.column("call_date"), pa.scalar(first.date(), pa.date32())),
+            pc.less(xdrs.column("call_date"), pa.scalar(end.date(), pa.date32())),
+        )
+        hit = pc.fill_null(
+            pc.and_(in_month, pc.is_in(xdrs.column("customer_id"), pa.array(customers, pa.int64()))), False
+        )
+        late = hit if late is None else pc.or_(late, hit)
+    if late is None or not pc.any(late).as_py():
+        return None
+    return late
 
 
 def _remove_duplicates(
