@@ -9,7 +9,7 @@ import pytest
 
 from rerate.bootstrap import App
 from rerate.services import parties
-from rerate.services.errors import ConflictError
+from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
 from rerate.services.jobs import revert
@@ -170,3 +170,17 @@ def test_reprocess_failed_picks_up_fixed_configuration(world: App, tmp_path: Pat
     assert reprocess(world, scope, failed_only=True).changed == 0
     ledger, totals = ledger_and_totals(world)
     assert ledger == totals
+
+
+def test_an_owner_change_inside_a_second_is_refused_clearly(world: App) -> None:
+    """Owners are looked up by each XDR's connect second: a change at a fraction of a second
+    would move calls made just before it."""
+    from datetime import UTC, datetime
+
+    with pytest.raises(InvalidInputError, match=r"00:00:00\.500000\+00:00 has a fraction of a second"):
+        parties.set_account_customer(
+            world, "acc1", "Acme", datetime(2026, 10, 15, 0, 0, 0, 500000, tzinfo=UTC)
+        )
+    with pytest.raises(InvalidInputError, match="whole second"):
+        parties.set_customer_tariff(world, "Acme", "cost", datetime(2026, 10, 15, 0, 0, 0, 1, tzinfo=UTC))
+    parties.set_account_customer(world, "acc1", "Acme", datetime(2026, 10, 15, tzinfo=UTC))  # a whole second

@@ -57,6 +57,17 @@ def vendor_named(session: Session, name: str) -> Vendor:
     return _named(session, Vendor, Vendor.name, name, "vendor named", "add one with 'rerate vendor add'")
 
 
+def _whole_second(valid_from: datetime) -> datetime:
+    """Refuse a fraction of a second: prices and owners are looked up by each XDR's connect
+    second, which decides exactly only on a whole second."""
+    if valid_from.microsecond:
+        raise InvalidInputError(
+            f"--from {valid_from.isoformat()} has a fraction of a second: tariffs and owners change "
+            f"on a whole second; use {iso(valid_from.replace(microsecond=0))} or the second after"
+        )
+    return valid_from
+
+
 def _assign(
     session: Session,
     actor: str,
@@ -66,6 +77,7 @@ def _assign(
     tariff: Tariff,
     valid_from: datetime,
 ) -> None:
+    _whole_second(valid_from)
     clash = session.scalar(
         select(TariffAssignment).where(
             TariffAssignment.owner_kind == kind,
@@ -186,7 +198,7 @@ def add_account(
         account = Account(identifier=identifier)
         session.add(account)
         session.flush()
-        start = valid_from or BEGINNING
+        start = _whole_second(valid_from or BEGINNING)
         session.add(AccountOwnership(account_id=account.id, customer_id=owner.id, valid_from=start))
         audit.record(
             session,
@@ -213,6 +225,7 @@ def set_account_tariff(app: App, identifier: str, tariff: str, valid_from: datet
 
 def set_account_customer(app: App, identifier: str, customer: str, valid_from: datetime) -> PartyResult:
     """Move an account to another customer from a point in time (ownership is history)."""
+    _whole_second(valid_from)
     with app.catalog.transaction() as session:
         account = account_named(session, identifier)
         owner = customer_named(session, customer)
