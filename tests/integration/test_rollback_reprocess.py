@@ -138,6 +138,11 @@ def test_corrections_leave_a_rolled_back_collection_voided(world: App, tmp_path:
     rerated = rerate(world, RerateRequest(scope=scope, tariff="cost"))
     reprocessed = reprocess(world, scope, failed_only=False)
 
+    with world.catalog.reading() as session:
+        only_voided = resolve_scope(session, statuses=["voided"])
+    with pytest.raises(InvalidInputError, match="revert its rollback"):
+        rerate(world, RerateRequest(scope=only_voided, tariff="cost", dry_run=True))
+
     rows = _export(world, tmp_path).values()
     voided = [r for r in rows if r["collection_id"] == str(first.collection_id)]
     assert [r["status"] for r in voided] == ["voided"] * 3

@@ -391,6 +391,11 @@ def execute(
     ``job_id`` runs an existing (scheduled) job row instead of recording a new one;
     ``progress_for`` makes the progress of the job that actually runs (it may be a new one).
     """
+    if Status.VOIDED.value in correction.scope.statuses:
+        raise InvalidInputError(
+            "voided XDRs are never re-rated or re-processed: to bring a rolled-back collection "
+            "back, revert its rollback ('rerate jobs revert ID')"
+        )
     app.ledger.ensure()
 
     def watcher(running: int) -> JobProgress:
