@@ -334,3 +334,51 @@ def test_reverting_into_a_period_closed_since_needs_allow_closed(service: tuple[
     assert reverted.status_code == 200
     lines = client.get("/api/periods/adjustments", headers=finance).json()
     assert any(line["job_id"] == reverted.json()["job_id"] for line in lines)
+
+
+def test_hostile_or_odd_input_gets_a_clear_refusal_never_a_500(service: tuple[TestClient, App]) -> None:
+    client, world = service
+    readonly = _auth(client, "readonly")
+    huge = 10**20  # beyond the catalog's 64-bit integers
+    for method, path in (("GET", f"/api/jobs/{huge}"), ("POST", f"/api/jobs/{huge}/revert")):
+        response = client.request(method, path, headers=_auth(client, "admin"))
+        assert (response.status_code, response.json()["detail"]) == (
+            422,
+            "a number in the request is out of range",
+        )
+    for period in ("0000-01", "9999-12"):
+        response = client.get(f"/api/reports/summary?period={period}", headers=readonly)
+        assert response.status_code == 422 and "between 1970 and 9998" in response.json()["detail"]
+    long_name = "x" * 250 + ".csv"
+    response = client.post(
+        "/api/ingest", headers=_auth(client, "admin"), files={"file": (long_name, b"a,b\n")}
+    )
+    assert response.status_code == 422 and "name is too long" in response.json()["detail"]
+
+    # A role that applies no correction is refused before the job is looked up, and audited.
+    denied_before = len([e for e in audit_log.entries(world) if e["action"] == "access.denied"])
+    for job_id in (1, 999):
+        assert client.post(f"/api/jobs/{job_id}/apply", headers=readonly).status_code == 403
+    denied = [e for e in audit_log.entries(world) if e["action"] == "access.denied"]
+    assert len(denied) == denied_before + 2
+
+    # Sessions: a non-ASCII CSRF token is a wrong token; a sign-in posted from another site is refused.
+    signed_in = client.post(
+        "/login", data={"username": "finance", "password": PASSWORD}, follow_redirects=False
+    )
+    assert signed_in.status_code == 303
+    form = {"csrf": "é", "customer": "Acme", "period": "2026-09"}
+    assert client.post("/periods/close", data=form, follow_redirects=False).status_code == 403
+    assert (
+        client.post(
+            "/api/periods/close", json=form, headers={"X-CSRF-Token": "é".encode("latin-1")}
+        ).status_code
+        == 403
+    )
+    forged = client.post(
+        "/login",
+        data={"username": "finance", "password": PASSWORD},
+        headers={"Origin": "https://elsewhere.example"},
+        follow_redirects=False,
+    )
+    assert forged.status_code == 403

@@ -37,6 +37,8 @@ def period_bounds(period: str) -> tuple[datetime, datetime]:
     if not match:
         raise InvalidInputError(f"--period must look like 2026-10, got {period!r}")
     year, month = int(match.group(1)), int(match.group(2))
+    if not 1970 <= year <= 9998:
+        raise InvalidInputError(f"--period {period}: the year must be between 1970 and 9998")
     start = datetime(year, month, 1, tzinfo=UTC)
     end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return start, end

@@ -71,6 +71,12 @@ def create_app(app: App, *, run_jobs: bool = True, poll_seconds: float = 5.0) ->
             return web.error_page(request, exc, status_of(exc))
         return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
+    @service.exception_handler(OverflowError)
+    async def out_of_range(request: Request, exc: OverflowError) -> Response:
+        # An id or size beyond what the catalog's integers hold (the database driver refuses it):
+        # no such thing exists, and the caller learns which input was wrong rather than a 500.
+        return await service_error(request, InvalidInputError("a number in the request is out of range"))
+
     for module in (routes_auth, routes_jobs, routes_ledger, routes_reports, routes_delivery, routes_tariffs):
         for router in module.ROUTERS:  # one router per resource
             service.include_router(router)

@@ -11,10 +11,10 @@ from fastapi.responses import FileResponse
 
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
-from rerate.domain.roles import Permission, correction_permissions
+from rerate.domain.roles import Permission, allowed, correction_permissions
 from rerate.domain.scopes import Scope
 from rerate.entrypoints.api.schemas import ReprocessBody, RerateBody, RollbackBody, ScopeBody, job_view
-from rerate.entrypoints.api.security import Caller, Viewer, acting, check, wired
+from rerate.entrypoints.api.security import Caller, Viewer, acting, check, deny, wired
 from rerate.services import jobs as jobs_service
 from rerate.services import schedule as schedule_service
 from rerate.services.corrections import Correction, RerateRequest, rerate_correction
@@ -71,6 +71,11 @@ def wake_runner(request: Request) -> None:
 def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str) -> dict[str, Any]:
     """Queue a dry run's correction for real, if the caller may apply that kind of correction."""
     app = wired(request)
+    # Refused before the job is looked up when the role applies no correction at all: it learns
+    # nothing of the job (exists, state), and the refusal is audited like any other.
+    appliable = (Permission.RERATE, Permission.REPROCESS, Permission.ROLLBACK)
+    if not any(allowed(principal.role, permission) for permission in appliable):
+        raise deny(app, principal, Permission.RERATE, what)
     planned = schedule_service.planned_job(app, job_id)
     allow_closed = bool(dict(planned.parameters).get("allow_closed"))
     check(

@@ -55,6 +55,10 @@ def save_upload(app: App, upload: Upload) -> Path:
     name = Path(upload.filename or "").name
     if name in ("", ".", "..") or "\x00" in name:
         raise InvalidInputError(f"the uploaded file needs a proper name, got {upload.filename!r}")
+    if len(name.encode()) > 200:  # file systems stop at 255 bytes per name
+        raise InvalidInputError(
+            f"the uploaded file's name is too long ({len(name.encode())} bytes, 200 at most)"
+        )
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=_uploads(app)))
     target = folder / name
     with target.open("wb") as handle:

@@ -47,7 +47,11 @@ def current_principal(request: Request, token: Annotated[str | None, Depends(bea
         principal = session_principal(request)
         unsafe = request.method not in SAFE_METHODS
         sent = request.headers.get(CSRF_HEADER, "")
-        if principal is not None and unsafe and not secrets.compare_digest(sent, principal.csrf_token or "-"):
+        if (
+            principal is not None
+            and unsafe
+            and not secrets.compare_digest(sent.encode(), (principal.csrf_token or "-").encode())
+        ):
             raise HTTPException(403, "missing or wrong CSRF token (send the X-CSRF-Token header)")
     if principal is None:
         raise HTTPException(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.exception_handlers import request_validation_exception_handler
@@ -170,7 +170,7 @@ def _form_for(request: Request, principal: Principal, csrf: str, permissions: li
 
 
 def _posted(request: Request, principal: Principal, csrf: str) -> None:
-    if not principal.csrf_token or not secrets.compare_digest(csrf, principal.csrf_token):
+    if not principal.csrf_token or not secrets.compare_digest(csrf.encode(), principal.csrf_token.encode()):
         raise HTTPException(403, "this form has expired (wrong CSRF token): reload the page and try again")
 
 
@@ -190,6 +190,11 @@ def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     app = wired(request)
+    # No session yet, so no CSRF token: a sign-in posted by another site's page (which would sign
+    # the browser into the sender's account) is told apart by the Origin browsers send.
+    origin = request.headers.get("origin")
+    if origin is not None and urlsplit(origin).netloc != request.url.netloc:
+        raise HTTPException(403, "sign in from rerate's own sign-in page")
     principal = users.authenticate(app, username, password)
     if principal is None:
         with app.catalog.transaction() as session:
