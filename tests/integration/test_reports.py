@@ -292,3 +292,64 @@ def test_totals_name_the_currency_of_every_cost_they_hold(loaded: App, tmp_path:
             assert total["margin"] == total["revenue"] - total["cost"]
         else:
             assert total["margin"] is None
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_window_cutting_days_counts_each_call_by_its_time(loaded: App, tmp_path: Path) -> None:
+    rows = _exported(loaded, tmp_path)
+    start = _moment("2026-10-20T10:30:00Z")  # after o2 (10:00), before o3 (11:00)
+    for end, expected in (
+        (_moment("2026-11-02T10:00:30Z"), ["f2", "n1", "o3"]),
+        (_moment("2026-11-02T09:00:00Z"), ["f2", "o3"]),
+    ):
+        inside = [r for r in rows if start <= _moment(r["connect_time"]) < end and r["status"] == "rated"]
+        assert sorted(r["source_id"] for r in inside) == expected
+        for group_by in (["customer"], ["customer", "prefix"], ["customer", "day"]):
+            report = summary_report(loaded, ReportRequest(start=start, end=end, group_by=group_by))
+            rated = [line for line in report.lines if line["customer"] == "Acme"]
+            assert sum(line["calls"] for line in rated) == len(inside)
+            assert sum(line["revenue"] for line in rated) == sum(Decimal(r["amount"]) for r in inside)
+
+
+def test_a_report_as_closed_carries_the_adjustments_its_invoice_carried(loaded: App) -> None:
+    close_period(loaded, "Acme", "2026-10")
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"], end=datetime(2026, 11, 1, tzinfo=UTC))
+    rerate(loaded, RerateRequest(scope=scope, tariff="cost", allow_closed=True))
+    with loaded.catalog.reading() as session:
+        finished = session.scalars(select(Job.finished_at)).one()
+    assert finished is not None
+    billing = f"{finished:%Y-%m}"
+    invoiced = summary_report(loaded, ReportRequest(customers=["Acme"], period=billing))
+    assert invoiced.adjustments
+    close_period(loaded, "Acme", billing, now=datetime(2100, 1, 1, tzinfo=UTC))
+    as_closed = summary_report(loaded, ReportRequest(customers=["Acme"], period=billing, as_closed=True))
+    assert (as_closed.adjustments, as_closed.totals) == (invoiced.adjustments, invoiced.totals)
+
+
+def test_charts_summaries_and_exports_keep_currencies_and_sides_apart(loaded: App, tmp_path: Path) -> None:
+    """A vendor billing in USD: its cost is never subtracted from EUR revenue; a call failed on the
+    vendor side is failed for the export and the summary as for the report."""
+    from rerate.services.report import calls_by_day
+    from rerate.services.summary import customer_summary
+
+    import_rates(loaded, "usd", write_rates(tmp_path / "usd.csv", COST), currency="USD", allow_past=True)
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(loaded, RerateRequest(scope=scope, tariff="usd", sides=(Side.VENDOR,)))
+
+    for row in calls_by_day(loaded):
+        assert row["margin"] == row["revenue"] - row["cost"]
+        if row["currency"] == "USD":
+            assert (row["revenue"], row["rated"]) == (0, 0) and row["cost"] > 0
+    (acme,) = [s for s in customer_summary(loaded) if s.customer == "Acme"]
+    assert (acme.currency, acme.cost_currency, acme.margin) == ("EUR", "USD", None)
+    assert acme.failed == 1 and acme.failed_by_reason == {"vendor unknown_vendor": 1}
+
+    out = tmp_path / "failed.csv"
+    export_xdrs(loaded, out, status="failed")
+    with out.open() as handle:
+        assert sorted(r["source_id"] for r in csv.DictReader(handle)) == ["f1", "f2"]

@@ -119,7 +119,9 @@ def _prepare(
         )
     where = ["true"]
     params: list[object] = []
-    if status != "all":
+    if status == "failed":  # on either side, as in correction scopes and the report's failed count
+        where.append("(x.status = 'failed' OR x.vendor_status = 'failed')")
+    elif status != "all":
         where.append("x.status = ?")
         params.append(status)
     if customer_id is not None:

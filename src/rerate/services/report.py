@@ -143,9 +143,9 @@ def summary_report(app: App, request: ReportRequest) -> Report:
             )
             if closed is None:
                 raise NotFoundError(f"{request.customers[0]} {request.period} is not closed")
-        adjustments = (
-            _adjustments(session, wanted, start, end, visibility.jobs) if wanted and not closed else []
-        )
+        # As closed: the lines the invoice carried, from the jobs applied when it was closed.
+        invoiced = visibility.jobs if closed is None else _jobs_of(closed.sources)
+        adjustments = _adjustments(session, wanted, start, end, invoiced) if wanted else []
     if closed is not None:  # exactly as invoiced: the totals' version and units recorded at closing
         visibility = Visibility(collections=(), sources=tuple(closed.sources))
     app.ledger.ensure()
@@ -179,6 +179,15 @@ def summary_report(app: App, request: ReportRequest) -> Report:
 PREFIX_GROUPS = {"prefix", "customer", "country", "destination_group", "service", "period"}
 
 
+def _jobs_of(sources: Sequence[str]) -> tuple[int, ...]:
+    """The jobs among units of work recorded as ``job:<id>`` (a closed period's, say)."""
+    return tuple(int(s.split(":", 1)[1]) for s in sources if s.startswith("job:"))
+
+
+def _starts_a_day(moment: datetime | None) -> bool:
+    return moment is None or moment == datetime(moment.year, moment.month, moment.day, tzinfo=moment.tzinfo)
+
+
 def _starts_a_month(moment: datetime | None) -> bool:
     return moment is None or (moment == datetime(moment.year, moment.month, 1, tzinfo=moment.tzinfo))
 
@@ -193,6 +202,8 @@ def _source(group_by: Sequence[str], start: datetime | None, end: datetime | Non
     account, vendor or day, or over a window that cuts a month, reads the XDRs
     of its window (seconds at that scale, not the totals' sub-second).
     """
+    if not (_starts_a_day(start) and _starts_a_day(end)):
+        return "xdrs"  # the totals are per day: a window cutting a day needs each call's time
     if "prefix" not in group_by:
         return TOTALS
     if set(group_by) <= PREFIX_GROUPS and _starts_a_month(start) and _starts_a_month(end):
@@ -232,9 +243,15 @@ def _xdr_totals(
                prefix, currency, vendor_currency, status, vendor_status, 1::BIGINT AS calls,
                duration AS seconds, billed, amount, cost
         FROM xdrs
-        """
+        WHERE connect_time >= coalesce($start, '-infinity'::TIMESTAMPTZ)
+          AND connect_time < coalesce($end, 'infinity'::TIMESTAMPTZ)
+        """.replace("$start", _sql_time(start)).replace("$end", _sql_time(end))
     )
     return con
+
+
+def _sql_time(moment: datetime | None) -> str:
+    return "NULL" if moment is None else f"'{moment.isoformat()}'::TIMESTAMPTZ"
 
 
 def _register_parties(con: duckdb.DuckDBPyConnection, parties: dict[str, Sequence[Any]]) -> None:
@@ -278,9 +295,9 @@ def _filters(wanted: Sequence[int], start: datetime | None, end: datetime | None
     if start is not None:
         where.append("t.day >= ?")
         params.append(start.date())
-    if end is not None:
+    if end is not None:  # a day the window ends inside is in it (its calls were cut by time)
         where.append("t.day < ?")
-        params.append(end.date())
+        params.append(end.date() if _starts_a_day(end) else end.date() + timedelta(days=1))
     return " AND ".join(where), params
 
 
@@ -563,20 +580,31 @@ def _current(
 def calls_by_day(
     app: App, start: datetime | None = None, end: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Per day: calls rated and failed, revenue, cost and margin per currency (the charts' series)."""
+    """Per day and currency: calls rated and failed, revenue, cost and margin (the charts' series).
+
+    Revenue and calls count under the customer's currency, cost under the vendor's: a margin
+    never subtracts one currency from another.
+    """
     con, where, params = _current(app, start, end)
     rows = con.execute(
         f"""
-        SELECT strftime(t.day, '%Y-%m-%d') AS day, coalesce(t.currency, '') AS currency,
-               coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS rated,
-               coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed' OR t.vendor_status = 'failed'), 0)
-                   AS failed,
-               coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
-               coalesce(sum(t.cost) FILTER (WHERE t.vendor_status = 'rated'), 0) AS cost
-        FROM daily_totals t WHERE {where}
-        GROUP BY 1, 2 HAVING sum(t.calls) <> 0 ORDER BY 1, 2
+        SELECT day, currency, sum(rated)::BIGINT, sum(failed)::BIGINT, sum(revenue), sum(cost)
+        FROM (
+            SELECT strftime(t.day, '%Y-%m-%d') AS day, coalesce(t.currency, '') AS currency,
+                   coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS rated,
+                   coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed' OR t.vendor_status = 'failed'), 0)
+                       AS failed,
+                   coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
+                   0 AS cost, sum(t.calls) AS calls
+            FROM daily_totals t WHERE {where} GROUP BY 1, 2
+            UNION ALL
+            SELECT strftime(t.day, '%Y-%m-%d'), t.vendor_currency, 0, 0, 0,
+                   coalesce(sum(t.cost) FILTER (WHERE t.vendor_status = 'rated'), 0), 0
+            FROM daily_totals t WHERE {where} AND t.vendor_currency IS NOT NULL GROUP BY 1, 2
+        )
+        GROUP BY 1, 2 HAVING sum(calls) <> 0 OR sum(cost) <> 0 ORDER BY 1, 2
         """,
-        params,
+        params + params,
     ).fetchall()
     names = ("day", "currency", "rated", "failed", "revenue", "cost")
     found = [dict(zip(names, r, strict=True)) for r in rows]

@@ -46,21 +46,36 @@ def customer_summary(app: App) -> list[CustomerSummary]:
             }
         ),
     )
+    # One row per customer and currency: amounts in two currencies are never added up.  Costs
+    # are in the vendors' currency ("mixed" when several: no margin then).  A call failed on
+    # either side counts as failed.
+    # The totals keep each unit of work's rows (a correction's delta beside what it corrected):
+    # netted first, so that a currency a correction moved away from is gone.
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP VIEW net AS
+        SELECT customer_id, currency, vendor_currency, status, vendor_status, sum(calls) AS calls,
+               sum(seconds) AS seconds, sum(amount) AS amount, sum(cost) AS cost
+        FROM daily_totals GROUP BY ALL HAVING sum(calls) <> 0
+        """
+    )
     rows = con.execute(
         """
         SELECT coalesce(c.name, '(unknown account)') AS customer,
-               coalesce(any_value(t.currency) FILTER (WHERE t.status = 'rated'),
-                        any_value(c.currency), '') AS currency,
+               coalesce(t.currency, c.currency, '') AS currency,
                coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS calls,
                coalesce(sum(t.seconds) FILTER (WHERE t.status = 'rated'), 0) AS seconds,
                coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
                coalesce(sum(t.cost) FILTER (WHERE t.status = 'rated' AND t.vendor_status = 'rated'), 0)
                    AS cost,
-               coalesce(any_value(t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated'), '')
-                   AS cost_currency,
-               coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed'), 0) AS failed
-        FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
-        GROUP BY 1 ORDER BY revenue DESC, customer
+               CASE WHEN count(DISTINCT t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated') > 1
+                    THEN 'mixed'
+                    ELSE coalesce(any_value(t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated'), '')
+               END AS cost_currency,
+               coalesce(sum(t.calls) FILTER (WHERE t.status = 'failed' OR t.vendor_status = 'failed'), 0)
+                   AS failed
+        FROM net t LEFT JOIN customers c ON c.id = t.customer_id
+        GROUP BY 1, 2 ORDER BY revenue DESC, customer, currency
         """
     ).fetchall()
     reasons = con.execute(
@@ -68,6 +83,10 @@ def customer_summary(app: App) -> list[CustomerSummary]:
         SELECT coalesce(c.name, '(unknown account)'), t.reason, sum(t.calls)
         FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
         WHERE t.status = 'failed' GROUP BY ALL
+        UNION ALL
+        SELECT coalesce(c.name, '(unknown account)'), 'vendor ' || t.vendor_reason, sum(t.calls)
+        FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
+        WHERE t.vendor_status = 'failed' GROUP BY ALL
         """
     ).fetchall()
     by_reason: dict[str, dict[str, int]] = {}
@@ -83,7 +102,8 @@ def customer_summary(app: App) -> list[CustomerSummary]:
             cost=Decimal(r[5]),
             cost_currency=r[6],
             failed=int(r[7]),
-            failed_by_reason=by_reason.get(r[0], {}),
+            # A customer's reasons once, on its first row (a second currency's row has none).
+            failed_by_reason=by_reason.pop(r[0], {}),
         )
         for r in rows
     ]
