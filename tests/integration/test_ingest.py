@@ -96,6 +96,39 @@ def test_structurally_broken_rows_are_rejected_and_the_rest_loads(world: App, tm
     assert [r["line"] for r in _export(world, tmp_path)] == ["2", "6"]
 
 
+def test_call_times_out_of_any_plausible_range_are_rejected_rows(world: App, tmp_path: Path) -> None:
+    """A typing error in a year (20266), or a milliseconds value in a seconds column, is one bad
+    row, not a crashed file."""
+    from tests.switch_samples import CALLS, cucm
+
+    path = tmp_path / "far.csv"
+    path.write_text(
+        "source_id,connect_time,duration,cli,cld,account,vendor\n"
+        "y1,20266-10-20T10:00:00Z,10,1,4420,acc1,gw1\n"
+        "y2,1969-12-31T23:59:59Z,10,1,4420,acc1,gw1\n"
+        "y3,2026-10-20T10:00:00Z,10,1,4420,acc1,gw1\n"
+    )
+    (report,) = ingest(world, [path])
+    assert (report.state, report.loaded, report.rejected) == ("loaded", 1, 2)
+    with open(str(report.rejects_path)) as handle:
+        reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert sorted(reasons) == [2, 3] and all(
+        r.startswith("connect_time is not a time") for r in reasons.values()
+    )
+
+    far = cucm(tmp_path / "cucm.csv", CALLS[:2])
+    header, types, *rows = far.read_text().splitlines()
+    columns = [c.strip('"') for c in header.split(",")]
+    for row, bad in zip(rows, ("99999999999999", "1792483205000"), strict=True):  # overflow; milliseconds
+        fields = row.split(",")
+        for name in ("dateTimeOrigination", "dateTimeConnect"):
+            fields[columns.index(name)] = bad
+        rows[rows.index(row)] = ",".join(fields)
+    far.write_text("\n".join([header, types, *rows]) + "\n")
+    (cucm_report,) = ingest(world, [far], template="cucm")
+    assert (cucm_report.state, cucm_report.loaded, cucm_report.rejected) == ("loaded", 0, 2)
+
+
 def test_same_file_twice_loads_nothing(world: App, tmp_path: Path) -> None:
     path = write_xdrs(tmp_path / "x.csv", ROWS)
     first, second = ingest(world, [path, path])

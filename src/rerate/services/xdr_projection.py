@@ -58,6 +58,18 @@ class Projected:
     skipped: int = 0
 
 
+#: Call times outside these are unreadable, not calls: a year such as 20266 is a typing error.
+_EARLIEST, _LATEST = "1970-01-01 00:00:00+00", "2200-01-01 00:00:00+00"
+
+
+def _plausible(time_sql: str) -> str:
+    # The expression repeats; DuckDB evaluates a repeated expression of a row once.
+    return (
+        f"CASE WHEN ({time_sql}) >= TIMESTAMPTZ '{_EARLIEST}' AND ({time_sql}) < TIMESTAMPTZ '{_LATEST}' "
+        f"THEN ({time_sql}) END"
+    )
+
+
 class TemplateQuery:
     """A template compiled for one file's columns."""
 
@@ -84,9 +96,12 @@ class TemplateQuery:
             case "iso":
                 return f"TRY_CAST({text} AS TIMESTAMPTZ)"
             case "epoch" | "epoch_ms":
-                scale = 1_000_000 if source.format == "epoch" else 1_000
+                # At most 11 digits of seconds (13 of milliseconds): a larger value overflows the
+                # microseconds, and is no call time anyway (a milliseconds value in a seconds column).
+                scale, digits = (1_000_000, 11) if source.format == "epoch" else (1_000, 14)
                 return (
-                    f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,15}}') AND CAST({text} AS BIGINT) > 0 "
+                    f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,{digits}}}') "
+                    f"AND CAST({text} AS BIGINT) > 0 "
                     f"THEN timezone('UTC', make_timestamp(CAST({text} AS BIGINT) * {scale})) END"
                 )
             case _:
@@ -117,7 +132,7 @@ class TemplateQuery:
 
     def _select(self) -> str:
         times = self.fields["connect_time"]
-        parsed_time = [self._time_sql(a) for a in times]
+        parsed_time = [_plausible(self._time_sql(a)) for a in times]
         time_sql = parsed_time[0] if len(parsed_time) == 1 else f"coalesce({', '.join(parsed_time)})"
         time_text = [f"nullif(trim({_quoted(a.column)}), '')" for a in times if a.column is not None]
         time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
