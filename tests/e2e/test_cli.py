@@ -584,3 +584,15 @@ def test_a_long_lived_api_token_from_the_command_line(home: Path) -> None:
         assert status == 200 and json.loads(body)["name"] == "billing-bot"
     finally:
         served.stop()
+
+
+def test_template_errors_are_printed_whole_and_a_folder_is_not_a_template(home: Path, tmp_path: Path) -> None:
+    """Messages quoting TOML tables keep their brackets (no console markup eats them)."""
+    missing = tmp_path / "missing_cld.toml"
+    missing.write_text(
+        '[fields]\nsource_id = "a"\nconnect_time = { column = "b", format = "iso" }\nduration = "c"\n'
+    )
+    result = rerate(home, "template", "add", "mine", str(missing), check=False)
+    assert result.returncode != 0 and "[fields] lacks cld" in result.stderr
+    folder = rerate(home, "template", "add", "mine", str(tmp_path), check=False)
+    assert folder.returncode != 0 and "cannot read" in folder.stderr and "Traceback" not in folder.stderr

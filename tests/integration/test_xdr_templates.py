@@ -201,6 +201,16 @@ def test_bad_compressed_files_get_clear_errors(world: App, tmp_path: Path) -> No
         archive.writestr("b.csv", "y")
     (report,) = ingest(world, [two])
     assert report.state == "error" and "holds 2 files" in str(report.error)
+    locked = tmp_path / "locked.zip"
+    with zipfile.ZipFile(locked, "w") as archive:
+        archive.writestr("a.csv", "source_id,connect_time,duration,cli,cld,account,vendor\n")
+    data = bytearray(locked.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # mark the member encrypted
+        at = data.index(signature) + flags_at
+        data[at] |= 0x01
+    locked.write_bytes(bytes(data))
+    (report,) = ingest(world, [locked])
+    assert report.state == "error" and "encrypted" in str(report.error)
     with world.catalog.reading() as session:  # nothing half-loaded is visible
         assert all(c.state != "loaded" for c in session.scalars(select(Collection)))
 
@@ -259,3 +269,16 @@ def test_the_wrong_template_for_a_file_is_named_not_half_loaded(world: App, tmp_
     assert report.state == "error" and "first row has 7 fields" in str(report.error)
     (report,) = ingest(world, [asterisk_csv(tmp_path / "Master.csv")], template="cucm")
     assert report.state == "error" and "no column for source_id" in str(report.error)
+
+
+def test_an_iax2_trunk_is_the_vendor_as_a_sip_one_is(world: App, tmp_path: Path) -> None:
+    """IAX2 channels end in a decimal call number (IAX2/peer-3073), SIP ones in eight hex digits."""
+    path = asterisk_csv(tmp_path / "Master.csv", CALLS[:2])
+    first = path.read_text().splitlines()
+    channel = re.search(r'"SIP/gw1-0000[0-9a-f]{4}"', first[0])
+    assert channel is not None
+    first[0] = first[0].replace(channel.group(0), '"IAX2/gw1-3073"')
+    path.write_text("\n".join(first) + "\n")
+    report = _one(world, path, "asterisk-csv")
+    assert report.loaded == 2
+    assert {row["vendor"] for row in _export(world, tmp_path).values()} == {"Carrier"}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
@@ -254,7 +255,7 @@ def main() -> None:
     try:
         cli()
     except RerateError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote TOML tables such as [fields]
         sys.exit(exc.exit_code)
     finally:
         if "app" in _state:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from rerate.bootstrap import App
@@ -79,7 +80,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             out.print(table)
             for r in reports:
                 if r.error:
-                    err.print(f"[yellow]{Path(r.file).name}[/]: {r.error}")
+                    err.print(f"[yellow]{escape(Path(r.file).name)}[/]: {escape(r.error or '')}")
                 if r.rejected or r.duplicates:
                     out.print(f"  rejects and duplicates of {Path(r.file).name}: {r.rejects_path}")
         if any(r.state == "error" for r in reports):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from rerate.bootstrap import App
@@ -112,7 +113,7 @@ def _render(report: DeckImportReport, limit: int) -> None:
         summary.add_row(label, f"{counts[key]:,}")
     out.print(summary)
     for problem in report.problems:
-        err.print(f"[red]refused:[/] {problem}")
+        err.print(f"[red]refused:[/] {escape(str(problem))}")
     if report.results_path:
         out.print(f"  every row's outcome: {report.results_path}")
     if report.mail_id:
@@ -303,7 +304,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         elif report.state == "rejected":
             err.print(f"[red]nothing loaded[/]: {len(report.errors)} problem(s) in {file}")
             for problem in report.errors[:50]:
-                err.print(f"  {problem}")
+                err.print(f"  {escape(str(problem))}")
         else:
             out.print(
                 f"[green]tariff {name}[/]: {report.added} rate version(s) added, {report.unchanged} present"

@@ -92,7 +92,8 @@ class _Readable(Protocol):
 class _Decompressing:
     """A decompressing stream whose damage is reported as a bad file, not a traceback."""
 
-    _DAMAGE = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile)
+    # RuntimeError: zipfile's "password required" for an encrypted member.
+    _DAMAGE = (OSError, EOFError, RuntimeError, lzma.LZMAError, zipfile.BadZipFile)
 
     def __init__(self, stream: _Readable, name: str) -> None:
         self.stream = stream
@@ -169,8 +170,15 @@ class XdrFile:
                 with lzma.LZMAFile(raw) as unpacked:
                     yield _Decompressing(unpacked, self.path.name), raw
             elif self.compression == "zip":
-                with zipfile.ZipFile(raw) as archive, archive.open(self.member) as member:
-                    yield _Decompressing(member, self.path.name), raw
+                with zipfile.ZipFile(raw) as archive:
+                    try:
+                        opened = archive.open(self.member)
+                    except RuntimeError as exc:  # an encrypted member: zipfile wants its password
+                        raise InvalidInputError(
+                            f"{self.path.name}: cannot read {self.member}: {exc}"
+                        ) from exc
+                    with opened as member:
+                        yield _Decompressing(member, self.path.name), raw
             else:
                 yield raw, raw
 

@@ -62,6 +62,8 @@ def read_template_file(path: Path, name: str) -> XdrTemplate:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidInputError(f"file not found: {path}") from exc
+    except OSError as exc:  # a folder, no permission
+        raise InvalidInputError(f"cannot read {path}: {exc.strerror or exc}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{path.name} is not a TOML file: {exc}") from exc
     try:
