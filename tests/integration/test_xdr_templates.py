@@ -282,3 +282,40 @@ def test_an_iax2_trunk_is_the_vendor_as_a_sip_one_is(world: App, tmp_path: Path)
     report = _one(world, path, "asterisk-csv")
     assert report.loaded == 2
     assert {row["vendor"] for row in _export(world, tmp_path).values()} == {"Carrier"}
+
+
+def test_an_expression_made_duration_is_checked_as_a_file_one_is(world: App, tmp_path: Path) -> None:
+    """Milliseconds turned into seconds: a fraction or a negative result is a rejected row."""
+    template = tmp_path / "ms.toml"
+    template.write_text(
+        """
+[source]
+header = true
+[fields]
+source_id = "id"
+connect_time = { column = "when", format = "epoch" }
+duration = "ms"
+cld = "called"
+account = "who"
+vendor = { value = "gw1" }
+[expressions]
+duration = 'num(value) / 1000 - 1'
+"""
+    )
+    add_template(world, "milliseconds", template)
+    path = tmp_path / "ms.csv"
+    path.write_text(
+        "id,when,ms,called,who\n"
+        "m1,1792490400,61000,4420794600,acc1\n"
+        "m2,1792490400,61400,4420794600,acc1\n"
+        "m3,1792490400,500,4420794600,acc1\n"
+    )
+    report = _one(world, path, "milliseconds")
+    assert _counts(report) == (3, 1, 0, 2, 0)
+    assert _export(world, tmp_path)["m1"]["duration"] == "60"
+    with open(str(report.rejects_path)) as handle:
+        reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert reasons == {
+        3: "expressions.duration: duration is not a whole number of seconds: 60.4",
+        4: "expressions.duration: negative duration: -0.5",
+    }

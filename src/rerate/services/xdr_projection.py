@@ -9,6 +9,7 @@ template, so every layout is validated by the same rules.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -242,10 +243,18 @@ class TemplateQuery:
             problems: dict[int, str] = {}
             for index, value in enumerate(encoded.dictionary.to_pylist()):
                 try:
-                    results.append(str(expression.evaluate(value)))
+                    result = str(expression.evaluate(value))
                 except ExpressionError as exc:
                     results.append(None)
                     problems[index] = f"expressions.{name}: {exc}"
+                    continue
+                # What an expression makes is checked as the file's own value is.
+                problem = _duration_problem(result) if name == "duration" else None
+                if problem is not None:
+                    results.append(None)
+                    problems[index] = f"expressions.{name}: {problem}"
+                    continue
+                results.append(result)
             if problems:
                 bad = pc.fill_null(
                     pc.is_in(encoded.indices, value_set=pa.array(list(problems), pa.int32())), False
@@ -257,5 +266,18 @@ class TemplateQuery:
                     rejects.setdefault(line, (line, problems[index], str(value)))
                 failed = pc.or_(failed, bad)
             rewritten = pc.take(pa.array(results, pa.string()), encoded.indices)
+            if not pa.types.is_string(table.schema.field(name).type):  # a checked number: typed back
+                rewritten = rewritten.cast(table.schema.field(name).type)
             table = table.set_column(table.schema.get_field_index(name), name, rewritten)
         return table.filter(pc.invert(failed)), sorted(rejects.values())
+
+
+def _duration_problem(text: str) -> str | None:
+    """Why an expression's duration cannot be loaded (None: it can), as the SQL checks a file's."""
+    if re.fullmatch(r"-[0-9]+(\.[0-9]*)?", text):
+        return f"negative duration: {text}"
+    if not re.fullmatch(r"[0-9]+", text):
+        return f"duration is not a whole number of seconds: {text}"
+    if int(text) > MAX_DURATION:
+        return f"duration over {MAX_DURATION} seconds: {text}"
+    return None
