@@ -191,3 +191,23 @@ def test_vendor_side_failures_are_counted_cured_and_new(world: App, tmp_path: Pa
     remove_rule(world, alias.id, ending=parse_utc("2026-10-21T00:00:00Z"))  # v2 is no longer carried
     failed = reprocess(world, scope, failed_only=False)
     assert (failed.changed, failed.cured, failed.new_failures) == (1, 0, {"vendor unknown_vendor": 1})
+
+
+def test_trace_reads_rows_as_ingest_does_and_shows_the_first_ones(world: App, tmp_path: Path) -> None:
+    """The template's expressions apply; a malformed row further down takes no earlier row's place."""
+    from rerate.services.xdr_templates import add_template
+
+    template = tmp_path / "national.toml"
+    template.write_text(
+        '[source]\nheader = true\n[fields]\nsource_id = "id"\nconnect_time = { column = "when", format = "epoch" }\n'
+        'duration = "secs"\ncld = "called"\naccount = "who"\nvendor = { value = "gw1" }\n'
+        "[expressions]\ncld = '\"44\" + value'\n"
+    )
+    add_template(world, "uk-national", template)
+    path = tmp_path / "national.csv"
+    good = [f"n{i},1792490400,60,2079460{i:03d},acc1" for i in range(8)]
+    path.write_text("id,when,secs,called,who\n" + "\n".join([*good, "broken,row"]) + "\n")
+    rows = trace(world, path, "uk-national", limit=3)
+    assert [r["line"] for r in rows] == [2, 3, 4]
+    assert [r["canonical"]["cld"] for r in rows] == ["442079460000", "442079460001", "442079460002"]
+    assert all(r["outcome"] == "rated" for r in rows)

@@ -63,9 +63,17 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
     rows: list[dict[str, Any]] = []
     con = connect_duckdb()
     for raw in source.batches():
+        # The first lines of the file, whether the reader rejected them or not: a malformed row
+        # further down the chunk must not take the place of an earlier one.
+        wanted = sorted([r.line for r in raw.rejects] + raw.table.column("line").to_pylist())
+        wanted = wanted[: max(limit - len(rows), 0)]
+        if not wanted:
+            break
+        last = wanted[-1]
         for reject in raw.rejects:
-            rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
-        table = raw.table.slice(0, max(limit - len(rows), 0))
+            if reject.line <= last:
+                rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
+        table = raw.table.filter(pc.less_equal(raw.table.column("line"), last))
         if table.num_rows:
             rows.extend(_traced(table, source, con, mediation, rating, customers, vendors))
         if len(rows) >= limit:
@@ -94,6 +102,10 @@ def _traced(
     if source.template.unanswered == "zero":
         usable = pc.is_null(everything.column("reject_reason"))
     typed = everything.filter(usable).drop_columns(["reject_reason", "raw_text", "unanswered"])
+    rewritten: dict[int, str] = {}
+    if source.query.expressions and typed.num_rows:  # as ingest reads them
+        typed, refused = source.query.rewrite(typed)
+        rewritten = {line: reason for line, reason, _ in refused}
     outcome: dict[int, dict[str, Any]] = {}
     if typed.num_rows:
         ruled = mediation.rules.apply(typed)
@@ -129,8 +141,8 @@ def _traced(
         entry: dict[str, Any] = {"line": line, "raw": raw}
         if line in outcome:
             entry.update(outcome[line])
-        elif reasons.get(line):
-            entry["outcome"] = f"rejected: {reasons[line]}"
+        elif reasons.get(line) or line in rewritten:
+            entry["outcome"] = f"rejected: {reasons.get(line) or rewritten[line]}"
         else:
             entry["outcome"] = "skipped: not answered"
         traced.append(entry)

@@ -229,11 +229,11 @@ class TemplateQuery:
                 result = result.filter(pc.invert(unanswered))
         result = result.drop_columns(["reject_reason", "raw_text", "unanswered"])
         if self.expressions and result.num_rows:
-            result, failed = self._rewrite(result)
+            result, failed = self.rewrite(result)
             rejects.extend(failed)
         return Projected(result, rejects, skipped)
 
-    def _rewrite(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
+    def rewrite(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
         """Apply the expressions, once per distinct value; a value that fails rejects its rows."""
         failed = pa.array(np.zeros(table.num_rows, dtype=bool))
         rejects: dict[int, tuple[int, str, str]] = {}
