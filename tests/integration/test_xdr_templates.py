@@ -319,3 +319,16 @@ duration = 'num(value) / 1000 - 1'
         3: "expressions.duration: duration is not a whole number of seconds: 60.4",
         4: "expressions.duration: negative duration: -0.5",
     }
+
+
+def test_a_file_read_with_the_wrong_template_can_be_read_again_with_the_right_one(
+    world: App, tmp_path: Path
+) -> None:
+    """Nothing loaded (every row rejected): the checksum does not keep the file out for good."""
+    path = asterisk_custom(tmp_path / "Master.csv", CALLS)
+    (wrong,) = ingest(world, [path], template="asterisk-csv")
+    assert wrong.state == "loaded" and wrong.loaded == 0 and wrong.rejected > 0
+    right = _one(world, path, "asterisk-custom")
+    assert right.loaded > 0
+    (again,) = ingest(world, [path], template="asterisk-custom")
+    assert (again.state, again.duplicate_of) == ("already_loaded", right.collection_id)

@@ -153,7 +153,12 @@ def _ingest_file(app: App, path: Path, template: XdrTemplate, progress: IngestPr
         twins = session.scalars(
             select(Collection).where(Collection.checksum == checksum, Collection.state == "loaded")
         ).all()
-        twin = next((t for t in twins if t.id not in rolled_back), None)
+        # A file read before with another template that loaded nothing (the wrong template, most
+        # likely: every row rejected or skipped) may be read again with this one.
+        twin = next(
+            (t for t in twins if t.id not in rolled_back and (t.loaded > 0 or t.template == template.name)),
+            None,
+        )
         if twin is not None:
             return CollectionReport(
                 file=str(path),
