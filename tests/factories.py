@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rerate.bootstrap import App, bootstrap
-from rerate.services import parties, tariffs
+from rerate.services import parties, tariffs, xdr_templates
 from rerate.services.setup import initialize
 from rerate.settings import Settings
 
@@ -138,3 +138,24 @@ def small_world(home: Path, catalog_url: str | None = None) -> App:
     parties.add_account(app, "acc2", customer="Acme")
     parties.add_vendor(app, "Carrier", tariff="cost", connections=["gw1"])
     return app
+
+
+def headed_template(world: App, tmp_path: Path, name: str, duration: str, expression: str) -> None:
+    """A saved template for a headed CSV (id, when, <duration>, called, who) with one expression."""
+    template = tmp_path / f"{name}.toml"
+    template.write_text(
+        f"""
+[source]
+header = true
+[fields]
+source_id = "id"
+connect_time = {{ column = "when", format = "epoch" }}
+duration = "{duration}"
+cld = "called"
+account = "who"
+vendor = {{ value = "gw1" }}
+[expressions]
+{expression}
+"""
+    )
+    xdr_templates.add_template(world, name, template)

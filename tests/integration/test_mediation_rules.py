@@ -25,7 +25,7 @@ from rerate.services.reprocess import reprocess
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
 from rerate.services.visibility import current_visibility
-from tests.factories import ledger_and_totals, write_xdrs
+from tests.factories import headed_template, ledger_and_totals, write_xdrs
 from tests.switch_samples import asterisk_csv
 
 ROWS = [
@@ -195,15 +195,7 @@ def test_vendor_side_failures_are_counted_cured_and_new(world: App, tmp_path: Pa
 
 def test_trace_reads_rows_as_ingest_does_and_shows_the_first_ones(world: App, tmp_path: Path) -> None:
     """The template's expressions apply; a malformed row further down takes no earlier row's place."""
-    from rerate.services.xdr_templates import add_template
-
-    template = tmp_path / "national.toml"
-    template.write_text(
-        '[source]\nheader = true\n[fields]\nsource_id = "id"\nconnect_time = { column = "when", format = "epoch" }\n'
-        'duration = "secs"\ncld = "called"\naccount = "who"\nvendor = { value = "gw1" }\n'
-        "[expressions]\ncld = '\"44\" + value'\n"
-    )
-    add_template(world, "uk-national", template)
+    headed_template(world, tmp_path, "uk-national", "secs", """cld = '"44" + value'""")
     path = tmp_path / "national.csv"
     good = [f"n{i},1792490400,60,2079460{i:03d},acc1" for i in range(8)]
     path.write_text("id,when,secs,called,who\n" + "\n".join([*good, "broken,row"]) + "\n")

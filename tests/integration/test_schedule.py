@@ -12,7 +12,7 @@ from sqlalchemy import event
 
 from rerate.bootstrap import App
 from rerate.services.audit_log import entries
-from rerate.services.corrections import RerateRequest, rerate, rerate_correction
+from rerate.services.corrections import Correction, RerateRequest, rerate, rerate_correction
 from rerate.services.errors import ConflictError
 from rerate.services.ingest import ingest
 from rerate.services.jobs import job, revert
@@ -23,6 +23,14 @@ from tests.factories import ledger_and_totals, write_xdrs
 
 ROWS = [("a1", "2026-10-20T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
 AT = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+def _acme_onto_cost(world: App, tmp_path: Path) -> Correction:
+    """The XDRs loaded, and Acme's re-rating onto the cost tariff, ready to schedule."""
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    return rerate_correction(world, RerateRequest(scope=scope, tariff="cost"))
 
 
 def test_scheduled_rerate_runs_when_due(world: App, tmp_path: Path) -> None:
@@ -86,12 +94,10 @@ def test_a_cancelled_job_is_not_run_and_a_busy_ledger_only_delays_one(
     from rerate.services.locks import ledger_lock
     from rerate.services.schedule import queue
 
-    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
-    with world.catalog.reading() as session:
-        scope = resolve_scope(session, customers=["Acme"])
-    cancelled = queue(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")))
+    correction = _acme_onto_cost(world, tmp_path)
+    cancelled = queue(world, correction)
     cancel(world, cancelled)
-    waiting = queue(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")))
+    waiting = queue(world, correction)
     monkeypatch.setattr(corrections, "ledger_lock", partial(ledger_lock, wait_seconds=0.2))
     with ledger_lock(world.home, "someone at the CLI"):
         (outcome,) = run_due(world)
@@ -144,10 +150,7 @@ def test_a_scheduled_job_that_fails_is_recorded_and_audited(
 ) -> None:
     from rerate.services import schedule as schedule_module
 
-    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
-    with world.catalog.reading() as session:
-        scope = resolve_scope(session, customers=["Acme"])
-    job_id = schedule(world, rerate_correction(world, RerateRequest(scope=scope, tariff="cost")), AT)
+    job_id = schedule(world, _acme_onto_cost(world, tmp_path), AT)
 
     def tariff_gone(*args: object) -> object:
         raise RuntimeError("no tariff named 'cost'")

@@ -19,7 +19,7 @@ from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import CollectionReport, expand_sources, ingest
 from rerate.services.xdr_templates import add_template, list_templates
-from tests.factories import write_xdrs
+from tests.factories import headed_template, write_xdrs
 from tests.switch_samples import (
     CALLS,
     Call,
@@ -148,23 +148,7 @@ def test_unanswered_calls_load_with_zero_usage_when_the_template_says_so(world: 
 
 
 def test_expressions_rewrite_a_field_once_per_value(world: App, tmp_path: Path) -> None:
-    template = tmp_path / "national.toml"
-    template.write_text(
-        """
-[source]
-header = true
-[fields]
-source_id = "id"
-connect_time = { column = "when", format = "epoch" }
-duration = "secs"
-cld = "called"
-account = "who"
-vendor = { value = "gw1" }
-[expressions]
-cld = '"44" + value'
-"""
-    )
-    add_template(world, "uk-national", template)
+    headed_template(world, tmp_path, "uk-national", "secs", """cld = '"44" + value'""")
     path = tmp_path / "national.csv"
     path.write_text(
         "id,when,secs,called,who\nn1,1792490400,60,20794600,acc1\nn2,1792490400,60,20794601,acc2\n"
@@ -286,23 +270,7 @@ def test_an_iax2_trunk_is_the_vendor_as_a_sip_one_is(world: App, tmp_path: Path)
 
 def test_an_expression_made_duration_is_checked_as_a_file_one_is(world: App, tmp_path: Path) -> None:
     """Milliseconds turned into seconds: a fraction or a negative result is a rejected row."""
-    template = tmp_path / "ms.toml"
-    template.write_text(
-        """
-[source]
-header = true
-[fields]
-source_id = "id"
-connect_time = { column = "when", format = "epoch" }
-duration = "ms"
-cld = "called"
-account = "who"
-vendor = { value = "gw1" }
-[expressions]
-duration = 'num(value) / 1000 - 1'
-"""
-    )
-    add_template(world, "milliseconds", template)
+    headed_template(world, tmp_path, "milliseconds", "ms", "duration = 'num(value) / 1000 - 1'")
     path = tmp_path / "ms.csv"
     path.write_text(
         "id,when,ms,called,who\n"
