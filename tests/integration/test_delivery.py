@@ -369,3 +369,19 @@ def test_a_deferred_correction_is_retried_not_offered_again(app: App) -> None:
     assert (retried.kind, retried.state, retried.delivery_id) == ("correction", "sent", first[0].delivery_id)
     assert box.messages[0]["Subject"].startswith("CORRECTED")
     assert [row["kind"] for row in delivery_log(app)].count("correction") == 1
+
+
+def test_corrections_are_checked_over_whole_periods_and_never_past_the_runs_date(app: App) -> None:
+    """A monthly file is checked while it ended within the look-back (not while it began), and a
+    run for an earlier date neither sees nor empties the periods delivered after it."""
+    _schedule(app, cadence="monthly", corrections="send")
+    with mailbox() as box:
+        mailing = _with_mail(app, box)
+        (october,) = run_deliveries(mailing, on=date(2026, 11, 1)).outcomes
+        assert october.state == "sent" and october.rows > 0
+        with app.catalog.reading() as session:
+            scope = resolve_scope(session, customers=["Acme"])
+        rerate(app, RerateRequest(scope=scope, ghost_percent=Decimal("10")))
+        assert run_deliveries(mailing, on=date(2026, 10, 25)).outcomes == []  # before October was sent
+        late = run_deliveries(mailing, on=date(2026, 11, 20)).outcomes  # October began 50 days before
+    assert [(o.kind, o.state, o.rows) for o in late] == [("correction", "sent", october.rows)]

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import duckdb
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Customer, Delivery, DeliverySchedule
@@ -127,10 +127,30 @@ def _views_for(app: App, items: list[DueDelivery]) -> duckdb.DuckDBPyConnection:
     return open_delivery_views(app, (min(s[0] for s in spans), max(s[1] for s in spans)))
 
 
+def _first_day_checked(app: App, schedule_ids: list[int], since: date, until: date) -> list[date]:
+    """The first day of the earliest delivered period :func:`_corrections` will check (if any)."""
+    if not schedule_ids:
+        return []
+    with app.catalog.reading() as session:
+        first = session.scalar(
+            select(func.min(Delivery.first_day)).where(
+                Delivery.schedule_id.in_(schedule_ids),
+                Delivery.end_day >= since.isoformat(),
+                Delivery.end_day <= until.isoformat(),
+            )
+        )
+    return [date.fromisoformat(first)] if first else []
+
+
 def _corrections(
-    app: App, con: duckdb.DuckDBPyConnection, schedules: list[tuple[DeliverySchedule, str, str]], since: date
+    app: App,
+    con: duckdb.DuckDBPyConnection,
+    schedules: list[tuple[DeliverySchedule, str, str]],
+    since: date,
+    until: date,
 ) -> list[DeliveryOutcome]:
-    """Delivered periods whose XDRs changed since: offer (or send) a corrected delivery."""
+    """Delivered periods that ended between ``since`` and ``until`` (what the views hold) and whose
+    XDRs changed since: offer (or send) a corrected delivery."""
     by_id = {s.id: (s, name, currency) for s, name, currency in schedules}
     if not by_id:
         return []
@@ -140,7 +160,8 @@ def _corrections(
             .where(
                 Delivery.schedule_id.in_(by_id),
                 Delivery.state != "superseded",
-                Delivery.first_day >= since.isoformat(),
+                Delivery.end_day >= since.isoformat(),
+                Delivery.end_day <= until.isoformat(),
             )
             .order_by(Delivery.id)
         ).all()
@@ -262,10 +283,12 @@ def _run(
     items = _due_items(app, on, customer, now)
     schedules = _schedules(app, customer)
     lookback = (on or now.date()) - timedelta(days=app.settings.delivery_lookback_days)
-    check_from = min([lookback, *(d.period.first for d in items)]) - timedelta(days=1)
-    con = (
-        open_delivery_views(app, (check_from, (on or now.date()) + timedelta(days=1))) if schedules else None
-    )
+    until = (on or now.date()) + timedelta(days=1)
+    # The views hold every period checked: a monthly file that ended within the look-back began
+    # before it, and a run for a past date sees nothing after that date.
+    checked = _first_day_checked(app, [s.id for s, _, _ in schedules], lookback, until)
+    check_from = min([lookback, *checked, *(d.period.first for d in items)]) - timedelta(days=1)
+    con = open_delivery_views(app, (check_from, until)) if schedules else None
     try:
         jobs: list[SendJob] = []
         for due in items:
@@ -282,7 +305,7 @@ def _run(
                 run.outcomes.append(_skipped(due, latest, "delivered already (--resend sends it again)"))
         if con is not None:
             run.outcomes += send_jobs(app, con, jobs, progress)
-            run.outcomes += _corrections(app, con, schedules, lookback)
+            run.outcomes += _corrections(app, con, schedules, lookback, until)
     finally:
         if con is not None:
             con.close()
