@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from email import message_from_bytes
 from email.message import EmailMessage
@@ -19,12 +19,20 @@ DROP = "drop"
 class Mailbox:
     """Answers each message with the next scripted reply (``"451 ..."``, ``"550 ..."``, ``DROP``), then 250."""
 
-    def __init__(self, script: Sequence[str] = ()) -> None:
+    def __init__(self, script: Sequence[str] = (), refuse: Mapping[str, str] | None = None) -> None:
         self.script = list(script)
+        #: Recipient -> the reply refusing it (``"450 greylisted"``); the others are accepted.
+        self.refuse = dict(refuse or {})
         self.messages: list[EmailMessage] = []
         self.recipients: list[list[str]] = []
         self.tries = 0
         self.port = 0
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.tries += 1
@@ -45,8 +53,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def mailbox(script: Sequence[str] = (), port: int | None = None) -> Iterator[Mailbox]:
-    box = Mailbox(script)
+def mailbox(
+    script: Sequence[str] = (), port: int | None = None, refuse: Mapping[str, str] | None = None
+) -> Iterator[Mailbox]:
+    box = Mailbox(script, refuse)
     box.port = port or free_port()
     server = Controller(box, hostname="127.0.0.1", port=box.port)
     server.start()

@@ -385,3 +385,40 @@ def test_corrections_are_checked_over_whole_periods_and_never_past_the_runs_date
         assert run_deliveries(mailing, on=date(2026, 10, 25)).outcomes == []  # before October was sent
         late = run_deliveries(mailing, on=date(2026, 11, 20)).outcomes  # October began 50 days before
     assert [(o.kind, o.state, o.rows) for o in late] == [("correction", "sent", october.rows)]
+
+
+def test_one_customers_bad_data_or_refused_address_never_stops_or_hides_the_others(
+    app: App, tmp_path: Path
+) -> None:
+    """A control character in a calling number, a recipient the server refuses: that period is
+    made readable or reported failed, and every other customer's file still goes."""
+    ingest(
+        app,
+        [
+            write_xdrs(
+                tmp_path / "odd.csv",
+                [("odd", "2026-10-20T16:00:00Z", "60", "1\x0123", "4930123", "acc1", "gw1")],
+            )
+        ],
+    )
+    _schedule(app, format="xlsx", cc=["billing@acme.example"])
+    _schedule(app, customer="Bob", to=["noc@bob.example"], cc=[])
+    with pytest.raises(InvalidInputError, match="not an e-mail address: foo@"):
+        _schedule(app, customer="Bob", to=["foo@"])
+    with pytest.raises(InvalidInputError, match="not an e-mail address"):
+        _schedule(app, customer="Bob", to=["noc@bob.example;ops@bob.example"])
+    with mailbox(refuse={"billing@acme.example": "450 4.2.0 greylisted"}) as box:
+        outcomes = {
+            o.customer: o for o in run_deliveries(_with_mail(app, box), on=date(2026, 10, 21)).outcomes
+        }
+    assert outcomes["Bob"].state == "sent"
+    acme = outcomes["Acme"]
+    assert acme.state == "failed" and "billing@acme.example (450 4.2.0 greylisted)" in (acme.error or "")
+    acme_mail = next(
+        m for m, to in zip(box.messages, box.recipients, strict=True) if to == ["noc@acme.example"]
+    )
+    (attachment,) = list(acme_mail.iter_attachments())
+    sheet = load_workbook(io.BytesIO(attachment.get_content())).active
+    assert sheet is not None
+    assert "1\ufffd23" in [str(cell.value) for row in sheet.iter_rows() for cell in row]
+    assert {row["id"]: row["state"] for row in delivery_log(app)}[acme.delivery_id] == "failed"

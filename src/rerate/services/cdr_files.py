@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 import struct
 import zlib
@@ -244,7 +245,8 @@ class _XlsxPart(_Part):
         rows = 0 if table is None else table.num_rows
         if table is not None:
             for batch in table.to_batches(max_chunksize=10_000):
-                for row in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                for values in zip(*(column.to_pylist() for column in batch.columns), strict=True):
+                    row = tuple(_storable(v) for v in values)
                     sheet.append(as_text_cells(sheet, row) if any(map(_formula_like, row)) else row)
         book.save(path)
         if path.stat().st_size <= self.spec.max_bytes or rows <= 1 or table is None:
@@ -255,6 +257,18 @@ class _XlsxPart(_Part):
         second = path.with_name(path.stem + "b.xlsx")
         path.unlink()
         return self._write(table.slice(0, half), first) + self._write(table.slice(half), second)
+
+
+#: What a worksheet cannot hold (the control characters openpyxl refuses).
+ILLEGAL_CHARACTERS_RE = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")
+
+
+def _storable(value: Any) -> Any:
+    """A value a worksheet can hold: control characters (a switch's odd calling number) become
+    U+FFFD, which shows that something was there, instead of failing the whole file."""
+    if isinstance(value, str) and ILLEGAL_CHARACTERS_RE.search(value):
+        return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    return value
 
 
 def _formula_like(value: Any) -> bool:

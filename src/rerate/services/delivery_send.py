@@ -36,6 +36,7 @@ from rerate.services.delivery_query import (
     sources_digests,
     stage_rows,
 )
+from rerate.services.errors import RerateError
 from rerate.services.mailer import MailError, build_message, deliver
 from rerate.services.timeparse import iso
 
@@ -196,8 +197,12 @@ def _send(
                 break
             attempts += accepted.attempts
             sent_ids.append(accepted.message_id)
-            if accepted.refused:
-                error = f"refused by the server for: {', '.join(accepted.refused)}"
+            if accepted.refused:  # the others got it; these did not: not "sent"
+                state = "failed"
+                error = (
+                    f"refused by the server for: {', '.join(accepted.refused)}; the other recipients "
+                    "got it ('rerate delivery resend ID' sends it again to all)"
+                )
             with app.catalog.transaction() as session:
                 stored = session.get(Delivery, delivery_id)
                 assert stored is not None
@@ -285,10 +290,61 @@ def _send_borrowing(
     window: StagedWindow,
 ) -> DeliveryOutcome:
     cursor = idle.get()
+    job = jobs[window.key]
     try:
-        return _send(app, cursor, jobs[window.key], window.key, digests[window.key])
+        return _send(app, cursor, job, window.key, digests[window.key])
+    except Exception as exc:  # one period's failure must not stop the other customers'
+        return _failed(app, job, str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}")
     finally:
         idle.put(cursor)
+
+
+def _failed(app: App, job: SendJob, error: str) -> DeliveryOutcome:
+    """Record a period that could not be made or sent (``failed``: shown, and sent on --resend)."""
+    due = job.due
+    schedule, period = due.schedule, due.period
+    starts, ends = period.instants(schedule.timezone)
+    with app.catalog.transaction() as session:
+        row = session.scalars(
+            select(Delivery)
+            .where(Delivery.schedule_id == schedule.id, Delivery.first_day == period.first.isoformat())
+            .where(Delivery.state == "sending")
+            .order_by(Delivery.id.desc())
+        ).first()
+        if row is None:
+            row = Delivery(
+                schedule_id=schedule.id,
+                customer_id=schedule.customer_id,
+                kind=job.kind,
+                corrects_id=job.replaces.id if job.replaces else None,
+                period=period.label,
+                first_day=period.first.isoformat(),
+                end_day=period.end.isoformat(),
+                starts=starts,
+                ends=ends,
+                message_ids=[],
+                actor=app.actor,
+            )
+            session.add(row)
+        row.state, row.error = "failed", error
+        session.flush()
+        audit.record(
+            session,
+            app.actor,
+            "delivery.failed",
+            f"schedule {schedule.id} {period.label}",
+            after={"error": error},
+        )
+        delivery_id = row.id
+    return DeliveryOutcome(
+        schedule_id=schedule.id,
+        customer=due.customer,
+        period=period.label,
+        kind=job.kind,
+        state="failed",
+        delivery_id=delivery_id,
+        error=error,
+    )
 
 
 def send_jobs(

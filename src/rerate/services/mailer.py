@@ -8,6 +8,7 @@ recipient, a rejected login, a message too large) and reported as it is.
 from __future__ import annotations
 
 import mimetypes
+import re
 import smtplib
 import ssl
 import time
@@ -47,9 +48,16 @@ class Sent:
     refused: tuple[str, ...] = ()
 
 
+#: One plain address: a local part, one @, a dotted domain; no spaces, separators or brackets
+#: (two addresses in one, "a@b;c@d", are two entries).
+_ADDRESS = re.compile(
+    r"[^@\s;,<>()\[\]\"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
+)
+
+
 def check_addresses(addresses: Sequence[str]) -> list[str]:
     cleaned = [a.strip() for a in addresses if a.strip()]
-    bad = [a for a in cleaned if "@" not in a or " " in a]
+    bad = [a for a in cleaned if not _ADDRESS.fullmatch(a) or ".." in a]
     if not cleaned or bad:
         raise InvalidInputError(f"not an e-mail address: {', '.join(bad) or 'none given'}")
     return cleaned
@@ -135,7 +143,16 @@ def deliver_once(settings: Settings, message: EmailMessage) -> tuple[str, ...]:
             refused = client.send_message(message)
     except (smtplib.SMTPException, OSError) as exc:
         raise _classified(exc, settings) from exc
-    return tuple(sorted(refused))
+    # Each refused recipient with the server's answer: "billing@x (450 greylisted)".
+    return tuple(sorted(f"{address} ({_answer(reply)})" for address, reply in refused.items()))
+
+
+def _answer(reply: object) -> str:
+    if isinstance(reply, tuple) and len(reply) == 2:
+        code, text = reply
+        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        return f"{code} {text}".strip()
+    return str(reply)
 
 
 def deliver(
