@@ -402,7 +402,7 @@ def test_one_customers_bad_data_or_refused_address_never_stops_or_hides_the_othe
         ],
     )
     _schedule(app, format="xlsx", cc=["billing@acme.example"])
-    _schedule(app, customer="Bob", to=["noc@bob.example"], cc=[])
+    _schedule(app, customer="Bob", to=["noc@bob.example"], cc=[], compress="none")
     with pytest.raises(InvalidInputError, match="not an e-mail address: foo@"):
         _schedule(app, customer="Bob", to=["foo@"])
     with pytest.raises(InvalidInputError, match="not an e-mail address"):
@@ -422,3 +422,8 @@ def test_one_customers_bad_data_or_refused_address_never_stops_or_hides_the_othe
     assert sheet is not None
     assert "1\ufffd23" in [str(cell.value) for row in sheet.iter_rows() for cell in row]
     assert {row["id"]: row["state"] for row in delivery_log(app)}[acme.delivery_id] == "failed"
+    bob_mail = next(
+        m for m, to in zip(box.messages, box.recipients, strict=True) if to == ["noc@bob.example"]
+    )
+    (csv_file,) = list(bob_mail.iter_attachments())
+    assert csv_file.get_content_type() == "text/csv" and csv_file.get_content_charset() == "utf-8"

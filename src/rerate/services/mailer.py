@@ -85,7 +85,11 @@ def build_message(
         if encoding is not None:  # a compressed file (x.csv.gz) is sent as what it is, not as text
             kind = _COMPRESSED.get(encoding, "application/octet-stream")
         main, _, sub = (kind or "application/octet-stream").partition("/")
-        message.add_attachment(path.read_bytes(), maintype=main, subtype=sub, filename=path.name)
+        # Text files are written in UTF-8: saying so keeps mail readers from guessing US-ASCII.
+        params = {"charset": "utf-8"} if main == "text" else {}
+        message.add_attachment(
+            path.read_bytes(), maintype=main, subtype=sub, filename=path.name, params=params
+        )
     return message
 
 
