@@ -85,7 +85,7 @@ def _spec(schedule: DeliverySchedule, customer: str, period: Period, kind: str) 
         format=CdrFormat(schedule.format),
         compress=Compression(schedule.compress),
         columns=tuple(CdrColumn(n, h) for n, h in schedule.columns),
-        max_bytes=schedule.max_attachment_bytes,
+        max_bytes=encoded_budget(schedule.max_attachment_bytes),
         stem=f"{safe}_cdr_{period.label.replace('..', '_')}{suffix}",
     )
 
@@ -257,6 +257,12 @@ def _send(
             if rendered.oversize
             else None,
         )
+
+
+def encoded_budget(limit: int) -> int:
+    """The largest file whose mail attachment stays within ``limit`` bytes: mail carries it in
+    base64 (4 bytes for 3, in lines of 76 characters and a line break), with a few headers."""
+    return max(limit - 2048, 1024) * 57 // 78
 
 
 @dataclass(frozen=True)
