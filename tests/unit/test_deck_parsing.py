@@ -194,3 +194,19 @@ def test_what_a_review_of_real_decks_turned_up() -> None:
     settings.rules = {}
     (row,) = map_rows([(2, None, ["44", "0.1"])], ["code", "rate"], settings)
     assert (row.values["first_interval"], row.values["next_interval"]) == (60, 60)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("Old Rate", "New Rate"),
+        ("Current Rate", "New Rate"),
+        ("Previous Rate", "Rate"),
+        ("Rate (old)", "Rate (new)"),
+    ],
+)
+def test_a_deck_showing_the_old_price_beside_the_new_one_maps_the_new_one(old: str, new: str) -> None:
+    header = ["Destination", "Code", old, new]
+    rows = [["UK", "44", "0.0100", "0.0123"]]
+    assert guess_mapping(header, rows)["price"] == new
+    assert guess_mapping(["Destination", "Code", new, old], rows)["price"] == new

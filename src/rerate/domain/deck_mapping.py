@@ -318,6 +318,10 @@ def _content_kind(values: Sequence[str]) -> str | None:
     return None
 
 
+#: Header words for a value the deck replaces, not the one it brings.
+_STALE = re.compile(r"\b(old|previous|prev|current|curr|existing|was|before)\b", re.IGNORECASE)
+
+
 def guess_mapping(header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -> dict[str, str]:
     """field -> column proposed from the header's words, then from the columns' contents."""
     mapping: dict[str, str] = {}
@@ -325,11 +329,17 @@ def guess_mapping(header: Sequence[str] | None, rows: Sequence[Sequence[str]]) -
     names = [column_name(header, i) for i in range(width)]
     claimed: set[int] = set()
     if header:
-        for index, text in enumerate(header):
-            name = _field_for_header(text, taken=mapping)
-            if name is not None:
-                mapping[name] = names[index]
-                claimed.add(index)
+        # A deck that shows the old price beside the new one ("Old Rate", "New Rate"): the columns
+        # naming the old value claim a field only when no other column does.
+        stale = [_STALE.search(text) is not None for text in header]
+        for wanted_stale in (False, True):
+            for index, text in enumerate(header):
+                if stale[index] != wanted_stale:
+                    continue
+                name = _field_for_header(text, taken=mapping)
+                if name is not None:
+                    mapping[name] = names[index]
+                    claimed.add(index)
     for index in range(width):
         if index in claimed:
             continue
