@@ -435,3 +435,16 @@ def test_an_operator_mapping_keeps_the_guesses_for_the_other_columns(app: App, t
     )
     assert report.mapping["increments"] == "Billing" and report.mapping["effective_from"] == "Effective date"
     assert report.rates[0].values["first_interval"] == 60
+
+
+def test_an_interval_too_large_for_the_catalog_is_an_error_row_not_a_crash(app: App, tmp_path: Path) -> None:
+    deck = _deck(
+        tmp_path,
+        "Code;Rate;Increment;Effective date\n44;0.0100;60/60;2027-12-01\n49;0.0200;99999999999999999999/1;2027-12-01\n",
+    )
+    report = import_deck(app, _request(deck))
+    assert report.state == "imported"
+    assert set(_rates(app)) == {"44"}
+    with open(str(report.results_path)) as handle:
+        rows = {r["prefix"]: r for r in csv.DictReader(handle)}
+    assert rows["49"]["status"] == "error" and "too large" in rows["49"]["error"]

@@ -187,6 +187,11 @@ def _amount_problem(value: Decimal) -> str | None:
     return None
 
 
+#: Whole-number attributes, and the largest a rate row keeps (a 32-bit integer column).
+_WHOLE_NUMBERS = ("first_interval", "next_interval", "free_seconds", "grace_period", "preference")
+_LARGEST_WHOLE = 2**31 - 1
+
+
 def _check(values: dict[str, Any]) -> tuple[str, str] | None:
     """(column, message) of the first invalid attribute, after defaults."""
     if values.get("first_price") is None:
@@ -203,6 +208,10 @@ def _check(values: dict[str, Any]) -> tuple[str, str] | None:
         problem = _amount_problem(value)
         if problem is not None:
             return name, f"{name} {problem}"
+    for name in _WHOLE_NUMBERS:  # a number the catalog cannot hold is a bad cell, not a crash at load
+        number = values.get(name)
+        if isinstance(number, int) and not isinstance(number, bool) and abs(number) > _LARGEST_WHOLE:
+            return name, f"{number} is too large (at most {_LARGEST_WHOLE:,})"
     if values.get("next_interval", 1) < 1:
         return "next_interval", "must be at least 1 second"
     if values.get("first_interval", 0) < 0:
