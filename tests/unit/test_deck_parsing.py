@@ -210,3 +210,14 @@ def test_a_deck_showing_the_old_price_beside_the_new_one_maps_the_new_one(old: s
     rows = [["UK", "44", "0.0100", "0.0123"]]
     assert guess_mapping(header, rows)["price"] == new
     assert guess_mapping(["Destination", "Code", new, old], rows)["price"] == new
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [(0.0123 * 1.1, "0.01353"), (0.1 + 0.2, "0.3"), (2.5e-7, "0.00000025"), (60.0, "60"), (-0.5, "-0.5")],
+)
+def test_a_workbook_number_reads_as_the_spreadsheet_shows_it(stored: float, shown: str) -> None:
+    """A formula's price (0.0123*1.1) is stored with binary noise; Excel shows 15 digits."""
+    from rerate.services.deck_files import cell_text
+
+    assert cell_text(stored) == shown

@@ -15,6 +15,7 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 
 from rerate.services.errors import InvalidInputError
@@ -128,7 +129,9 @@ def cell_text(value: object) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 1e18:
             return str(int(value))
-        return repr(value)
+        # What Excel shows: 15 significant digits.  A formula's 0.0123*1.1 is stored as
+        # 0.013530000000000002 and shown, and meant, as 0.01353.
+        return format(Decimal(format(value, ".15g")).normalize(), "f")
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (date, time)):
