@@ -134,7 +134,6 @@ def _send(
     """Render one period's file from the staged rows and send it, logging before and after each part."""
     due, kind, existing, replaces = job.due, job.kind, job.existing, job.replaces
     schedule, period = due.schedule, due.period
-    starts, ends = period.instants(schedule.timezone)
     spec = _spec(schedule, due.customer, period, kind)
     with tempfile.TemporaryDirectory(prefix="rerate-cdr-") as work:
         sql = cdr_query(spec.columns, schedule.timestamp_zone, schedule.money_decimals)
@@ -148,19 +147,7 @@ def _send(
                 if row.fingerprint != rendered.fingerprint or row.parts != len(rendered.parts):
                     row.message_ids = []  # the content changed since the first try: every part again
             else:
-                row = Delivery(
-                    schedule_id=schedule.id,
-                    customer_id=schedule.customer_id,
-                    kind=kind,
-                    corrects_id=replaces.id if replaces else None,
-                    period=period.label,
-                    first_day=period.first.isoformat(),
-                    end_day=period.end.isoformat(),
-                    starts=starts,
-                    ends=ends,
-                    message_ids=[],
-                    actor=app.actor,
-                )
+                row = _new_row(app, job)
                 session.add(row)
             row.state, row.rows, row.bytes, row.parts = (
                 "sending",
@@ -305,11 +292,29 @@ def _send_borrowing(
         idle.put(cursor)
 
 
+def _new_row(app: App, job: SendJob) -> Delivery:
+    """The log row of one period's delivery, before it is sent."""
+    schedule, period = job.due.schedule, job.due.period
+    starts, ends = period.instants(schedule.timezone)
+    return Delivery(
+        schedule_id=schedule.id,
+        customer_id=schedule.customer_id,
+        kind=job.kind,
+        corrects_id=job.replaces.id if job.replaces else None,
+        period=period.label,
+        first_day=period.first.isoformat(),
+        end_day=period.end.isoformat(),
+        starts=starts,
+        ends=ends,
+        message_ids=[],
+        actor=app.actor,
+    )
+
+
 def _failed(app: App, job: SendJob, error: str) -> DeliveryOutcome:
     """Record a period that could not be made or sent (``failed``: shown, and sent on --resend)."""
     due = job.due
     schedule, period = due.schedule, due.period
-    starts, ends = period.instants(schedule.timezone)
     with app.catalog.transaction() as session:
         row = session.scalars(
             select(Delivery)
@@ -318,19 +323,7 @@ def _failed(app: App, job: SendJob, error: str) -> DeliveryOutcome:
             .order_by(Delivery.id.desc())
         ).first()
         if row is None:
-            row = Delivery(
-                schedule_id=schedule.id,
-                customer_id=schedule.customer_id,
-                kind=job.kind,
-                corrects_id=job.replaces.id if job.replaces else None,
-                period=period.label,
-                first_day=period.first.isoformat(),
-                end_day=period.end.isoformat(),
-                starts=starts,
-                ends=ends,
-                message_ids=[],
-                actor=app.actor,
-            )
+            row = _new_row(app, job)
             session.add(row)
         row.state, row.error = "failed", error
         session.flush()
