@@ -413,19 +413,14 @@ def _invoiced_lines_of_reverted_jobs(
     invoice: its revert recorded lines taking them back (shown in the revert's own window)
     for those customers' periods, and only for those.
     """
-    reverted = session.execute(
-        select(Job.id, Job.reverted_by_job_id).where(
-            Job.state == "reverted", Job.reverted_by_job_id.in_(list(applied))
-        )
+    taken_back = session.execute(
+        select(Job.id, Adjustment.customer_id, Adjustment.period)
+        .join(Adjustment, Adjustment.job_id == Job.reverted_by_job_id)
+        .where(Job.state == "reverted", Job.reverted_by_job_id.in_(list(applied)))
     ).all()
     kept: dict[int, set[tuple[int, str]]] = {}
-    for job_id, undo_id in reverted:
-        taken_back = {
-            (a.customer_id, a.period)
-            for a in session.scalars(select(Adjustment).where(Adjustment.job_id == undo_id))
-        }
-        if taken_back:
-            kept[job_id] = taken_back
+    for job_id, customer_id, period in taken_back:
+        kept.setdefault(job_id, set()).add((customer_id, period))
     return kept
 
 

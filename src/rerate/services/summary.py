@@ -82,11 +82,11 @@ def customer_summary(app: App) -> list[CustomerSummary]:
         """
         SELECT coalesce(c.name, '(unknown account)'), t.reason, sum(t.calls)
         FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
-        WHERE t.status = 'failed' GROUP BY ALL
+        WHERE t.status = 'failed' GROUP BY ALL HAVING sum(t.calls) <> 0
         UNION ALL
         SELECT coalesce(c.name, '(unknown account)'), 'vendor ' || t.vendor_reason, sum(t.calls)
         FROM daily_totals t LEFT JOIN customers c ON c.id = t.customer_id
-        WHERE t.vendor_status = 'failed' GROUP BY ALL
+        WHERE t.vendor_status = 'failed' GROUP BY ALL HAVING sum(t.calls) <> 0
         """
     ).fetchall()
     by_reason: dict[str, dict[str, int]] = {}
