@@ -225,12 +225,9 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
                 xdrs = mediate_and_rate(typed, collection_id, mediation, rating)
                 late = _in_closed_periods(xdrs, closed)
                 if late is not None:
+                    late_rows = xdrs.filter(late).select(["line", "source_id", "customer_id", "call_date"])
                     for line, source_id, customer, day in zip(
-                        *(
-                            xdrs.filter(late).column(c).to_pylist()
-                            for c in ("line", "source_id", "customer_id", "call_date")
-                        ),
-                        strict=True,
+                        *(column.to_pylist() for column in late_rows.columns), strict=True
                     ):
                         period = f"{day:%Y-%m}"
                         rejects.writerow(
