@@ -448,3 +448,185 @@ def test_an_interval_too_large_for_the_catalog_is_an_error_row_not_a_crash(app: 
     with open(str(report.results_path)) as handle:
         rows = {r["prefix"]: r for r in csv.DictReader(handle)}
     assert rows["49"]["status"] == "error" and "too large" in rows["49"]["error"]
+
+
+def _prices(app: App, prefix: str) -> list[tuple[str, Decimal, bool]]:
+    return [(f"{since:%Y-%m-%d}", price, stopped) for since, price, stopped in _rates(app).get(prefix, [])]
+
+
+def test_a_deck_that_raises_a_price_and_later_lowers_it_back_keeps_both_rows(
+    app: App, tmp_path: Path
+) -> None:
+    import_deck(
+        app,
+        _request(
+            _deck(tmp_path, "prefix,price,date\n44,0.10,2026-11-01\n", "a.csv"), past=PastPolicy.BACKDATE
+        ),
+    )
+    # The lowering comes first in the file: rows of a prefix are reviewed in date order.
+    promotion = _deck(tmp_path, "prefix,price,date\n44,0.10,2026-12-15\n44,0.20,2026-12-01\n", "b.csv")
+    report = import_deck(app, _request(promotion))
+    assert [(r.status.value, r.action.value) for r in report.rates] == [
+        ("decrease", "insert"),
+        ("increase", "insert"),
+    ]
+    assert report.rates[0].old is not None and report.rates[0].old.values["first_price"] == Decimal("0.20")
+    assert (report.summary.created, report.summary.overridden) == (2, 1)
+    assert _prices(app, "44") == [
+        ("2026-11-01", Decimal("0.1"), False),
+        ("2026-12-01", Decimal("0.2"), False),
+        ("2026-12-15", Decimal("0.1"), False),
+    ]
+
+
+def test_past_as_now_loads_the_latest_of_a_prefixs_past_rows(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price,date\n44,0.10,2026-10-01\n44,0.20,2026-11-01\n", "past.csv")
+    report = import_deck(app, _request(deck, past=PastPolicy.NOW))
+    assert [(r.status.value, r.action.value) for r in report.rates] == [("past", "skip"), ("new", "insert")]
+    assert "line 3" in str(report.rates[0].error)
+    assert (report.summary.skipped_errors, report.summary.skipped_past, report.summary.created) == (0, 1, 1)
+    assert _prices(app, "44") == [(f"{NOW:%Y-%m-%d}", Decimal("0.2"), False)]
+
+
+def test_replace_mode_keeps_the_scheduled_versions_the_deck_gives_again(app: App, tmp_path: Path) -> None:
+    scheduled = "prefix,price,date\n44,0.20,2027-01-10\n44,0.30,2027-01-20\n"
+    import_deck(
+        app,
+        _request(
+            _deck(tmp_path, "prefix,price,date\n44,0.10,2026-11-01\n" + scheduled.split("\n", 1)[1], "a.csv"),
+            past=PastPolicy.BACKDATE,
+        ),
+    )
+    again = import_deck(app, _request(_deck(tmp_path, scheduled, "b.csv"), mode=Mode.REPLACE))
+    assert again.summary.withdrawn == 0 and again.summary.skipped_duplicates == 2
+    assert [p for _, p, _ in _prices(app, "44")] == [Decimal("0.1"), Decimal("0.2"), Decimal("0.3")]
+    moved = import_deck(
+        app, _request(_deck(tmp_path, "prefix,price,date\n44,0.20,2027-01-25\n", "c.csv"), mode=Mode.REPLACE)
+    )
+    # Both scheduled versions are withdrawn, so 0.20 from the 25th follows the 0.10 in force, not 0.30.
+    assert moved.summary.withdrawn == 2 and moved.rates[0].status.value == "increase"
+    assert [p for _, p, _ in _prices(app, "44")] == [Decimal("0.1"), Decimal("0.2")]
+
+
+def test_replace_mode_withdraws_a_prefix_that_is_only_scheduled(app: App, tmp_path: Path) -> None:
+    first = _deck(tmp_path, "prefix,price,date\n44,0.10,2026-11-01\n33,0.40,2027-02-01\n", "a.csv")
+    import_deck(app, _request(first, past=PastPolicy.BACKDATE))
+    report = import_deck(
+        app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "b.csv"), mode=Mode.REPLACE)
+    )
+    assert report.summary.withdrawn == 1 and report.summary.discontinued == 0
+    assert "33" not in _rates(app)
+
+
+def test_discontinuing_a_prefix_without_a_rate_stores_nothing(app: App, tmp_path: Path) -> None:
+    import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "a.csv")))
+    deck = _deck(tmp_path, "prefix,price,discontinued\n44,0.10,yes\n55,0.10,yes\n", "b.csv")
+    report = import_deck(app, _request(deck, now=NOW + timedelta(days=1)))
+    assert report.summary.discontinued == 1 and report.summary.created == 1
+    assert report.summary.new_destinations == 0
+    assert report.rates[1].action.value == "skip" and "nothing to discontinue" in str(report.rates[1].error)
+    assert "55" not in _rates(app) and [s for _, _, s in _prices(app, "44")] == [False, True]
+
+
+def test_decimal_comma_applies_to_text_not_to_a_workbooks_number_cells(app: App, tmp_path: Path) -> None:
+    rows = [["Kenya", 254, 0.0123, 60, 60, "01.12.2026"], ["Ghana", 233, "0,0456", 60, 60, "01.12.2026"]]
+    book = _workbook(tmp_path / "deck.xlsx", {"Rates": rows})
+    report = import_deck(app, _request(book, overrides={"decimal_comma": True}, preview=True))
+    prices = {r.prefix: r.values["first_price"] for r in report.rates}
+    assert prices == {"254": Decimal("0.0123"), "233": Decimal("0.0456")}
+
+
+def test_prices_are_plain_decimals_in_the_preview_and_the_results_file(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price\n44,0.0000002\n49,1'234.50\n")
+    report = import_deck(app, _request(deck, results_file=tmp_path / "results.csv"))
+    entries = {e["prefix"]: e for e in map(rate_results.rate_entry, report.rates)}
+    assert (entries["44"]["first_price"], entries["49"]["first_price"]) == ("0.0000002", "1234.50")
+    with (tmp_path / "results.csv").open() as handle:
+        rows = {r["prefix"]: r for r in csv.DictReader(handle)}
+    assert (rows["44"]["first_price"], rows["44"]["next_price"]) == ("0.0000002", "0.0000002")
+
+
+def test_a_rule_on_a_field_no_column_gives_is_refused(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price\n44,0.01\n")
+    with pytest.raises(InvalidInputError, match="rule on connect_fee would never apply"):
+        import_deck(app, _request(deck, overrides={"rules": {"connect_fee": "value * 2"}}, preview=True))
+    given = import_deck(
+        app,
+        _request(
+            deck,
+            overrides={"rules": {"connect_fee": "value * 2"}, "defaults": {"connect_fee": "0.01"}},
+            preview=True,
+        ),
+    )
+    assert given.rates[0].values["connect_fee"] == Decimal("0.02")
+
+
+def test_a_template_saved_from_one_sheet_reads_a_sheet_that_names_its_columns_otherwise(
+    app: App, tmp_path: Path
+) -> None:
+    def workbook(path: Path, asia_header: list[str]) -> Path:
+        book = Workbook()
+        notes = book.active
+        assert notes is not None
+        notes.title = "Notes"
+        notes.append(["Prices per minute"])
+        for name, header, row in (
+            ("Europe", ["Destination", "Code", "Rate", "Date"], ["UK", 44, 0.01, "2026-12-01"]),
+            ("Asia", asia_header, ["Japan", 81, 0.02, "2026-12-01"]),
+        ):
+            sheet = book.create_sheet(name)
+            sheet.append(header)
+            sheet.append(row)
+        book.save(path)
+        return path
+
+    first = workbook(tmp_path / "a.xlsx", ["Destination", "Code", "Rate", "Date"])
+    import_deck(app, _request(first, save_template="two sheets"))
+    later = workbook(tmp_path / "b.xlsx", ["Name", "Dial code", "Price", "Valid from"])
+    report = import_deck(app, _request(later, template="two sheets", preview=True))
+    assert [(s.name, s.mapping["prefix"]) for s in report.sheets] == [
+        ("Europe", "Code"),
+        ("Asia", "Dial code"),
+    ]
+    assert {r.prefix: r.values["first_price"] for r in report.rates} == {
+        "44": Decimal("0.01"),
+        "81": Decimal("0.02"),
+    }
+
+
+def test_a_status_column_and_immediate_dates_read_as_carriers_write_them(app: App, tmp_path: Path) -> None:
+    import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "a.csv")))
+    deck = _deck(
+        tmp_path,
+        "Code;Rate;Status;Effective\n44;0,10;Closed;Immediate\n49;0,20;New;immediately\n33;0,30;Increase;01/12/2026\n",
+        "b.csv",
+    )
+    later = NOW + timedelta(days=1)
+    report = import_deck(app, _request(deck, mapping={"discontinued": "Status"}, now=later))
+    assert report.mapping["effective_from"] == "Effective"
+    assert [(r.prefix, r.status.value) for r in report.rates] == [
+        ("44", "discontinued"),
+        ("49", "new"),
+        ("33", "new"),
+    ]
+    assert [r.values["effective_from"] for r in report.rates[:2]] == [later, later]
+    assert _prices(app, "44")[-1] == (f"{later:%Y-%m-%d}", Decimal("0.1"), True)
+
+
+def test_the_date_order_is_the_columns_not_each_cells(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price,date\n44,0.1,12/01/2026\n49,0.2,12/13/2026\n")
+    report = import_deck(app, _request(deck, preview=True))
+    dates = [f"{r.values['effective_from']:%Y-%m-%d}" for r in report.rates]
+    assert dates == ["2026-12-01", "2026-12-13"]  # 12/13 can only be month first: so is 12/01
+    assert report.summary.skipped_past == 0
+
+
+def test_notes_section_titles_and_a_headers_second_row_are_not_error_rows(app: App, tmp_path: Path) -> None:
+    deck = _deck(
+        tmp_path,
+        "Destination,Code,Rate,Rate,Effective\n,,Peak,Off-peak,\nEUROPE,,,,\nUK,44,0.10,0.05,2026-12-01\n"
+        "Ghana,,0.20,,2026-12-01\n\nPrices exclude VAT.,,,,\n",
+    )
+    report = import_deck(app, _request(deck, preview=True))
+    assert [(r.line, r.prefix, r.status.value) for r in report.rates] == [(4, "44", "new"), (5, "", "error")]
+    assert report.summary.skipped_errors == 1  # a price without a code is still an error

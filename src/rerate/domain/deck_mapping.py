@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -22,7 +22,8 @@ from typing import Any
 from rerate.domain.deck_values import (
     DeckValueError,
     clean_code,
-    parse_date,
+    column_date_order,
+    parse_effective,
     parse_flag,
     parse_increments,
     parse_number,
@@ -300,7 +301,7 @@ def _content_kind(values: Sequence[str]) -> str | None:
 
     def is_date(v: str) -> bool:
         try:
-            parse_date(v)
+            parse_effective(v)
         except DeckValueError:
             return False
         return not v.isdigit() or len(v) == 5
@@ -361,6 +362,16 @@ def column_name(header: Sequence[str] | None, index: int) -> str:
     return f"#{index + 1}"
 
 
+def fields_without_column(mapping: Mapping[str, str], header: Sequence[str] | None) -> set[str]:
+    """The fields of ``mapping`` mapped to a header text that ``header`` lacks (``#N`` always resolves)."""
+    names = {text.strip().lower() for text in header or []}
+    return {
+        name
+        for name, column in mapping.items()
+        if not re.fullmatch(r"#\d+", column.strip()) and column.strip().lower() not in names
+    }
+
+
 def resolve_columns(mapping: Mapping[str, str], header: Sequence[str] | None) -> dict[str, int]:
     """field -> 0-based column index; raises ValueError naming a column that is not in the file."""
     by_name: dict[str, int] = {}
@@ -416,8 +427,21 @@ def _parse(name: str, text: str, settings: DeckSettings) -> Value | datetime | i
     if name in FLAGS:
         return parse_flag(text)
     if name == "effective_from":
-        return parse_date(text, day_first=settings.day_first)
+        return parse_effective(text, day_first=settings.day_first)
     return text.strip()
+
+
+def rules_without_source(settings: DeckSettings, mapped: Iterable[str]) -> set[str]:
+    """The rules whose field no mapped column, default or link gives: they could never apply.
+
+    A rule rewrites a value a row has; on a field nothing fills it would be
+    skipped on every row, silently.
+    """
+    named = {*mapped, *(n for n, text in settings.defaults.items() if text.strip()), *settings.links}
+    sourced = {target for name in named for target in VIRTUAL.get(name, (name,))}
+    return {
+        name for name in settings.rules if name != "prefix" and not set(VIRTUAL.get(name, (name,))) & sourced
+    }
 
 
 def map_rows(
@@ -431,14 +455,25 @@ def map_rows(
     columns = resolve_columns(settings.mapping, header)
     if "prefix" not in columns or not ({"price", "first_price"} & (set(columns) | set(settings.defaults))):
         raise ValueError(f"the mapping lacks a required field: {REQUIRED_NOTE}")
+    if "effective_from" in columns:  # the date order is the column's, not each cell's
+        rows = list(rows)
+        at = columns["effective_from"]
+        order = column_date_order({cells[at] for _, _, cells in rows if at < len(cells)})
+        if order is not None and order != settings.day_first:
+            settings = replace(settings, day_first=order)
     rules: dict[str, Expression] = {k: compile_expression(v) for k, v in settings.rules.items()}
     names = {name: column_name(header, index) for name, index in columns.items()}
     plan = _Plan.build(columns, settings, rules)
     candidates: list[Candidate] = []
+    prices = [columns[name] for name in ("price", "first_price") if name in columns]
+    leading = True  # before the first rate row: a merged header's second row may come
     for line, sheet, cells in rows:
         if not "".join(cells).strip():
             continue
         raw_codes = cells[columns["prefix"]] if columns["prefix"] < len(cells) else ""
+        if not raw_codes.strip() and (_is_note(cells, prices) or (leading and _is_header_row(cells, prices))):
+            continue
+        leading = False
         try:
             values, given = _row_values(cells, plan, names, exchange_rates)
         except _RowError as failure:
@@ -466,6 +501,27 @@ def map_rows(
         for code in codes:
             candidates.append(Candidate(line, sheet, code, dict(values), given))
     return candidates
+
+
+def _is_note(cells: Sequence[str], prices: Sequence[int]) -> bool:
+    """A row without a code that is no rate: a note, a section title, a header's second row.
+
+    It has no price either (or, when every price is a default, one cell at most).
+    """
+    if prices:
+        return not any(i < len(cells) and cells[i].strip() for i in prices)
+    return sum(1 for cell in cells if cell.strip()) <= 1
+
+
+def _is_header_row(cells: Sequence[str], prices: Sequence[int]) -> bool:
+    """A header's second row (``Peak``, ``Off-peak`` under a merged ``Rate``): words, no prices."""
+    for index in prices:
+        try:
+            parse_number(cells[index] if index < len(cells) else "")
+        except DeckValueError:
+            continue
+        return False
+    return bool(prices)
 
 
 def _code_rule(
@@ -512,7 +568,7 @@ def _plain_parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
     if name in FLAGS:
         return parse_flag
     if name == "effective_from":
-        return partial(parse_date, day_first=settings.day_first)
+        return partial(parse_effective, day_first=settings.day_first)
     return str.strip
 
 
@@ -634,5 +690,5 @@ def _coerce(name: str, value: Any) -> Any:
     if name in FLAGS:
         return value if isinstance(value, bool) else parse_flag(_text(value))
     if name == "effective_from":
-        return value if isinstance(value, datetime) else parse_date(_text(value))
+        return value if isinstance(value, datetime) else parse_effective(_text(value))
     return value if isinstance(value, str) else _text(value)

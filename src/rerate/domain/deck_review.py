@@ -148,6 +148,8 @@ class ReviewedRate:
     new_for_tariff: bool = False
     #: Stored versions not yet in force that this one withdraws (replace mode).
     withdraws: tuple[int, ...] = ()
+    #: ``old`` is an earlier row of the same deck for this prefix, not a stored version.
+    follows_deck: bool = False
 
 
 @dataclass
@@ -239,27 +241,96 @@ def review(
     history: Mapping[str, Sequence[StoredRate]],
     options: ReviewOptions,
 ) -> list[ReviewedRate]:
-    """Classify every candidate; in replace mode, add the tariff's prefixes the deck lacks."""
-    reviewed: list[ReviewedRate] = []
-    seen: dict[tuple[str, datetime], int | None] = {}
-    for candidate in candidates:
-        reviewed.append(_review_one(candidate, history, options, seen))
+    """Classify every candidate; in replace mode, add the tariff's prefixes the deck lacks.
+
+    A prefix's rows are reviewed in date order, each against what will be in force just
+    before it once the import is done: the tariff's history, less what replace mode
+    withdraws, and the deck's own earlier rows for that prefix.  So a deck that raises a
+    price on the 1st and lowers it back on the 15th keeps both rows.  The result keeps
+    the deck's order.
+    """
+    context = _DeckContext.of(candidates, options)
+    reviewed: list[ReviewedRate | None] = [None] * len(candidates)
+    for index in context.order:
+        reviewed[index] = _review_one(candidates[index], index, history, options, context)
+    result = [r for r in reviewed if r is not None]
     if options.mode is Mode.REPLACE:
-        stopped = _discontinued(reviewed, history, options)
-        if any(r.status is Status.ERROR for r in reviewed):
+        stopped = _discontinued(result, history, options)
+        if any(r.status is Status.ERROR for r in result):
             # The seed: discontinue nothing when a row failed (a typo must not end a live rate).
             for rate in stopped:
                 rate.action, rate.withdraws = Action.SKIP, ()
                 rate.error = "kept: replace mode discontinues only when the deck has no errors"
-        reviewed.extend(stopped)
-    return reviewed
+        result.extend(stopped)
+    return result
+
+
+@dataclass
+class _DeckContext:
+    """What reviewing one row needs to know about the deck's other rows."""
+
+    #: The order rows are reviewed in: a prefix's rows by date (most prefixes have one row).
+    order: list[int]
+    #: Prefixes with more than one good row.
+    repeated: set[str]
+    #: Per prefix: the dates its good rows take effect (after the past policy; replace mode only).
+    dates: dict[str, set[datetime]]
+    #: Past rows that ``--past-as-now`` skips: candidate index -> the line of the later past row.
+    superseded: dict[int, int | None]
+    #: Per repeated prefix: the newest of its rows reviewed so far that will be stored.
+    stored_by_deck: dict[str, StoredRate] = field(default_factory=dict)
+    #: Per prefix: the row that carries replace mode's withdrawals (counted once).
+    withdrawing: set[str] = field(default_factory=set)
+    seen: dict[tuple[str, datetime], int | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, candidates: Sequence[Candidate], options: ReviewOptions) -> _DeckContext:
+        now = options.now
+        once: set[str] = set()
+        repeated: set[str] = set()
+        for candidate in candidates:
+            if not candidate.error:
+                (repeated if candidate.prefix in once else once).add(candidate.prefix)
+
+        def given(index: int) -> datetime:
+            return candidates[index].values.get("effective_from") or now
+
+        dates: dict[str, set[datetime]] = {}
+        latest_past: dict[str, tuple[datetime, int]] = {}
+        for index, candidate in enumerate(candidates):
+            if candidate.error or (options.mode is not Mode.REPLACE and candidate.prefix not in repeated):
+                continue
+            date = given(index)
+            past = date < now
+            if past and options.past is PastPolicy.SKIP:
+                continue
+            as_now = past and options.past is PastPolicy.NOW
+            dates.setdefault(candidate.prefix, set()).add(now if as_now else date)
+            if as_now:
+                known = latest_past.get(candidate.prefix)
+                if known is None or date > known[0]:
+                    latest_past[candidate.prefix] = (date, index)
+        superseded: dict[int, int | None] = {}
+        order = []
+        several = []
+        for index, candidate in enumerate(candidates):
+            if candidate.error or candidate.prefix not in repeated:
+                order.append(index)
+                continue
+            several.append(index)
+            latest = latest_past.get(candidate.prefix)
+            if latest is not None and given(index) < latest[0]:
+                superseded[index] = candidates[latest[1]].line
+        order.extend(sorted(several, key=given))  # stable: one date twice keeps the file's order
+        return cls(order, repeated, dates, superseded)
 
 
 def _review_one(
     candidate: Candidate,
+    index: int,
     history: Mapping[str, Sequence[StoredRate]],
     options: ReviewOptions,
-    seen: dict[tuple[str, datetime], int | None],
+    deck: _DeckContext,
 ) -> ReviewedRate:
     def failed(message: str, column: str | None) -> ReviewedRate:
         return ReviewedRate(
@@ -275,13 +346,31 @@ def _review_one(
 
     if candidate.error:
         return failed(candidate.error, candidate.error_column)
+    if index in deck.superseded:
+        later = deck.superseded[index]
+        return ReviewedRate(
+            candidate.line,
+            candidate.sheet,
+            candidate.prefix,
+            Status.PAST,
+            Action.SKIP,
+            dict(candidate.values),
+            error=f"superseded by the later past date on line {later}" if later else None,
+        )
     values = dict(candidate.values)
     effective = values.pop("effective_from", None) or options.now
     versions = history.get(candidate.prefix, ())
+    if options.mode is Mode.REPLACE:
+        versions = _kept_versions(versions, candidate.prefix, options, deck)
     past = effective < options.now
     if past and options.past is PastPolicy.NOW:
         effective = options.now
-    current = _live(in_force(versions, effective))
+    before = in_force(versions, effective)
+    from_deck = deck.stored_by_deck.get(candidate.prefix)
+    if from_deck is not None and (before is None or from_deck.effective_from >= before.effective_from):
+        before = from_deck
+    follows_deck = before is not None and before is from_deck
+    current = _live(before)
     if current is not None:
         stored = current.values
         for name in KEPT_FROM_EXISTING:
@@ -296,12 +385,12 @@ def _review_one(
     if problem is not None:
         return failed(problem[1], problem[0])
     key = (candidate.prefix, effective)
-    if key in seen:
-        where = f"line {seen[key]}" if seen[key] is not None else "another row"
+    if key in deck.seen:
+        where = f"line {deck.seen[key]}" if deck.seen[key] is not None else "another row"
         return failed(
             f"prefix {candidate.prefix} effective {effective:%Y-%m-%d %H:%M} also on {where}", "prefix"
         )
-    seen[key] = candidate.line
+    deck.seen[key] = candidate.line
     values["effective_from"] = effective
     rate = ReviewedRate(
         candidate.line,
@@ -311,7 +400,8 @@ def _review_one(
         Action.INSERT,
         values,
         old=current,
-        new_for_tariff=current is None,
+        new_for_tariff=current is None and not follows_deck,
+        follows_deck=follows_deck,
     )
     if past and options.past is PastPolicy.SKIP:
         rate.status, rate.action = Status.PAST, Action.SKIP
@@ -319,14 +409,17 @@ def _review_one(
     same_time = next((v for v in versions if v.effective_from == effective), None)
     if same_time is not None and same_time.effective_from <= options.now and not past:
         same_time = None  # effective "now" never collides with a stored past time
-    if options.mode is Mode.REPLACE:
+    if options.mode is Mode.REPLACE and candidate.prefix not in deck.withdrawing:
         # The seed: for a prefix in the deck, the tariff's versions not yet in force give way to the
-        # deck's rate (one at the very same time is rewritten in place, the others are withdrawn).
-        rate.withdraws = tuple(
-            v.id for v in versions if v.effective_from > options.now and v is not same_time
-        )
+        # deck's rates (one at the very same time as a deck row is rewritten in place or kept).
+        deck.withdrawing.add(candidate.prefix)
+        rate.withdraws = _withdrawn(history.get(candidate.prefix, ()), candidate.prefix, options, deck)
     if values.get("discontinued"):
         rate.status = Status.DISCONTINUED
+        if current is None:  # nothing is in force then: a stop would only add a row
+            rate.action = Action.SKIP
+            rate.error = f"prefix {candidate.prefix} has no rate in force then: nothing to discontinue"
+            return rate
     elif current is None:
         rate.status = Status.NEW
     else:
@@ -345,7 +438,27 @@ def _review_one(
                 "effective_from",
             )
         rate.action, rate.replaces_id = Action.REPLACE_FUTURE, same_time.id
+    if candidate.prefix in deck.repeated:
+        deck.stored_by_deck[candidate.prefix] = StoredRate(0, effective, values)
     return rate
+
+
+def _kept_versions(
+    versions: Sequence[StoredRate], prefix: str, options: ReviewOptions, deck: _DeckContext
+) -> Sequence[StoredRate]:
+    """The prefix's stored versions that stay after a replace-mode import (it withdraws some)."""
+    if not versions or versions[-1].effective_from <= options.now:
+        return versions
+    dates = deck.dates.get(prefix, set())
+    return [v for v in versions if v.effective_from <= options.now or v.effective_from in dates]
+
+
+def _withdrawn(
+    versions: Sequence[StoredRate], prefix: str, options: ReviewOptions, deck: _DeckContext
+) -> tuple[int, ...]:
+    """Replace mode: the prefix's versions not yet in force at a time none of the deck's rows gives."""
+    dates = deck.dates.get(prefix, set())
+    return tuple(v.id for v in versions if v.effective_from > options.now and v.effective_from not in dates)
 
 
 def _price_change(new: Mapping[str, Any], old: Mapping[str, Any]) -> Status | None:
@@ -367,8 +480,16 @@ def _discontinued(
     for prefix, versions in sorted(history.items()):
         if prefix in in_deck:
             continue
+        later = tuple(v.id for v in versions if v.effective_from > moment)
         current = _live(in_force(versions, moment))
         if current is None:
+            if later:  # only scheduled (or stopped, then scheduled again): the deck says it is gone
+                values = dict(versions[-1].values) | {"effective_from": versions[-1].effective_from}
+                result.append(
+                    ReviewedRate(
+                        None, None, prefix, Status.DISCONTINUED, Action.SKIP, values, withdraws=later
+                    )
+                )
             continue
         values = dict(current.values) | {"discontinued": True, "effective_from": moment}
         stopped = ReviewedRate(
@@ -384,7 +505,7 @@ def _discontinued(
         if same_time is not None:  # a version not yet in force at that very time: it becomes the stop
             stopped.action, stopped.replaces_id = Action.REPLACE_FUTURE, same_time.id
         # A later version would bring the prefix back: the deck says it is gone.
-        stopped.withdraws = tuple(v.id for v in versions if v.effective_from > moment)
+        stopped.withdraws = later
         result.append(stopped)
     return result
 
@@ -428,7 +549,7 @@ def summarize(reviewed: Sequence[ReviewedRate]) -> Summary:
             continue
         else:
             summary.created += 1
-            if rate.old is not None or rate.replaces_id is not None:
+            if (rate.old is not None and not rate.follows_deck) or rate.replaces_id is not None:
                 summary.overridden += 1
             if rate.new_for_tariff and rate.status is not Status.DISCONTINUED:
                 summary.new_rates_for_tariff += 1

@@ -8,6 +8,7 @@ the line and the column.  Nothing here does I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -24,6 +25,25 @@ class DeckValueError(ValueError):
 MAX_RANGE = 10_000
 
 _SPACES = re.compile(r"[\s\u00a0]+")
+#: An apostrophe between digits groups thousands (Swiss style: 1'234.50).
+_APOSTROPHE_GROUPS = re.compile(r"(?<=\d)['\u2019](?=\d{3})")
+
+
+class NumberCell(str):
+    """A workbook's numeric cell: the text it shows, and its exact value.
+
+    Its value needs no separator guessing, so ``--decimal-comma`` (which reads
+    ``0.0123`` as 123 in a CSV deck) cannot misread it.
+    """
+
+    value: Decimal
+
+    def __new__(cls, value: Decimal) -> NumberCell:
+        cell = super().__new__(cls, format(value, "f"))
+        cell.value = value
+        return cell
+
+
 _RANGE = re.compile(r"^(\d+)\s*(?:-|\.\.|–)\s*(\d+)$")
 
 
@@ -92,9 +112,12 @@ def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
     """An exact decimal from ``0.0123``, ``0,0123``, ``1.234,5``, ``€ 0.01``, ``1E-3`` or ``5%`` (0.05).
 
     ``decimal_comma=None`` decides from the text: a comma followed by one to
-    eight digits at the end, with no dot after it, is a decimal comma.
+    eight digits at the end, with no dot after it, is a decimal comma.  A
+    workbook's numeric cell (:class:`NumberCell`) is its value, whatever the setting.
     """
-    value = _SPACES.sub("", text).strip()
+    if isinstance(text, NumberCell):
+        return text.value
+    value = _APOSTROPHE_GROUPS.sub("", _SPACES.sub("", text).strip())
     percent = value.endswith("%")
     value = value.rstrip("%")
     value = re.sub(r"^[^\d\-+.,]+", "", value)  # currency signs before the number
@@ -154,6 +177,25 @@ _DATE_PATTERNS = (
 _TIME = re.compile(r"[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*([AaPp][Mm])?")
 
 
+_NUMERIC_DATE = _DATE_PATTERNS[-1][0]
+
+
+def column_date_order(texts: Iterable[str]) -> bool | None:
+    """Whether a column's numeric dates are day first (True) or month first (False), when its
+    cells say so one way only: one ``13/01/2026`` makes ``01/02/2026`` the 1st of February too.
+    None when no cell decides, or when cells contradict each other (each is then read alone)."""
+    day_first = month_first = False
+    for text in texts:
+        match = _NUMERIC_DATE.match(text.strip())
+        if match:
+            first, second = int(match.group(1)), int(match.group(2))
+            day_first |= first > 12 >= second
+            month_first |= second > 12 >= first
+    if day_first == month_first:
+        return None
+    return day_first
+
+
 @lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def parse_date(text: str, *, day_first: bool = True) -> datetime:
     """A UTC time from the date formats rate decks use.
@@ -209,8 +251,21 @@ def parse_date(text: str, *, day_first: bool = True) -> datetime:
     raise DeckValueError(f"{text!r} is not a date (use YYYY-MM-DD, DD/MM/YYYY, DD-Mon-YY or similar)")
 
 
-_TRUE = {"1", "true", "yes", "y", "t", "x", "on"}
-_FALSE = {"", "0", "false", "no", "n", "f", "off"}
+#: Besides yes and no, the words of the "Status" or "Change" column many carriers send, so that
+#: it can be mapped to ``discontinued`` (or ``forbidden``) as it is.
+_TRUE = {"1", "true", "yes", "y", "t", "x", "on", "discontinued", "closed", "deleted", "removed"}
+_TRUE |= {"blocked", "barred", "forbidden", "hidden"}
+_FALSE = {"", "0", "false", "no", "n", "f", "off", "new", "increase", "decrease", "unchanged", "current"}
+_FALSE |= {"active", "open", "change", "changed", "same", "allowed", "visible"}
+#: An effective date that says "from now on".
+_IMMEDIATE = {"immediate", "immediately", "now", "asap", "effective immediately"}
+
+
+def parse_effective(text: str, *, day_first: bool = True) -> datetime | None:
+    """A rate's effective date (:func:`parse_date`), or None (now) for ``Immediate`` and its kin."""
+    if text.strip().lower() in _IMMEDIATE:
+        return None
+    return parse_date(text, day_first=day_first)
 
 
 def parse_flag(text: str) -> bool:
@@ -219,4 +274,4 @@ def parse_flag(text: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise DeckValueError(f"{text!r} is not yes or no")
+    raise DeckValueError(f"{text!r} is not yes or no (nor a status such as Closed or New)")

@@ -18,6 +18,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
+from rerate.domain.deck_values import NumberCell
 from rerate.services.errors import InvalidInputError
 
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods")
@@ -131,7 +132,7 @@ def cell_text(value: object) -> str:
             return str(int(value))
         # What Excel shows: 15 significant digits.  A formula's 0.0123*1.1 is stored as
         # 0.013530000000000002 and shown, and meant, as 0.01353.
-        return format(Decimal(format(value, ".15g")).normalize(), "f")
+        return NumberCell(Decimal(format(value, ".15g")).normalize())
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (date, time)):

@@ -35,9 +35,11 @@ from rerate.domain.deck_mapping import (
     VIRTUAL,
     Candidate,
     DeckSettings,
+    fields_without_column,
     find_header,
     guess_mapping,
     map_rows,
+    rules_without_source,
 )
 from rerate.domain.deck_review import (
     COMPARED,
@@ -214,6 +216,7 @@ def _candidates(
     candidates: list[Candidate] = []
     used: list[SheetUse] = []
     first_mapping: dict[str, str] | None = None
+    never_applied = set(settings.rules)
     for sheet in deck.sheets:
         if wanted and sheet.name not in wanted:
             continue
@@ -225,6 +228,12 @@ def _candidates(
         mapping = dict(settings.mapping)
         if not from_template:  # a template's mapping is complete; an operator's --map is not
             mapping = _with_guesses(guess_mapping(header, [cells for _, cells in body]), mapping)
+        elif header is not None and len(deck.sheets) > 1 and fields_without_column(mapping, header):
+            # A template keeps the first sheet's mapping; another sheet of the workbook may name its
+            # columns otherwise.  Its fields whose column this sheet lacks are guessed from its header.
+            lacking = fields_without_column(mapping, header)
+            kept = {name: column for name, column in mapping.items() if name not in lacking}
+            mapping = _with_guesses(guess_mapping(header, [cells for _, cells in body]), kept)
         if "prefix" not in mapping or not (
             {"price", "first_price"} & (set(mapping) | set(settings.defaults))
         ):
@@ -254,6 +263,7 @@ def _candidates(
             )
             raise InvalidInputError(f"{deck.path.name}: {where}{exc}{header_text}") from exc
         candidates.extend(found)
+        never_applied &= rules_without_source(settings, mapping)
         header_line = sheet.rows[header_index][0] if header_index is not None else None
         used.append(SheetUse(sheet.name, header_line, mapping, len(found)))
         if first_mapping is None:
@@ -262,6 +272,12 @@ def _candidates(
         raise InvalidInputError(
             f"{deck.path.name}: no sheet has a header with a prefix and a price column; "
             "name the columns with --map prefix=COLUMN --map price=COLUMN (COLUMN may be #1, #2, ...)"
+        )
+    if never_applied:
+        fields_named = ", ".join(sorted(never_applied))
+        raise InvalidInputError(
+            f"{deck.path.name}: the rule on {fields_named} would never apply: no column, default or link "
+            f"gives that field; map a column to it (--map FIELD=COLUMN) or give it a --default"
         )
     return candidates, used, first_mapping or {}
 

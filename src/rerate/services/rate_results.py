@@ -40,7 +40,11 @@ RESULT_COLUMNS = (
 
 
 def money(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """A price as plain decimal text: ``0.0000002``, never ``2E-7``."""
+    if value is None:
+        return None
+    text = str(value)
+    return format(value, "f") if "E" in text else text
 
 
 def when(value: Any) -> str | None:
@@ -100,7 +104,8 @@ def _result_row(rate: ReviewedRate) -> tuple[Any, ...]:
     """One row of the results file, in :data:`RESULT_COLUMNS` order.
 
     Values stay as they are (the CSV writer turns them into text in C and
-    writes None as empty); only times are formatted, once per distinct time.
+    writes None as empty); times are formatted once per distinct time, and
+    prices as plain decimals (``str`` would write a tiny price as ``2E-7``).
     """
     values = rate.values
     old = rate.old
@@ -113,14 +118,14 @@ def _result_row(rate: ReviewedRate) -> tuple[Any, ...]:
         rate.action,
         rate.error,
         when(values.get("effective_from")),
-        values.get("first_price"),
-        values.get("next_price"),
+        money(values.get("first_price")),
+        money(values.get("next_price")),
         values.get("first_interval"),
         values.get("next_interval"),
-        values.get("connect_fee"),
+        money(values.get("connect_fee")),
         when(old.effective_from) if old else None,
-        stored.get("first_price"),
-        stored.get("next_price"),
+        money(stored.get("first_price")),
+        money(stored.get("next_price")),
         stored.get("first_interval"),
         stored.get("next_interval"),
         values.get("country"),
