@@ -73,6 +73,26 @@ def test_asterisk_cdr_csv_with_and_without_the_optional_columns(
         assert (collection.template, collection.skipped) == ("asterisk-csv", 1)
 
 
+@pytest.mark.parametrize("first_width", [16, 18])
+def test_a_master_csv_whose_width_changed_midway_loads_every_row(
+    world: App, tmp_path: Path, first_width: int
+) -> None:
+    later = Call(
+        "1729600000.7", "acc2", "1002", "4930123456", datetime(2026, 10, 21, 9, 0, tzinfo=UTC), True, 30
+    )
+    path = asterisk_csv(tmp_path / "Master.csv", width=first_width)
+    other = asterisk_csv(tmp_path / "tail.csv", calls=(later,), width=34 - first_width)
+    path.write_text(path.read_text() + other.read_text())  # the switch's CDR settings changed
+    report = _one(world, path, "asterisk-csv")
+    assert _counts(report) == (4, 3, 0, 0, 1)
+    rows = _export(world, tmp_path)
+    if first_width == 18:  # the short row has no uniqueid: its hash identifies it
+        assert {"1729500000.101", "1729500000.102"} < set(rows) and "1729600000.7" not in rows
+    else:  # the file's columns are its first row's: the long row's extra fields are not read
+        assert all(re.fullmatch("[0-9a-f]{32}", source_id) for source_id in rows)
+    assert len(rows) == 3 and "4930123456" in {r["cld"] for r in rows.values()}
+
+
 def test_the_hash_identity_finds_the_same_calls_again(world: App, tmp_path: Path) -> None:
     _one(world, asterisk_csv(tmp_path / "a.csv", width=16), "asterisk-csv")
     later = Call("", "acc2", "1002", "4930123456", datetime(2026, 10, 21, 9, 0, tzinfo=UTC), True, 30)
@@ -97,7 +117,7 @@ def test_a_file_a_spreadsheet_re_saved_still_loads_and_bad_rows_are_rejected(
         rejects = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
     assert rejects == {
         4: "connect_time is not a time: 31/31/2026 25:00",
-        5: "expected 18 fields, found 2",
+        5: "expected 16 to 21 fields, found 2",
     }
 
 

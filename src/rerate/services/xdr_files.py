@@ -155,6 +155,14 @@ class XdrFile:
             self.query = TemplateQuery(template, self.columns, keep_other_columns=canonical)
         except TemplateError as exc:
             raise InvalidInputError(f"{path.name}: {exc}") from exc
+        # Rows of a headerless layout with optional trailing columns may differ in width within one
+        # file (a switch whose CDR settings changed): any width the template allows is read, short
+        # rows padded with empty fields, long ones cut to the columns the file's first row has.
+        self.widths = (
+            (template.min_columns or len(template.columns), len(template.columns))
+            if self.kind == "csv" and not template.header
+            else (len(self.columns), len(self.columns))
+        )
         # Chunks hold about as many rows as a canonical file's: a switch's wide rows, of which only
         # a few fields are converted, would otherwise make many small batches (and small files).
         self.chunk_bytes = int(chunk_bytes * max(1.0, len(self.columns) / max(len(self.query.needed), 1)))
@@ -292,6 +300,7 @@ class XdrFile:
         """Line-by-line parse of a chunk with odd rows: exact line numbers for every reject."""
         text = chunk.decode("utf-8", errors="replace")
         width = len(self.columns)
+        fewest, most = self.widths
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -305,10 +314,12 @@ class XdrFile:
             raw = self.template.delimiter.join(record)
             if not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
-            elif len(record) != width:
-                rejects.append(Reject(start, f"expected {width} fields, found {len(record)}", raw))
+            elif len(record) != width and not fewest <= len(record) <= most:
+                expected = f"{fewest} to {most}" if fewest != most else str(width)
+                rejects.append(Reject(start, f"expected {expected} fields, found {len(record)}", raw))
             else:
-                for column, value in zip(values, record, strict=True):
+                fields = record if len(record) == width else (record + [""] * width)[:width]
+                for column, value in zip(values, fields, strict=True):
                     column.append(value)
                 lines.append(start)
         wanted = set(self.query.needed)
