@@ -427,3 +427,18 @@ def test_one_customers_bad_data_or_refused_address_never_stops_or_hides_the_othe
     )
     (csv_file,) = list(bob_mail.iter_attachments())
     assert csv_file.get_content_type() == "text/csv" and csv_file.get_content_charset() == "utf-8"
+
+
+def test_a_refused_recipient_is_sent_the_file_alone_once_fixed(app: App) -> None:
+    _schedule(app, cc=["billing@acme.example"])
+    with mailbox(refuse={"billing@acme.example": "550 5.1.1 mailbox unavailable"}) as box:
+        (first,) = run_deliveries(_with_mail(app, box), on=date(2026, 10, 21)).outcomes
+    assert first.state == "failed"
+    assert f"resend {first.delivery_id} --to billing@acme.example" in (first.error or "")
+    with pytest.raises(InvalidInputError, match="not an e-mail address"):
+        resend_delivery(app, first.delivery_id, ["billing@acme"])
+    with mailbox() as box:
+        again = resend_delivery(_with_mail(app, box), first.delivery_id, ["billing@acme.example"])
+    assert again.state == "sent" and again.rows == first.rows
+    assert box.recipients == [["billing@acme.example"]]  # not the customer's NOC a second time
+    assert box.messages[0]["Cc"] is None and box.messages[0]["To"] == "billing@acme.example"

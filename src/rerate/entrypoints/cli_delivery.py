@@ -197,10 +197,18 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
     @delivery_cli.command("resend")
     def resend_one(
         delivery: Annotated[int, typer.Argument(help="Delivery id from 'rerate delivery log'.")],
+        to: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--to",
+                help="Send only to this address (repeatable): a recipient the server refused. "
+                "Default: the schedule's recipients and copies.",
+            ),
+        ] = None,
         as_json: JsonOption = False,
     ) -> None:
         """Send a logged delivery again now (an offered correction is sent as the correction)."""
-        outcome = delivery_service.resend_delivery(app(), delivery)
+        outcome = delivery_service.resend_delivery(app(), delivery, to or ())
         if as_json:
             print_json(outcome.as_dict())
         else:

@@ -14,6 +14,7 @@ and offers a corrected delivery, or sends it when the schedule says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -42,6 +43,7 @@ from rerate.services.delivery_query import (
 from rerate.services.delivery_send import DeliveryOutcome, DeliveryProgress, DueDelivery, SendJob, send_jobs
 from rerate.services.errors import ConflictError, NotFoundError
 from rerate.services.locks import ledger_lock
+from rerate.services.mailer import check_addresses
 from rerate.services.parties import customer_named
 from rerate.services.timeparse import iso
 
@@ -312,13 +314,18 @@ def _run(
     return run
 
 
-def resend_delivery(app: App, delivery_id: int) -> DeliveryOutcome:
-    """Send a logged delivery's period again now; an offered correction is sent as the correction."""
+def resend_delivery(app: App, delivery_id: int, to: Sequence[str] = ()) -> DeliveryOutcome:
+    """Send a logged delivery's period again now; an offered correction is sent as the correction.
+
+    ``to``: only these addresses (say, the one recipient a server refused, once its mailbox is
+    fixed), instead of the schedule's recipients and copies.
+    """
+    recipients = tuple(check_addresses(to)) if to else ()
     with ledger_lock(app.home, f"delivery resend by {app.actor}", name="delivery"):
-        return _resend(app, delivery_id)
+        return _resend(app, delivery_id, recipients)
 
 
-def _resend(app: App, delivery_id: int) -> DeliveryOutcome:
+def _resend(app: App, delivery_id: int, recipients: tuple[str, ...]) -> DeliveryOutcome:
     with app.catalog.reading() as session:
         row = session.get(Delivery, delivery_id)
         if row is None:
@@ -339,13 +346,15 @@ def _resend(app: App, delivery_id: int) -> DeliveryOutcome:
     try:
         if row.state == "offered":
             replaces = _replaced(app, row)
-            (outcome,) = send_jobs(app, con, [SendJob(due, "correction", replaces=replaces)])
+            (outcome,) = send_jobs(
+                app, con, [SendJob(due, "correction", replaces=replaces, recipients=recipients)]
+            )
             with app.catalog.transaction() as session:
                 stored = session.get(Delivery, row.id)
                 if stored is not None and stored.state == "offered":
                     stored.state = "superseded"
             return outcome
-        (outcome,) = send_jobs(app, con, [SendJob(due, "resend", replaces=row)])
+        (outcome,) = send_jobs(app, con, [SendJob(due, "resend", replaces=row, recipients=recipients)])
         return outcome
     finally:
         con.close()

@@ -170,11 +170,11 @@ def _send(
                 continue  # accepted by the server in an earlier try
             message = build_message(
                 app.settings,
-                list(schedule.to),
+                list(job.recipients or schedule.to),
                 _subject(due, kind, index, len(rendered.parts)),
                 _body(due, rendered, index, kind, replaces),
                 [part],
-                cc=list(schedule.cc),
+                cc=[] if job.recipients else list(schedule.cc),
             )
             try:
                 accepted = deliver(app.settings, message)
@@ -186,9 +186,11 @@ def _send(
             sent_ids.append(accepted.message_id)
             if accepted.refused:  # the others got it; these did not: not "sent"
                 state = "failed"
+                refused = sorted({address.split(" (")[0] for address in accepted.refused})
                 error = (
                     f"refused by the server for: {', '.join(accepted.refused)}; the other recipients "
-                    "got it ('rerate delivery resend ID' sends it again to all)"
+                    f"got it ('rerate delivery resend {delivery_id} --to {' --to '.join(refused)}' sends "
+                    "it to those alone, without --to to all)"
                 )
             with app.catalog.transaction() as session:
                 stored = session.get(Delivery, delivery_id)
@@ -225,6 +227,7 @@ def _send(
                     "kind": kind,
                     "rows": rendered.rows,
                     "parts": len(rendered.parts),
+                    **({"to": list(job.recipients)} if job.recipients else {}),
                 },
             )
         return DeliveryOutcome(
@@ -260,6 +263,8 @@ class SendJob:
     kind: str
     existing: Delivery | None = None
     replaces: Delivery | None = None
+    #: Only these addresses (a resend to the recipients a server refused), instead of the schedule's.
+    recipients: tuple[str, ...] = ()
 
 
 def _chunks(windows: Sequence[StagedWindow], estimates: dict[int, int]) -> list[list[StagedWindow]]:

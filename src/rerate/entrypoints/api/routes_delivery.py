@@ -66,5 +66,8 @@ def run(app: Deliverer, on: date | None = None, customer: str | None = None) -> 
 
 
 @router.post("/{delivery_id}/resend")
-def resend(delivery_id: int, app: Deliverer) -> dict[str, Any]:
-    return dict(plain(delivery.resend_delivery(app, delivery_id)))
+def resend(
+    delivery_id: int, app: Deliverer, to: Annotated[list[str] | None, Query()] = None
+) -> dict[str, Any]:
+    """Send a logged delivery again; ``?to=ADDRESS`` (repeatable) sends it to those addresses alone."""
+    return dict(plain(delivery.resend_delivery(app, delivery_id, to or ())))
