@@ -100,6 +100,9 @@ def test_ghost_percent_bills_more_time(loaded: App, tmp_path: Path) -> None:
     assert rows["a1"]["billed"] == "54"  # 45 s * 1.1 = 50 s -> 30 + 4 x 6
     with pytest.raises(InvalidInputError):
         rerate(loaded, _request(loaded, ghost_percent=Decimal("-1")))
+    # Beyond ten times the call, the ghost usage of a long call would no longer be exact.
+    with pytest.raises(InvalidInputError, match="between 0 and 1000"):
+        rerate(loaded, _request(loaded, ghost_percent=Decimal("1000000"), dry_run=True))
 
 
 def test_revert_restores_the_exact_previous_state(loaded: App, tmp_path: Path) -> None:

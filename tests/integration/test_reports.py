@@ -347,6 +347,11 @@ def test_charts_summaries_and_exports_keep_currencies_and_sides_apart(loaded: Ap
             assert (row["revenue"], row["rated"]) == (0, 0) and row["cost"] > 0
     (acme,) = [s for s in customer_summary(loaded) if s.customer == "Acme"]
     assert (acme.currency, acme.cost_currency, acme.margin) == ("EUR", "USD", None)
+    # f1's customer side failed (unknown account); its vendor rated it: it cost what it cost.
+    (stranger,) = [s for s in customer_summary(loaded) if s.customer == "(unknown account)"]
+    lines = summary_report(loaded, ReportRequest()).lines
+    (unknown,) = [line for line in lines if line["customer"] == "(unknown account)"]
+    assert stranger.cost == unknown["cost"] > 0
     assert acme.failed == 1 and acme.failed_by_reason == {"vendor unknown_vendor": 1}
 
     out = tmp_path / "failed.csv"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rerate.domain.mediation import strip_numbers
 from rerate.domain.mediation_rules import REWRITING, MediationRule, RuleError, RuleSet
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -26,10 +27,17 @@ def _batch(rows: list[tuple[str, str, str, datetime]]) -> pa.Table:
     )
 
 
+def _apply(rules: RuleSet, batch: pa.Table) -> dict[str, pa.Array]:
+    """The rules as mediation applies them: to the numbers after the default normalization."""
+    return rules.apply(batch, strip_numbers(batch.column("cld"))[0])
+
+
 def _reference(rules: list[MediationRule], row: tuple[str, str, str, datetime]) -> tuple[str, str, str]:
-    """One XDR, one rule at a time, as the docs describe it (the number without spaces and dashes)."""
+    """One XDR, one rule at a time, as RATING.md section 2 and the docs describe it: the default
+    normalization first (spaces and dashes removed, then one leading + or 00), then the rules."""
     cld, account, vendor, when = row
     number = cld.replace(" ", "").replace("-", "")
+    number = number[1:] if number.startswith("+") else number[2:] if number.startswith("00") else number
     results = {"number": number, "account": account, "vendor": vendor}
     for kind in REWRITING:
         for rule in sorted(rules, key=lambda r: (r.position, r.id)):
@@ -60,7 +68,8 @@ def test_first_matching_rule_wins_so_international_numbers_stay_international() 
             MediationRule(3, 30, "number", "011", "", scope="account", scope_value="us-pbx"),
         ]
     )
-    out = rules.apply(
+    out = _apply(
+        rules,
         _batch(
             [
                 ("020 7946-0000", "uk-pbx", "gw1", START),
@@ -68,9 +77,16 @@ def test_first_matching_rule_wins_so_international_numbers_stay_international() 
                 ("01144207946", "us-pbx", "gw1", START),  # "0" (position 20) comes before "011" (30)
                 ("447946", "uk-pbx", "gw1", START),
             ]
-        )
+        ),
     )
     assert out["cld"].to_pylist() == ["442079460000", "49301234", "441144207946", "447946"]
+
+
+def test_rules_see_numbers_after_the_default_normalization() -> None:
+    """RATING.md section 2: the default (spaces, dashes, one leading + or 00) always applies first."""
+    rules = RuleSet.build([MediationRule(1, 10, "number", "0", "44")])
+    out = _apply(rules, _batch([("0044 20 7946 0000", "a", "g", START), ("+0207946000", "a", "g", START)]))
+    assert out["cld"].to_pylist() == ["442079460000", "44207946000"]
 
 
 def test_scope_dates_and_min_length() -> None:
@@ -81,7 +97,8 @@ def test_scope_dates_and_min_length() -> None:
             MediationRule(3, 30, "vendor", "gw2", "carrier-b", valid_to=START + timedelta(days=1)),
         ]
     )
-    out = rules.apply(
+    out = _apply(
+        rules,
         _batch(
             [
                 ("94420794600", "10.0.0.5", "gw2", START),  # number stripped; alias not yet; vendor renamed
@@ -93,7 +110,7 @@ def test_scope_dates_and_min_length() -> None:
                 ),  # too short; alias now; vendor rule over
                 ("94420794600", "10.0.0.5", "gw1", START + timedelta(days=2)),  # other vendor: number kept
             ]
-        )
+        ),
     )
     assert out["cld"].to_pylist() == ["4420794600", "9123", "94420794600"]
     assert out["account"].to_pylist() == ["10.0.0.5", "acme", "acme"]
@@ -153,20 +170,19 @@ def _rules(draw: st.DrawFn) -> list[MediationRule]:
 @given(
     rules=_rules(),
     rows=st.lists(
-        st.tuples(st.text("0123456789 -", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
+        st.tuples(st.text("0123456789 -+", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
         max_size=12,
     ),
 )
 def test_vectorized_rules_equal_the_row_by_row_reading(
     rules: list[MediationRule], rows: list[tuple[str, str, str, datetime]]
 ) -> None:
-    out = RuleSet.build(rules).apply(_batch(rows))
+    out = _apply(RuleSet.build(rules), _batch(rows))
     expected = [_reference(rules, row) for row in rows]
     got = list(
         zip(out["cld"].to_pylist(), out["account"].to_pylist(), out["vendor"].to_pylist(), strict=True)
     )
-    # Where no number rule changed anything the raw number is handed on untouched (normalization follows).
-    assert [(g[0].replace(" ", "").replace("-", ""), g[1], g[2]) for g in got] == expected
+    assert got == expected
 
 
 def test_services_are_classified_by_number_and_rating_keys_derived_from_them() -> None:

@@ -23,27 +23,43 @@ MAX_NUMBER_DIGITS = 20
 
 
 def normalize_numbers(raw: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """Normalized called numbers; null where the result is not 1-20 digits.
+    """Normalized called numbers; null where the result is not 1-20 digits (RATING.md section 2).
 
     >>> normalize_numbers(pa.array(["+44 20-7946", "0049301234", "12ab", None])).to_pylist()
     ['44207946', '49301234', None, None]
     """
+    stripped, valid = strip_numbers(raw)
+    return stripped if valid else valid_numbers(stripped)
+
+
+def strip_numbers(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
+    """The default normalization's rewriting: spaces and ``-`` removed, then one leading ``+``
+    or ``00``.  Also says whether every result is known to be 1-20 digits already.
+
+    Mediation rules see numbers after this (the contract: the default always applies first).
+    """
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
-    digits_only = f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$"
     # Most numbers arrive clean: rewrite only those that are not bare digits already.
     clean = pc.and_not(
-        pc.fill_null(pc.match_substring_regex(raw, pattern=digits_only), False),
+        pc.fill_null(pc.match_substring_regex(raw, pattern=_DIGITS_ONLY), False),
         pc.fill_null(pc.starts_with(raw, "00"), False),
     )
     if pc.all(clean).as_py():
-        return raw
+        return raw, raw.null_count == 0
     dirty = pc.invert(clean)
     rewritten = pc.replace_substring_regex(pc.filter(raw, dirty), pattern="[ -]", replacement="")
     rewritten = pc.replace_substring_regex(rewritten, pattern=r"^(\+|00)", replacement="", max_replacements=1)
-    valid = pc.fill_null(pc.match_substring_regex(rewritten, pattern=digits_only), False)
-    rewritten = pc.if_else(valid, rewritten, pa.scalar(None, pa.string()))
-    return pc.replace_with_mask(raw, dirty, rewritten)
+    return pc.replace_with_mask(raw, dirty, rewritten), False
+
+
+def valid_numbers(numbers: pa.Array) -> pa.Array:
+    """``numbers`` with null where one is not 1-20 digits (``invalid_number``)."""
+    valid = pc.fill_null(pc.match_substring_regex(numbers, pattern=_DIGITS_ONLY), False)
+    return numbers if pc.all(valid).as_py() else pc.if_else(valid, numbers, pa.scalar(None, pa.string()))
+
+
+_DIGITS_ONLY = f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$"
 
 
 @dataclass(frozen=True)
@@ -115,11 +131,12 @@ MEDIATED_SCHEMA = pa.schema(
 def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.RecordBatch:
     """Derive the rating inputs from raw ``cld``, ``account``, ``vendor``, ``connect_time``.
 
-    The mediation rules in force rewrite the number and the identifiers first
-    (:mod:`rerate.domain.mediation_rules`); the raw fields stay as received.
+    The number gets the default normalization first; then the mediation rules in force rewrite
+    it and the identifiers (:mod:`rerate.domain.mediation_rules`); the raw fields stay as received.
     """
-    ruled = context.rules.apply(batch)
-    number = normalize_numbers(ruled["cld"])
+    stripped, valid = strip_numbers(batch.column("cld"))
+    ruled = context.rules.apply(batch, stripped)
+    number = stripped if valid and ruled["cld"] is stripped else valid_numbers(ruled["cld"])
     keys = encode_numbers(number)
     account_id = context.accounts.resolve(ruled["account"])
     when = (

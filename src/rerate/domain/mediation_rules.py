@@ -125,15 +125,16 @@ class RuleSet:
     def of_kind(self, kind: str) -> list[MediationRule]:
         return [r for r in self.rules if r.kind == kind]
 
-    def apply(self, batch: pa.RecordBatch | pa.Table) -> dict[str, pa.Array]:
-        """The ``cld``, ``account`` and ``vendor`` columns after the rules (unchanged when none apply)."""
-        columns = {name: _array(batch.column(name)) for name in ("cld", "account", "vendor")}
+    def apply(self, batch: pa.RecordBatch | pa.Table, number: pa.Array) -> dict[str, pa.Array]:
+        """The number (``cld`` after the default normalization's rewriting, given as ``number``),
+        ``account`` and ``vendor`` after the rules; the same arrays when none apply."""
+        columns = {name: _array(batch.column(name)) for name in ("account", "vendor")}
+        columns["cld"] = number
         if not self.rules:
             return columns
         when = _array(batch.column("connect_time"))
         micros = pc.cast(when, pa.int64()).to_numpy(zero_copy_only=False)
         account, vendor = columns["account"], columns["vendor"]
-        number = pc.replace_substring_regex(columns["cld"], pattern="[ -]", replacement="")
         changed_number = False
         for kind in REWRITING:
             rules = self.of_kind(kind)

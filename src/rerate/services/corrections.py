@@ -337,12 +337,19 @@ def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None
     return execute(app, rerate_correction(app, request), progress=progress)
 
 
+#: Ghost time of up to ten times the call: far beyond any real use, and it keeps the ghost usage of
+#: the longest call an integer the kernel computes exactly (a larger factor would wrap around).
+MAX_GHOST_PERCENT = Decimal(1000)
+
+
 def rerate_correction(app: App, request: RerateRequest) -> Correction:
     """The re-rating of ``request`` as a correction ready to run (or to schedule)."""
-    if request.ghost_percent < 0 or request.ghost_percent * PERCENT_SCALE != int(
+    if not 0 <= request.ghost_percent <= MAX_GHOST_PERCENT or request.ghost_percent * PERCENT_SCALE != int(
         request.ghost_percent * PERCENT_SCALE
     ):
-        raise InvalidInputError("--ghost-percent must be zero or positive, with at most 4 decimals")
+        raise InvalidInputError(
+            f"--ghost-percent must be between 0 and {MAX_GHOST_PERCENT}, with at most 4 decimals"
+        )
     overrides: dict[Side, int] = {}
     if request.tariff:
         with app.catalog.reading() as session:

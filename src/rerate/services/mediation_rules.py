@@ -55,6 +55,11 @@ def add_rule(
     """Add a rule (after the others unless ``position`` says where); it applies from its next use."""
     if account and vendor:
         raise InvalidInputError("a rule is scoped to one account or one vendor connection, not both")
+    if kind == "number" and (match.strip().startswith("+") or any(c in match for c in " -")):
+        raise InvalidInputError(
+            f"number rule --match {match!r} can never match: numbers lose spaces, dashes and a leading "
+            "+ (or 00) before rules see them (docs/mediation.md); give the prefix as digits"
+        )
     scope, scope_value = (
         ("account", account) if account else ("vendor", vendor) if vendor else ("global", None)
     )

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Customer, Vendor
+from rerate.domain.mediation import strip_numbers
 from rerate.domain.money import decimal_text
 from rerate.ledger.reader import connect_duckdb
 from rerate.services.compiled import mediation_context, rating_context
@@ -108,7 +109,7 @@ def _traced(
         rewritten = {line: reason for line, reason, _ in refused}
     outcome: dict[int, dict[str, Any]] = {}
     if typed.num_rows:
-        ruled = mediation.rules.apply(typed)
+        ruled = mediation.rules.apply(typed, strip_numbers(typed.column("cld"))[0])
         xdrs = mediate_and_rate(typed, 0, mediation, rating)
         for i, line in enumerate(xdrs.column("line").to_pylist()):
             record = {name: _plain(xdrs.column(name)[i].as_py()) for name in (*CANONICAL, "number", *RATED)}

@@ -48,7 +48,8 @@ def customer_summary(app: App) -> list[CustomerSummary]:
     )
     # One row per customer and currency: amounts in two currencies are never added up.  Costs
     # are in the vendors' currency ("mixed" when several: no margin then).  A call failed on
-    # either side counts as failed.
+    # either side counts as failed.  A call the vendor rated costs what it costs, whatever the
+    # customer side says (the summary report counts it alike).
     # The totals keep each unit of work's rows (a correction's delta beside what it corrected):
     # netted first, so that a currency a correction moved away from is gone.
     con.execute(
@@ -66,8 +67,7 @@ def customer_summary(app: App) -> list[CustomerSummary]:
                coalesce(sum(t.calls) FILTER (WHERE t.status = 'rated'), 0) AS calls,
                coalesce(sum(t.seconds) FILTER (WHERE t.status = 'rated'), 0) AS seconds,
                coalesce(sum(t.amount) FILTER (WHERE t.status = 'rated'), 0) AS revenue,
-               coalesce(sum(t.cost) FILTER (WHERE t.status = 'rated' AND t.vendor_status = 'rated'), 0)
-                   AS cost,
+               coalesce(sum(t.cost) FILTER (WHERE t.vendor_status = 'rated'), 0) AS cost,
                CASE WHEN count(DISTINCT t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated') > 1
                     THEN 'mixed'
                     ELSE coalesce(any_value(t.vendor_currency) FILTER (WHERE t.vendor_status = 'rated'), '')
