@@ -630,3 +630,14 @@ def test_notes_section_titles_and_a_headers_second_row_are_not_error_rows(app: A
     report = import_deck(app, _request(deck, preview=True))
     assert [(r.line, r.prefix, r.status.value) for r in report.rates] == [(4, "44", "new"), (5, "", "error")]
     assert report.summary.skipped_errors == 1  # a price without a code is still an error
+
+
+def test_deck_dates_are_whole_seconds(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price,date\n44,0.1,46357.33333\n49,0.1,2026-12-01T00:00:00.5Z\n")
+    later = NOW.replace(microsecond=250000)
+    report = import_deck(app, _request(deck, preview=True, now=later))
+    first, second = report.rates
+    assert first.values["effective_from"] == datetime(2026, 12, 1, 8, tzinfo=UTC)  # an Excel serial's 08:00
+    assert second.status.value == "error" and "fraction of a second" in str(second.error)
+    undated = import_deck(app, _request(_deck(tmp_path, "prefix,price\n33,0.1\n", "b.csv"), now=later))
+    assert undated.rates[0].values["effective_from"] == NOW + timedelta(seconds=1)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -85,3 +86,54 @@ def test_a_file_that_is_not_a_rate_csv_is_one_clear_error(tmp_path: Path) -> Non
         tariffs.import_rates(app, "t", junk, currency="USD", now=NOW)
     with pytest.raises(InvalidInputError, match="not found"):
         tariffs.import_rates(app, "t", tmp_path / "absent.csv", currency="USD", now=NOW)
+
+
+def test_rate_history_changes_on_whole_seconds(tmp_path: Path) -> None:
+    """RATING.md 1.2 by the connect second: a change at 12:00:00.6 must not price a call at 12:00:00."""
+    from decimal import Decimal
+
+    from rerate.services.export import export_xdrs
+    from rerate.services.ingest import ingest
+    from tests.factories import small_world, write_xdrs
+
+    app = small_world(tmp_path / "home")
+    fraction = write_rates(
+        tmp_path / "a.csv",
+        [{"prefix": "44", "effective_from": "2026-10-20T12:00:00.600Z", "first_price": "1.00"}],
+    )
+    refused = tariffs.import_rates(app, "retail", fraction, allow_past=True)
+    assert refused.state == "rejected" and "fraction of a second" in refused.errors[0].message
+    # Without a date a rate takes the import time, rounded up to the next whole second.
+    now = datetime(2026, 10, 21, 9, 30, 0, 750000, tzinfo=UTC)
+    undated = write_rates(
+        tmp_path / "b.csv", [{"prefix": "49", "first_price": "2.00", "first_interval": "60"}]
+    )
+    tariffs.import_rates(app, "retail", undated, allow_past=True, now=now)
+    # A row stored with a fraction before (by an older version) still prices whole seconds exactly.
+    with app.catalog.transaction() as session:
+        retail = session.scalars(select(Tariff).where(Tariff.name == "retail")).one()
+        session.add(
+            Rate(
+                tariff_id=retail.id,
+                prefix="44",
+                effective_from=datetime(2026, 10, 20, 12, 0, 0, 600000, tzinfo=UTC),
+                first_interval=60,
+                next_interval=60,
+                first_price=Decimal("1.00"),
+                next_price=Decimal("1.00"),
+            )
+        )
+        retail.revision += 1
+    rows = [
+        ("s1", "2026-10-20T12:00:00Z", "60", "1", "4420794600", "acc1", "gw1"),
+        ("s2", "2026-10-20T12:00:01Z", "60", "1", "4420794600", "acc1", "gw1"),
+        ("s3", "2026-10-21T09:30:00Z", "60", "1", "49301234", "acc1", "gw1"),
+        ("s4", "2026-10-21T09:30:01Z", "60", "1", "49301234", "acc1", "gw1"),
+    ]
+    ingest(app, [write_xdrs(tmp_path / "x.csv", rows)])
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        amounts = {r["source_id"]: Decimal(r["amount"]) for r in csv.DictReader(handle)}
+    assert amounts["s2"] == Decimal("1.00") and amounts["s1"] < Decimal("1.00")
+    assert amounts["s4"] == Decimal("2.00") and amounts["s3"] < Decimal("2.00")

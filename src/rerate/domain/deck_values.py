@@ -209,7 +209,8 @@ def parse_date(text: str, *, day_first: bool = True) -> datetime:
     if not value:
         raise DeckValueError("no date given")
     if re.fullmatch(r"\d{5}(\.\d+)?", value):  # an Excel serial day number
-        return _EXCEL_EPOCH + timedelta(days=float(value))
+        # To the nearest second: a serial is a binary fraction of a day (08:00 is 46357.33333).
+        return _EXCEL_EPOCH + timedelta(seconds=round(float(value) * 86_400))
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -265,7 +266,10 @@ def parse_effective(text: str, *, day_first: bool = True) -> datetime | None:
     """A rate's effective date (:func:`parse_date`), or None (now) for ``Immediate`` and its kin."""
     if text.strip().lower() in _IMMEDIATE:
         return None
-    return parse_date(text, day_first=day_first)
+    moment = parse_date(text, day_first=day_first)
+    if moment.microsecond:
+        raise DeckValueError(f"{text!r} has a fraction of a second: rates change on a whole second")
+    return moment
 
 
 def parse_flag(text: str) -> bool:

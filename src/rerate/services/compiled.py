@@ -51,7 +51,11 @@ def _epoch_seconds(values: Sequence[Any]) -> pa.Array:
         stamps = pa.array(values, pa.timestamp("us", tz="UTC"))
     else:
         stamps = pa.array(values, pa.string()).cast(pa.timestamp("us"))
-    return pa.array(stamps.cast(pa.int64()).to_numpy(zero_copy_only=False) // 1_000_000)
+    # Rounded up: XDRs are looked up by their connect second t, and for a whole t, "t >= start"
+    # holds exactly when t >= ceil(start).  (New history is stored on whole seconds; this keeps
+    # rows stored with a fraction before that exact for whole-second calls.)
+    micros = stamps.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return pa.array(-(-micros // 1_000_000))
 
 
 def load_rates(session: Session) -> pa.Table:

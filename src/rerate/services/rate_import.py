@@ -69,6 +69,7 @@ from rerate.services.memory import paused_gc
 from rerate.services.rate_history import load_history
 from rerate.services.rate_results import rate_entry, write_results_aside
 from rerate.services.rate_templates import load_template, save_template
+from rerate.services.timeparse import next_whole_second
 
 TEMPLATE_KIND = "rate_deck"
 
@@ -300,7 +301,7 @@ def import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
 
 
 def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
-    now = request.now or datetime.now(UTC)
+    now = next_whole_second(request.now or datetime.now(UTC))
     with app.catalog.reading() as session:
         settings = _settings(session, request)
         tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))

@@ -28,7 +28,7 @@ from rerate.domain.money import MoneyError, parse_decimal, percent_to_scaled, to
 from rerate.domain.prefix_index import KEY_DIGITS
 from rerate.services import audit
 from rerate.services.errors import InvalidInputError
-from rerate.services.timeparse import iso, parse_utc
+from rerate.services.timeparse import iso, next_whole_second, parse_utc
 
 #: The canonical rate CSV's columns, in the order rerate writes them.
 CANONICAL_COLUMNS = ("prefix", "effective_from", *RATE_ROW, "description")
@@ -104,6 +104,8 @@ def _parse_row(
         row["effective_from"] = parse_utc(text_from, field="effective_from") if text_from else default_from
     except InvalidInputError as exc:
         fail("effective_from", str(exc))
+    if getattr(row.get("effective_from"), "microsecond", 0):
+        fail("effective_from", f"{text_from} has a fraction of a second: rates change on a whole second")
     for name, default in INTEGER_FIELDS.items():
         text = (raw.get(name) or "").strip()
         if not text:
@@ -223,7 +225,7 @@ def import_rates(
     now: datetime | None = None,
 ) -> RateImportReport:
     """Add a canonical rate CSV to tariff ``name``'s history, creating the tariff if needed."""
-    now = now or datetime.now(UTC)
+    now = next_whole_second(now or datetime.now(UTC))
     report = RateImportReport(tariff=name, file=str(path))
     rows, errors = read_canonical_rates(path, now=now)
     report.read = len(rows)

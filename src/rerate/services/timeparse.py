@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rerate.services.errors import InvalidInputError
 
@@ -27,3 +27,9 @@ def parse_utc(text: str, *, field: str = "time") -> datetime:
 
 def iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def next_whole_second(value: datetime) -> datetime:
+    """``value``, or the whole second after it: rate history changes on whole seconds, since
+    XDRs are priced by their connect second (a change at 12:00:00.6 must not reach 12:00:00)."""
+    return value if not value.microsecond else value.replace(microsecond=0) + timedelta(seconds=1)
