@@ -183,3 +183,22 @@ def test_export_filters_by_status(world: App, tmp_path: Path, status: str) -> No
     ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
     rows = _export(world, tmp_path, status=status)
     assert rows and all(r["status"] == status for r in rows)
+
+
+def test_a_new_home_without_any_rate_loads_calls_as_failed(tmp_path: Path) -> None:
+    """No tariff yet: every call is kept, failed with its reason, not lost to a crash."""
+    from tests.factories import make_app
+
+    app = make_app(tmp_path / "home")
+    rows = [("a", "2026-10-20T10:00:00Z", "60", "1", "442079460000", "acc1", "gw1")]
+    (report,) = ingest(app, [write_xdrs(tmp_path / "x.csv", rows)])
+    assert (report.state, report.loaded) == ("loaded", 1)
+    out = tmp_path / "export.csv"
+    export_xdrs(app, out)
+    with out.open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["status"], row["reason"], row["vendor_reason"]) == (
+        "failed",
+        "unknown_account",
+        "unknown_vendor",
+    )

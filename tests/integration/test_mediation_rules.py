@@ -101,8 +101,30 @@ def test_rule_errors_are_clear(world: App) -> None:
         add_rule(world, "number", "0", "44", account="acc1", vendor="gw1")
     with pytest.raises(InvalidInputError, match="needs the identifier"):
         add_rule(world, "account", "10.0.0.5")
-    with pytest.raises(InvalidInputError, match="can never match"):
-        add_rule(world, "number", "+44", "44")
+    for match in ("+44", "0044", "44 20"):
+        with pytest.raises(InvalidInputError, match="can never match"):
+            add_rule(world, "number", match, "44")
+    with pytest.raises(InvalidInputError, match="--account needs an identifier"):
+        add_rule(world, "number", "0", "44", account=" ")  # not a rule for every XDR
+    with pytest.raises(InvalidInputError, match="must be digits"):
+        add_rule(world, "number", "0", "x44")
+    with pytest.raises(InvalidInputError, match="must be digits"):
+        add_rule(world, "service", "+44800", "tollfree")
+    with pytest.raises(InvalidInputError, match="not an IP network"):
+        add_rule(world, "account", "10.0.0.0/33", "acc1")
+    with pytest.raises(InvalidInputError, match="--position"):
+        add_rule(world, "number", "0", "44", position=10**20)
+    with pytest.raises(InvalidInputError, match="--min-length"):
+        add_rule(world, "number", "0", "44", min_length=10**20)
+    with pytest.raises(NotFoundError):
+        remove_rule(world, 10**20)
+    scoped = add_rule(world, "number", "0", "44", account=" acc1 ")
+    assert scoped.scope_value == "acc1"
+    ended = parse_utc("2026-10-10T00:00:00Z", field="to")
+    remove_rule(world, scoped.id, ending=ended)
+    with pytest.raises(InvalidInputError, match="can only end earlier"):  # never reaching later calls
+        remove_rule(world, scoped.id, ending=parse_utc("2026-12-01T00:00:00Z", field="to"))
+    remove_rule(world, scoped.id)
     with pytest.raises(NotFoundError, match="no mediation rule 99"):
         remove_rule(world, 99)
     rule = add_rule(world, "number", "9", "")

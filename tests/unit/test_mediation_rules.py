@@ -89,6 +89,22 @@ def test_rules_see_numbers_after_the_default_normalization() -> None:
     assert out["cld"].to_pylist() == ["442079460000", "44207946000"]
 
 
+def test_an_account_rule_on_a_network_takes_every_address_in_it() -> None:
+    rules = RuleSet.build([MediationRule(1, 10, "account", "10.0.0.0/24", "acme")])
+    out = _apply(
+        rules,
+        _batch(
+            [
+                ("44", "10.0.0.5", "g", START),
+                ("44", "10.0.1.5", "g", START),
+                ("44", "trunk-a", "g", START),
+                ("44", " 10.0.0.7", "g", START),
+            ]
+        ),
+    )
+    assert out["account"].to_pylist() == ["acme", "10.0.1.5", "trunk-a", "acme"]
+
+
 def test_scope_dates_and_min_length() -> None:
     rules = RuleSet.build(
         [

@@ -5,14 +5,16 @@ or of one vendor connection identifier, as they appear in the XDR) and
 effective dates (it applies to XDRs whose connect time is in
 ``[valid_from, valid_to)``), like everything else that decides a price.
 
-* ``number``: a called number starting with ``match`` (after spaces and
-  dashes are removed, before ``+``/``00`` are) has that prefix replaced by
-  ``replace``: a technical prefix stripped (``match=1234#``, ``replace=``),
+* ``number``: a called number starting with ``match`` (after the default
+  normalization: spaces and dashes removed, then one leading ``+`` or ``00``)
+  has that prefix replaced by ``replace``: a technical prefix stripped (``match=1234#``, ``replace=``),
   a national number made international (``match=0``, ``replace=44``), the
   NANP international prefix (``match=011``, ``replace=``), a trunk prefix.
   Optionally only numbers of at least ``min_length`` characters.
 * ``account``: an account identifier equal to ``match`` is read as
   ``replace`` (aliases; an IP address a template put in the account field).
+  A ``match`` written as a network (``10.0.0.0/24``) takes every IP address
+  in it.
 * ``vendor``: the same for vendor connection identifiers.
 * ``service``: XDRs whose normalized number starts with ``match`` (every XDR
   in scope when ``match`` is empty) are of service ``replace`` (toll-free,
@@ -25,8 +27,8 @@ effective dates (it applies to XDRs whose connect time is in
 
 For each XDR and kind, the first rule in position order that is in force,
 in scope and matches is applied, and only that one (as a switch's dialplan
-translation table does): a rule for ``00`` placed before one for ``0`` keeps
-international numbers from being taken for national ones.
+translation table does): a rule for ``011`` placed before one for ``0``
+sees NANP international numbers first.
 
 Pure: the service reads the rules from the catalog and applies them to Arrow
 batches at ingest and re-processing.
@@ -37,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from ipaddress import ip_address, ip_network
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +81,11 @@ class MediationRule:
             raise RuleError("a rule needs something to match")
         if self.kind in ("account", "vendor") and not self.replace:
             raise RuleError(f"an {self.kind} rule needs the identifier to read instead")
+        if self.kind in ("account", "vendor") and "/" in self.match:
+            try:
+                ip_network(self.match, strict=False)
+            except ValueError as exc:
+                raise RuleError(f"{self.kind} rule match {self.match!r} is not an IP network: {exc}") from exc
         if self.kind in CLASSIFYING and not self.replace.strip():
             what = "service" if self.kind == "service" else "rating key"
             raise RuleError(f"a {self.kind} rule needs the {what} to give (--replace)")
@@ -104,6 +112,19 @@ class MediationRule:
         since = f" from {self.valid_from:%Y-%m-%d %H:%M}" if self.valid_from else ""
         until = f" until {self.valid_to:%Y-%m-%d %H:%M}" if self.valid_to else ""
         return f"{action}; {scope}{since}{until}"
+
+
+def _in_network(identifiers: pa.Array, network: str) -> pa.Array:
+    """Whether each identifier is an IP address in ``network`` (checked once per distinct one)."""
+    block = ip_network(network, strict=False)
+    inside = []
+    for value in pc.unique(identifiers).to_pylist():
+        try:
+            if value is not None and ip_address(value.strip()) in block:
+                inside.append(value)
+        except ValueError:  # not an IP address: a name, which no network holds
+            continue
+    return pc.is_in(identifiers, value_set=pa.array(inside, pa.string()))
 
 
 def _micros(moment: datetime) -> int:
@@ -158,9 +179,10 @@ class RuleSet:
                         target = pc.if_else(pa.array(applies), rewritten, target)
                         changed_number = True
                 else:
-                    applies &= pc.fill_null(pc.equal(target, rule.match), False).to_numpy(
-                        zero_copy_only=False
+                    equal = (
+                        _in_network(target, rule.match) if "/" in rule.match else pc.equal(target, rule.match)
                     )
+                    applies &= pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
                     if applies.any():
                         target = pc.if_else(pa.array(applies), pa.scalar(rule.replace), target)
                 done |= applies

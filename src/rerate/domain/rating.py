@@ -305,7 +305,9 @@ def _rate_side(
     failures = dict(failures)
     failures[Reason.NO_TARIFF] = position < 0
     failures[Reason.NO_RATE] = ~found
-    failures[Reason.FORBIDDEN_DESTINATION] = found & book.forbidden[np.maximum(row, 0)]
+    # A book with no rate rows (a new home, no tariff yet) finds nothing and indexes nothing.
+    forbidden = book.forbidden[np.maximum(row, 0)] if len(book.forbidden) else np.zeros(n, dtype=bool)
+    failures[Reason.FORBIDDEN_DESTINATION] = found & forbidden
 
     billed = np.zeros(n, dtype=np.int64)
     amount = np.zeros(n, dtype=np.int64)

@@ -53,15 +53,16 @@ def add_rule(
     description: str | None = None,
 ) -> MediationRule:
     """Add a rule (after the others unless ``position`` says where); it applies from its next use."""
-    if account and vendor:
+    account, vendor = _identifier(account, "--account"), _identifier(vendor, "--vendor")
+    if account is not None and vendor is not None:
         raise InvalidInputError("a rule is scoped to one account or one vendor connection, not both")
-    if kind == "number" and (match.strip().startswith("+") or any(c in match for c in " -")):
-        raise InvalidInputError(
-            f"number rule --match {match!r} can never match: numbers lose spaces, dashes and a leading "
-            "+ (or 00) before rules see them (docs/mediation.md); give the prefix as digits"
-        )
+    _check_inputs(kind, match.strip(), replace.strip(), min_length, position)
     scope, scope_value = (
-        ("account", account) if account else ("vendor", vendor) if vendor else ("global", None)
+        ("account", account)
+        if account is not None
+        else ("vendor", vendor)
+        if vendor is not None
+        else ("global", None)
     )
     with app.catalog.transaction() as session:
         if position is None:
@@ -109,6 +110,41 @@ def add_rule(
     return rule
 
 
+#: The largest position or id the catalog's integer columns hold.
+_LARGEST = 2**31 - 1
+
+
+def _identifier(value: str | None, option: str) -> str | None:
+    """A scope's identifier as XDRs carry it; a blank one is refused (it is not "every XDR")."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise InvalidInputError(f"{option} needs an identifier; leave it out for a rule on every XDR")
+    return value.strip()
+
+
+def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, position: int | None) -> None:
+    """What the rule's own check cannot know: what numbers look like when rules see them."""
+    if kind == "number" and (match.startswith(("+", "00")) or any(c in match for c in " -")):
+        raise InvalidInputError(
+            f"number rule --match {match!r} can never match: numbers lose spaces, dashes and a leading "
+            "+ or 00 before rules see them (docs/mediation.md); give the prefix as it remains"
+        )
+    if kind == "number" and replace and not replace.isdigit():
+        raise InvalidInputError(
+            f"number rule --replace {replace!r} must be digits (or empty): a number that is not "
+            "digits fails every XDR it touches (invalid_number)"
+        )
+    if kind in ("service", "rating_key") and match and not match.isdigit():
+        raise InvalidInputError(
+            f"{kind} rule --match {match!r} must be digits: it is compared with the normalized number"
+        )
+    if position is not None and not 0 <= position <= _LARGEST:
+        raise InvalidInputError(f"--position must be between 0 and {_LARGEST:,}")
+    if min_length is not None and not 1 <= min_length <= 20:
+        raise InvalidInputError("--min-length must be between 1 and 20 (a number has at most 20 digits)")
+
+
 def _shown(rule: MediationRule, description: str | None) -> dict[str, Any]:
     shown = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(rule).items()}
     return {**shown, "description": description, "in_words": rule.describe()}
@@ -125,7 +161,7 @@ def list_rules(app: App) -> list[dict[str, Any]]:
 def remove_rule(app: App, rule_id: int, *, ending: datetime | None = None) -> str:
     """Delete a rule, or with ``ending`` keep it for earlier XDRs and end it then; returns what was done."""
     with app.catalog.transaction() as session:
-        row = session.get(MediationRuleRow, rule_id)
+        row = session.get(MediationRuleRow, rule_id) if 0 < rule_id <= _LARGEST else None
         if row is None:
             raise NotFoundError(f"no mediation rule {rule_id} (see: rerate mediation rule list)")
         before = _shown(_domain(row), row.description)
@@ -137,6 +173,11 @@ def remove_rule(app: App, rule_id: int, *, ending: datetime | None = None) -> st
             if row.valid_from is not None and ending <= row.valid_from:
                 raise InvalidInputError(
                     f"rule {rule_id} starts {row.valid_from:%Y-%m-%d %H:%M}: end it later"
+                )
+            if row.valid_to is not None and ending >= row.valid_to:
+                # Moving the end later would apply the rule to calls it never covered.
+                raise InvalidInputError(
+                    f"rule {rule_id} already ends {row.valid_to:%Y-%m-%d %H:%M}: it can only end earlier"
                 )
             row.valid_to = ending
             done = f"rule {rule_id} ends {ending:%Y-%m-%d %H:%M} (it still applies to earlier XDRs)"
