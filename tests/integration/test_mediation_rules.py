@@ -227,3 +227,28 @@ def test_trace_reads_rows_as_ingest_does_and_shows_the_first_ones(world: App, tm
     assert [r["line"] for r in rows] == [2, 3, 4]
     assert [r["canonical"]["cld"] for r in rows] == ["442079460000", "442079460001", "442079460002"]
     assert all(r["outcome"] == "rated" for r in rows)
+
+
+def test_trace_refuses_what_ingest_refuses_after_rating(world: App, tmp_path: Path) -> None:
+    """A call in a closed period and duplicates rate, then ingest rejects them: so does the trace."""
+    from rerate.services.periods import close_period
+
+    loaded = ("dup", "2026-10-20T10:00:00Z", "60", "1", "442079460000", "acc1", "gw1")
+    ingest(world, [write_xdrs(tmp_path / "old.csv", [loaded])])
+    close_period(world, "Acme", "2026-09")
+    rows = [
+        ("late", "2026-09-20T10:00:00Z", "60", "1", "442079460000", "acc1", "gw1"),
+        loaded,
+        ("new", "2026-10-21T10:00:00Z", "60", "1", "442079460000", "acc1", "gw1"),
+        ("new", "2026-10-21T10:00:00Z", "60", "1", "442079460000", "acc1", "gw1"),
+    ]
+    path = write_xdrs(tmp_path / "x.csv", rows)
+    outcomes = [r["outcome"] for r in trace(world, path)]
+    assert outcomes[0].startswith("rejected: ") and "2026-09" in outcomes[0]
+    assert outcomes[1:] == [
+        "rejected: duplicate of an XDR already loaded",
+        "rated",
+        "rejected: duplicate of line 4 of this file",
+    ]
+    (report,) = ingest(world, [path])  # what ingest does with the same rows
+    assert (report.loaded, report.rejected, report.duplicates) == (1, 1, 2)

@@ -223,7 +223,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
             report.read += raw.table.num_rows + len(raw.rejects)
             if typed.num_rows:
                 xdrs = mediate_and_rate(typed, collection_id, mediation, rating)
-                late = _in_closed_periods(xdrs, closed)
+                late = in_closed_periods(xdrs, closed)
                 if late is not None:
                     late_rows = xdrs.filter(late).select(["line", "source_id", "customer_id", "call_date"])
                     for line, source_id, customer, day in zip(
@@ -234,7 +234,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
                             [
                                 source.path.name,
                                 line,
-                                _LATE.format(closed[(customer, period)], period),
+                                LATE_REASON.format(closed[(customer, period)], period),
                                 source_id,
                             ]
                         )
@@ -357,13 +357,13 @@ def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating
 
 
 #: Why a late XDR is rejected: loading it would change an invoiced period behind its back.
-_LATE = (
+LATE_REASON = (
     "call in the closed billing period {} {}: the invoice is issued; load it only after "
     "deciding how it is billed"
 )
 
 
-def _in_closed_periods(xdrs: pa.Table, closed: dict[tuple[int, str], str]) -> pa.Array | None:
+def in_closed_periods(xdrs: pa.Table, closed: dict[tuple[int, str], str]) -> pa.Array | None:
     """Which XDRs fall in a closed billing period of their customer (None: none do).
 
     Only the months this batch holds are looked at: a handful, however many periods are closed.

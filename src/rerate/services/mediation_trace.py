@@ -8,7 +8,8 @@ operator needs to see why an XDR failed.
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,12 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Customer, Vendor
 from rerate.domain.mediation import strip_numbers
 from rerate.domain.money import decimal_text
-from rerate.ledger.reader import connect_duckdb
+from rerate.ledger.reader import connect_duckdb, sql_paths
+from rerate.ledger.tables import XDRS
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.ingest import mediate_and_rate
+from rerate.services.ingest import LATE_REASON, in_closed_periods, mediate_and_rate
+from rerate.services.periods import closed_periods
+from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import XdrFile
 from rerate.services.xdr_templates import find_template
 
@@ -60,6 +64,12 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
         rating = rating_context(session, cache_dir=app.home / "cache")
         customers = {i: n for i, n in session.execute(select(Customer.id, Customer.name))}
         vendors = {i: n for i, n in session.execute(select(Vendor.id, Vendor.name))}
+        # What ingest would refuse after rating: calls in closed periods, and duplicates.
+        rolled_back = rolled_back_collections(session)
+        checks = _IngestChecks(
+            closed_periods(session),
+            tuple(c for c in current_visibility(session).collections if c not in rolled_back),
+        )
     source = XdrFile(path, template)
     rows: list[dict[str, Any]] = []
     con = connect_duckdb()
@@ -76,14 +86,66 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
                 rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
         table = raw.table.filter(pc.less_equal(raw.table.column("line"), last))
         if table.num_rows:
-            rows.extend(_traced(table, source, con, mediation, rating, customers, vendors))
+            rows.extend(_traced(app, table, source, con, mediation, rating, customers, vendors, checks))
         if len(rows) >= limit:
             break
     rows.sort(key=lambda r: r["line"])
     return rows[:limit]
 
 
+@dataclass
+class _IngestChecks:
+    """Ingest's checks after rating, as the trace applies them to the rows it shows."""
+
+    closed: dict[tuple[int, str], str]
+    live: tuple[int, ...]
+    #: Source ids of earlier traced rows, per call date (a repeat is a duplicate of that line).
+    seen: dict[tuple[date, str], int] = field(default_factory=dict)
+
+    def refusals(self, app: App, con: Any, xdrs: pa.Table) -> dict[int, str]:
+        """Line -> why ingest would reject the row although it rated."""
+        refused: dict[int, str] = {}
+        late = in_closed_periods(xdrs, self.closed)
+        rows = zip(
+            *(xdrs.column(c).to_pylist() for c in ("line", "source_id", "customer_id", "call_date")),
+            strict=True,
+        )
+        loaded = self._loaded(app, con, xdrs)
+        for index, (line, source_id, customer, day) in enumerate(rows):
+            if late is not None and late[index].as_py():
+                period = f"{day:%Y-%m}"
+                refused[line] = LATE_REASON.format(self.closed[(customer, period)], period)
+            elif (day, source_id) in loaded:
+                refused[line] = "duplicate of an XDR already loaded"
+            elif (day, source_id) in self.seen:
+                refused[line] = f"duplicate of line {self.seen[(day, source_id)]} of this file"
+            else:
+                self.seen[(day, source_id)] = line
+        return refused
+
+    def _loaded(self, app: App, con: Any, xdrs: pa.Table) -> set[tuple[date, str]]:
+        """The (call date, source id) pairs of these XDRs that the ledger's live collections hold."""
+        found: set[tuple[date, str]] = set()
+        if not self.live:
+            return found
+        for day in pc.unique(xdrs.column("call_date")).to_pylist():
+            files = app.ledger.files(XDRS, days=(day, day))
+            if not files:
+                continue
+            ids = xdrs.filter(pc.equal(xdrs.column("call_date"), day)).column("source_id")
+            con.register("traced_ids", pa.table({"source_id": ids}))
+            con.register("live_collections", pa.table({"id": pa.array(self.live, pa.int64())}))
+            rows = con.execute(
+                f"""SELECT DISTINCT source_id FROM read_parquet({sql_paths(files)}, hive_partitioning=false)
+                    WHERE collection_id IN (SELECT id FROM live_collections)
+                      AND source_id IN (SELECT source_id FROM traced_ids)"""
+            ).fetchall()
+            found.update((day, r[0]) for r in rows)
+        return found
+
+
 def _traced(
+    app: App,
     table: pa.Table,
     source: XdrFile,
     con: Any,
@@ -91,6 +153,7 @@ def _traced(
     rating: Any,
     customers: dict[int, str],
     vendors: dict[int, str],
+    checks: _IngestChecks,
 ) -> list[dict[str, Any]]:
     everything = source.query.every_row(con, table)
     raws = {
@@ -111,6 +174,7 @@ def _traced(
     if typed.num_rows:
         ruled = mediation.rules.apply(typed, strip_numbers(typed.column("cld"))[0])
         xdrs = mediate_and_rate(typed, 0, mediation, rating)
+        refused_after_rating = checks.refusals(app, con, xdrs)
         for i, line in enumerate(xdrs.column("line").to_pylist()):
             record = {name: _plain(xdrs.column(name)[i].as_py()) for name in (*CANONICAL, "number", *RATED)}
             customer_id = xdrs.column("customer_id")[i].as_py()
@@ -132,6 +196,8 @@ def _traced(
                 "rated": {name: record[name] for name in RATED},
                 "outcome": "rated" if not failed else "failed: " + ", ".join(failed),
             }
+            if line in refused_after_rating:  # rated as shown, then refused as ingest would
+                outcome[line]["outcome"] = f"rejected: {refused_after_rating[line]}"
     traced = []
     reasons = dict(
         zip(
