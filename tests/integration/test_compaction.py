@@ -148,6 +148,13 @@ def test_a_killed_compaction_changes_nothing_and_can_run_again(fragmented: App) 
     assert done.returncode == 0, done.stderr
     assert "5 day(s) compacted" in done.stdout
     assert _xdrs(app) == rows
+    # The file the killed run wrote was never listed by any version: vacuum deletes it.
+    vacuum(app, retention_hours=0)
+    on_disk = {
+        p.relative_to(app.ledger.path(XDRS)).as_posix() for p in app.ledger.path(XDRS).rglob("*.parquet")
+    }
+    assert on_disk == {p.split("/xdrs/", 1)[-1] for p in app.ledger.files(XDRS)}
+    assert _xdrs(app) == rows
 
 
 def test_vacuum_deletes_the_replaced_files_and_keeps_a_closed_period_reproducible(fragmented: App) -> None:

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,6 +111,10 @@ def test_cache_sync_reports_and_repairs_drift(world: App, tmp_path: Path) -> Non
     assert ledger == totals
     ledger, by_prefix = ledger_and_prefix_totals(world)
     assert ledger == by_prefix
+    # A repair is not a correction: undoing it would bring the difference back.
+    with pytest.raises(ConflictError, match="only an applied correction"):
+        revert(world, repaired.job_id or 0)
+    assert cache.sync(world, check=True).differences == []
 
 
 def test_cache_sync_of_some_days_checks_their_whole_month_per_prefix(world: App, tmp_path: Path) -> None:

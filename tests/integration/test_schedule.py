@@ -167,3 +167,43 @@ def test_a_scheduled_job_that_fails_is_recorded_and_audited(
         "job.failed",
         {"error": "RuntimeError: no tariff named 'cost'"},
     )
+
+
+def test_a_queued_ingest_waits_for_a_busy_ledger_and_a_dead_one_is_failed(world: App, tmp_path: Path) -> None:
+    """Claimed under the ledger lock: a busy ledger leaves it scheduled; one left "ingesting" by a
+    dead process is failed by the next writer, not left for ever."""
+    import subprocess
+    import sys
+
+    from rerate.catalog.models import Job
+    from rerate.services.ingest_jobs import queue_ingest
+
+    rows = [("q1", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1")]
+    job_id = queue_ingest(world, write_xdrs(tmp_path / "q.csv", rows))
+    holder = subprocess.Popen(  # another process holds the ledger (a compaction, say)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from rerate.services.locks import ledger_lock\n"
+            f"with ledger_lock(Path({str(world.home)!r}), 'compaction by ops'):\n"
+            "    print('locked', flush=True); sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        (waiting,) = run_due(world)
+        assert "waits" in str(waiting) and job(world, job_id).state == "scheduled"
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert run_due(world) == [f"job {job_id}: ingest q.csv: done"]
+
+    dead = queue_ingest(world, write_xdrs(tmp_path / "r.csv", rows))
+    with world.catalog.transaction() as session:  # as a process killed in the middle leaves it
+        stored = session.get(Job, dead)
+        assert stored is not None
+        stored.state = "ingesting"
+    ingest(world, [write_xdrs(tmp_path / "s.csv", [("s1", *rows[0][1:])])])  # the next writer
+    assert job(world, dead).state == "failed"

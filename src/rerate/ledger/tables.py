@@ -203,7 +203,7 @@ class Ledger:
         ]
 
     def remove_unit(self, name: str, prefix: str) -> int:
-        """Unpublish every committed file of one unit, and delete its unpublished ones."""
+        """Unpublish every committed file of one unit, and delete its never committed ones."""
         table = self.table(name)
         removes = self._removals(
             table, name, lambda path: os.path.basename(path).startswith(prefix), data_change=True
@@ -216,8 +216,14 @@ class Ledger:
                 partition_by=TABLES[name][1],
                 commit_properties=CommitProperties(custom_metadata={"cleanup": prefix}),
             )
-        for orphan in self.path(name).rglob(f"{prefix}*.parquet"):
-            orphan.unlink()
+        # Files that were committed stay on disk: an older version (a closed period's figures)
+        # may still read them, and vacuum deletes them once no kept version does.  Only what was
+        # never committed goes now.
+        committed = {unquote(r.path) for r in removes}
+        table_dir = self.path(name)
+        for orphan in table_dir.rglob(f"{prefix}*.parquet"):
+            if orphan.relative_to(table_dir).as_posix() not in committed:
+                orphan.unlink()
         return len(removes)
 
 

@@ -126,21 +126,28 @@ def ingest(
     app: App, paths: list[Path], progress: IngestProgress | None = None, template: str | None = None
 ) -> list[CollectionReport]:
     """Ingest each file as its own collection, in the order given, read by ``template`` (canonical)."""
+    app.ledger.ensure()
+    with ledger_lock(app.home, f"ingest by {app.actor}"):
+        recover_interrupted(app)
+        return ingest_locked(app, paths, progress, template)
+
+
+def ingest_locked(
+    app: App, paths: list[Path], progress: IngestProgress | None = None, template: str | None = None
+) -> list[CollectionReport]:
+    """:func:`ingest` for a caller that holds the ledger lock and has recovered interrupted units."""
     progress = progress or SilentProgress()
     with app.catalog.reading() as session:
         layout = find_template(session, template or "canonical")
     reports = []
-    app.ledger.ensure()
-    with ledger_lock(app.home, f"ingest by {app.actor}"):
-        recover_interrupted(app)
-        for path in paths:
-            started = time.perf_counter()
-            try:
-                report = _ingest_file(app, path, layout, progress)
-            except RerateError as exc:
-                report = CollectionReport(file=str(path), state="error", error=str(exc), template=layout.name)
-            report.seconds = round(time.perf_counter() - started, 3)
-            reports.append(report)
+    for path in paths:
+        started = time.perf_counter()
+        try:
+            report = _ingest_file(app, path, layout, progress)
+        except RerateError as exc:
+            report = CollectionReport(file=str(path), state="error", error=str(exc), template=layout.name)
+        report.seconds = round(time.perf_counter() - started, 3)
+        reports.append(report)
     return reports
 
 

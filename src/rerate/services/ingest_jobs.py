@@ -14,13 +14,14 @@ from pathlib import Path
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.services import audit
-from rerate.services.ingest import IngestProgress, ingest
+from rerate.services.ingest import IngestProgress, ingest_locked
 from rerate.services.jsonable import plain
+from rerate.services.locks import ledger_lock
+from rerate.services.recovery import INGESTING, recover_interrupted
 from rerate.services.visibility import claim_scheduled
 
 KIND = "ingest"
 DONE = "done"
-INGESTING = "ingesting"
 
 
 def queue_ingest(app: App, path: Path, template: str | None = None) -> int:
@@ -44,21 +45,26 @@ def queue_ingest(app: App, path: Path, template: str | None = None) -> int:
 
 def run_ingest_job(app: App, job_id: int, progress: IngestProgress | None = None) -> None:
     """Load the job's file; the job ends ``done`` with the collections' reports, or failed."""
-    with app.catalog.transaction() as session:
-        # Not "running": recovery would take a loading ingest for a dead job.
-        claim_scheduled(session, job_id, INGESTING)
-        job = session.get(Job, job_id)
-        assert job is not None
-        path = Path(str(job.parameters["path"]))
-        template = job.parameters.get("template")
-    reports = ingest(app, [path], progress=progress, template=str(template) if template else None)
-    with app.catalog.transaction() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        refused = [r for r in reports if r.state == "error"]
-        job.state = "failed" if refused else DONE  # a file refused whole (bad header, unreadable) fails it
-        job.error = "; ".join(f"{Path(r.file).name}: {r.error}" for r in refused) or None
-        job.in_scope = sum(r.read for r in reports)
-        job.changed = sum(r.loaded for r in reports)
-        job.totals = {"collections": plain(reports)}
-        job.finished_at = datetime.now(UTC)
+    app.ledger.ensure()
+    # Claimed under the ledger lock: a busy ledger leaves the job scheduled for the next pass, and
+    # a job found "ingesting" by the next writer (who holds the lock) died with its process.
+    with ledger_lock(app.home, f"ingest job {job_id} by {app.actor}"):
+        recover_interrupted(app)
+        with app.catalog.transaction() as session:
+            claim_scheduled(session, job_id, INGESTING)
+            job = session.get(Job, job_id)
+            assert job is not None
+            path = Path(str(job.parameters["path"]))
+            template = job.parameters.get("template")
+        reports = ingest_locked(app, [path], progress=progress, template=str(template) if template else None)
+        with app.catalog.transaction() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            refused = [r for r in reports if r.state == "error"]
+            # A file refused whole (bad header, unreadable) fails the job.
+            job.state = "failed" if refused else DONE
+            job.error = "; ".join(f"{Path(r.file).name}: {r.error}" for r in refused) or None
+            job.in_scope = sum(r.read for r in reports)
+            job.changed = sum(r.loaded for r in reports)
+            job.totals = {"collections": plain(reports)}
+            job.finished_at = datetime.now(UTC)

@@ -31,6 +31,11 @@ from rerate.services.periods import closed_conflict, closed_periods, negated_lin
 from rerate.services.rollback import check_revert_of_rollback
 from rerate.services.visibility import APPLIED
 
+#: Job kinds that change XDRs and can be undone.  A revert is undone by no revert (apply the
+#: correction again); a cache repair made the aggregates equal the ledger: undoing it would
+#: bring the difference back; an ingest is undone by rolling its collection back.
+REVERTIBLE = frozenset({"rerate", "reprocess", "rollback"})
+
 
 def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionReport:
     """Undo an applied job: its revisions and totals stop counting; refused if later jobs built on them.
@@ -45,9 +50,11 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
             job = session.get(Job, job_id)
             if job is None:
                 raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-            if job.state != APPLIED or job.kind == "revert":
+            if job.state != APPLIED or job.kind not in REVERTIBLE:
+                what = job.state if job.state != APPLIED else f"a {job.kind.replace('_', ' ')}"
                 raise ConflictError(
-                    f"job {job_id} is {job.state}: only an applied correction can be reverted"
+                    f"job {job_id} is {what}: only an applied correction (re-rate, re-process, "
+                    "rollback) can be reverted"
                 )
             later = session.scalars(select(Job.id).where(Job.state == APPLIED, Job.id > job_id)).all()
         if job.kind == "rollback":

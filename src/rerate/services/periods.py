@@ -27,6 +27,7 @@ from rerate.services import audit
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from rerate.services.locks import ledger_lock
 from rerate.services.parties import customer_named
+from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import current_visibility
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -72,7 +73,15 @@ def close_period(app: App, customer: str, period: str, *, now: datetime | None =
     # Under the ledger's write lock: a correction or ingest running now either finishes before the
     # period's figures are taken, or starts after and sees the period closed.  Otherwise a job
     # that read the closed periods before the close would change the period without adjustments.
-    with ledger_lock(app.home, f"period close by {app.actor}"), app.catalog.transaction() as session:
+    with ledger_lock(app.home, f"period close by {app.actor}"):
+        # A unit of work that crashed after committing files is cleaned up first: the versions
+        # recorded below must hold only what readers count.
+        recover_interrupted(app)
+        return _close(app, customer, period)
+
+
+def _close(app: App, customer: str, period: str) -> BillingPeriod:
+    with app.catalog.transaction() as session:
         owner = customer_named(session, customer)
         clash = session.scalar(
             select(BillingPeriod).where(BillingPeriod.customer_id == owner.id, BillingPeriod.period == period)

@@ -18,6 +18,10 @@ from rerate.catalog.models import Collection, Job
 from rerate.ledger.tables import PREFIX_TOTALS, REVISIONS, TOTALS, XDRS, unit_prefix
 from rerate.services import audit
 
+#: An ingest job's state while it loads (claimed under the ledger lock: one found by the next
+#: writer died with its process).
+INGESTING = "ingesting"
+
 #: Unit kind -> (catalog model, unfinished state, final state, tables it writes).
 _UNITS: dict[str, tuple[type[Collection] | type[Job], str, str, tuple[str, ...]]] = {
     "c": (Collection, "loading", "aborted", (TOTALS, PREFIX_TOTALS, XDRS)),
@@ -42,4 +46,10 @@ def recover_interrupted(app: App) -> list[str]:
                 name = f"{model.__tablename__[:-1]} {unit.id}"
                 audit.record(session, "rerate", f"{model.__tablename__[:-1]}.recover", name)
                 recovered.append(name)
+        for job in session.scalars(select(Job).where(Job.state == INGESTING)):
+            job.state = "failed"
+            job.error = "interrupted; its collection was cleaned up (queue the file again)"
+            job.finished_at = datetime.now(UTC)
+            audit.record(session, "rerate", "job.recover", f"job {job.id}")
+            recovered.append(f"job {job.id}")
     return recovered

@@ -92,6 +92,9 @@ def _vacuum(table: DeltaTable, retention_hours: int, keep: list[int], *, listing
         dry_run=listing,
         enforce_retention_duration=False,  # the retention is the operator's choice
         keep_versions=keep or None,
+        # Files no version ever listed (a compaction killed before its commit) go too, once older
+        # than the retention: every writer holds the ledger lock, which vacuum holds now.
+        full=True,
     )
 
 
