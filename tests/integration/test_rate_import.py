@@ -193,14 +193,16 @@ def test_workbooks_with_several_sheets_excel_dates_and_two_interval_columns(app:
     assert statuses["4420"][0] == statuses["4421"][0] == "decrease"
     assert statuses["4422"] == ("duplicate", "skip")
     assert statuses["670"] == ("new", "insert")
-    assert statuses["9377"] == ("discontinued", "replace_future")  # absent from the deck
+    # Absent from the deck, and only scheduled (never in force): its version is withdrawn.
+    assert statuses["9377"] == ("discontinued", "skip")
     summary = report.summary
     assert (summary.created, summary.overridden, summary.skipped_duplicates, summary.discontinued) == (
-        5,
         4,
+        3,
         4,
-        1,
+        0,
     )
+    assert summary.withdrawn == 1
     live = {r["prefix"]: r for r in show_tariff(app, "X", at=datetime(2026, 12, 2, tzinfo=UTC)).rates}
     assert "9377" not in live and live["44"]["first_price"] == Decimal("0.0125")
     assert len(_rates(app)["44"]) == 1  # replaced in place: it was not in force yet
@@ -641,3 +643,69 @@ def test_deck_dates_are_whole_seconds(app: App, tmp_path: Path) -> None:
     assert second.status.value == "error" and "fraction of a second" in str(second.error)
     undated = import_deck(app, _request(_deck(tmp_path, "prefix,price\n33,0.1\n", "b.csv"), now=later))
     assert undated.rates[0].values["effective_from"] == NOW + timedelta(seconds=1)
+
+
+def test_workbook_number_cells_and_text_cells_are_never_read_for_each_other(app: App, tmp_path: Path) -> None:
+    """A number cell equals the text it shows; no cache may hand one's reading to the other."""
+    earlier = _deck(tmp_path, "prefix,price\n49,0.0123\n", "earlier.csv")  # 123 with a decimal comma
+    import_deck(app, _request(earlier, overrides={"decimal_comma": True}, preview=True))
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Code", "Rate", "Surcharge"])
+    for row in ([44, "1.234", 2.5], [45, 1.234, "2,5"], [46, 0.0123, 0]):
+        sheet.append(row)
+    book.save(tmp_path / "deck.xlsx")
+    report = import_deck(
+        app,
+        _request(
+            tmp_path / "deck.xlsx",
+            overrides={"decimal_comma": True},
+            mapping={"post_call_surcharge": "Surcharge"},
+            preview=True,
+        ),
+    )
+    values = {r.prefix: r.values for r in report.rates}
+    assert [values[p]["first_price"] for p in ("44", "45", "46")] == [
+        Decimal("1234"),  # text: "1.234" with a decimal comma
+        Decimal("1.234"),  # a number cell
+        Decimal("0.0123"),
+    ]
+    assert values["44"]["post_call_surcharge"] == values["45"]["post_call_surcharge"]  # 2.5 %, twice
+
+
+def test_past_as_now_keeps_a_row_dated_now_over_the_past_ones(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price,date\n44,0.20,Immediate\n44,0.10,2026-10-01\n")
+    report = import_deck(app, _request(deck, past=PastPolicy.NOW))
+    assert [(r.status.value, r.action.value) for r in report.rates] == [("new", "insert"), ("past", "skip")]
+    assert _prices(app, "44") == [(f"{NOW:%Y-%m-%d}", Decimal("0.2"), False)]
+
+
+def test_replace_mode_withdraws_what_the_deck_drops_whatever_its_first_row(app: App, tmp_path: Path) -> None:
+    first = "prefix,price,date\n44,0.10,2026-11-01\n44,0.30,2027-01-10\n33,0.40,2026-12-05\n"
+    import_deck(app, _request(_deck(tmp_path, first, "a.csv"), past=PastPolicy.BACKDATE))
+    # 44's first row asks to rewrite history in force (an error); its later row still withdraws the
+    # scheduled 0.30.  (With an error in the deck, no other prefix is stopped.)
+    deck = _deck(tmp_path, "prefix,price,date\n44,0.11,2026-11-01\n44,0.20,2026-12-10\n", "b.csv")
+    report = import_deck(app, _request(deck, mode=Mode.REPLACE, past=PastPolicy.BACKDATE))
+    assert report.rates[0].status.value == "error" and report.summary.withdrawn == 1
+    assert [p for _, p, _ in _prices(app, "44")] == [Decimal("0.1"), Decimal("0.2")]
+    # 33 is only scheduled, before the deck's date: withdrawn, never live (no stop after it).
+    clean = _deck(tmp_path, "prefix,price,date\n44,0.20,2026-12-10\n", "c.csv")
+    again = import_deck(app, _request(clean, mode=Mode.REPLACE))
+    assert (again.summary.withdrawn, again.summary.discontinued) == (1, 0)
+    assert "33" not in _rates(app)
+
+
+def test_status_words_belong_to_their_flag_and_mixed_date_styles_keep_their_order(
+    app: App, tmp_path: Path
+) -> None:
+    import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "a.csv")))
+    deck = _deck(tmp_path, "Code;Rate;Status\n44;0,10;Blocked\n", "b.csv")
+    (blocked,) = import_deck(app, _request(deck, mapping={"discontinued": "Status"}, preview=True)).rates
+    assert blocked.status.value == "error" and "not yes or no" in str(blocked.error)
+    dates = _deck(
+        tmp_path, "prefix,price,date\n45,0.1,01.12.2026\n46,0.1,05.12.2026\n47,0.1,12/13/2026\n", "c.csv"
+    )
+    report = import_deck(app, _request(dates, preview=True))
+    assert [f"{r.values['effective_from']:%m-%d}" for r in report.rates] == ["12-01", "12-05", "12-13"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from rerate.domain.deck_values import (
     DeckValueError,
+    NumberCell,
     clean_code,
     column_date_order,
     parse_effective,
@@ -422,10 +423,10 @@ def _parse(name: str, text: str, settings: DeckSettings) -> Value | datetime | i
     if name in WHOLE:
         return parse_whole(text)
     if name == "post_call_surcharge":
-        number = parse_number(text.rstrip("%"), decimal_comma=settings.decimal_comma)
+        number = _surcharge(text, settings)
         return number
     if name in FLAGS:
-        return parse_flag(text)
+        return parse_flag(text, name)
     if name == "effective_from":
         return parse_effective(text, day_first=settings.day_first)
     return text.strip()
@@ -541,6 +542,8 @@ def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     memo: dict[str, Any] = {}
 
     def cached(text: str) -> Any:
+        if type(text) is NumberCell:  # equal to the plain text it shows: never from that's entry
+            return parse(text)
         try:
             return memo[text]
         except KeyError:
@@ -548,6 +551,13 @@ def _memoized(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             return value
 
     return cached
+
+
+def _surcharge(text: str, settings: DeckSettings) -> Decimal:
+    """A post-call surcharge in percent: ``2.5``, ``2,5 %``, or a workbook's number cell as it is."""
+    if isinstance(text, NumberCell):
+        return text.value
+    return parse_number(text.rstrip("%"), decimal_comma=settings.decimal_comma)
 
 
 def _parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
@@ -564,9 +574,9 @@ def _plain_parser(name: str, settings: DeckSettings) -> Callable[[str], Any]:
     if name in WHOLE:
         return parse_whole
     if name == "post_call_surcharge":
-        return lambda text: parse_number(text.rstrip("%"), decimal_comma=settings.decimal_comma)
+        return partial(_surcharge, settings=settings)
     if name in FLAGS:
-        return parse_flag
+        return partial(parse_flag, field=name)
     if name == "effective_from":
         return partial(parse_effective, day_first=settings.day_first)
     return str.strip
@@ -688,7 +698,7 @@ def _coerce(name: str, value: Any) -> Any:
     if name in WHOLE:
         return parse_whole(_text(value))
     if name in FLAGS:
-        return value if isinstance(value, bool) else parse_flag(_text(value))
+        return value if isinstance(value, bool) else parse_flag(_text(value), name)
     if name == "effective_from":
         return value if isinstance(value, datetime) else parse_effective(_text(value))
     return value if isinstance(value, str) else _text(value)

@@ -306,7 +306,7 @@ class _DeckContext:
                 continue
             as_now = past and options.past is PastPolicy.NOW
             dates.setdefault(candidate.prefix, set()).add(now if as_now else date)
-            if as_now:
+            if options.past is PastPolicy.NOW and date <= now:  # a row dated now is newer than the past
                 known = latest_past.get(candidate.prefix)
                 if known is None or date > known[0]:
                     latest_past[candidate.prefix] = (date, index)
@@ -319,7 +319,7 @@ class _DeckContext:
                 continue
             several.append(index)
             latest = latest_past.get(candidate.prefix)
-            if latest is not None and given(index) < latest[0]:
+            if latest is not None and given(index) < min(latest[0], now):
                 superseded[index] = candidates[latest[1]].line
         order.extend(sorted(several, key=given))  # stable: one date twice keeps the file's order
         return cls(order, repeated, dates, superseded)
@@ -432,11 +432,13 @@ def _review_one(
         return rate
     if same_time is not None:
         if same_time.effective_from <= options.now:
-            return failed(
+            refused = failed(
                 f"prefix {candidate.prefix} already has a rate effective {effective:%Y-%m-%d %H:%M}; "
                 "history in force is not rewritten: give another effective date",
                 "effective_from",
             )
+            refused.withdraws = rate.withdraws  # the prefix's other rows count on them
+            return refused
         rate.action, rate.replaces_id = Action.REPLACE_FUTURE, same_time.id
     if candidate.prefix in deck.repeated:
         deck.stored_by_deck[candidate.prefix] = StoredRate(0, effective, values)
@@ -482,14 +484,19 @@ def _discontinued(
             continue
         later = tuple(v.id for v in versions if v.effective_from > moment)
         current = _live(in_force(versions, moment))
-        if current is None:
-            if later:  # only scheduled (or stopped, then scheduled again): the deck says it is gone
+        if _live(in_force(versions, options.now)) is None:
+            # Nothing in force now: only scheduled (or stopped, then scheduled again).  The deck says
+            # it is gone: every version to come is withdrawn, even one before the deck's date.
+            scheduled = tuple(v.id for v in versions if v.effective_from > options.now)
+            if scheduled:
                 values = dict(versions[-1].values) | {"effective_from": versions[-1].effective_from}
                 result.append(
                     ReviewedRate(
-                        None, None, prefix, Status.DISCONTINUED, Action.SKIP, values, withdraws=later
+                        None, None, prefix, Status.DISCONTINUED, Action.SKIP, values, withdraws=scheduled
                     )
                 )
+            continue
+        if current is None:
             continue
         values = dict(current.values) | {"discontinued": True, "effective_from": moment}
         stopped = ReviewedRate(

@@ -107,7 +107,6 @@ def clean_code(text: str, *, strip_00: bool = True) -> str:
     return value
 
 
-@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
 def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
     """An exact decimal from ``0.0123``, ``0,0123``, ``1.234,5``, ``€ 0.01``, ``1E-3`` or ``5%`` (0.05).
 
@@ -115,8 +114,13 @@ def parse_number(text: str, *, decimal_comma: bool | None = None) -> Decimal:
     eight digits at the end, with no dot after it, is a decimal comma.  A
     workbook's numeric cell (:class:`NumberCell`) is its value, whatever the setting.
     """
-    if isinstance(text, NumberCell):
+    if isinstance(text, NumberCell):  # before any cache: it equals the plain text it shows
         return text.value
+    return _parse_number_text(str(text), decimal_comma)
+
+
+@lru_cache(maxsize=1 << 16)  # decks repeat dates, increments and prices row after row
+def _parse_number_text(text: str, decimal_comma: bool | None) -> Decimal:
     value = _APOSTROPHE_GROUPS.sub("", _SPACES.sub("", text).strip())
     percent = value.endswith("%")
     value = value.rstrip("%")
@@ -183,15 +187,19 @@ _NUMERIC_DATE = _DATE_PATTERNS[-1][0]
 def column_date_order(texts: Iterable[str]) -> bool | None:
     """Whether a column's numeric dates are day first (True) or month first (False), when its
     cells say so one way only: one ``13/01/2026`` makes ``01/02/2026`` the 1st of February too.
-    None when no cell decides, or when cells contradict each other (each is then read alone)."""
+    None when no cell decides, when cells contradict each other, or when they are written with
+    different separators (each is then read alone)."""
     day_first = month_first = False
+    separators = set()
     for text in texts:
         match = _NUMERIC_DATE.match(text.strip())
         if match:
             first, second = int(match.group(1)), int(match.group(2))
+            separators.add(match.group(0)[len(match.group(1))])
             day_first |= first > 12 >= second
             month_first |= second > 12 >= first
-    if day_first == month_first:
+    # Dates written two ways (01.12.2026 beside 12/13/2026) may follow two orders.
+    if day_first == month_first or len(separators) > 1:
         return None
     return day_first
 
@@ -252,12 +260,20 @@ def parse_date(text: str, *, day_first: bool = True) -> datetime:
     raise DeckValueError(f"{text!r} is not a date (use YYYY-MM-DD, DD/MM/YYYY, DD-Mon-YY or similar)")
 
 
-#: Besides yes and no, the words of the "Status" or "Change" column many carriers send, so that
-#: it can be mapped to ``discontinued`` (or ``forbidden``) as it is.
-_TRUE = {"1", "true", "yes", "y", "t", "x", "on", "discontinued", "closed", "deleted", "removed"}
-_TRUE |= {"blocked", "barred", "forbidden", "hidden"}
-_FALSE = {"", "0", "false", "no", "n", "f", "off", "new", "increase", "decrease", "unchanged", "current"}
-_FALSE |= {"active", "open", "change", "changed", "same", "allowed", "visible"}
+_TRUE = {"1", "true", "yes", "y", "t", "x", "on"}
+_FALSE = {"", "0", "false", "no", "n", "f", "off"}
+#: Besides yes and no, the words of the "Status" or "Change" column many carriers send, per flag,
+#: so that such a column can be mapped to ``discontinued`` (or ``forbidden``) as it is.  A word
+#: of another flag ("Blocked" in a column mapped to ``discontinued``) is an error, not a guess.
+_CHANGES = {"new", "increase", "decrease", "unchanged", "current", "active", "change", "changed", "same"}
+_FLAG_WORDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "discontinued": (
+        frozenset({"discontinued", "closed", "deleted", "removed"}),
+        frozenset({*_CHANGES, "open"}),
+    ),
+    "forbidden": (frozenset({"forbidden", "blocked", "barred"}), frozenset({*_CHANGES, "allowed", "open"})),
+    "hidden": (frozenset({"hidden"}), frozenset({*_CHANGES, "visible", "shown"})),
+}
 #: An effective date that says "from now on".
 _IMMEDIATE = {"immediate", "immediately", "now", "asap", "effective immediately"}
 
@@ -272,10 +288,18 @@ def parse_effective(text: str, *, day_first: bool = True) -> datetime | None:
     return moment
 
 
-def parse_flag(text: str) -> bool:
+def parse_flag(text: str, field: str = "") -> bool:
+    """yes/no, 1/0, x...; for ``field``, also its status words (``Closed`` for discontinued)."""
     value = text.strip().lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
         return False
-    raise DeckValueError(f"{text!r} is not yes or no (nor a status such as Closed or New)")
+    words, others = _FLAG_WORDS.get(field, (frozenset(), frozenset()))
+    if value in words:
+        return True
+    if value in others:
+        return False
+    known = ", ".join(sorted(w.capitalize() for w in words))
+    hint = f" (nor a {field} status: {known})" if known else ""
+    raise DeckValueError(f"{text!r} is not yes or no{hint}")
