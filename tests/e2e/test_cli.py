@@ -203,6 +203,7 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
     assert (preview["state"], preview["changed"]) == ("planned", 1)
     refused = rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--json", check=False)
     assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert json.loads(refused.stdout)["state"] == "planned"  # stdout stays JSON: the preview
     applied = json.loads(
         rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--yes", "--json").stdout
     )
@@ -596,3 +597,51 @@ def test_template_errors_are_printed_whole_and_a_folder_is_not_a_template(home: 
     assert result.returncode != 0 and "[fields] lacks cld" in result.stderr
     folder = rerate(home, "template", "add", "mine", str(tmp_path), check=False)
     assert folder.returncode != 0 and "cannot read" in folder.stderr and "Traceback" not in folder.stderr
+
+
+def test_hostile_inputs_get_one_line_errors_and_change_nothing(home: Path, tmp_path: Path) -> None:
+    xdrs = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    rerate(home, "ingest", str(xdrs))
+    # A dry run never becomes a scheduled change.
+    scheduled = rerate(
+        home,
+        "rerate",
+        "--customer",
+        "Acme",
+        "--ghost-percent",
+        "50",
+        "--dry-run",
+        "--at",
+        "2020-01-01T00:00:00Z",
+        check=False,
+    )
+    assert scheduled.returncode == 2 and "a dry run runs now" in scheduled.stderr
+    assert json.loads(rerate(home, "jobs", "list", "--json").stdout) == []
+    # Applying a planned job needs --yes when no one can be asked.
+    plan = json.loads(
+        rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--dry-run", "--json").stdout
+    )
+    unasked = rerate(home, "jobs", "apply", str(plan["job_id"]), "--json", check=False)
+    assert unasked.returncode == 1 and "--yes" in unasked.stderr
+    assert [j["state"] for j in json.loads(rerate(home, "jobs", "list", "--json").stdout)] == ["planned"]
+    # Names are data, not markup: saved, listed and reported as they are.
+    rerate(home, "customer", "add", "[/]", "--tariff", "retail")
+    rerate(home, "account", "add", "acc9", "--customer", "[/]")
+    odd = write_xdrs(
+        tmp_path / "odd.csv", [("o1", "2026-10-21T11:00:00Z", "61", "1", "4420794600", "acc9", "gw1")]
+    )
+    rerate(home, "ingest", str(odd))
+    summary = rerate(home, "report", "summary", "--period", "2026-10")
+    assert "[/]" in summary.stdout and "Traceback" not in summary.stderr
+    for args, message in [
+        (("jobs", "show", "99999999999999999999"), "out of range"),
+        (("rerate", "--customer", "Acme", "--ghost-percent", "abc", "--dry-run"), "not a number"),
+        (("rerate", "--collection", "abc", "--dry-run"), "not a collection id"),
+        (("xdr", "export", "--out", str(tmp_path)), "is a folder"),
+        (("report", "summary", "--format", "csv", "--out", str(tmp_path)), "Is a directory"),
+    ]:
+        result = rerate(home, *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args

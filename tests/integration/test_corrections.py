@@ -112,6 +112,9 @@ def test_revert_restores_the_exact_previous_state(loaded: App, tmp_path: Path) -
     assert _export(loaded, tmp_path) != before
     undo = revert(loaded, report.job_id)
     assert undo.kind == "revert"
+    assert undo.delta and all(  # what the revert moved: the job's delta, negated
+        undo.delta[c][k] == -report.delta[c][k] for c in report.delta for k in report.delta[c]
+    )
     assert _export(loaded, tmp_path) == before
     assert ledger_and_totals(loaded) == totals_before
     with pytest.raises(ConflictError, match="only an applied correction"):

@@ -202,3 +202,15 @@ def test_a_new_home_without_any_rate_loads_calls_as_failed(tmp_path: Path) -> No
         "unknown_account",
         "unknown_vendor",
     )
+
+
+def test_a_row_that_is_not_utf8_is_rejected_with_its_line(world: App, tmp_path: Path) -> None:
+    path = tmp_path / "mixed.csv"
+    good = "g1,2026-10-20T10:00:00Z,60,1,4420794600,acc1,gw1\n"
+    latin1 = "l1,2026-10-20T10:00:00Z,60,1,4420794600,caf\u00e9,gw1\n".encode("latin-1")
+    path.write_bytes(b"source_id,connect_time,duration,cli,cld,account,vendor\n" + good.encode() + latin1)
+    (report,) = ingest(world, [path])
+    assert (report.loaded, report.rejected) == (1, 1)
+    with open(str(report.rejects_path)) as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "3" and "not UTF-8" in reject["reason"] and "caf\ufffd" in reject["raw"]

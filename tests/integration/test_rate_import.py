@@ -13,7 +13,7 @@ from openpyxl import Workbook, load_workbook
 from sqlalchemy import func, select
 
 from rerate.bootstrap import App, bootstrap
-from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport
+from rerate.catalog.models import Destination, DestinationGroupPrefix, Job, Rate, RateImport, Tariff
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.services import rate_results
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError, RerateError
@@ -709,3 +709,12 @@ def test_status_words_belong_to_their_flag_and_mixed_date_styles_keep_their_orde
     )
     report = import_deck(app, _request(dates, preview=True))
     assert [f"{r.values['effective_from']:%m-%d}" for r in report.rates] == ["12-01", "12-05", "12-13"]
+
+
+def test_a_deck_of_nothing_but_errors_is_rejected_and_creates_no_tariff(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "prefix,price\n44,abc\n49,\n")
+    report = import_deck(app, _request(deck, tariff="New"))
+    assert report.state == "rejected" and "every row (2) has an error" in report.problems[-1]
+    with app.catalog.reading() as session:
+        assert session.scalar(select(func.count()).select_from(RateImport)) == 0
+        assert session.scalar(select(func.count()).select_from(Tariff)) == 0

@@ -221,3 +221,10 @@ def test_a_workbook_number_reads_as_the_spreadsheet_shows_it(stored: float, show
     from rerate.services.deck_files import cell_text
 
     assert cell_text(stored) == shown
+
+
+@pytest.mark.parametrize("text", ["2026-13-01", "0000-01-01", "2026-02-30"])
+def test_impossible_dates_are_errors_not_other_dates(text: str) -> None:
+    """A year-first date is never read month and day swapped; year 0000 is not 2000."""
+    with pytest.raises(DeckValueError, match="not a valid date"):
+        parse_date(text)

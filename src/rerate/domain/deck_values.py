@@ -230,16 +230,20 @@ def parse_date(text: str, *, day_first: bool = True) -> datetime:
             continue
         parts = dict(zip(order, match.groups(), strict=True))
         year = int(parts["y"])
-        year = year + 2000 if year < 100 else year
+        year = year + 2000 if len(parts["y"]) <= 2 else year  # 26 is 2026; 0000 stays invalid
         if "b" in parts:
             month = _MONTHS.get(parts["b"][:3].lower(), 0)
             day = int(parts["d"])
+        elif order[0] == "y":  # year first (2026/12/01): always year, month, day
+            month, day = int(parts["m"]), int(parts["d"])
         else:
             first, second = int(parts["d"]), int(parts["m"])
             day, month = (first, second) if day_first or first > 12 else (second, first)
             if second > 12 and first <= 12:
                 day, month = second, first
         try:
+            if year < 1900:  # no rate deck speaks of then: a typo
+                raise ValueError("year before 1900")
             moment = datetime(year, month, day, tzinfo=UTC)
         except ValueError as exc:
             raise DeckValueError(f"{text!r} is not a valid date") from exc

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from decimal import InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from sqlalchemy.exc import DatabaseError
 
 from rerate.bootstrap import App, bootstrap
 from rerate.catalog.database import schema_is_current
@@ -131,7 +133,7 @@ def customer_add(
         timezone=timezone,
         emails=email,
     )
-    out.print(f"[green]customer {result.name}[/] (id {result.id}): {result.detail}")
+    out.print(f"[green]customer {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
 
 @customer_cli.command("set-tariff")
@@ -140,7 +142,7 @@ def customer_set_tariff(
 ) -> None:
     """Assign another tariff to a customer from a point in time (history is kept)."""
     result = parties.set_customer_tariff(app(), name, tariff, parse_utc(valid_from, field="--from"))
-    out.print(f"[green]customer {result.name}[/]: {result.detail}")
+    out.print(f"[green]customer {escape(result.name)}[/]: {escape(result.detail)}")
 
 
 @account_cli.command("add")
@@ -154,7 +156,7 @@ def account_add(
     result = parties.add_account(
         app(), ident, customer=customer, tariff=tariff, valid_from=_time(valid_from, "--from")
     )
-    out.print(f"[green]account {result.name}[/] (id {result.id}): {result.detail}")
+    out.print(f"[green]account {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
 
 @account_cli.command("set-tariff")
@@ -165,7 +167,7 @@ def account_set_tariff(
 ) -> None:
     """Give an account its own tariff from a point in time."""
     result = parties.set_account_tariff(app(), ident, tariff, parse_utc(valid_from, field="--from"))
-    out.print(f"[green]account {result.name}[/]: {result.detail}")
+    out.print(f"[green]account {escape(result.name)}[/]: {escape(result.detail)}")
 
 
 @account_cli.command("set-customer")
@@ -174,7 +176,7 @@ def account_set_customer(
 ) -> None:
     """Move an account to another customer from a point in time (history is kept)."""
     result = parties.set_account_customer(app(), ident, customer, parse_utc(valid_from, field="--from"))
-    out.print(f"[green]account {result.name}[/]: {result.detail}")
+    out.print(f"[green]account {escape(result.name)}[/]: {escape(result.detail)}")
 
 
 @vendor_cli.command("add")
@@ -188,7 +190,7 @@ def vendor_add(
     result = parties.add_vendor(
         app(), name, tariff=tariff, connections=connection, valid_from=_time(valid_from, "--from")
     )
-    out.print(f"[green]vendor {result.name}[/] (id {result.id}): {result.detail}")
+    out.print(f"[green]vendor {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
 
 class ExportFormat(StrEnum):
@@ -231,9 +233,11 @@ def xdr_export(
 
 @cli.command()
 def demo(
-    xdrs: Annotated[int, typer.Option(help="How many XDRs the demo month has.")] = 2_000_000,
-    seed: Annotated[int, typer.Option(help="Seed of the generated world.")] = 7,
-    destinations: Annotated[int, typer.Option(help="Prefixes per rate deck.")] = 20_000,
+    xdrs: Annotated[
+        int, typer.Option(min=1, max=10**9, help="How many XDRs the demo month has.")
+    ] = 2_000_000,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the generated world.")] = 7,
+    destinations: Annotated[int, typer.Option(min=10, max=10**6, help="Prefixes per rate deck.")] = 20_000,
 ) -> None:
     """Build a realistic carrier world in the home directory, ingest a month, summarize it."""
     from rerate.entrypoints.demo_view import show_demo
@@ -250,6 +254,10 @@ cli_delivery.register(cli, app)
 cli_service.register(cli, app)
 
 
+#: A path given that cannot be used (an output in a missing folder, a folder for a file...).
+_PATH_ERRORS = (IsADirectoryError, NotADirectoryError, FileNotFoundError, FileExistsError, PermissionError)
+
+
 def main() -> None:
     """Console entry point: operator errors are one clear line, never a traceback."""
     try:
@@ -257,6 +265,26 @@ def main() -> None:
     except RerateError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote TOML tables such as [fields]
         sys.exit(exc.exit_code)
+    # What an option or a path can still trip over below the checks: one line, not a traceback.
+    except OverflowError:
+        err.print("[red]error:[/] a number or a date given is out of range")
+        sys.exit(2)
+    except InvalidOperation:
+        err.print("[red]error:[/] a value given is not a number")
+        sys.exit(2)
+    except (
+        IsADirectoryError,
+        NotADirectoryError,
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+    ) as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        err.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
+        sys.exit(1)
+    except DatabaseError as exc:
+        err.print(f"[red]error:[/] the catalog cannot be used: {escape(str(exc.orig or exc))}")
+        sys.exit(1)
     finally:
         if "app" in _state:
             _state["app"].close()

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 
 from rerate.bootstrap import App
 from rerate.domain.rating import Side
-from rerate.entrypoints.console import RichJobProgress, err, out, print_json
+from rerate.entrypoints.console import DataTable, RichJobProgress, err, out, print_json
 from rerate.entrypoints.options import AllowClosedOption, AtOption, DryRunOption, JsonOption, YesOption
 from rerate.services import audit_log, compaction, corrections, periods, vacuum
 from rerate.services import cache as cache_service
@@ -26,7 +26,7 @@ from rerate.services import rollback as rollback_service
 from rerate.services import schedule as schedule_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
 from rerate.services.diff_file import diff_csv
-from rerate.services.errors import RerateError
+from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.reprocess import reprocess, reprocess_correction
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
@@ -58,7 +58,7 @@ def _scope(app: App, **names: Any) -> Any:
             prefixes=names["prefix"] or (),
             countries=names["country"] or (),
             destination_groups=names["destination_group"] or (),
-            collections=[int(c) for c in names["collection"] or ()],
+            collections=[_collection_id(c) for c in names["collection"] or ()],
             statuses=names["status"] or (),
             start=parse_utc(names["start"], field="--from") if names["start"] else None,
             end=parse_utc(names["end"], field="--to") if names["end"] else None,
@@ -71,7 +71,7 @@ def _money(values: dict[str, dict[str, Decimal]]) -> str:
 
 
 def show_report(report: CorrectionReport) -> None:
-    out.print(f"[bold]job {report.job_id}[/] ({report.state}): {report.description}")
+    out.print(f"[bold]job {report.job_id}[/] ({report.state}): {escape(report.description)}")
     out.print(f"  XDRs in scope: {report.in_scope:,}   changed: {report.changed:,}")
     out.print(f"  failures cured: {report.cured:,}")
     out.print(f"  before: {_money(report.before)}")
@@ -88,7 +88,7 @@ def show_report(report: CorrectionReport) -> None:
         if not unordered:
             continue
         rows = sorted(unordered, key=lambda r: -abs(r["amount_delta"])) if key == "country" else unordered
-        table = Table(title=f"Delta {title}")
+        table = DataTable(title=f"Delta {title}")
         for column in (key, "currency", "xdrs", "amount delta", "cost delta"):
             table.add_column(column, justify="right" if column not in (key, "currency") else "left")
         for row in rows[:limit]:
@@ -155,7 +155,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             allow_closed=allow_closed,
         )
         if at:
-            _schedule(wired, corrections.rerate_correction(wired, request), at, as_json)
+            _schedule(wired, corrections.rerate_correction(wired, request), at, as_json, dry_run)
             return
         _preview_then_apply(
             lambda dry, progress: corrections.rerate(wired, replace(request, dry_run=dry), progress),
@@ -171,7 +171,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         if as_json:
             print_json([_job_dict(j) for j in rows])
             return
-        table = Table(title="Jobs")
+        table = DataTable(title="Jobs")
         for column in ("id", "kind", "state", "by", "created", "in scope", "changed", "what"):
             table.add_column(column)
         for j in rows:
@@ -260,9 +260,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         """Undo an applied job, restoring the exact previous state of its XDRs."""
         wired = app()
         target = jobs_service.job(wired, job_id)
-        asking = not yes and not as_json and sys.stdin.isatty()
-        if asking and not typer.confirm(f"Revert job {job_id} ({target.description})?", default=False):
-            raise typer.Exit(1)
+        _confirm(yes, as_json, f"Revert job {job_id} ({target.description})?")
         report = jobs_service.revert(wired, job_id, allow_closed=allow_closed)
         if as_json:
             print_json(report)
@@ -280,10 +278,11 @@ def register(cli: typer.Typer, app: Any) -> None:
         """Apply a dry run (a planned job, such as a rate import's proposed re-rating) as a new job."""
         wired = app()
         target = jobs_service.job(wired, job_id)
-        asking = not yes and not as_json and sys.stdin.isatty()
-        question = f"Apply job {job_id} ({target.description}): change about {target.changed:,} XDR(s)?"
-        if asking and not typer.confirm(question, default=False):
-            raise typer.Exit(1)
+        _confirm(
+            yes,
+            as_json,
+            f"Apply job {job_id} ({target.description}): change about {target.changed:,} XDR(s)?",
+        )
         report = _with_progress(
             lambda _dry, progress: schedule_service.apply_planned(wired, job_id, progress), False, as_json
         )
@@ -332,7 +331,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         )
         if at:
             correction = reprocess_correction(scope, failed_only=failed, allow_closed=allow_closed)
-            _schedule(wired, correction, at, as_json)
+            _schedule(wired, correction, at, as_json, dry_run)
             return
         _preview_then_apply(
             lambda dry, progress: reprocess(
@@ -350,7 +349,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         if as_json:
             print_json(rows)
             return
-        table = Table(title="Collections")
+        table = DataTable(title="Collections")
         for column in (
             "id",
             "file",
@@ -402,7 +401,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         wired = app()
         if at:
             correction = rollback_service.rollback_correction(wired, collection_id, allow_closed=allow_closed)
-            _schedule(wired, correction, at, as_json)
+            _schedule(wired, correction, at, as_json, dry_run)
             return
         _preview_then_apply(
             lambda dry, progress: rollback_service.rollback(
@@ -492,7 +491,7 @@ def register(cli: typer.Typer, app: Any) -> None:
 
     @cli.command("audit")
     def audit_command(
-        limit: Annotated[int, typer.Option(help="How many entries, newest first.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, max=10**6, help="How many entries, newest first.")] = 50,
         as_json: JsonOption = False,
     ) -> None:
         """Who changed what, when: catalog changes, ingests and jobs."""
@@ -500,7 +499,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         if as_json:
             print_json(rows)
             return
-        table = Table(title="Audit trail")
+        table = DataTable(title="Audit trail")
         for column in ("when", "who", "action", "subject", "before", "after"):
             table.add_column(column)
         for row in rows:
@@ -518,16 +517,19 @@ def register(cli: typer.Typer, app: Any) -> None:
     def jobs_run_due(as_json: JsonOption = False) -> None:
         """Apply every scheduled job whose time has come (for cron; the service runs it itself)."""
         results = schedule_service.run_due(app())
+        failed = [r for r in results if isinstance(r, str) and " failed: " in r]
         if as_json:
             print_json(results)
-            return
-        if not results:
-            out.print("no scheduled job is due")
-        for result in results:
-            if isinstance(result, str):
-                err.print(f"[red]{result}[/]")
-            else:
-                show_report(result)
+        else:
+            if not results:
+                out.print("no scheduled job is due")
+            for result in results:
+                if isinstance(result, str):
+                    (err if result in failed else out).print(escape(result))
+                else:
+                    show_report(result)
+        if failed:  # cron sees it
+            raise typer.Exit(3)
 
     @jobs_cli.command("cancel")
     def jobs_cancel(job_id: int) -> None:
@@ -539,7 +541,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     def period_close(customer: str, period: Annotated[str, typer.Option("--period", help="YYYY-MM")]) -> None:
         """Close a customer's billing period: later changes to it become adjustment lines."""
         closed = periods.close_period(app(), customer, period)
-        out.print(f"[green]{customer} {period} closed[/]: {closed.summary or 'no rated traffic'}")
+        out.print(f"[green]{escape(customer)} {period} closed[/]: {closed.summary or 'no rated traffic'}")
 
     @period_cli.command("list")
     def period_list(
@@ -551,7 +553,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         if as_json:
             print_json(rows)
             return
-        table = Table(title="Closed periods")
+        table = DataTable(title="Closed periods")
         for column in ("customer", "period", "closed", "by", "totals as closed"):
             table.add_column(column)
         for row in rows:
@@ -571,7 +573,11 @@ def register(cli: typer.Typer, app: Any) -> None:
     cli.add_typer(ledger_cli, name="ledger")
 
 
-def _schedule(wired: App, correction: Any, at: str, as_json: bool) -> None:
+def _schedule(wired: App, correction: Any, at: str, as_json: bool, dry_run: bool) -> None:
+    if dry_run:  # a scheduled job applies: never let a preview turn into a change
+        raise InvalidInputError(
+            "a dry run runs now: --at is for applying a correction later (drop --dry-run)"
+        )
     when = parse_utc(at, field="--at")
     job_id = schedule_service.schedule(wired, correction, when)
     if as_json:
@@ -581,6 +587,25 @@ def _schedule(wired: App, correction: Any, at: str, as_json: bool) -> None:
             f"[green]scheduled[/] as job {job_id} for {when:%Y-%m-%d %H:%M} UTC: {correction.description}"
         )
         out.print("  'rerate jobs run-due' applies it once due; 'rerate jobs cancel' drops it")
+
+
+def _collection_id(text: str) -> int:
+    if not text.strip().isdigit() or len(text.strip()) > 18:
+        raise InvalidInputError(
+            f"--collection {text!r} is not a collection id (see 'rerate collection list')"
+        )
+    return int(text)
+
+
+def _confirm(yes: bool, as_json: bool, question: str) -> None:
+    """Go on with --yes, or after the operator says so at a terminal; refuse otherwise."""
+    if yes:
+        return
+    if as_json or not sys.stdin.isatty():
+        err.print("[yellow]not done[/]: pass --yes to go on without a prompt")
+        raise typer.Exit(1)
+    if not typer.confirm(escape(question), default=False):
+        raise typer.Exit(1)
 
 
 def _with_progress(
@@ -599,7 +624,7 @@ def _preview_then_apply(
         if dry_run or preview.changed == 0:
             print_json(preview) if as_json else show_report(preview)
             return
-        show_report(preview)
+        print_json(preview) if as_json else show_report(preview)
         if as_json or not sys.stdin.isatty():
             err.print("[yellow]not applied[/]: pass --yes to apply without a prompt")
             raise typer.Exit(1)

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from rerate.bootstrap import App
@@ -123,7 +124,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         when = (
             view.cadence + (f" on {view.weekday}" if view.weekday else "") + f" at {view.at} {view.timezone}"
         )
-        out.print(f"[green]schedule {view.id}[/]: {view.customer}, {when}, to {', '.join(view.to)}")
+        out.print(f"[green]schedule {view.id}[/]: {escape(view.customer)}, {when}, to {', '.join(view.to)}")
         out.print(f"  {view.format} ({view.compress}), columns {view.columns}")
 
     @delivery_cli.command("list")
@@ -157,7 +158,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
     def remove(schedule: Annotated[int, typer.Argument(help="Schedule id.")]) -> None:
         """Stop a schedule (its log is kept)."""
         view = delivery_schedules.remove_schedule(app(), schedule)
-        out.print(f"[green]stopped[/] schedule {view.id} of {view.customer}")
+        out.print(f"[green]stopped[/] schedule {view.id} of {escape(view.customer)}")
 
     @delivery_cli.command("run")
     def run(
@@ -219,7 +220,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
     @delivery_cli.command("log")
     def log(
         customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
-        limit: Annotated[int, typer.Option(min=1, help="Newest entries shown.")] = 200,
+        limit: Annotated[int, typer.Option(min=1, max=10**6, help="Newest entries shown.")] = 200,
         as_json: JsonOption = False,
     ) -> None:
         """The delivery log: schedule, period, rows, bytes, message ids, attempts, state, error."""

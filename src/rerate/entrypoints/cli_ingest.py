@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from rerate.bootstrap import App
-from rerate.entrypoints.console import RichIngestProgress, err, out, print_json, print_listing
+from rerate.entrypoints.console import DataTable, RichIngestProgress, err, out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import xdr_templates
 from rerate.services.ingest import expand_sources
@@ -64,7 +63,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         if as_json:
             print_json([r.as_dict() for r in reports])
         else:
-            table = Table(
+            table = DataTable(
                 title=f"Ingest ({reports[0].template if reports else template or 'canonical'} layout)"
             )
             for column in _COLUMNS:
@@ -111,4 +110,4 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         """Save a template under NAME (replacing a saved one of that name)."""
         template = xdr_templates.add_template(app(), name, file)
         fields = ", ".join(template.fields)
-        out.print(f"[green]template {template.name} saved[/]: fields {fields}")
+        out.print(f"[green]template {escape(template.name)} saved[/]: fields {escape(str(fields))}")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from rerate.bootstrap import App
 from rerate.entrypoints.console import out, print_json, print_listing
@@ -75,7 +76,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         if as_json:
             print_json({"id": rule.id, "position": rule.position, "in_words": rule.describe()})
         else:
-            out.print(f"[green]rule {rule.id}[/] (position {rule.position}): {rule.describe()}")
+            out.print(f"[green]rule {rule.id}[/] (position {rule.position}): {escape(rule.describe())}")
 
     @rule_cli.command("list")
     def rule_list(as_json: JsonOption = False) -> None:
@@ -105,7 +106,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
     def mediation_test(
         file: Annotated[Path, typer.Argument(help="An XDR file, as it would be ingested.")],
         template: Annotated[str, typer.Option(help="Its layout (rerate template list).")] = "canonical",
-        limit: Annotated[int, typer.Option(min=1, help="How many rows to follow.")] = 20,
+        limit: Annotated[int, typer.Option(min=1, max=10**6, help="How many rows to follow.")] = 20,
         as_json: JsonOption = False,
     ) -> None:
         """Follow the first rows of FILE: raw fields -> canonical -> mediated -> rated.  Writes nothing."""

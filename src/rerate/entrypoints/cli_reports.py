@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from rerate.bootstrap import App
 from rerate.domain.money import decimal_text
-from rerate.entrypoints.console import out, print_json, print_listing
+from rerate.entrypoints.console import DataTable, out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import report as report_service
 from rerate.services.cdr_files import as_text_cells
@@ -83,7 +82,7 @@ def _show(report: report_service.Report) -> None:
     ):
         if not entries and caption.startswith("Corrections"):
             continue
-        table = Table(title=caption)
+        table = DataTable(title=caption)
         measures = ["calls", "seconds", "billed", "revenue", "cost", "margin", "failed"]
         for column in [*keys, *measures]:
             table.add_column(column, justify="left" if column in keys else "right")

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from rerate.entrypoints.console import out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
@@ -66,7 +67,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         if as_json:
             print_json({"name": user.name, "role": user.role, "password": generated})
             return
-        out.print(f"[green]user {user.name}[/] ({user.role}) added")
+        out.print(f"[green]user {escape(user.name)}[/] ({user.role}) added")
         if generated:
             out.print(f"  password: [bold]{generated}[/] (shown once)")
 
@@ -101,4 +102,4 @@ def register(cli: typer.Typer, app: Any) -> None:
     ) -> None:
         """Set a user's password (their tokens and sessions end)."""
         users.set_password(app(), name, password)
-        out.print(f"[green]password of {name} set[/]")
+        out.print(f"[green]password of {escape(name)} set[/]")

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
-from rerate.entrypoints.console import err, out, print_json
+from rerate.entrypoints.console import DataTable, err, out, print_json
 from rerate.entrypoints.options import JsonOption, YesOption
 from rerate.services import rate_import, rate_results, rate_templates, tariff_admin, tariffs
 from rerate.services.errors import InvalidInputError
@@ -67,16 +66,16 @@ def _render(report: DeckImportReport, limit: int) -> None:
     sheets = ", ".join(
         f"{s.name or 'file'} (header line {s.header_line or 'none'}, {s.rows} rate(s))" for s in report.sheets
     )
-    out.print(f"[bold]{report.file}[/] -> tariff [bold]{report.tariff}[/]: {sheets}")
+    out.print(f"[bold]{escape(report.file)}[/] -> tariff [bold]{escape(report.tariff)}[/]: {escape(sheets)}")
     if report.encoding:
         out.print(f"  read as {report.encoding}, separator {report.delimiter!r}")
-    mapping = Table(title="Field mapping", show_edge=False)
+    mapping = DataTable(title="Field mapping", show_edge=False)
     mapping.add_column("field")
     mapping.add_column("column")
     for name, column in report.mapping.items():
         mapping.add_row(name, column)
     out.print(mapping)
-    rows = Table(title=f"Rate review (first {limit})", show_edge=False)
+    rows = DataTable(title=f"Rate review (first {limit})", show_edge=False)
     for column in ("line", "prefix", "status", "price", "old price", "intervals", "effective", "note"):
         rows.add_column(column)
     for rate in report.rates[:limit]:
@@ -97,7 +96,7 @@ def _render(report: DeckImportReport, limit: int) -> None:
     if len(report.rates) > limit:
         out.print(f"  ... {len(report.rates) - limit} more (see the results file or --json)")
     if report.new_destinations:
-        table = Table(title="New destinations", show_edge=False)
+        table = DataTable(title="New destinations", show_edge=False)
         for column in ("prefix", "country", "from", "group", "description"):
             table.add_column(column)
         for d in report.new_destinations[:limit]:
@@ -105,7 +104,7 @@ def _render(report: DeckImportReport, limit: int) -> None:
                 d.prefix, d.country or "[red]?[/]", d.source or "", d.group or "", d.description or ""
             )
         out.print(table)
-    summary = Table(title="Summary", show_edge=False, show_header=False)
+    summary = DataTable(title="Summary", show_edge=False, show_header=False)
     summary.add_column("what")
     summary.add_column("count", justify="right")
     counts = report.summary.as_dict()
@@ -213,7 +212,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         results: Annotated[
             Path | None, typer.Option(help="Also write every row's outcome here (.csv/.xlsx).")
         ] = None,
-        limit: Annotated[int, typer.Option(help="Rows shown in the review table.")] = 30,
+        limit: Annotated[int, typer.Option(min=0, max=10**6, help="Rows shown in the review table.")] = 30,
         yes: YesOption = False,
         as_json: JsonOption = False,
     ) -> None:
@@ -276,7 +275,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         else:
             _render(report, limit)
             if report.state == "imported":
-                out.print(f"[green]imported[/] into tariff {name} (import {report.import_id})")
+                out.print(f"[green]imported[/] into tariff {escape(name)} (import {report.import_id})")
             elif report.state == "preview":
                 out.print("[yellow]preview only[/]: nothing was written")
         if report.state == "rejected":
@@ -316,7 +315,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
     def tariff_show(
         name: str,
         at: Annotated[str | None, typer.Option(help="The rates in force at this ISO time [now].")] = None,
-        limit: Annotated[int, typer.Option(help="Rates shown in the table.")] = 50,
+        limit: Annotated[int, typer.Option(min=1, max=10**7, help="Rates shown in the table.")] = 50,
         as_json: JsonOption = False,
     ) -> None:
         """A tariff's settings and its rates in force at a date."""
@@ -328,7 +327,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             f"[bold]{view.name}[/] {view.currency}, {view.decimals} decimals, per {view.rate_unit} s, "
             f"zone {view.timezone}; off-peak: {'; '.join(view.off_peak) or 'none'}"
         )
-        table = Table(
+        table = DataTable(
             title=f"{len(view.rates):,} rate(s) in force at {view.at:%Y-%m-%d %H:%M} UTC", show_edge=False
         )
         for column in ("prefix", "since", "price", "off-peak", "intervals", "fee", "country", "description"):
@@ -363,7 +362,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             print_json(result)
         else:
             windows = "; ".join(result["windows"]) or "none (off-peak switched off)"
-            out.print(f"[green]tariff {name}[/]: zone {timezone}, off-peak {windows}")
+            out.print(f"[green]tariff {escape(name)}[/]: zone {timezone}, off-peak {windows}")
 
     @template_cli.command("list")
     def template_list(as_json: JsonOption = False) -> None:
@@ -374,7 +373,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
             return
         for row in rows:
             mapping = ", ".join(f"{k}={v}" for k, v in row["settings"].get("mapping", {}).items())
-            out.print(f"[bold]{row['name']}[/] ({row['updated_at']}): {mapping}")
+            out.print(f"[bold]{escape(row['name'])}[/] ({row['updated_at']}): {escape(str(mapping))}")
 
     @template_cli.command("show")
     def template_show(name: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -17,12 +18,42 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from rerate.services.jsonable import plain
 
+
+class SafeConsole(Console):
+    """A console whose messages never crash on a name that reads as broken markup (``[/]``).
+
+    Messages mark up their own words and interpolate names, which are escaped where printed;
+    should one slip through, the message is printed as plain text rather than a traceback.
+    """
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        try:
+            super().print(*objects, **kwargs)
+        except MarkupError:
+            super().print(*objects, **{**kwargs, "markup": False})
+
+    def rule(self, title: Any = "", **kwargs: Any) -> None:
+        try:
+            super().rule(title, **kwargs)
+        except MarkupError:
+            super().rule(Text(str(title)), **kwargs)
+
+
 # Tables stay readable when output goes to a file or a CI log (Rich assumes 80 columns there).
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = SafeConsole(width=None if sys.stdout.isatty() else 160)
+err = SafeConsole(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class DataTable(Table):
+    """A table whose text cells are shown as they are: names such as ``[bold]`` or ``[/]`` are a
+    carrier's data, not Rich markup (which would mangle them, or crash the command)."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
 
 
 def print_json(value: Any) -> None:
@@ -36,7 +67,7 @@ def print_listing(
     if as_json:
         print_json(list(rows))
         return
-    table = Table(title=title)
+    table = DataTable(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:

@@ -6,11 +6,9 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from rich.table import Table
-
 from rerate.bootstrap import bootstrap
 from rerate.entrypoints.cli_corrections import show_report
-from rerate.entrypoints.console import RichIngestProgress, err, out
+from rerate.entrypoints.console import DataTable, RichIngestProgress, err, out
 from rerate.services.demo import prepare_home, run_demo
 from rerate.services.worldgen import WorldSpec
 from rerate.settings import Settings
@@ -34,7 +32,7 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
             )
     finally:
         app.close()
-    table = Table(title="Collections")
+    table = DataTable(title="Collections")
     for column in ("file", "id", "read", "loaded", "duplicates", "rejected", "failed", "seconds"):
         table.add_column(column, justify="left" if column == "file" else "right")
     for c in report.collections:
@@ -58,7 +56,7 @@ def show_demo(settings: Any, *, xdrs: int, seed: int, destinations: int = 20_000
             f"new revision; undo with 'rerate jobs revert {report.applied.job_id}'"
         )
 
-    summary = Table(title="Summary per customer (rated XDRs; from the daily totals)")
+    summary = DataTable(title="Summary per customer (rated XDRs; from the daily totals)")
     for column in (
         "customer",
         "cur",

@@ -48,6 +48,8 @@ def export_xdrs(
 ) -> ExportReport:
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"unknown export format {fmt!r}: use csv or parquet")
+    if out.is_dir():
+        raise InvalidInputError(f"{out} is a folder: --out names the file to write")
     con, query, where, params = _prepare(app, status, customer, account, start, end)
     out.parent.mkdir(parents=True, exist_ok=True)
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"

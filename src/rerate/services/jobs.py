@@ -70,6 +70,7 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
             assert job is not None
             # In the transaction that records the revert: a period closed meanwhile is seen.
             adjustments = _closed_since(app, session, job, allow_closed)
+            negated = _negated(job.totals.get("delta"))
             undo = Job(
                 kind="revert",
                 state=APPLIED,
@@ -83,7 +84,7 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
                 in_scope=job.changed,
                 changed=job.changed,
                 reverts_job_id=job_id,
-                totals={"delta": _negated(job.totals.get("delta"))},
+                totals={"delta": negated},
             )
             session.add(undo)
             session.flush()
@@ -106,6 +107,12 @@ def revert(app: App, job_id: int, *, allow_closed: bool = False) -> CorrectionRe
                 description=undo.description,
                 in_scope=job.changed,
                 changed=job.changed,
+                # Exact: the job's XDRs get back the values they had, so the totals move by the
+                # job's delta negated.  (The scope's totals before and after are not computed.)
+                delta={
+                    currency: {kind: Decimal(value) for kind, value in values.items()}
+                    for currency, values in negated.items()
+                },
                 adjustments=adjustments,
             )
 

@@ -359,6 +359,13 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         )
     if request.strict and summary.skipped_errors:
         report.problems.append(f"{summary.skipped_errors} row(s) have errors and --strict refuses the deck")
+    if summary.skipped_errors and summary.skipped_errors == summary.total_processed:
+        # Nothing but errors: most likely the wrong mapping.  Importing would only record an empty
+        # import (and create an empty tariff).
+        report.problems.append(
+            f"every row ({summary.skipped_errors:,}) has an error: nothing to load; see the rows' errors "
+            "and the mapping (--map FIELD=COLUMN)"
+        )
     if report.problems:
         report.state = "rejected"
     if request.preview or report.state == "rejected":

@@ -17,6 +17,7 @@ import gzip
 import io
 import lzma
 import queue
+import re
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ import pyarrow.parquet as pq
 from rerate.domain.xdr_templates import TemplateError, XdrTemplate
 from rerate.services.errors import InvalidInputError
 from rerate.services.xdr_projection import TemplateQuery
+
+#: What a byte that is not UTF-8 decodes to with ``surrogateescape``.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 REQUIRED_COLUMNS = ("source_id", "connect_time", "duration", "cli", "cld", "account", "vendor")
 OPTIONAL_COLUMNS = ("service",)
@@ -298,7 +302,9 @@ class XdrFile:
 
     def _parse_exactly(self, chunk: bytes, first_line: int) -> RawBatch:
         """Line-by-line parse of a chunk with odd rows: exact line numbers for every reject."""
-        text = chunk.decode("utf-8", errors="replace")
+        # Bytes that are not UTF-8 stay recognisable (as lone surrogates) so their row is rejected,
+        # not loaded with a replacement character in an account or number.
+        text = chunk.decode("utf-8", errors="surrogateescape")
         width = len(self.columns)
         fewest, most = self.widths
         values: list[list[str]] = [[] for _ in range(width)]
@@ -312,7 +318,10 @@ class XdrFile:
             start = line
             line = first_line + reader.line_num
             raw = self.template.delimiter.join(record)
-            if not record or all(not v.strip() for v in record):
+            if _NOT_UTF8.search(raw):
+                shown = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+                rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", shown))
+            elif not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
             elif len(record) != width and not fewest <= len(record) <= most:
                 expected = f"{fewest} to {most}" if fewest != most else str(width)
