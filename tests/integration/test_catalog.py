@@ -11,7 +11,7 @@ from sqlalchemy import inspect, select
 from rerate.catalog.database import schema_is_current
 from rerate.catalog.models import AuditEntry, Base, CountryCode
 from rerate.services import parties
-from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from tests.factories import make_app, small_world
 
 
@@ -83,3 +83,21 @@ def test_duplicate_names_are_refused(world) -> None:  # type: ignore[no-untyped-
         parties.add_account(world, "acc1", customer="Acme")
     with pytest.raises(ConflictError, match="already used"):
         parties.add_vendor(world, "Other", tariff="cost", connections=["gw1"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"name": " "}, "a name"),
+        ({"currency": "dollars!!"}, "ISO 4217"),
+        ({"timezone": "Mars/Olympus"}, "not a time zone"),
+        ({"billing_period": "fortnightly"}, "monthly"),
+    ],
+)
+def test_a_customer_is_refused_what_would_fail_later(world, options: dict[str, str], message: str) -> None:  # type: ignore[no-untyped-def]
+    arguments = {"name": "Zeta", "tariff": "retail", **options}
+    name = arguments.pop("name")
+    with pytest.raises(InvalidInputError, match=message):
+        parties.add_customer(world, name, **arguments)
+    with pytest.raises(InvalidInputError, match="blank"):
+        parties.add_vendor(world, "Blank", tariff="cost", connections=[""])

@@ -250,3 +250,20 @@ def test_old_diffs_are_pruned_and_their_jobs_stay(loaded: App) -> None:
     for wrong in (timedelta(days=-1), timedelta(days=10**6)):
         with pytest.raises(InvalidInputError):
             prune_diffs(loaded, older_than=wrong)
+
+
+def test_a_scope_naming_nothing_that_exists_is_refused(loaded: App) -> None:
+    from datetime import UTC, datetime
+
+    from rerate.services.errors import NotFoundError
+
+    with loaded.catalog.reading() as session:
+        with pytest.raises(NotFoundError, match="no destination group 'Nowhere'"):
+            resolve_scope(session, destination_groups=["Nowhere"])
+        with pytest.raises(InvalidInputError, match="must be after --from"):
+            resolve_scope(
+                session,
+                customers=["Acme"],
+                start=datetime(2026, 11, 1, tzinfo=UTC),
+                end=datetime(2026, 10, 1, tzinfo=UTC),
+            )

@@ -718,3 +718,8 @@ def test_a_deck_of_nothing_but_errors_is_rejected_and_creates_no_tariff(app: App
     with app.catalog.reading() as session:
         assert session.scalar(select(func.count()).select_from(RateImport)) == 0
         assert session.scalar(select(func.count()).select_from(Tariff)) == 0
+
+
+def test_a_folder_given_as_a_deck_is_named_as_one(app: App, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="is a folder, not a rate deck"):
+        import_deck(app, _request(tmp_path))

@@ -47,7 +47,9 @@ def read_deck(
 ) -> DeckFile:
     """The file's sheets; a clear error for a missing, empty or unreadable file."""
     if not path.is_file():
-        raise InvalidInputError(f"rate deck not found: {path}")
+        raise InvalidInputError(
+            f"{path} is a folder, not a rate deck" if path.is_dir() else f"rate deck not found: {path}"
+        )
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{path.name} is empty")
     if path.suffix.lower() in WORKBOOK_SUFFIXES:

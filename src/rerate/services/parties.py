@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -128,6 +130,24 @@ class PartyResult:
     detail: str
 
 
+#: Billing periods a customer may have (the closed-period and delivery logic is by calendar month).
+BILLING_PERIODS = ("monthly",)
+
+
+def _check_customer(name: str, currency: str | None, billing_period: str, timezone: str) -> None:
+    """Refuse what would only fail later (a delivery's time zone) or mislead (an empty name)."""
+    if not name.strip() or len(name) > 200:
+        raise InvalidInputError("a customer needs a name of 1 to 200 characters")
+    if currency is not None and not re.fullmatch(r"[A-Za-z]{3}", currency):
+        raise InvalidInputError(f"--currency {currency!r} is not an ISO 4217 code such as EUR or USD")
+    if billing_period not in BILLING_PERIODS:
+        raise InvalidInputError(f"--billing-period {billing_period!r}: use {', '.join(BILLING_PERIODS)}")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidInputError(f"--timezone {timezone!r} is not a time zone such as Europe/Berlin") from exc
+
+
 def add_customer(
     app: App,
     name: str,
@@ -139,6 +159,7 @@ def add_customer(
     timezone: str = "UTC",
     emails: list[str] | None = None,
 ) -> PartyResult:
+    _check_customer(name, currency, billing_period, timezone)
     with app.catalog.transaction() as session:
         if session.scalar(select(Customer).where(Customer.name == name)) is not None:
             raise ConflictError(f"customer {name!r} exists already")
@@ -270,8 +291,10 @@ def set_account_customer(app: App, identifier: str, customer: str, valid_from: d
 def add_vendor(
     app: App, name: str, *, tariff: str, connections: list[str], valid_from: datetime | None = None
 ) -> PartyResult:
-    if not connections:
-        raise InvalidInputError("a vendor needs at least one --connection identifier")
+    if not connections or any(not c.strip() for c in connections):
+        raise InvalidInputError("a vendor needs at least one --connection identifier, none of them blank")
+    if not name.strip():
+        raise InvalidInputError("a vendor needs a name")
     with app.catalog.transaction() as session:
         if session.scalar(select(Vendor).where(Vendor.name == name)) is not None:
             raise ConflictError(f"vendor {name!r} exists already")

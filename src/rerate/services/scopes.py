@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rerate.catalog.models import Collection, CountryCode
+from rerate.catalog.models import Collection, CountryCode, DestinationGroup
 from rerate.domain.scopes import EmptyScopeError, Scope
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.parties import account_named, customer_named, vendor_named
@@ -32,9 +32,16 @@ def resolve_scope(
     unknown = [c for c in countries if c.upper() not in known_countries]
     if unknown:
         raise NotFoundError(f"unknown country code(s): {', '.join(unknown)} (use ISO codes such as DE, US)")
+    known_groups = set(session.scalars(select(DestinationGroup.name)).all()) if destination_groups else set()
+    unknown_groups = [g for g in destination_groups if g not in known_groups]
+    if unknown_groups:
+        listed = ", ".join(sorted(known_groups)[:10]) or "none yet"
+        raise NotFoundError(f"no destination group {', '.join(map(repr, unknown_groups))} (groups: {listed})")
     for collection in collections:
         if session.get(Collection, collection) is None:
             raise NotFoundError(f"no collection {collection} (see 'rerate collection list')")
+    if start is not None and end is not None and end <= start:
+        raise InvalidInputError(f"--to {end.isoformat()} must be after --from {start.isoformat()}")
     bad_status = [s for s in statuses if s not in ("rated", "failed", "voided")]
     if bad_status:
         raise InvalidInputError(f"unknown status {', '.join(bad_status)}: use rated, failed or voided")

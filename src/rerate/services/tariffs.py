@@ -167,7 +167,9 @@ def _parse_row(
 def read_canonical_rates(path: Path, *, now: datetime) -> tuple[list[dict[str, Any]], list[RowError]]:
     """Parse and validate a canonical rate CSV; rows are returned only for reference."""
     if not path.is_file():
-        raise InvalidInputError(f"rate file not found: {path}")
+        raise InvalidInputError(
+            f"{path} is a folder, not a rate file" if path.is_dir() else f"rate file not found: {path}"
+        )
     errors: list[RowError] = []
     rows: list[dict[str, Any]] = []
     try:

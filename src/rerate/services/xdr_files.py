@@ -127,7 +127,9 @@ class XdrFile:
         self.path = path
         self.template = template
         if not path.is_file():
-            raise InvalidInputError(f"file not found: {path}")
+            raise InvalidInputError(
+                f"{path} is a folder, not a file" if path.is_dir() else f"file not found: {path}"
+            )
         self.size = path.stat().st_size
         self.compression = COMPRESSED.get(path.suffix.lower())
         inner = Path(path.stem) if self.compression else path
