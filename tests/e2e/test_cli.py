@@ -645,3 +645,9 @@ def test_hostile_inputs_get_one_line_errors_and_change_nothing(home: Path, tmp_p
         result = rerate(home, *args, check=False)
         assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr, args
+
+
+def test_a_command_on_a_missing_home_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "rerate-hmoe"
+    result = rerate(typo, "jobs", "list", check=False)
+    assert result.returncode == 1 and "no rerate home" in result.stderr and not typo.exists()

@@ -75,8 +75,11 @@ def _main(
 def app(require_schema: bool = True) -> App:
     """The wired application, built on first use (nothing connects at import time)."""
     if "app" not in _state:
-        settings = _state.get("settings")
-        _state["app"] = bootstrap(settings if isinstance(settings, Settings) else Settings())
+        given = _state.get("settings")
+        settings = given if isinstance(given, Settings) else Settings()
+        if require_schema and not settings.resolved_home.is_dir():  # a typo must not leave a folder
+            raise RerateError(f"no rerate home at {settings.resolved_home}: run 'rerate init' to create one")
+        _state["app"] = bootstrap(settings)
         if require_schema and not schema_is_current(_state["app"].catalog.engine):
             raise RerateError(
                 f"the home {_state['app'].home} is not initialized, or was made by another version "
