@@ -252,3 +252,33 @@ def test_trace_refuses_what_ingest_refuses_after_rating(world: App, tmp_path: Pa
     ]
     (report,) = ingest(world, [path])  # what ingest does with the same rows
     assert (report.loaded, report.rejected, report.duplicates) == (1, 1, 2)
+
+
+def test_rules_of_every_age_and_identifiers_with_slashes_keep_working(world: App, tmp_path: Path) -> None:
+    """A trunk prefix before 00: the default applies again to what the rule leaves.  A rule stored
+    with a 00 match (added before rules saw normalized numbers) matches what it meant then.  An
+    identifier with a slash is an identifier, not a network."""
+    from rerate.catalog.models import MediationRuleRow
+
+    add_rule(world, "number", "9", "", account="acc1")  # the trunk prefix
+    add_rule(world, "vendor", "SIP/trunk-b", "gw1")
+    with world.catalog.transaction() as session:  # as an older version stored it
+        session.add(
+            MediationRuleRow(
+                position=5, kind="number", match="0011", replace="", scope="global", created_by="old"
+            )
+        )
+    rows = [
+        ("t1", "2026-10-20T10:00:00Z", "60", "1", "900442079460000", "acc1", "gw1"),
+        ("t2", "2026-10-20T10:00:00Z", "60", "1", "9+442079460000", "acc1", "gw1"),
+        ("a1", "2026-10-20T10:00:00Z", "60", "1", "0011442079460000", "acc2", "SIP/trunk-b"),
+    ]
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    assert report.loaded == 3
+    exported = _export(world, tmp_path)
+    assert {s: (r["status"], r["prefix"]) for s, r in exported.items()} == {
+        "t1": ("rated", "44"),
+        "t2": ("rated", "44"),
+        "a1": ("rated", "44"),
+    }
+    assert (exported["a1"]["vendor"], exported["a1"]["vendor_status"]) == ("Carrier", "rated")

@@ -723,3 +723,15 @@ def test_a_deck_of_nothing_but_errors_is_rejected_and_creates_no_tariff(app: App
 def test_a_folder_given_as_a_deck_is_named_as_one(app: App, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="is a folder, not a rate deck"):
         import_deck(app, _request(tmp_path))
+
+
+def test_two_undated_imports_in_one_second_refuse_the_row_instead_of_crashing(
+    app: App, tmp_path: Path
+) -> None:
+    import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "a.csv")))
+    again = import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.20\n49,0.10\n", "b.csv")))
+    assert again.state == "imported"
+    assert [(r.prefix, r.status.value) for r in again.rates] == [("44", "error"), ("49", "new")]
+    assert "already has a rate effective" in str(again.rates[0].error)
+    same = import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "c.csv")))
+    assert same.rates[0].status.value == "duplicate"

@@ -320,3 +320,17 @@ def test_a_file_read_with_the_wrong_template_can_be_read_again_with_the_right_on
     assert right.loaded > 0
     (again,) = ingest(world, [path], template="asterisk-custom")
     assert (again.state, again.duplicate_of) == ("already_loaded", right.collection_id)
+
+
+def test_bytes_that_are_not_utf8_reject_a_row_only_in_a_field_the_template_reads(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_csv(tmp_path / "Master.csv")
+    lines = path.read_bytes().splitlines(keepends=True)
+    # A Latin-1 byte in lastapp (a column the template does not read), and a blank line that
+    # sends the chunk through the line-by-line reader.
+    second = lines[1].replace(b'"Dial"', b'"Di\xe1l"')
+    assert second != lines[1]
+    path.write_bytes(lines[0] + second + b"\n" + b"".join(lines[2:]))
+    report = _one(world, path, "asterisk-csv")
+    assert (report.loaded, report.rejected) == (2, 1)  # only the blank line is rejected

@@ -406,9 +406,9 @@ def _review_one(
     if past and options.past is PastPolicy.SKIP:
         rate.status, rate.action = Status.PAST, Action.SKIP
         return rate
+    # A stored version at this very time: one not yet in force is rewritten in place below; one in
+    # force (an import of this same second, say) is never rewritten: the row is refused.
     same_time = next((v for v in versions if v.effective_from == effective), None)
-    if same_time is not None and same_time.effective_from <= options.now and not past:
-        same_time = None  # effective "now" never collides with a stored past time
     if options.mode is Mode.REPLACE and candidate.prefix not in deck.withdrawing:
         # The seed: for a prefix in the deck, the tariff's versions not yet in force give way to the
         # deck's rates (one at the very same time as a deck row is rewritten in place or kept).

@@ -43,6 +43,9 @@ class NumberCell(str):
         cell.value = value
         return cell
 
+    def __reduce__(self) -> tuple[type[NumberCell], tuple[Decimal]]:  # pickled, copied: rebuilt
+        return (NumberCell, (self.value,))
+
 
 _RANGE = re.compile(r"^(\d+)\s*(?:-|\.\.|–)\s*(\d+)$")
 

@@ -136,7 +136,10 @@ def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.R
     """
     stripped, valid = strip_numbers(batch.column("cld"))
     ruled = context.rules.apply(batch, stripped)
-    number = stripped if valid and ruled["cld"] is stripped else valid_numbers(ruled["cld"])
+    if ruled["cld"] is stripped:
+        number = stripped if valid else valid_numbers(stripped)
+    else:  # a rule's result gets the default again: a trunk prefix before 00 44... leaves 00 44...
+        number = valid_numbers(strip_numbers(ruled["cld"])[0])
     keys = encode_numbers(number)
     account_id = context.accounts.resolve(ruled["account"])
     when = (

@@ -39,7 +39,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import ip_address, ip_network
+from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 
 import numpy as np
 import pyarrow as pa
@@ -81,11 +82,6 @@ class MediationRule:
             raise RuleError("a rule needs something to match")
         if self.kind in ("account", "vendor") and not self.replace:
             raise RuleError(f"an {self.kind} rule needs the identifier to read instead")
-        if self.kind in ("account", "vendor") and "/" in self.match:
-            try:
-                ip_network(self.match, strict=False)
-            except ValueError as exc:
-                raise RuleError(f"{self.kind} rule match {self.match!r} is not an IP network: {exc}") from exc
         if self.kind in CLASSIFYING and not self.replace.strip():
             what = "service" if self.kind == "service" else "rating key"
             raise RuleError(f"a {self.kind} rule needs the {what} to give (--replace)")
@@ -114,11 +110,23 @@ class MediationRule:
         return f"{action}; {scope}{since}{until}"
 
 
-def _in_network(identifiers: pa.Array, network: str) -> pa.Array:
-    """Whether each identifier is an IP address in ``network`` (checked once per distinct one)."""
-    block = ip_network(network, strict=False)
+@lru_cache(maxsize=1024)
+def _network(match: str) -> IPv4Network | IPv6Network | None:
+    """The IP network ``match`` writes (``10.0.0.0/24``), or None for a plain identifier (which
+    may hold a ``/`` too: ``SIP/carrier-a``)."""
+    if "/" not in match:
+        return None
+    try:
+        return ip_network(match.strip(), strict=False)
+    except ValueError:
+        return None
+
+
+def _in_network(identifiers: pa.Array, block: IPv4Network | IPv6Network, rows: np.ndarray) -> pa.Array:
+    """Whether each identifier is an IP address in ``block``, checked once per distinct identifier
+    among ``rows`` (the others are never in it)."""
     inside = []
-    for value in pc.unique(identifiers).to_pylist():
+    for value in pc.unique(identifiers.filter(pa.array(rows))).to_pylist():
         try:
             if value is not None and ip_address(value.strip()) in block:
                 inside.append(value)
@@ -179,9 +187,11 @@ class RuleSet:
                         target = pc.if_else(pa.array(applies), rewritten, target)
                         changed_number = True
                 else:
-                    equal = (
-                        _in_network(target, rule.match) if "/" in rule.match else pc.equal(target, rule.match)
-                    )
+                    block = _network(rule.match)
+                    if block is None:
+                        equal = pc.equal(target, rule.match)
+                    else:  # only the rows the rule may reach: in force and in scope
+                        equal = _in_network(target, block, applies)
                     applies &= pc.fill_null(equal, False).to_numpy(zero_copy_only=False)
                     if applies.any():
                         target = pc.if_else(pa.array(applies), pa.scalar(rule.replace), target)

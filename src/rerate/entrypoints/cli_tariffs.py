@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
@@ -83,7 +84,7 @@ def _render(report: DeckImportReport, limit: int) -> None:
         rows.add_row(
             str(entry["line"] or ""),
             entry["prefix"],
-            _STATUS_STYLE.get(entry["status"], entry["status"]),
+            Text.from_markup(_STATUS_STYLE.get(entry["status"], escape(entry["status"]))),
             f"{entry['first_price'] or ''}/{entry['next_price'] or ''}",
             f"{entry['old_first_price'] or ''}/{entry['old_next_price'] or ''}"
             if entry["old_first_price"]
@@ -101,7 +102,11 @@ def _render(report: DeckImportReport, limit: int) -> None:
             table.add_column(column)
         for d in report.new_destinations[:limit]:
             table.add_row(
-                d.prefix, d.country or "[red]?[/]", d.source or "", d.group or "", d.description or ""
+                d.prefix,
+                d.country or Text("?", style="red"),
+                d.source or "",
+                d.group or "",
+                d.description or "",
             )
         out.print(table)
     summary = DataTable(title="Summary", show_edge=False, show_header=False)

@@ -52,6 +52,14 @@ class DataTable(Table):
     """A table whose text cells are shown as they are: names such as ``[bold]`` or ``[/]`` are a
     carrier's data, not Rich markup (which would mangle them, or crash the command)."""
 
+    def __init__(self, *headers: Any, title: Any = None, caption: Any = None, **kwargs: Any) -> None:
+        super().__init__(
+            *headers,
+            title=Text(title) if isinstance(title, str) else title,
+            caption=Text(caption) if isinstance(caption, str) else caption,
+            **kwargs,
+        )
+
     def add_row(self, *renderables: Any, **kwargs: Any) -> None:
         super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
 

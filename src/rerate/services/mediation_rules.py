@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import re
+from dataclasses import asdict, replace
 from datetime import datetime
+from ipaddress import ip_network
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,7 +37,23 @@ def _domain(row: MediationRuleRow) -> MediationRule:
 
 def rule_set(session: Session) -> RuleSet:
     """Every rule, in position order (each applies only to XDRs of its dates and scope)."""
-    return RuleSet.build([_domain(row) for row in session.scalars(select(MediationRuleRow))])
+    rules = (_as_normalized(_domain(row)) for row in session.scalars(select(MediationRuleRow)))
+    return RuleSet.build([rule for rule in rules if rule is not None])
+
+
+def _as_normalized(rule: MediationRule) -> MediationRule | None:
+    """A number rule stored before rules saw normalized numbers, matching what it meant then.
+
+    Its match lost its spaces, dashes and a leading + or 00 as the numbers did (``0011`` is ``11``
+    now); one that matched only ``00`` or ``+`` did what the default normalization does: None.
+    """
+    if rule.kind != "number":
+        return rule
+    match = rule.match.replace(" ", "").replace("-", "")
+    match = match[1:] if match.startswith("+") else match[2:] if match.startswith("00") else match
+    if match == rule.match:
+        return rule
+    return replace(rule, match=match) if match else None
 
 
 def add_rule(
@@ -135,6 +153,12 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
             f"number rule --replace {replace!r} must be digits (or empty): a number that is not "
             "digits fails every XDR it touches (invalid_number)"
         )
+    if (
+        kind in ("account", "vendor")
+        and re.fullmatch(r"[0-9A-Fa-f:.]+/\d+", match)
+        and not _is_network(match)
+    ):
+        raise InvalidInputError(f"{kind} rule --match {match!r} is not an IP network (such as 10.0.0.0/24)")
     if kind in ("service", "rating_key") and match and not match.isdigit():
         raise InvalidInputError(
             f"{kind} rule --match {match!r} must be digits: it is compared with the normalized number"
@@ -143,6 +167,14 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
         raise InvalidInputError(f"--position must be between 0 and {_LARGEST:,}")
     if min_length is not None and not 1 <= min_length <= 20:
         raise InvalidInputError("--min-length must be between 1 and 20 (a number has at most 20 digits)")
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def _shown(rule: MediationRule, description: str | None) -> dict[str, Any]:

@@ -309,6 +309,9 @@ class XdrFile:
         text = chunk.decode("utf-8", errors="surrogateescape")
         width = len(self.columns)
         fewest, most = self.widths
+        # Only the fields the template reads must be UTF-8 (as on the fast path, which converts
+        # only those): a caller name in Latin-1 in an unread column does not reject the call.
+        read = [i for i, name in enumerate(self.columns) if name in set(self.query.needed)]
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -320,9 +323,10 @@ class XdrFile:
             start = line
             line = first_line + reader.line_num
             raw = self.template.delimiter.join(record)
-            if _NOT_UTF8.search(raw):
-                shown = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-                rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", shown))
+            if _NOT_UTF8.search(raw):  # the rejects file shows such bytes as U+FFFD
+                raw = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
+            if any(i < len(record) and _NOT_UTF8.search(record[i]) for i in read):
+                rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", raw))
             elif not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
             elif len(record) != width and not fewest <= len(record) <= most:
