@@ -286,9 +286,14 @@ def test_a_correction_after_delivery_offers_a_corrected_file(app: App, tmp_path:
         offered = run_deliveries(mailing, on=day).outcomes
         offer = next(o for o in offered if o.state == "offered")
         assert offer.kind == "correction" and offer.period == "2026-10-20" and len(box.messages) == 1
+        # A copy to one address first: the offer still waits for the schedule's recipients.
+        copy = resend_delivery(mailing, offer.delivery_id or 0, ["audit@acme.example"])
+        assert copy.state == "sent" and box.recipients[-1] == ["audit@acme.example"]
+        assert {row["id"]: row["state"] for row in delivery_log(app)}[offer.delivery_id] == "offered"
         corrected = resend_delivery(mailing, offer.delivery_id or 0)
     assert corrected.state == "sent" and corrected.kind == "correction"
     message = box.messages[-1]
+    assert box.recipients[-1] != ["audit@acme.example"]
     assert message["Subject"].startswith("CORRECTED CDRs Acme 2026-10-20")
     body = message.get_body(("plain",))
     assert body is not None and "replaces" in body.get_content()

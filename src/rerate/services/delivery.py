@@ -349,6 +349,8 @@ def _resend(app: App, delivery_id: int, recipients: tuple[str, ...]) -> Delivery
             (outcome,) = send_jobs(
                 app, con, [SendJob(due, "correction", replaces=replaces, recipients=recipients)]
             )
+            if recipients:  # a copy to a few addresses: the offer still waits for the schedule's
+                return outcome
             with app.catalog.transaction() as session:
                 stored = session.get(Delivery, row.id)
                 if stored is not None and stored.state == "offered":

@@ -207,7 +207,8 @@ def _send(
             )
             if state == "sent":
                 stored.sent_at = datetime.now(UTC)
-                if kind == "correction":  # older offers for the period are answered by this one
+                # Older offers for the period are answered by this one (not by a copy to a few).
+                if kind == "correction" and not job.recipients:
                     for offer in session.scalars(
                         select(Delivery).where(
                             Delivery.schedule_id == schedule.id,
