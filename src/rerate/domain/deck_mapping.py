@@ -423,8 +423,7 @@ def _parse(name: str, text: str, settings: DeckSettings) -> Value | datetime | i
     if name in WHOLE:
         return parse_whole(text)
     if name == "post_call_surcharge":
-        number = _surcharge(text, settings)
-        return number
+        return _surcharge(text, settings)
     if name in FLAGS:
         return parse_flag(text, name)
     if name == "effective_from":

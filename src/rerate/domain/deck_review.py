@@ -451,16 +451,19 @@ def _kept_versions(
     """The prefix's stored versions that stay after a replace-mode import (it withdraws some)."""
     if not versions or versions[-1].effective_from <= options.now:
         return versions
-    dates = deck.dates.get(prefix, set())
-    return [v for v in versions if v.effective_from <= options.now or v.effective_from in dates]
+    return [v for v in versions if not _is_withdrawn(v, prefix, options, deck)]
 
 
 def _withdrawn(
     versions: Sequence[StoredRate], prefix: str, options: ReviewOptions, deck: _DeckContext
 ) -> tuple[int, ...]:
-    """Replace mode: the prefix's versions not yet in force at a time none of the deck's rows gives."""
-    dates = deck.dates.get(prefix, set())
-    return tuple(v.id for v in versions if v.effective_from > options.now and v.effective_from not in dates)
+    """The ids of the prefix's versions that a replace-mode import withdraws."""
+    return tuple(v.id for v in versions if _is_withdrawn(v, prefix, options, deck))
+
+
+def _is_withdrawn(version: StoredRate, prefix: str, options: ReviewOptions, deck: _DeckContext) -> bool:
+    """Replace mode: a version not yet in force, at a time none of the deck's rows for it gives."""
+    return version.effective_from > options.now and version.effective_from not in deck.dates.get(prefix, ())
 
 
 def _price_change(new: Mapping[str, Any], old: Mapping[str, Any]) -> Status | None:
@@ -482,8 +485,6 @@ def _discontinued(
     for prefix, versions in sorted(history.items()):
         if prefix in in_deck:
             continue
-        later = tuple(v.id for v in versions if v.effective_from > moment)
-        current = _live(in_force(versions, moment))
         if _live(in_force(versions, options.now)) is None:
             # Nothing in force now: only scheduled (or stopped, then scheduled again).  The deck says
             # it is gone: every version to come is withdrawn, even one before the deck's date.
@@ -496,6 +497,7 @@ def _discontinued(
                     )
                 )
             continue
+        current = _live(in_force(versions, moment))
         if current is None:
             continue
         values = dict(current.values) | {"discontinued": True, "effective_from": moment}
@@ -512,7 +514,7 @@ def _discontinued(
         if same_time is not None:  # a version not yet in force at that very time: it becomes the stop
             stopped.action, stopped.replaces_id = Action.REPLACE_FUTURE, same_time.id
         # A later version would bring the prefix back: the deck says it is gone.
-        stopped.withdraws = later
+        stopped.withdraws = tuple(v.id for v in versions if v.effective_from > moment)
         result.append(stopped)
     return result
 

@@ -275,13 +275,7 @@ def main() -> None:
     except InvalidOperation:
         err.print("[red]error:[/] a value given is not a number")
         sys.exit(2)
-    except (
-        IsADirectoryError,
-        NotADirectoryError,
-        FileNotFoundError,
-        FileExistsError,
-        PermissionError,
-    ) as exc:
+    except _PATH_ERRORS as exc:
         where = f": {exc.filename}" if exc.filename else ""
         err.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
         sys.exit(1)

@@ -621,15 +621,10 @@ def _preview_then_apply(
     """Dry run first unless --yes; apply after confirmation (or with --yes)."""
     if dry_run or not yes:
         preview = _with_progress(run, True, as_json)
-        if dry_run or preview.changed == 0:
-            print_json(preview) if as_json else show_report(preview)
-            return
         print_json(preview) if as_json else show_report(preview)
-        if as_json or not sys.stdin.isatty():
-            err.print("[yellow]not applied[/]: pass --yes to apply without a prompt")
-            raise typer.Exit(1)
-        if not typer.confirm(f"Apply: change {preview.changed:,} XDR(s)?", default=False):
-            raise typer.Exit(1)
+        if dry_run or preview.changed == 0:
+            return
+        _confirm(False, as_json, f"Apply: change {preview.changed:,} XDR(s)?")
     report = _with_progress(run, False, as_json)
     print_json(report) if as_json else show_report(report)
 

@@ -412,7 +412,6 @@ def _remove_duplicates(
     """
     if not writer.actions:
         return []
-    con.register("visible_collections", pa.table({"id": pa.array(visible, pa.int64())}))
     table_dir = app.ledger.path(XDRS)
     found: list[tuple[int, int, str, str, str]] = []
     for day in days:
@@ -423,19 +422,25 @@ def _remove_duplicates(
             continue
         when = datetime.fromisoformat(day).date()
         old_files = app.ledger.files(XDRS, days=(when, when)) if visible else []
-        found.extend(_duplicates_of_day(con, new_files, old_files))
+        found.extend(_duplicates_of_day(con, new_files, live_xdrs_sql(old_files, visible)))
     return _drop_rows(con, writer, table_dir, found)
 
 
-def _duplicates_of_day(
-    con: duckdb.DuckDBPyConnection, new_files: list[str], old_files: list[str]
-) -> list[tuple[int, int, str, str, str]]:
-    old_sql = (
-        f"SELECT source_id FROM read_parquet({sql_paths(old_files)}, hive_partitioning=false) "
-        "WHERE collection_id IN (SELECT id FROM visible_collections)"
-        if old_files
-        else "SELECT NULL::VARCHAR AS source_id WHERE false"
+def live_xdrs_sql(files: Sequence[str], live: Sequence[int]) -> str:
+    """The ``source_id`` and ``collection_id`` of the XDRs in ``files`` (one call date's) that
+    belong to the ``live`` collections: what a call loaded again is a duplicate of."""
+    if not files or not live:
+        return "SELECT NULL::VARCHAR AS source_id, NULL::BIGINT AS collection_id WHERE false"
+    listed = ", ".join(str(int(c)) for c in live)
+    return (
+        f"SELECT source_id, collection_id FROM read_parquet({sql_paths(files)}, hive_partitioning=false) "
+        f"WHERE collection_id IN ({listed})"
     )
+
+
+def _duplicates_of_day(
+    con: duckdb.DuckDBPyConnection, new_files: list[str], old_sql: str
+) -> list[tuple[int, int, str, str, str]]:
     rows = con.execute(
         f"""
         WITH fresh AS (

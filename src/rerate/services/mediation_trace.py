@@ -22,10 +22,10 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Customer, Vendor
 from rerate.domain.mediation import strip_numbers
 from rerate.domain.money import decimal_text
-from rerate.ledger.reader import connect_duckdb, sql_paths
+from rerate.ledger.reader import connect_duckdb
 from rerate.ledger.tables import XDRS
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.ingest import LATE_REASON, in_closed_periods, mediate_and_rate
+from rerate.services.ingest import LATE_REASON, in_closed_periods, live_xdrs_sql, mediate_and_rate
 from rerate.services.periods import closed_periods
 from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import XdrFile
@@ -126,19 +126,15 @@ class _IngestChecks:
     def _loaded(self, app: App, con: Any, xdrs: pa.Table) -> set[tuple[date, str]]:
         """The (call date, source id) pairs of these XDRs that the ledger's live collections hold."""
         found: set[tuple[date, str]] = set()
-        if not self.live:
-            return found
         for day in pc.unique(xdrs.column("call_date")).to_pylist():
             files = app.ledger.files(XDRS, days=(day, day))
             if not files:
                 continue
             ids = xdrs.filter(pc.equal(xdrs.column("call_date"), day)).column("source_id")
             con.register("traced_ids", pa.table({"source_id": ids}))
-            con.register("live_collections", pa.table({"id": pa.array(self.live, pa.int64())}))
             rows = con.execute(
-                f"""SELECT DISTINCT source_id FROM read_parquet({sql_paths(files)}, hive_partitioning=false)
-                    WHERE collection_id IN (SELECT id FROM live_collections)
-                      AND source_id IN (SELECT source_id FROM traced_ids)"""
+                f"""SELECT DISTINCT source_id FROM ({live_xdrs_sql(files, self.live)})
+                    WHERE source_id IN (SELECT source_id FROM traced_ids)"""
             ).fetchall()
             found.update((day, r[0]) for r in rows)
         return found

@@ -21,6 +21,7 @@ from rerate.ledger.reader import connect_duckdb, files_of, sql_paths
 from rerate.ledger.tables import XDRS
 from rerate.services.corrections import Contexts, Correction, CorrectionReport, JobProgress, execute
 from rerate.services.errors import ConflictError, NotFoundError
+from rerate.services.ingest import live_xdrs_sql
 from rerate.services.rollback_totals import VOIDED_VALUES, WholeCollection
 from rerate.services.visibility import current_visibility, rolled_back_collections
 
@@ -144,7 +145,6 @@ def _live_source_ids(app: App, collection_id: int, live: list[int]) -> tuple[int
     """The first live collection, day and count of XDRs sharing a source id with the collection."""
     if not live:
         return None
-    listed = ", ".join(str(int(c)) for c in live)
     con = connect_duckdb(app.settings.duckdb_memory_limit, spill_to=app.home / "tmp")
     try:
         for day, files in sorted(app.ledger.files_by_day(XDRS).items()):
@@ -154,8 +154,7 @@ def _live_source_ids(app: App, collection_id: int, live: list[int]) -> tuple[int
                 continue
             row = con.execute(
                 f"""
-                SELECT collection_id, count(*) FROM read_parquet({sql_paths(others)}, hive_partitioning=false)
-                WHERE collection_id IN ({listed}) AND source_id IN (
+                SELECT collection_id, count(*) FROM ({live_xdrs_sql(others, live)}) WHERE source_id IN (
                     SELECT source_id FROM read_parquet({sql_paths(mine)}, hive_partitioning=false))
                 GROUP BY 1 ORDER BY 1 LIMIT 1
                 """

@@ -309,9 +309,11 @@ class XdrFile:
         text = chunk.decode("utf-8", errors="surrogateescape")
         width = len(self.columns)
         fewest, most = self.widths
+        wanted = set(self.query.needed)
         # Only the fields the template reads must be UTF-8 (as on the fast path, which converts
         # only those): a caller name in Latin-1 in an unread column does not reject the call.
-        read = [i for i, name in enumerate(self.columns) if name in set(self.query.needed)]
+        # Most chunks hold none: then no row is searched.
+        read = [i for i, name in enumerate(self.columns) if name in wanted] if _NOT_UTF8.search(text) else []
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -323,9 +325,9 @@ class XdrFile:
             start = line
             line = first_line + reader.line_num
             raw = self.template.delimiter.join(record)
-            if _NOT_UTF8.search(raw):  # the rejects file shows such bytes as U+FFFD
+            if read and _NOT_UTF8.search(raw):  # the rejects file shows such bytes as U+FFFD
                 raw = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-            if any(i < len(record) and _NOT_UTF8.search(record[i]) for i in read):
+            if read and any(i < len(record) and _NOT_UTF8.search(record[i]) for i in read):
                 rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", raw))
             elif not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
@@ -337,7 +339,6 @@ class XdrFile:
                 for column, value in zip(values, fields, strict=True):
                     column.append(value)
                 lines.append(start)
-        wanted = set(self.query.needed)
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
         table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, "line"])
         return RawBatch(table, rejects)
