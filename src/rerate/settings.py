@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     #: Memory DuckDB may use for set operations (duplicates, totals) before spilling.
     duckdb_memory_limit: str = "1GB"
     actor: str = "cli"
+    #: The largest file the service accepts as an upload (XDR files, rate decks).
+    max_upload_mb: int = 4096
     #: Outgoing mail: rate-import reports and CDR deliveries.
     smtp_host: str | None = None
     smtp_port: int = 587

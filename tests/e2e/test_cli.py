@@ -635,6 +635,10 @@ def test_hostile_inputs_get_one_line_errors_and_change_nothing(home: Path, tmp_p
     rerate(home, "ingest", str(odd))
     summary = rerate(home, "report", "summary", "--period", "2026-10")
     assert "[/]" in summary.stdout and "Traceback" not in summary.stderr
+    found = json.loads(rerate(home, "xdr", "search", "--number", "44207", "--json").stdout)
+    assert sorted(x["source_id"] for x in found) == ["a1", "o1"]
+    theirs = rerate(home, "xdr", "search", "--customer", "[/]").stdout
+    assert "o1" in theirs and "a1" not in theirs and "[/]" in theirs
     for args, message in [
         (("jobs", "show", "99999999999999999999"), "out of range"),
         (("rerate", "--customer", "Acme", "--ghost-percent", "abc", "--dry-run"), "not a number"),
@@ -651,3 +655,57 @@ def test_a_command_on_a_missing_home_creates_nothing(tmp_path: Path) -> None:
     typo = tmp_path / "rerate-hmoe"
     result = rerate(typo, "jobs", "list", check=False)
     assert result.returncode == 1 and "no rerate home" in result.stderr and not typo.exists()
+
+
+def test_mistakes_a_script_or_an_operator_makes_are_refused_before_anything_changes(
+    home: Path, tmp_path: Path
+) -> None:
+    """JSON commands answer errors in JSON; past schedules, foreign currencies and typos are refused."""
+    missing_job = rerate(home, "jobs", "show", "424242", "--json", check=False)
+    error = json.loads(missing_job.stdout)
+    assert missing_job.returncode == error["exit_code"] != 0 and "424242" in error["error"]
+    assert "424242" in missing_job.stderr  # the operator's line stays
+    shown = json.loads(rerate(home, "tariff", "show", "retail", "--json", "--limit", "1").stdout)
+    assert len(shown["rates"]) == 1 and shown["rates_in_force"] > 1
+    everything = json.loads(rerate(home, "tariff", "show", "retail", "--json").stdout)
+    assert len(everything["rates"]) == shown["rates_in_force"]
+    scheduled = "rerate --customer Acme --tariff cost --at 2020-01-01T00:00Z --yes".split()
+    past = rerate(home, *scheduled, check=False)
+    assert past.returncode == 2 and "in the past" in past.stderr
+    assert json.loads(rerate(home, "jobs", "list", "--json").stdout) == []
+    nowhere = tmp_path / "no-such-folder" / "x.csv"
+    export = rerate(home, "xdr", "export", "--out", str(nowhere), check=False)
+    assert export.returncode == 2 and "not a folder" in export.stderr and not nowhere.parent.exists()
+    rerate(
+        home, "tariff", "import", "dollars", str(tmp_path / "cost.csv"), "--currency", "USD", "--allow-past"
+    )
+    foreign = rerate(
+        home, "customer", "set-tariff", "Acme", "dollars", "--from", "2026-11-01T00:00:00Z", check=False
+    )
+    assert foreign.returncode == 1 and "billed in EUR" in foreign.stderr
+    own = rerate(home, "account", "add", "acc7", "--customer", "Acme", "--tariff", "dollars", check=False)
+    assert own.returncode == 1 and "--allow-other-currency" in own.stderr
+    accounts = json.loads(rerate(home, "account", "list", "--customer", "Acme", "--json").stdout)
+    assert [a["identifier"] for a in accounts] == ["acc1"]
+    rerate(
+        home,
+        "customer",
+        "set-tariff",
+        "Acme",
+        "dollars",
+        "--from",
+        "2026-11-01T00:00:00Z",
+        "--allow-other-currency",
+    )
+    (acme,) = json.loads(rerate(home, "customer", "list", "--json").stdout)
+    assert (acme["currency"], acme["tariff"], acme["accounts"]) == ("EUR", "dollars", 1)
+    history = rerate(home, "customer", "show", "Acme").stdout
+    assert "retail" in history and "2026-11-01 00:00:00 UTC" in history and "acc1" in history
+    listed = rerate(home, "tariff", "list").stdout
+    assert all(name in listed for name in ("retail", "cost", "dollars"))
+    (carrier,) = json.loads(rerate(home, "vendor", "list", "--json").stdout)
+    assert (carrier["tariff"], carrier["connections"]) == ("cost", ["gw1", "gw2"])
+    empty = tmp_path / "not-a-home"
+    empty.mkdir()
+    unready = rerate(empty, "jobs", "list", check=False)
+    assert unready.returncode == 1 and "not initialized" in unready.stderr and list(empty.iterdir()) == []

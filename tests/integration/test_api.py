@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,14 @@ def test_the_read_routes_answer_every_role(service: tuple[TestClient, App]) -> N
     retail = client.get("/api/tariffs/retail", headers=readonly, params={"at": "2026-10-20T00:00:00Z"}).json()
     assert {r["prefix"] for r in retail["rates"]} >= {"44", "49"}
     parties = client.get("/api/parties", headers=readonly).json()
-    assert parties["accounts"][0] == {"identifier": "acc1", "customer": "Acme"}
+    assert parties["accounts"][0] == {"identifier": "acc1", "customer": "Acme", "own_tariff": None}
+    assert parties["customers"][0] == {
+        "name": "Acme",
+        "currency": "EUR",
+        "timezone": "UTC",
+        "tariff": "retail",
+        "accounts": 2,
+    }
     assert client.get("/api/me", headers=readonly).json()["permissions"] == ["view"]
     assert client.get("/api/roles", headers=readonly).json()["support"] == ["dry_run", "view"]
     assert client.get("/api/audit", headers=readonly).status_code == 200
@@ -382,3 +390,64 @@ def test_hostile_or_odd_input_gets_a_clear_refusal_never_a_500(service: tuple[Te
         follow_redirects=False,
     )
     assert forged.status_code == 403
+
+
+def test_uploads_are_refused_before_their_body_is_read(world: App, tmp_path: Path) -> None:
+    for role in (Role.READONLY, Role.ADMIN):
+        users.add_user(world, role.value, role.value, PASSWORD)
+    small = replace(world, settings=world.settings.model_copy(update={"max_upload_mb": 1}))
+    read: list[int] = []
+
+    def body(size: int) -> Iterator[bytes]:
+        read.append(size)  # the server asked for the body
+        yield b"x" * size
+
+    with TestClient(create_app(small, run_jobs=False)) as client:
+        readonly, admin = _auth(client, "readonly"), _auth(client, "admin")
+        multipart = {"Content-Type": "multipart/form-data; boundary=b"}
+        for headers, path, status in (
+            ({}, "/api/ingest", 401),
+            (readonly, "/api/ingest", 403),
+            (readonly, "/api/tariffs/retail/import", 403),
+            ({**admin, "Content-Length": str(2 * 1024 * 1024)}, "/api/ingest", 413),
+        ):
+            response = client.post(path, headers={**multipart, **headers}, content=body(10))
+            assert response.status_code == status, (path, response.text)
+        assert read == []
+        assert [e["action"] for e in audit_log.entries(world)[:2]] == ["access.denied"] * 2
+        unknown = client.post("/api/ingest?template=nope", headers=admin, files={"file": ("x.csv", b"a,b\n")})
+        assert unknown.status_code == 404 and "no XDR template 'nope'" in unknown.json()["detail"]
+        assert list((world.home / "uploads").iterdir()) == []  # the refused upload is not kept
+
+
+def test_odd_queries_get_the_refusal_the_command_line_gives(service: tuple[TestClient, App]) -> None:
+    client, world = service
+    admin = _auth(client, "admin")
+    for path, message in (
+        ("/api/jobs?state=bogus", "unknown job state bogus"),
+        ("/api/xdrs?limit=-5", "greater than or equal to 1"),
+        ("/api/reports/failures?from=2026-11-01T00:00:00Z&to=2026-10-01T00:00:00Z", "after --from"),
+    ):
+        response = client.get(path, headers=admin)
+        assert response.status_code == 422 and message in response.text, (path, response.text)
+    for body, message in (
+        ({"customer": "Acme", "ghost_percent": "0.0000001", "dry_run": True}, "at most 4 decimals"),
+        ({"prefix": "４４", "ghost_percent": "10", "dry_run": True}, "prefixes must be digits"),
+    ):
+        response = client.post("/api/rerate", headers=admin, json=body)
+        assert response.status_code == 422 and message in response.json()["detail"], response.text
+    for name, currency, message in (
+        ("weird", "X'Y", "ISO 4217"),
+        ("w" * 201, "EUR", "1 to 200 characters"),
+    ):
+        response = client.post(
+            f"/api/tariffs/{name}/import",
+            headers=admin,
+            files={"file": ("deck.csv", b"prefix,price\n44,0.01\n")},
+            data={"currency": currency, "preview": "false"},
+        )
+        assert response.status_code == 422 and message in response.json()["detail"], response.text
+    readonly = _auth(client, "readonly")
+    assert client.post("/api/tariffs/" + "T" * 400 + "/import", headers=readonly).status_code == 403
+    (refused, *_) = audit_log.entries(world)
+    assert refused["action"] == "access.denied" and len(refused["subject"]) == 300

@@ -9,8 +9,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
 from rerate.catalog.database import schema_is_current
-from rerate.catalog.models import AuditEntry, Base, CountryCode
-from rerate.services import parties
+from rerate.catalog.models import Account, AuditEntry, Base, CountryCode, Customer
+from rerate.services import listings, parties, tariffs
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
 from tests.factories import make_app, small_world
 
@@ -101,3 +101,70 @@ def test_a_customer_is_refused_what_would_fail_later(world, options: dict[str, s
         parties.add_customer(world, name, **arguments)
     with pytest.raises(InvalidInputError, match="blank"):
         parties.add_vendor(world, "Blank", tariff="cost", connections=[""])
+
+
+def test_a_tariff_in_another_currency_than_the_customers_is_refused_unless_meant(world) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import COST, write_rates
+
+    tariffs.import_rates(
+        world, "usd", write_rates(world.home / "usd.csv", COST), currency="USD", allow_past=True
+    )
+    october = datetime(2026, 10, 1, tzinfo=UTC)
+    refusals = [
+        lambda **o: parties.add_customer(world, "Zeta", tariff="retail", currency="USD", **o),
+        lambda **o: parties.set_customer_tariff(world, "Acme", "usd", october, **o),
+        lambda **o: parties.add_account(world, "acc9", customer="Acme", tariff="usd", **o),
+        lambda **o: parties.set_account_tariff(world, "acc1", "usd", october, **o),
+    ]
+    for attempt in refusals:
+        with pytest.raises(ConflictError, match=r"billed in (USD|EUR).*--allow-other-currency"):
+            attempt()
+    with world.catalog.reading() as session:
+        names = {c.name for c in session.scalars(select(Customer))}
+        accounts = {a.identifier for a in session.scalars(select(Account))}
+    assert "Zeta" not in names and "acc9" not in accounts  # nothing half-made
+    for attempt in refusals:
+        attempt(allow_other_currency=True)
+    shown = listings.parties(world)
+    assert {c["name"]: c["tariff"] for c in shown["customers"]} == {"Acme": "usd", "Zeta": "retail"}
+    assert {a["identifier"]: a["own_tariff"] for a in shown["accounts"]}["acc9"] == "usd"
+
+
+def test_listings_show_what_is_in_force_now_not_what_is_planned(world) -> None:  # type: ignore[no-untyped-def]
+    parties.add_customer(world, "Later", tariff="retail")
+    parties.set_account_customer(world, "acc2", "Later", datetime(2099, 1, 1, tzinfo=UTC))
+    parties.set_customer_tariff(world, "Acme", "cost", datetime(2099, 1, 1, tzinfo=UTC))
+    parties.set_vendor_tariff(world, "Carrier", "retail", datetime(2026, 1, 1, tzinfo=UTC))
+    shown = listings.parties(world)
+    assert {a["identifier"]: a["customer"] for a in shown["accounts"]} == {"acc1": "Acme", "acc2": "Acme"}
+    assert {c["name"]: (c["tariff"], c["accounts"]) for c in shown["customers"]} == {
+        "Acme": ("retail", 2),
+        "Later": ("retail", 0),
+    }
+    assert shown["vendors"] == [{"name": "Carrier", "tariff": "retail", "connections": ["gw1"]}]
+    later = listings.parties(world, now=datetime(2099, 1, 1, tzinfo=UTC))
+    assert {c["name"]: c["accounts"] for c in later["customers"]} == {"Acme": 1, "Later": 1}
+
+
+def test_a_customer_shows_its_histories(world) -> None:  # type: ignore[no-untyped-def]
+    parties.add_customer(world, "Other", tariff="retail")
+    parties.set_customer_tariff(world, "Acme", "cost", datetime(2026, 11, 1, tzinfo=UTC))
+    parties.set_account_customer(world, "acc2", "Other", datetime(2026, 10, 15, tzinfo=UTC))
+    parties.set_account_customer(world, "acc2", "Acme", datetime(2026, 11, 15, tzinfo=UTC))
+    shown = listings.customer(world, "Acme")
+    assert [(t["from"].date().isoformat(), t["tariff"]) for t in shown["tariffs"]] == [
+        ("1970-01-01", "retail"),
+        ("2026-11-01", "cost"),
+    ]
+    spans = [(a["identifier"], a["from"].date().isoformat(), a["until"]) for a in shown["accounts"]]
+    assert spans == [
+        ("acc1", "1970-01-01", None),
+        ("acc2", "1970-01-01", datetime(2026, 10, 15, tzinfo=UTC)),
+        ("acc2", "2026-11-15", None),
+    ]
+    other = listings.customer(world, "Other")["accounts"]
+    assert [(a["from"], a["until"]) for a in other] == [
+        (datetime(2026, 10, 15, tzinfo=UTC), datetime(2026, 11, 15, tzinfo=UTC))
+    ]
+    with pytest.raises(NotFoundError):
+        listings.customer(world, "Nobody")

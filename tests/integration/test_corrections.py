@@ -6,7 +6,8 @@ import csv
 import os
 import subprocess
 import sys
-from datetime import timedelta
+import threading
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.domain.rating import Side
 from rerate.ledger.tables import REVISIONS, TOTALS
-from rerate.services import corrections
+from rerate.services import corrections, parties
 from rerate.services.audit_log import entries
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.diff_file import diff_csv
@@ -267,3 +268,39 @@ def test_a_scope_naming_nothing_that_exists_is_refused(loaded: App) -> None:
                 start=datetime(2026, 11, 1, tzinfo=UTC),
                 end=datetime(2026, 10, 1, tzinfo=UTC),
             )
+
+
+def test_a_vendor_moved_to_another_tariff_is_costed_anew_from_that_date(loaded: App, tmp_path: Path) -> None:
+    before = _export(loaded, tmp_path)
+    parties.set_vendor_tariff(loaded, "Carrier", "retail", datetime(2026, 10, 15, tzinfo=UTC))
+    with loaded.catalog.reading() as session:
+        scope = resolve_scope(session, vendors=["Carrier"], start=datetime(2026, 10, 15, tzinfo=UTC))
+    report = rerate(loaded, RerateRequest(scope=scope, sides=(Side.VENDOR,)))
+    after = _export(loaded, tmp_path)
+    assert after["a1"] == before["a1"]  # called before the change
+    assert (after["a2"]["vendor_tariff"], after["a2"]["cost"]) == ("retail", after["a2"]["amount"])
+    assert after["a2"]["amount"] == before["a2"]["amount"] and report.changed >= 1
+
+
+def test_many_readers_asking_for_the_same_diff_at_once_all_get_it(loaded: App) -> None:
+    preview = rerate(loaded, _request(loaded, tariff="cost", dry_run=True))
+    diff = Path(str(preview.diff_path))
+    start = threading.Barrier(8)
+    made: list[Path | BaseException] = []
+
+    def ask() -> None:
+        start.wait()
+        try:
+            made.append(diff_csv(diff))
+        except BaseException as exc:  # collected: a failure of any reader fails the test below
+            made.append(exc)
+
+    readers = [threading.Thread(target=ask) for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert made == [diff.with_suffix(".csv")] * 8
+    assert sorted(p.name for p in diff.parent.iterdir() if "partial" in p.name) == []
+    with diff.with_suffix(".csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == preview.changed

@@ -43,7 +43,8 @@ class Scope:
             )
         if self.start and self.end and self.start >= self.end:
             raise EmptyScopeError("the time window is empty: --from must be before --to")
-        bad = [p for p in self.prefixes if not p.isdigit()]
+        # ASCII digits only: str.isdigit() takes "４４" or "²", which no normalized number starts with.
+        bad = [p for p in self.prefixes if not (p.isascii() and p.isdigit())]
         if bad:
             raise EmptyScopeError(f"prefixes must be digits: {', '.join(bad)}")
 

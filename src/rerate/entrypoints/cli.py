@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from datetime import datetime
 from decimal import InvalidOperation
@@ -24,10 +25,10 @@ from rerate.entrypoints import (
     cli_service,
     cli_tariffs,
 )
-from rerate.entrypoints.console import err, out, print_json
+from rerate.entrypoints.console import DataTable, err, out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import export as export_service
-from rerate.services import parties
+from rerate.services import listings, parties
 from rerate.services.errors import RerateError
 from rerate.services.jsonable import plain
 from rerate.services.setup import initialize
@@ -52,6 +53,14 @@ cli.add_typer(xdr_cli, name="xdr")
 
 _state: dict[str, App] = {}
 
+OtherCurrencyOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-other-currency",
+        help="Accept a tariff whose currency is not the customer's billing currency (nothing is converted).",
+    ),
+]
+SinceOption = Annotated[str, typer.Option("--from", help="ISO UTC time.")]
 FromOption = Annotated[
     str | None, typer.Option("--from", help="Effective from, ISO UTC (2026-10-01T00:00:00Z).")
 ]
@@ -77,14 +86,18 @@ def app(require_schema: bool = True) -> App:
     if "app" not in _state:
         given = _state.get("settings")
         settings = given if isinstance(given, Settings) else Settings()
-        if require_schema and not settings.resolved_home.is_dir():  # a typo must not leave a folder
-            raise RerateError(f"no rerate home at {settings.resolved_home}: run 'rerate init' to create one")
+        home = settings.resolved_home
+        uninitialized = RerateError(
+            f"the home {home} is not initialized, or was made by another version "
+            "of rerate: run 'rerate init' (safe to repeat)"
+        )
+        if require_schema and not home.is_dir():  # a typo must not leave a folder
+            raise RerateError(f"no rerate home at {home}: run 'rerate init' to create one")
+        if require_schema and not settings.catalog_url and not (home / "catalog.sqlite").is_file():
+            raise uninitialized  # nor an empty catalog file in a folder that is no home
         _state["app"] = bootstrap(settings)
         if require_schema and not schema_is_current(_state["app"].catalog.engine):
-            raise RerateError(
-                f"the home {_state['app'].home} is not initialized, or was made by another version "
-                "of rerate: run 'rerate init' (safe to repeat)"
-            )
+            raise uninitialized
     return _state["app"]
 
 
@@ -115,6 +128,52 @@ def init(as_json: JsonOption = False) -> None:
         out.print(f"  first user of the web UI and API: [bold]admin[/], {shown}")
 
 
+@customer_cli.command("list")
+def customer_list(as_json: JsonOption = False) -> None:
+    """Customers with their billing currency, time zone, tariff in force now and accounts."""
+    rows = listings.parties(app())["customers"]
+    print_listing(
+        rows,
+        title="Customers",
+        columns=("name", "currency", "timezone", "tariff", "accounts"),
+        as_json=as_json,
+    )
+
+
+@customer_cli.command("show")
+def customer_show(name: str, as_json: JsonOption = False) -> None:
+    """A customer's settings, tariff history, accounts (and when each was theirs) and closed periods."""
+    shown = listings.customer(app(), name)
+    if as_json:
+        print_json(shown)
+        return
+    emails = ", ".join(shown["emails"]) or "no e-mail"
+    out.print(
+        f"[bold]{escape(shown['name'])}[/]: billed in {shown['currency']}, {shown['billing_period']}, "
+        f"zone {shown['timezone']}, {escape(emails)}"
+    )
+    history = DataTable(title="Tariff history", show_edge=False)
+    for column in ("from", "tariff"):
+        history.add_column(column)
+    for entry in shown["tariffs"]:
+        history.add_row(_when(entry["from"]), entry["tariff"])
+    out.print(history)
+    owned = DataTable(title=f"{len(shown['accounts'])} account period(s)", show_edge=False)
+    for column in ("account", "from", "until"):
+        owned.add_column(column)
+    for entry in shown["accounts"]:
+        owned.add_row(
+            entry["identifier"], _when(entry["from"]), _when(entry["until"]) if entry["until"] else ""
+        )
+    out.print(owned)
+    closed = ", ".join(f"{p['period']} ({p['state']})" for p in shown["periods"]) or "none"
+    out.print(f"billing periods closed: {closed}")
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
 @customer_cli.command("add")
 def customer_add(
     name: str,
@@ -124,6 +183,7 @@ def customer_add(
     billing_period: Annotated[str, typer.Option(help="Billing period.")] = "monthly",
     timezone: Annotated[str, typer.Option(help="Customer's time zone.")] = "UTC",
     email: Annotated[list[str] | None, typer.Option(help="Billing e-mail address (repeatable).")] = None,
+    allow_other_currency: OtherCurrencyOption = False,
 ) -> None:
     """Add a customer with its tariff."""
     result = parties.add_customer(
@@ -135,17 +195,35 @@ def customer_add(
         billing_period=billing_period,
         timezone=timezone,
         emails=email,
+        allow_other_currency=allow_other_currency,
     )
     out.print(f"[green]customer {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
 
 @customer_cli.command("set-tariff")
 def customer_set_tariff(
-    name: str, tariff: str, valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")]
+    name: str,
+    tariff: str,
+    valid_from: SinceOption,
+    allow_other_currency: OtherCurrencyOption = False,
 ) -> None:
     """Assign another tariff to a customer from a point in time (history is kept)."""
-    result = parties.set_customer_tariff(app(), name, tariff, parse_utc(valid_from, field="--from"))
+    result = parties.set_customer_tariff(
+        app(), name, tariff, parse_utc(valid_from, field="--from"), allow_other_currency=allow_other_currency
+    )
     out.print(f"[green]customer {escape(result.name)}[/]: {escape(result.detail)}")
+
+
+@account_cli.command("list")
+def account_list(
+    customer: Annotated[str | None, typer.Option(help="Only this customer's accounts (owned now).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Accounts with the customer owning them now and their own tariff, if any."""
+    rows = listings.parties(app())["accounts"]
+    if customer is not None:
+        rows = [r for r in rows if r["customer"] == customer]
+    print_listing(rows, title="Accounts", columns=("identifier", "customer", "own_tariff"), as_json=as_json)
 
 
 @account_cli.command("add")
@@ -154,10 +232,16 @@ def account_add(
     customer: Annotated[str, typer.Option(help="Customer the account belongs to.")],
     tariff: Annotated[str | None, typer.Option(help="Own tariff, overriding the customer's.")] = None,
     valid_from: FromOption = None,
+    allow_other_currency: OtherCurrencyOption = False,
 ) -> None:
     """Add an account for a customer."""
     result = parties.add_account(
-        app(), ident, customer=customer, tariff=tariff, valid_from=_time(valid_from, "--from")
+        app(),
+        ident,
+        customer=customer,
+        tariff=tariff,
+        valid_from=_time(valid_from, "--from"),
+        allow_other_currency=allow_other_currency,
     )
     out.print(f"[green]account {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
@@ -166,20 +250,29 @@ def account_add(
 def account_set_tariff(
     ident: str,
     tariff: str,
-    valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")],
+    valid_from: SinceOption,
+    allow_other_currency: OtherCurrencyOption = False,
 ) -> None:
     """Give an account its own tariff from a point in time."""
-    result = parties.set_account_tariff(app(), ident, tariff, parse_utc(valid_from, field="--from"))
+    result = parties.set_account_tariff(
+        app(), ident, tariff, parse_utc(valid_from, field="--from"), allow_other_currency=allow_other_currency
+    )
     out.print(f"[green]account {escape(result.name)}[/]: {escape(result.detail)}")
 
 
 @account_cli.command("set-customer")
-def account_set_customer(
-    ident: str, customer: str, valid_from: Annotated[str, typer.Option("--from", help="ISO UTC time.")]
-) -> None:
+def account_set_customer(ident: str, customer: str, valid_from: SinceOption) -> None:
     """Move an account to another customer from a point in time (history is kept)."""
     result = parties.set_account_customer(app(), ident, customer, parse_utc(valid_from, field="--from"))
     out.print(f"[green]account {escape(result.name)}[/]: {escape(result.detail)}")
+
+
+@vendor_cli.command("list")
+def vendor_list(as_json: JsonOption = False) -> None:
+    """Vendors with their tariff in force now and their connection identifiers."""
+    vendors = listings.parties(app())["vendors"]
+    rows = vendors if as_json else [{**v, "connections": ", ".join(v["connections"])} for v in vendors]
+    print_listing(rows, title="Vendors", columns=("name", "tariff", "connections"), as_json=as_json)
 
 
 @vendor_cli.command("add")
@@ -196,6 +289,13 @@ def vendor_add(
     out.print(f"[green]vendor {escape(result.name)}[/] (id {result.id}): {escape(result.detail)}")
 
 
+@vendor_cli.command("set-tariff")
+def vendor_set_tariff(name: str, tariff: str, valid_from: SinceOption) -> None:
+    """Price a vendor's traffic with another (cost) tariff from a point in time (history is kept)."""
+    result = parties.set_vendor_tariff(app(), name, tariff, parse_utc(valid_from, field="--from"))
+    out.print(f"[green]vendor {escape(result.name)}[/]: {escape(result.detail)}")
+
+
 class ExportFormat(StrEnum):
     csv = "csv"
     parquet = "parquet"
@@ -208,17 +308,22 @@ class ExportStatus(StrEnum):
     all = "all"
 
 
+XdrStatusOption = Annotated[ExportStatus, typer.Option(help="Which XDRs.")]
+XdrCustomerOption = Annotated[str | None, typer.Option(help="Only this customer's XDRs.")]
+XdrAccountOption = Annotated[str | None, typer.Option(help="Only this account's XDRs.")]
+XdrFromOption = Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC, inclusive).")]
+XdrToOption = Annotated[str | None, typer.Option("--to", help="Connect time to (ISO UTC, exclusive).")]
+
+
 @xdr_cli.command("export")
 def xdr_export(
     out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
     fmt: Annotated[ExportFormat, typer.Option("--format", help="csv or parquet.")] = ExportFormat.csv,
-    status: Annotated[ExportStatus, typer.Option(help="Which XDRs.")] = ExportStatus.all,
-    customer: Annotated[str | None, typer.Option(help="Only this customer's XDRs.")] = None,
-    account: Annotated[str | None, typer.Option(help="Only this account's XDRs.")] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", help="Connect time from (ISO UTC, inclusive).")
-    ] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Connect time to (ISO UTC, exclusive).")] = None,
+    status: XdrStatusOption = ExportStatus.all,
+    customer: XdrCustomerOption = None,
+    account: XdrAccountOption = None,
+    start: XdrFromOption = None,
+    end: XdrToOption = None,
 ) -> None:
     """Export XDRs in their current state (after corrections), money as exact decimals."""
     report = export_service.export_xdrs(
@@ -232,6 +337,52 @@ def xdr_export(
         end=_time(end, "--to"),
     )
     out.print(f"[green]{report.rows:,} XDR(s)[/] written to {report.path} ({report.format})")
+
+
+#: What a search shows in its table (JSON carries every exported column).
+_SEARCH_COLUMNS = (
+    "connect_time",
+    "source_id",
+    "customer",
+    "account",
+    "cld",
+    "duration",
+    "status",
+    "reason",
+    "amount",
+    "currency",
+    "vendor",
+    "vendor_status",
+    "cost",
+)
+
+
+@xdr_cli.command("search")
+def xdr_search(
+    number: Annotated[
+        str | None, typer.Option(help="Calling or called number starting with these digits, as received.")
+    ] = None,
+    status: XdrStatusOption = ExportStatus.all,
+    customer: XdrCustomerOption = None,
+    account: XdrAccountOption = None,
+    start: XdrFromOption = None,
+    end: XdrToOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="XDRs shown, earliest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Look up XDRs in their current state (why was this call priced so?), earliest first."""
+    rows = export_service.search_xdrs(
+        app(),
+        status=status.value,
+        customer=customer,
+        account=account,
+        start=_time(start, "--from"),
+        end=_time(end, "--to"),
+        number=number,
+        limit=limit,
+    )
+    title = f"{len(rows):,} XDR(s)" + (f" (the first {limit})" if len(rows) == limit else "")
+    print_listing(rows, title=title, columns=_SEARCH_COLUMNS, as_json=as_json)
 
 
 @cli.command()
@@ -261,27 +412,37 @@ cli_service.register(cli, app)
 _PATH_ERRORS = (IsADirectoryError, NotADirectoryError, FileNotFoundError, FileExistsError, PermissionError)
 
 
+def _json_requested(args: list[str]) -> bool:
+    """Whether the command line asks for JSON output (``--json`` or ``--format json``)."""
+    if "--json" in args or "--format=json" in args:
+        return True
+    return any(a == "--format" and b == "json" for a, b in itertools.pairwise(args))
+
+
+def _fail(message: str, code: int) -> None:
+    """One clear line on stderr; with JSON asked for, the same as an object on stdout for scripts."""
+    err.print(f"[red]error:[/] {escape(message)}")  # messages quote TOML tables such as [fields]
+    if _json_requested(sys.argv[1:]):
+        print_json({"error": message, "exit_code": code})
+    sys.exit(code)
+
+
 def main() -> None:
     """Console entry point: operator errors are one clear line, never a traceback."""
     try:
         cli()
     except RerateError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")  # messages quote TOML tables such as [fields]
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.exit_code)
     # What an option or a path can still trip over below the checks: one line, not a traceback.
     except OverflowError:
-        err.print("[red]error:[/] a number or a date given is out of range")
-        sys.exit(2)
+        _fail("a number or a date given is out of range", 2)
     except InvalidOperation:
-        err.print("[red]error:[/] a value given is not a number")
-        sys.exit(2)
+        _fail("a value given is not a number", 2)
     except _PATH_ERRORS as exc:
         where = f": {exc.filename}" if exc.filename else ""
-        err.print(f"[red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}")
-        sys.exit(1)
+        _fail(f"{exc.strerror or exc}{where}", 1)
     except DatabaseError as exc:
-        err.print(f"[red]error:[/] the catalog cannot be used: {escape(str(exc.orig or exc))}")
-        sys.exit(1)
+        _fail(f"the catalog cannot be used: {exc.orig or exc}", 1)
     finally:
         if "app" in _state:
             _state["app"].close()

@@ -578,7 +578,7 @@ def _schedule(wired: App, correction: Any, at: str, as_json: bool, dry_run: bool
         raise InvalidInputError(
             "a dry run runs now: --at is for applying a correction later (drop --dry-run)"
         )
-    when = parse_utc(at, field="--at")
+    when = schedule_service.when_to_run(at)
     job_id = schedule_service.schedule(wired, correction, when)
     if as_json:
         print_json({"job_id": job_id, "state": "scheduled", "at": when})

@@ -15,9 +15,9 @@ from rich.text import Text
 
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
-from rerate.entrypoints.console import DataTable, err, out, print_json
+from rerate.entrypoints.console import DataTable, err, out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption, YesOption
-from rerate.services import rate_import, rate_results, rate_templates, tariff_admin, tariffs
+from rerate.services import listings, rate_import, rate_results, rate_templates, tariff_admin, tariffs
 from rerate.services.errors import InvalidInputError
 from rerate.services.rate_import import DeckImportReport, DeckImportRequest
 from rerate.services.timeparse import parse_utc
@@ -316,18 +316,37 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         if report.state == "rejected":
             raise typer.Exit(1)
 
+    @tariff_cli.command("list")
+    def tariff_list(as_json: JsonOption = False) -> None:
+        """Tariffs with their currency, decimals, time zone and number of rate versions."""
+        print_listing(
+            listings.tariffs(app()),
+            title="Tariffs",
+            columns=("name", "currency", "decimals", "timezone", "rate_versions", "off_peak"),
+            as_json=as_json,
+        )
+
     @tariff_cli.command("show")
     def tariff_show(
         name: str,
         at: Annotated[str | None, typer.Option(help="The rates in force at this ISO time [now].")] = None,
-        limit: Annotated[int, typer.Option(min=1, max=10**7, help="Rates shown in the table.")] = 50,
+        limit: Annotated[
+            int | None,
+            typer.Option(min=1, max=10**7, help="Rates listed [table: 50; JSON: every rate in force]."),
+        ] = None,
         as_json: JsonOption = False,
     ) -> None:
         """A tariff's settings and its rates in force at a date."""
         view = tariff_admin.show_tariff(app(), name, parse_utc(at, field="--at") if at else None)
         if as_json:
-            print_json(view.as_dict())
+            shown = view.as_dict()
+            # How many are in force stays visible when the list is cut short.
+            shown["rates_in_force"] = len(view.rates)
+            if limit is not None:
+                shown["rates"] = shown["rates"][:limit]
+            print_json(shown)
             return
+        limit = 50 if limit is None else limit
         out.print(
             f"[bold]{view.name}[/] {view.currency}, {view.decimals} decimals, per {view.rate_unit} s, "
             f"zone {view.timezone}; off-peak: {'; '.join(view.off_peak) or 'none'}"

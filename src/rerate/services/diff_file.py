@@ -112,9 +112,26 @@ def diff_csv(diff_path: Path) -> Path:
     if diff_path.suffix == ".csv":  # a job from before diffs were kept in Arrow's format
         return diff_path
     target = diff_path.with_suffix(".csv")
-    if target.is_file() and target.stat().st_mtime >= diff_path.stat().st_mtime:
-        return target
-    partial = target.with_name(target.name + ".partial")
+    with _making_lock(target):  # requests for the same diff wait for one build, not race it
+        if target.is_file() and target.stat().st_mtime >= diff_path.stat().st_mtime:
+            return target
+        _write_csv(diff_path, target)
+    return target
+
+
+_making: dict[Path, threading.Lock] = {}
+_making_guard = threading.Lock()
+
+
+def _making_lock(target: Path) -> threading.Lock:
+    with _making_guard:
+        return _making.setdefault(target, threading.Lock())
+
+
+def _write_csv(diff_path: Path, target: Path) -> None:
+    # Named per process and thread: another process making the same CSV writes its own, and the
+    # last atomic rename wins with the same content.
+    partial = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
     con = duckdb.connect()
     try:
         with pa.memory_map(str(diff_path)) as source:
@@ -131,7 +148,9 @@ def diff_csv(diff_path: Path) -> Path:
             )
             target_sql = sql_text(str(partial))
             con.execute(f"COPY (SELECT {select} FROM diff_rows) TO {target_sql} (FORMAT csv, HEADER true)")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     finally:
         con.close()
     os.replace(partial, target)
-    return target

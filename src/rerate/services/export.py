@@ -51,7 +51,8 @@ def export_xdrs(
     if out.is_dir():
         raise InvalidInputError(f"{out} is a folder: --out names the file to write")
     con, query, where, params = _prepare(app, status, customer, account, start, end)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.is_dir():  # as every other --out: a mistyped folder is reported, not created
+        raise InvalidInputError(f"{out.parent} is not a folder: create it first, or give another --out")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"
     con.execute(f"COPY ({query}) TO '{str(out).replace(chr(39), chr(39) * 2)}' ({options})", params)
     (counted,) = con.execute(f"SELECT count(*) FROM xdrs x WHERE {where}", params).fetchall()

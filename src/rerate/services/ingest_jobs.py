@@ -19,6 +19,7 @@ from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
 from rerate.services.recovery import INGESTING, recover_interrupted
 from rerate.services.visibility import claim_scheduled
+from rerate.services.xdr_templates import find_template
 
 KIND = "ingest"
 DONE = "done"
@@ -27,6 +28,8 @@ DONE = "done"
 def queue_ingest(app: App, path: Path, template: str | None = None) -> int:
     """Record the ingest of ``path`` (already on the service's disk) to be run as soon as possible."""
     with app.catalog.transaction() as session:
+        if template is not None:
+            find_template(session, template)  # an unknown name is refused now, not by the job later
         job = Job(
             kind=KIND,
             state="scheduled",

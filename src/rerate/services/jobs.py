@@ -193,8 +193,27 @@ def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
+#: Every state a job row can be in (corrections and queued ingests).
+JOB_STATES = (
+    "planning",
+    "planned",
+    "scheduled",
+    "running",
+    "ingesting",
+    "applied",
+    "done",
+    "failed",
+    "reverted",
+    "superseded",
+    "cancelled",
+)
+
+
 def jobs(app: App, *, states: Sequence[str] = (), limit: int | None = None) -> list[Job]:
     """Jobs, newest first; only those in ``states`` when given, at most ``limit``."""
+    unknown = [s for s in states if s not in JOB_STATES]
+    if unknown:  # a typo would otherwise read as "no such jobs"
+        raise InvalidInputError(f"unknown job state {', '.join(unknown)}: use one of {', '.join(JOB_STATES)}")
     query = select(Job).order_by(Job.id.desc()).limit(limit)
     if states:
         query = query.where(Job.state.in_(list(states)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -25,6 +24,7 @@ from rerate.catalog.models import (
 )
 from rerate.services import audit
 from rerate.services.errors import ConflictError, InvalidInputError, NotFoundError
+from rerate.services.tariffs import currency_code
 from rerate.services.timeparse import iso
 
 Named = TypeVar("Named", Tariff, Customer, Account, Vendor)
@@ -122,6 +122,31 @@ def _assign(
     )
 
 
+def _billed_in(customer: Customer, tariff: Tariff, allowed: bool, subject: str) -> None:
+    """Refuse a tariff whose currency is not the customer's: rerate converts no amounts, so its
+    calls would be priced, totalled and invoiced in another currency than the customer's."""
+    if allowed or tariff.currency.upper() == customer.currency.upper():
+        return
+    raise ConflictError(
+        f"tariff {tariff.name} prices in {tariff.currency} but {subject} is billed in {customer.currency} "
+        f"(customer {customer.name}): choose a tariff in {customer.currency}, or pass "
+        f"--allow-other-currency to price these calls in {tariff.currency}"
+    )
+
+
+def _owner_at(session: Session, account: Account, at: datetime) -> Customer:
+    """The customer owning ``account`` at ``at`` (its first owner for a time before any)."""
+    owned = session.scalars(
+        select(AccountOwnership)
+        .where(AccountOwnership.account_id == account.id)
+        .order_by(AccountOwnership.valid_from)
+    ).all()
+    in_force = [o for o in owned if o.valid_from.replace(tzinfo=at.tzinfo) <= at] or owned[:1]
+    customer = session.get(Customer, in_force[-1].customer_id)
+    assert customer is not None
+    return customer
+
+
 @dataclass(frozen=True)
 class PartyResult:
     kind: str
@@ -138,8 +163,8 @@ def _check_customer(name: str, currency: str | None, billing_period: str, timezo
     """Refuse what would only fail later (a delivery's time zone) or mislead (an empty name)."""
     if not name.strip() or len(name) > 200:
         raise InvalidInputError("a customer needs a name of 1 to 200 characters")
-    if currency is not None and not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise InvalidInputError(f"--currency {currency!r} is not an ISO 4217 code such as EUR or USD")
+    if currency is not None:
+        currency_code(currency)
     if billing_period not in BILLING_PERIODS:
         raise InvalidInputError(f"--billing-period {billing_period!r}: use {', '.join(BILLING_PERIODS)}")
     try:
@@ -158,6 +183,7 @@ def add_customer(
     billing_period: str = "monthly",
     timezone: str = "UTC",
     emails: list[str] | None = None,
+    allow_other_currency: bool = False,
 ) -> PartyResult:
     _check_customer(name, currency, billing_period, timezone)
     with app.catalog.transaction() as session:
@@ -171,6 +197,7 @@ def add_customer(
             timezone=timezone,
             emails=emails or [],
         )
+        _billed_in(customer, chosen, allow_other_currency, f"customer {name}")
         session.add(customer)
         session.flush()
         audit.record(
@@ -194,10 +221,13 @@ def add_customer(
         )
 
 
-def set_customer_tariff(app: App, name: str, tariff: str, valid_from: datetime) -> PartyResult:
+def set_customer_tariff(
+    app: App, name: str, tariff: str, valid_from: datetime, *, allow_other_currency: bool = False
+) -> PartyResult:
     with app.catalog.transaction() as session:
         customer = customer_named(session, name)
         chosen = tariff_named(session, tariff)
+        _billed_in(customer, chosen, allow_other_currency, f"customer {name}")
         _assign(session, app.actor, "customer", customer.id, f"customer {name}", chosen, valid_from)
         return PartyResult("customer", name, customer.id, f"tariff {chosen.name} from {iso(valid_from)}")
 
@@ -209,6 +239,7 @@ def add_account(
     customer: str,
     tariff: str | None = None,
     valid_from: datetime | None = None,
+    allow_other_currency: bool = False,
 ) -> PartyResult:
     if not identifier.strip():
         raise InvalidInputError("an account identifier cannot be empty")
@@ -231,15 +262,20 @@ def add_account(
         detail = f"customer {customer}"
         if tariff is not None:
             chosen = tariff_named(session, tariff)
+            _billed_in(owner, chosen, allow_other_currency, f"account {identifier}")
             _assign(session, app.actor, "account", account.id, f"account {identifier}", chosen, start)
             detail += f", own tariff {chosen.name}"
         return PartyResult("account", identifier, account.id, detail)
 
 
-def set_account_tariff(app: App, identifier: str, tariff: str, valid_from: datetime) -> PartyResult:
+def set_account_tariff(
+    app: App, identifier: str, tariff: str, valid_from: datetime, *, allow_other_currency: bool = False
+) -> PartyResult:
     with app.catalog.transaction() as session:
         account = account_named(session, identifier)
         chosen = tariff_named(session, tariff)
+        owner = _owner_at(session, account, valid_from)
+        _billed_in(owner, chosen, allow_other_currency, f"account {identifier}")
         _assign(session, app.actor, "account", account.id, f"account {identifier}", chosen, valid_from)
         return PartyResult("account", identifier, account.id, f"tariff {chosen.name} from {iso(valid_from)}")
 
@@ -320,6 +356,20 @@ def add_vendor(
         )
         return PartyResult(
             "vendor", name, vendor.id, f"tariff {chosen.name}, {len(connections)} connection(s)"
+        )
+
+
+def set_vendor_tariff(app: App, name: str, tariff: str, valid_from: datetime) -> PartyResult:
+    with app.catalog.transaction() as session:
+        vendor = vendor_named(session, name)
+        chosen = tariff_named(session, tariff)
+        _assign(session, app.actor, "vendor", vendor.id, f"vendor {name}", chosen, valid_from)
+        return PartyResult(
+            "vendor",
+            name,
+            vendor.id,
+            f"tariff {chosen.name} from {iso(valid_from)}; re-rate its traffic since then to apply it "
+            f"('rerate rerate --vendor {name!r} --side vendor --from {iso(valid_from)}')",
         )
 
 

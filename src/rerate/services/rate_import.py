@@ -69,6 +69,7 @@ from rerate.services.memory import paused_gc
 from rerate.services.rate_history import load_history
 from rerate.services.rate_results import rate_entry, write_results_aside
 from rerate.services.rate_templates import load_template, save_template
+from rerate.services.tariffs import new_tariff
 from rerate.services.timeparse import next_whole_second
 
 TEMPLATE_KIND = "rate_deck"
@@ -305,11 +306,10 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
     with app.catalog.reading() as session:
         settings = _settings(session, request)
         tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))
-        currency = tariff.currency if tariff else (request.currency or "").upper()
-        if tariff is None and not currency:
-            raise InvalidInputError(
-                f"tariff {request.tariff!r} does not exist yet: give --currency to create it"
-            )
+        if tariff is None:  # checked before the deck is read, so a preview refuses it too
+            currency = new_tariff(request.tariff, request.currency, request.decimals).currency
+        else:
+            currency = tariff.currency
         exchange_rates = _exchange_rates(session, currency, now)
     deck = read_deck(
         request.path, delimiter=settings.delimiter, quotechar=settings.quotechar, encoding=settings.encoding
@@ -478,10 +478,7 @@ def _load_in_transaction(
     with app.catalog.transaction() as session:
         tariff = session.scalar(select(Tariff).where(Tariff.name == request.tariff))
         if tariff is None:
-            decimals = 5 if request.decimals is None else request.decimals
-            if not 0 <= decimals <= 9:
-                raise InvalidInputError("--decimals must be between 0 and 9")
-            tariff = Tariff(name=request.tariff, currency=currency, decimals=decimals)
+            tariff = new_tariff(request.tariff, currency, request.decimals)
             session.add(tariff)
             session.flush()
         record = RateImport(

@@ -559,6 +559,8 @@ def day_over_day_jumps(
 def _current(
     app: App, start: datetime | None, end: datetime | None
 ) -> tuple[duckdb.DuckDBPyConnection, str, list[Any]]:
+    if start and end and end <= start:  # as the summary: an empty window is a mistake, not "no rows"
+        raise InvalidInputError("--to must be after --from")
     with app.catalog.reading() as session:
         visibility = current_visibility(session)
         parties = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from rerate.services.corrections import (
 )
 from rerate.services.errors import (
     ConflictError,
+    InvalidInputError,
     JobNotScheduledError,
     LedgerBusyError,
     NotFoundError,
@@ -37,7 +38,22 @@ from rerate.services.errors import (
 from rerate.services.ingest import IngestProgress
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
+from rerate.services.timeparse import parse_utc
 from rerate.services.visibility import UNFINISHED
+
+#: How far in the past a requested time may be (clocks differ, typing takes time) and still mean "now".
+_PAST_GRACE = timedelta(minutes=5)
+
+
+def when_to_run(text: str, *, field: str = "--at", now: datetime | None = None) -> datetime:
+    """``text`` as the UTC time a job is to run: a time already past is a typing error, not a wish."""
+    when = parse_utc(text, field=field)
+    if when < (now or datetime.now(UTC)) - _PAST_GRACE:
+        raise InvalidInputError(
+            f"{field} {when:%Y-%m-%d %H:%M} UTC is in the past: give a later time, or leave {field} out "
+            "to apply the correction now"
+        )
+    return when
 
 
 def schedule(app: App, correction: Correction, at: datetime) -> int:

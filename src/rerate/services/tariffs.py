@@ -11,6 +11,7 @@ exists is skipped when identical and is an error when different.
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -48,6 +49,25 @@ _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"", "0", "false", "no", "n", "f"}
 #: Columns compared to decide whether an incoming row equals the stored one (as the wizard does).
 _COMPARED = COMPARED
+
+
+def currency_code(text: str, field: str = "--currency") -> str:
+    """``text`` as an ISO 4217 code in capitals; anything else would head report lines forever."""
+    if not re.fullmatch(r"[A-Za-z]{3}", text.strip()):
+        raise InvalidInputError(f"{field} {text!r} is not an ISO 4217 code such as EUR or USD")
+    return text.strip().upper()
+
+
+def new_tariff(name: str, currency: str | None, decimals: int | None) -> Tariff:
+    """A tariff to create, its name, currency and decimals checked (nothing is stored yet)."""
+    if not name.strip() or len(name) > 200:
+        raise InvalidInputError("a tariff needs a name of 1 to 200 characters")
+    if not currency:
+        raise InvalidInputError(f"tariff {name!r} does not exist yet: give --currency to create it")
+    decimals = 5 if decimals is None else decimals
+    if not 0 <= decimals <= 9:
+        raise InvalidInputError("--decimals must be between 0 and 9")
+    return Tariff(name=name, currency=currency_code(currency), decimals=decimals)
 
 
 @dataclass(frozen=True)
@@ -251,13 +271,7 @@ def import_rates(
     with app.catalog.transaction() as session:
         tariff = session.scalar(select(Tariff).where(Tariff.name == name))
         if tariff is None:
-            if not currency:
-                raise InvalidInputError(f"tariff {name!r} does not exist yet: give --currency to create it")
-            tariff = Tariff(
-                name=name, currency=currency.upper(), decimals=5 if decimals is None else decimals
-            )
-            if not 0 <= tariff.decimals <= 9:
-                raise InvalidInputError("--decimals must be between 0 and 9")
+            tariff = new_tariff(name, currency, decimals)
             session.add(tariff)
             session.flush()
             report.tariff_created = True

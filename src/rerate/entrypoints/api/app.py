@@ -17,6 +17,7 @@ from rerate.entrypoints.api import (
     routes_ledger,
     routes_reports,
     routes_tariffs,
+    upload_gate,
     web,
 )
 from rerate.services.errors import (
@@ -81,4 +82,5 @@ def create_app(app: App, *, run_jobs: bool = True, poll_seconds: float = 5.0) ->
         for router in module.ROUTERS:  # one router per resource
             service.include_router(router)
     web.mount(service)
+    upload_gate.install(service)
     return service

@@ -54,7 +54,7 @@ def scope_of(app: App, body: ScopeBody) -> Scope:
 def submit(request: Request, app: App, correction: Correction, at: str | None) -> dict[str, Any]:
     """Queue ``correction`` for the job runner (or schedule it at ``at``) and return the job."""
     if at:
-        job_id = schedule_service.schedule(app, correction, parse_utc(at, field="at"))
+        job_id = schedule_service.schedule(app, correction, schedule_service.when_to_run(at, field="at"))
     else:
         job_id = schedule_service.queue(app, correction)
         wake_runner(request)
@@ -90,7 +90,8 @@ def ghost_percent(text: str) -> Decimal:
         value = Decimal(text)
     except (InvalidOperation, ArithmeticError):
         value = Decimal("NaN")
-    if not value.is_finite() or abs(value.adjusted()) > 6:
+    # Only a huge value is refused here; a tiny one gets the precision check's clearer message.
+    if not value.is_finite() or value.adjusted() > 6:
         raise InvalidInputError(f"ghost_percent must be a decimal number such as 2.5, got {text!r}")
     return value
 

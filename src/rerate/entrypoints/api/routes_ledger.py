@@ -84,7 +84,12 @@ def ingest_file(
     The file is stored at once; the job runner loads it (poll ``GET /api/jobs/{id}``: state ``done``,
     with the collection's report in ``totals.collections``, or ``failed`` with the reason).
     """
-    job_id = queue_ingest(app, save_upload(app, file), template)
+    saved = save_upload(app, file)
+    try:
+        job_id = queue_ingest(app, saved, template)
+    except BaseException:
+        shutil.rmtree(saved.parent, ignore_errors=True)  # refused: nothing of the request stays on disk
+        raise
     wake_runner(request)
     return job_view(app, jobs_service.job(app, job_id))
 
@@ -111,7 +116,10 @@ XdrFilters = Annotated[dict[str, Any], Depends(_filters)]
 
 @xdrs_router.get("")
 def xdrs(
-    app: Viewer, filters: XdrFilters, number: str | None = None, limit: int = 100
+    app: Viewer,
+    filters: XdrFilters,
+    number: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[dict[str, Any]]:
     """XDRs in their current state (after corrections), by connect time; ``number`` matches CLI or CLD."""
     found = search_xdrs(app, **filters, number=number, limit=limit)

@@ -467,7 +467,11 @@ async def ingest_upload(request: Request) -> Response:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("choose a file to ingest")
         path = await run_in_threadpool(save_upload, app, upload)  # a large file: not on the event loop
-    job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
+    try:
+        job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
+    except BaseException:
+        shutil.rmtree(path.parent, ignore_errors=True)  # refused: the upload is not kept
+        raise
     wake_runner(request)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
