@@ -358,3 +358,35 @@ def test_charts_summaries_and_exports_keep_currencies_and_sides_apart(loaded: Ap
     export_xdrs(loaded, out, status="failed")
     with out.open() as handle:
         assert sorted(r["source_id"] for r in csv.DictReader(handle)) == ["f1", "f2"]
+
+
+def test_mismatch_views_over_a_window_cutting_a_day_count_only_its_calls(loaded: App) -> None:
+    """f1 (12:00, unknown account) and f2 (13:00, unknown vendor) share 2026-10-20 with rated calls."""
+    noon = datetime(2026, 10, 20, 12, 30, tzinfo=UTC)
+    after = failures_by_reason(loaded, noon, datetime(2026, 10, 21, tzinfo=UTC))
+    assert [(f["side"], f["reason"], f["xdrs"]) for f in after] == [("vendor", "unknown_vendor", 1)]
+    before = failures_by_reason(loaded, datetime(2026, 10, 20, tzinfo=UTC), noon)
+    assert [(f["side"], f["reason"], f["xdrs"]) for f in before] == [("customer", "unknown_account", 1)]
+    dearer = RerateRequest(
+        scope=_scope(loaded), tariff="retail", ghost_percent=Decimal(50), sides=(Side.VENDOR,)
+    )
+    rerate(loaded, dearer)  # o1 (DE, 2026-10-10 10:00) now loses money
+    ten_thirty = datetime(2026, 10, 10, 10, 30, tzinfo=UTC)
+    assert [
+        m["country"] for m in negative_margins(loaded, datetime(2026, 10, 10, tzinfo=UTC), ten_thirty)
+    ] == ["DE"]
+    assert negative_margins(loaded, ten_thirty, datetime(2026, 10, 11, tzinfo=UTC)) == []
+
+
+def test_day_over_day_jumps_compare_each_currency_alone(loaded: App, tmp_path: Path) -> None:
+    import_rates(loaded, "usd", write_rates(tmp_path / "usd.csv", COST), currency="USD", allow_past=True)
+    same = [(f"s{i}", "2026-10-21T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1") for i in range(2)]
+    ingest(loaded, [write_xdrs(tmp_path / "same.csv", same)])
+    with loaded.catalog.reading() as session:
+        one = resolve_scope(session, customers=["Acme"], start=datetime(2026, 10, 21, tzinfo=UTC))
+    rerate(loaded, RerateRequest(scope=one, tariff="usd", sides=(Side.CUSTOMER,)))
+    jumps = day_over_day_jumps(loaded, threshold_percent=1, minimum_calls=0)
+    in_euros = [j for j in jumps if j["day"] == "2026-10-21" and j["currency"] == "EUR"]
+    assert in_euros == []  # no euro calls left on the 21st: nothing to compare with the 20th's
+    revenue = {(j["currency"], j["day"]): j["revenue"] for j in jumps}
+    assert all(r == Decimal("0.008") for (currency, _), r in revenue.items() if currency == "USD")

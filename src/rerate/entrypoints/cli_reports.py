@@ -189,7 +189,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         rows = report_service.day_over_day_jumps(
             app(), *_window(start, end), threshold_percent=threshold, minimum_calls=minimum_calls
         )
-        columns = ("customer", "day", "calls_before", "calls", "revenue_before", "revenue")
+        columns = ("customer", "day", "currency", "calls_before", "calls", "revenue_before", "revenue")
         print_listing(
             rows, title=f"Day-over-day changes over {threshold} %", columns=columns, as_json=as_json
         )

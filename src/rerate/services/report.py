@@ -240,8 +240,8 @@ def _xdr_totals(
         """
         CREATE OR REPLACE TEMP VIEW daily_totals AS
         SELECT call_date AS day, customer_id, account_id, vendor_id, country, destination_group, service,
-               prefix, currency, vendor_currency, status, vendor_status, 1::BIGINT AS calls,
-               duration AS seconds, billed, amount, cost
+               prefix, currency, vendor_currency, status, reason, vendor_status, vendor_reason,
+               1::BIGINT AS calls, duration AS seconds, billed, amount, cost
         FROM xdrs
         WHERE connect_time >= coalesce($start, '-infinity'::TIMESTAMPTZ)
           AND connect_time < coalesce($end, 'infinity'::TIMESTAMPTZ)
@@ -529,30 +529,32 @@ def day_over_day_jumps(
     threshold_percent: int = 50,
     minimum_calls: int = 100,
 ) -> list[dict[str, Any]]:
-    """Days whose calls or revenue moved more than ``threshold_percent`` from the day before, per customer."""
+    """Days whose calls or revenue moved more than ``threshold_percent`` from the day before, per
+    customer and currency (a customer billed in two currencies is compared currency by currency)."""
     con, where, params = _current(app, start, end)
     rows = con.execute(
         f"""
         WITH daily AS (
-            SELECT t.customer_id, t.day, sum(t.calls) AS calls, sum(t.amount) AS revenue
-            FROM daily_totals t WHERE t.status = 'rated' AND {where} GROUP BY 1, 2
+            SELECT t.customer_id, t.currency, t.day, sum(t.calls) AS calls, sum(t.amount) AS revenue
+            FROM daily_totals t WHERE t.status = 'rated' AND {where} GROUP BY 1, 2, 3
+            HAVING sum(t.calls) <> 0  -- keys whose calls corrections moved away net to nothing
         ),
         paired AS (
             SELECT *, lag(calls) OVER w AS calls_before, lag(revenue) OVER w AS revenue_before,
                    lag(day) OVER w AS day_before
-            FROM daily WINDOW w AS (PARTITION BY customer_id ORDER BY day)
+            FROM daily WINDOW w AS (PARTITION BY customer_id, currency ORDER BY day)
         )
-        SELECT coalesce(c.name, '(unknown account)'), strftime(day, '%Y-%m-%d'), calls_before, calls,
-               revenue_before, revenue
+        SELECT coalesce(c.name, '(unknown account)'), strftime(day, '%Y-%m-%d'), p.currency, calls_before,
+               calls, revenue_before, revenue
         FROM paired p LEFT JOIN report_customers c ON c.id = p.customer_id
         WHERE day_before = day - INTERVAL 1 DAY AND greatest(calls, calls_before) >= ?
           AND (abs(calls - calls_before) * 100 > ? * calls_before
                OR abs(revenue - revenue_before) * 100 > ? * revenue_before)
-        ORDER BY 1, 2
+        ORDER BY 1, 2, 3
         """,
         [*params, minimum_calls, threshold_percent, threshold_percent],
     ).fetchall()
-    names = ("customer", "day", "calls_before", "calls", "revenue_before", "revenue")
+    names = ("customer", "day", "currency", "calls_before", "calls", "revenue_before", "revenue")
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 
@@ -568,7 +570,11 @@ def _current(
             "accounts": [],
             "vendors": [],
         }
-    con = open_totals(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+    if _starts_a_day(start) and _starts_a_day(end):
+        con = open_totals(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
+    else:  # as the summary: the totals are per day, so a window cutting a day reads its calls
+        app.ledger.ensure()
+        con = _xdr_totals(app, visibility, start, end)
     _register_parties(con, parties)
     where, params = _filters((), start, end)
     return con, where, params
