@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -214,3 +215,65 @@ def test_a_row_that_is_not_utf8_is_rejected_with_its_line(world: App, tmp_path: 
     with open(str(report.rejects_path)) as handle:
         (reject,) = list(csv.DictReader(handle))
     assert reject["line"] == "3" and "not UTF-8" in reject["reason"] and "caf\ufffd" in reject["raw"]
+
+
+GOOD = "{id},2026-10-20T10:00:00Z,61,1001,4420794600,acc1,gw1"
+HEADER = "source_id,connect_time,duration,cli,cld,account,vendor"
+
+
+def test_files_no_check_foresaw_fail_alone_with_a_clear_error(world: App, tmp_path: Path) -> None:
+    import gzip
+    import zipfile
+
+    stray_cr = tmp_path / "stray_cr.csv"  # a carriage return alone inside one row
+    stray_cr.write_bytes(
+        f"{HEADER}\n{GOOD.format(id='c1')}\nc2,2026-10-20T10:00:00Z,61,10\r01,44,acc1,gw1\n".encode()
+    )
+    old_mac = tmp_path / "old_mac.csv"  # every line ends in a carriage return alone
+    old_mac.write_bytes(f"{HEADER}\r{GOOD.format(id='m1')}\r".encode())
+    damaged = tmp_path / "damaged.csv.gz"
+    packed = bytearray(
+        gzip.compress(("\n".join([HEADER, *(GOOD.format(id=f"z{i}") for i in range(500))]) + "\n").encode())
+    )
+    packed[len(packed) // 2] ^= 0xFF  # a flipped byte in the deflate stream
+    damaged.write_bytes(bytes(packed))
+    trailing = tmp_path / "trailing.csv"  # a spreadsheet's separator at the end of every line
+    trailing.write_text(f"{HEADER},\n{GOOD.format(id='t1')},\n")
+    own_line = tmp_path / "own_line.csv"  # a column of the carrier's own called "line"
+    own_line.write_text(f"{HEADER},line\n{GOOD.format(id='l1')},trunk-7\n")
+    finder = tmp_path / "finder.zip"  # as macOS Finder zips a file: with its resource fork beside it
+    with zipfile.ZipFile(finder, "w") as archive:
+        archive.writestr("calls.csv", f"{HEADER}\n{GOOD.format(id='f1')}\n")
+        archive.writestr("__MACOSX/._calls.csv", b"\x00\x05\x16\x07")
+    good = write_xdrs(
+        tmp_path / "good.csv", [("g1", "2026-10-21T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    reports = ingest(world, [stray_cr, old_mac, damaged, trailing, own_line, finder, good])
+    state = {Path(r.file).name: (r.state, r.loaded, r.rejected) for r in reports}
+    assert state["stray_cr.csv"] == ("loaded", 1, 1)
+    assert state["old_mac.csv"][0] == "error" and "carriage return" in str(reports[1].error)
+    assert state["damaged.csv.gz"][0] == "error" and "cannot decompress" in str(reports[2].error)
+    assert state["trailing.csv"] == ("loaded", 1, 0) and state["own_line.csv"] == ("loaded", 1, 0)
+    assert state["finder.zip"] == ("loaded", 1, 0)
+    assert state["good.csv"] == ("loaded", 1, 0)  # the files before it did not stop the run
+    with Path(str(reports[0].rejects_path)).open() as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "3" and "not a CSV row" in reject["reason"] and "c2" in reject["raw"]
+    rows = {r["source_id"]: r for r in _export(world, tmp_path)}
+    assert set(rows) == {"c1", "t1", "l1", "f1", "g1"}
+
+
+def test_a_quoted_line_break_across_a_chunk_end_keeps_its_call_whole(world: App, tmp_path: Path) -> None:
+    small = replace(world, settings=world.settings.model_copy(update={"ingest_chunk_mb": 1}))
+    lines = [HEADER]
+    size = len(HEADER) + 1
+    while size < (1 << 20) - 200:
+        lines.append(GOOD.format(id=f"r{len(lines)}"))
+        size += len(lines[-1]) + 1
+    opening = (1 << 20) - size - 40  # the quoted field opens before the chunk's end, its break is after it
+    lines.append(f'split,2026-10-20T10:00:00Z,61,"{"1" * (opening + 100)}\n2",4420794600,acc1,gw1')
+    lines += [GOOD.format(id=f"after{i}") for i in range(3)]
+    big = tmp_path / "big.csv"
+    big.write_text("\n".join(lines) + "\n")
+    (report,) = ingest(small, [big])
+    assert (report.read, report.loaded, report.rejected) == (len(lines) - 1, len(lines) - 1, 0)

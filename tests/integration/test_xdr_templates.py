@@ -334,3 +334,27 @@ def test_bytes_that_are_not_utf8_reject_a_row_only_in_a_field_the_template_reads
     path.write_bytes(lines[0] + second + b"\n" + b"".join(lines[2:]))
     report = _one(world, path, "asterisk-csv")
     assert (report.loaded, report.rejected) == (2, 1)  # only the blank line is rejected
+
+
+def test_a_whole_number_an_expression_makes_with_decimals_is_a_whole_number(
+    world: App, tmp_path: Path
+) -> None:
+    headed_template(world, tmp_path, "scaled", "ms", "duration = 'num(value) * 0.001'")
+    path = tmp_path / "scaled.csv"
+    path.write_text("id,when,ms,called,who\ns1,1792490400,61000,4420794600,acc1\n")
+    assert _counts(_one(world, path, "scaled")) == (1, 1, 0, 0, 0)
+    assert _export(world, tmp_path)["s1"]["duration"] == "61"
+
+
+def test_an_unreadable_answer_time_rejects_its_call_rather_than_moving_it_to_the_start(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_csv(tmp_path / "Master.csv")
+    text = path.read_text()
+    path.write_text(text.replace('"2026-10-20 10:00:05"', '"20266-10-20 10:00:05"', 1))
+    report = _one(world, path, "asterisk-csv")
+    assert (report.loaded, report.rejected, report.skipped) == (1, 1, 1)  # the third call: unanswered
+    with open(str(report.rejects_path)) as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "1" and "connect_time is not a time" in reject["reason"]
+    assert CALLS[0].uniqueid not in {row["source_id"] for row in _export(world, tmp_path).values()}

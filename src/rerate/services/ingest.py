@@ -146,6 +146,17 @@ def ingest_locked(
             report = _ingest_file(app, path, layout, progress)
         except RerateError as exc:
             report = CollectionReport(file=str(path), state="error", error=str(exc), template=layout.name)
+        except Exception as exc:  # one unreadable file must not stop the others
+            # What no check foresaw in this file: its collection was removed as a crash's would be
+            # (its row keeps the whole error), the next files still load, and the operator learns
+            # which file and why.
+            first = (str(exc).splitlines() or [""])[0][:300]
+            report = CollectionReport(
+                file=str(path),
+                state="error",
+                error=f"{path.name} could not be loaded ({type(exc).__name__}: {first}); nothing was kept",
+                template=layout.name,
+            )
         report.seconds = round(time.perf_counter() - started, 3)
         reports.append(report)
     return reports

@@ -29,6 +29,7 @@ from rerate.services.ingest import LATE_REASON, in_closed_periods, live_xdrs_sql
 from rerate.services.periods import closed_periods
 from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import XdrFile
+from rerate.services.xdr_projection import LINE
 from rerate.services.xdr_templates import find_template
 
 CANONICAL = ("source_id", "connect_time", "duration", "cli", "cld", "account", "vendor", "service")
@@ -76,7 +77,7 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
     for raw in source.batches():
         # The first lines of the file, whether the reader rejected them or not: a malformed row
         # further down the chunk must not take the place of an earlier one.
-        wanted = sorted([r.line for r in raw.rejects] + raw.table.column("line").to_pylist())
+        wanted = sorted([r.line for r in raw.rejects] + raw.table.column(LINE).to_pylist())
         wanted = wanted[: max(limit - len(rows), 0)]
         if not wanted:
             break
@@ -84,7 +85,7 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
         for reject in raw.rejects:
             if reject.line <= last:
                 rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
-        table = raw.table.filter(pc.less_equal(raw.table.column("line"), last))
+        table = raw.table.filter(pc.less_equal(raw.table.column(LINE), last))
         if table.num_rows:
             rows.extend(_traced(app, table, source, con, mediation, rating, customers, vendors, checks))
         if len(rows) >= limit:
@@ -154,7 +155,7 @@ def _traced(
     everything = source.query.every_row(con, table)
     raws = {
         line: {c: table.column(c)[i].as_py() for c in source.query.needed}  # the fields the template reads
-        for i, line in enumerate(table.column("line").to_pylist())
+        for i, line in enumerate(table.column(LINE).to_pylist())
     }
     usable = pc.and_(
         pc.is_null(everything.column("reject_reason")), pc.invert(everything.column("unanswered"))

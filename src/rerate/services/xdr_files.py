@@ -20,6 +20,7 @@ import queue
 import re
 import threading
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ import pyarrow.parquet as pq
 
 from rerate.domain.xdr_templates import TemplateError, XdrTemplate
 from rerate.services.errors import InvalidInputError
-from rerate.services.xdr_projection import TemplateQuery
+from rerate.services.xdr_projection import LINE, TemplateQuery
 
+#: Bytes a chunk may grow by to finish a quoted field that crosses its end.
+_MOST_CARRIED = 1 << 20
 #: What a byte that is not UTF-8 decodes to with ``surrogateescape``.
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
@@ -52,7 +55,7 @@ class Reject:
 
 @dataclass
 class RawBatch:
-    """Rows as text: every column of the file plus ``line``; and the rows rejected while reading."""
+    """Rows as text: every column of the file plus :data:`LINE`; and the rows rejected while reading."""
 
     table: pa.Table
     rejects: list[Reject] = field(default_factory=list)
@@ -60,7 +63,8 @@ class RawBatch:
 
 
 def _check_header(name: str, header: list[str], canonical: bool) -> list[str]:
-    cleaned = [h.strip() for h in header]
+    # A blank name (a separator at the end of every line, as spreadsheets save it) gets its position.
+    cleaned = [h.strip() or f"column_{i}" for i, h in enumerate(header, start=1)]
     missing = [c for c in REQUIRED_COLUMNS if c not in cleaned]
     if canonical and missing:
         raise InvalidInputError(
@@ -77,7 +81,12 @@ def _check_header(name: str, header: list[str], canonical: bool) -> list[str]:
 def _only_member(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
-            members = [m.filename for m in archive.infolist() if not m.is_dir()]
+            # macOS Finder adds resource forks (__MACOSX/._name): they are no XDR file.
+            members = [
+                m.filename
+                for m in archive.infolist()
+                if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+            ]
     except zipfile.BadZipFile as exc:
         raise InvalidInputError(f"{path.name} is not a readable zip file: {exc}") from exc
     if len(members) != 1:
@@ -97,7 +106,7 @@ class _Decompressing:
     """A decompressing stream whose damage is reported as a bad file, not a traceback."""
 
     # RuntimeError: zipfile's "password required" for an encrypted member.
-    _DAMAGE = (OSError, EOFError, RuntimeError, lzma.LZMAError, zipfile.BadZipFile)
+    _DAMAGE = (OSError, EOFError, RuntimeError, lzma.LZMAError, zipfile.BadZipFile, zlib.error)
 
     def __init__(self, stream: _Readable, name: str) -> None:
         self.stream = stream
@@ -209,7 +218,14 @@ class XdrFile:
         if not text.strip():
             what = "a header row" if self.template.header else "XDR rows"
             raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
-        fields = next(csv.reader([text], delimiter=self.template.delimiter, quotechar=self.template.quote))
+        try:
+            reader = csv.reader([text], delimiter=self.template.delimiter, quotechar=self.template.quote)
+            fields = next(reader)
+        except csv.Error as exc:  # most likely a file whose lines end with a carriage return alone
+            raise InvalidInputError(
+                f"{self.path.name}: its first line cannot be read as CSV ({exc}); a file whose lines end "
+                "in a carriage return alone (old Mac format) must be re-saved with LF or CRLF line ends"
+            ) from exc
         if self.template.header:
             return _check_header(self.path.name, fields, canonical)
         layout = self.template.columns
@@ -223,7 +239,7 @@ class XdrFile:
         return list(layout[: len(fields)])
 
     def batches(self) -> Iterator[RawBatch]:
-        """The file's rows in batches (the columns the template reads, plus ``line``).
+        """The file's rows in batches (the columns the template reads, plus :data:`LINE`).
 
         The next batch is read, decompressed and parsed on a second thread while
         the caller works on this one: Arrow's parser and zlib/lzma leave the
@@ -247,7 +263,7 @@ class XdrFile:
             line += table.num_rows
             done += table.nbytes
             yield RawBatch(
-                pa.table([*texts, lines], names=[*self.query.needed, "line"]),
+                pa.table([*texts, lines], names=[*self.query.needed, LINE]),
                 bytes_read=min(self.size, int(self.size * line / max(parquet.metadata.num_rows, 1))),
             )
 
@@ -263,6 +279,7 @@ class XdrFile:
                     return
                 if not chunk.endswith(b"\n"):
                     chunk += handle.readline()
+                chunk += self._rest_of_quoted_field(chunk, handle)
                 if next_line == 1 and chunk.startswith(codecs.BOM_UTF8):
                     chunk = chunk[len(codecs.BOM_UTF8) :]
                 lines_here = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
@@ -270,6 +287,22 @@ class XdrFile:
                 batch.bytes_read = on_disk.tell()
                 next_line += lines_here
                 yield batch
+
+    def _rest_of_quoted_field(self, chunk: bytes, handle: _Readable) -> bytes:
+        """The lines that close a quoted field the chunk ends inside (an odd number of quotes).
+
+        A chunk starts on a row; a quoted line break at its end would otherwise split one call
+        into two rejected halves.  Bounded, so a stray quote never pulls the whole file in.
+        """
+        quote = self.template.quote.encode()
+        if not quote or chunk.count(quote) % 2 == 0:
+            return b""
+        more = b""
+        while len(more) < _MOST_CARRIED and (line := handle.readline()):
+            more += line
+            if line.count(quote) % 2:
+                break
+        return more
 
     def _parse_chunk(self, chunk: bytes, first_line: int, lines_here: int) -> RawBatch:
         odd = 0
@@ -300,7 +333,7 @@ class XdrFile:
         if odd or table.num_rows != lines_here or _has_blank_rows(table):
             return self._parse_exactly(chunk, first_line)
         lines = pa.array(np.arange(first_line, first_line + table.num_rows, dtype=np.int64))
-        return RawBatch(table.append_column("line", lines))
+        return RawBatch(table.append_column(LINE, lines))
 
     def _parse_exactly(self, chunk: bytes, first_line: int) -> RawBatch:
         """Line-by-line parse of a chunk with odd rows: exact line numbers for every reject."""
@@ -321,8 +354,19 @@ class XdrFile:
             io.StringIO(text), delimiter=self.template.delimiter, quotechar=self.template.quote
         )
         line = first_line
-        for record in reader:
+        physical: list[str] = []  # the chunk's lines, split only when a row cannot be parsed
+        while True:
             start = line
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # a carriage return alone inside an unquoted field, say
+                line = first_line + reader.line_num
+                physical = physical or text.split("\n")
+                raw = "\\n".join(physical[start - first_line : line - first_line]).replace("\r", "\\r")
+                rejects.append(Reject(start, f"not a CSV row ({exc})", raw))
+                continue
             line = first_line + reader.line_num
             raw = self.template.delimiter.join(record)
             if read and _NOT_UTF8.search(raw):  # the rejects file shows such bytes as U+FFFD
@@ -340,7 +384,7 @@ class XdrFile:
                     column.append(value)
                 lines.append(start)
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
-        table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, "line"])
+        table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, LINE])
         return RawBatch(table, rejects)
 
 

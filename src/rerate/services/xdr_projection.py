@@ -18,10 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rerate.domain.expressions import Expression, ExpressionError
+from rerate.domain.expressions import Expression, ExpressionError, text_of
 from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
 
 MAX_DURATION = 1_000_000_000
+#: The line number each row of a raw batch came from, under a name no file's own column has (a
+#: canonical or headed file may well have a column called ``line``: it stays one of its fields).
+LINE = "__rerate_line"
 #: Canonical fields besides the connect time and the usage, in the XDR table's order.
 TEXT_FIELDS = ("source_id", "cli", "cld", "account", "vendor", "service")
 
@@ -69,6 +72,16 @@ def _plausible(time_sql: str) -> str:
         f"CASE WHEN ({time_sql}) >= TIMESTAMPTZ '{_EARLIEST}' AND ({time_sql}) < TIMESTAMPTZ '{_LATEST}' "
         f"THEN ({time_sql}) END"
     )
+
+
+def _given(source: Source) -> str:
+    """SQL: whether a time source holds a value (an empty cell, or an epoch of 0, holds none)."""
+    if source.value is not None or source.column is None:
+        return "false"
+    text = f"nullif(trim({_quoted(source.column)}), '')"
+    if source.format in ("epoch", "epoch_ms"):  # CUCM writes 0 for a call never connected
+        text = f"nullif({text}, '0')"
+    return f"({text} IS NOT NULL)"
 
 
 class TemplateQuery:
@@ -134,7 +147,15 @@ class TemplateQuery:
     def _select(self) -> str:
         times = self.fields["connect_time"]
         parsed_time = [_plausible(self._time_sql(a)) for a in times]
-        time_sql = parsed_time[0] if len(parsed_time) == 1 else f"coalesce({', '.join(parsed_time)})"
+        # The first source holding a value decides: one that holds an unreadable time rejects the row
+        # rather than moving the call to the next source's time (an answer time to the start time).
+        time_sql = (
+            parsed_time[0]
+            if len(parsed_time) == 1
+            else "CASE "
+            + " ".join(f"WHEN {_given(a)} THEN {t}" for a, t in zip(times, parsed_time, strict=True))
+            + " END"
+        )
         time_text = [f"nullif(trim({_quoted(a.column)}), '')" for a in times if a.column is not None]
         time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
         answered = self.template.answered
@@ -157,7 +178,7 @@ class TemplateQuery:
         zero = self.template.unanswered == "zero"
         return f"""
         WITH source AS (
-            SELECT line,
+            SELECT {_quoted(LINE)} AS line,
                    {self._field_sql("source_id")} AS source_id,
                    {time_sql} AS ts,
                    {time_text_sql} AS time_text,
@@ -213,7 +234,7 @@ class TemplateQuery:
             con.unregister("raw_batch")
 
     def project(self, con: duckdb.DuckDBPyConnection, raw: pa.Table) -> Projected:
-        """Typed canonical rows of ``raw`` (the file's columns as text, plus ``line``)."""
+        """Typed canonical rows of ``raw`` (the file's columns as text, plus the line numbers)."""
         result = self.every_row(con, raw)
         reason = result.column("reject_reason")
         rejects: list[tuple[int, str, str]] = []
@@ -243,7 +264,7 @@ class TemplateQuery:
             problems: dict[int, str] = {}
             for index, value in enumerate(encoded.dictionary.to_pylist()):
                 try:
-                    result = str(expression.evaluate(value))
+                    result = text_of(expression.evaluate(value))  # 61.000 is 61 seconds
                 except ExpressionError as exc:
                     results.append(None)
                     problems[index] = f"expressions.{name}: {exc}"

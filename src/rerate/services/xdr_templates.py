@@ -19,7 +19,7 @@ from rerate.catalog.models import ImportTemplate
 from rerate.domain.xdr_templates import TemplateError, XdrTemplate, parse_template
 from rerate.services import audit
 from rerate.services.errors import InvalidInputError, NotFoundError
-from rerate.services.xdr_projection import TemplateQuery
+from rerate.services.xdr_projection import LINE, TemplateQuery
 
 TEMPLATE_KIND = "xdr"
 
@@ -78,7 +78,7 @@ def _try_query(template: XdrTemplate) -> None:
     """Run the template's query on one empty row, so a pattern DuckDB cannot use is caught when saved."""
     columns = list(template.columns) or sorted(template.columns_read())
     query = TemplateQuery(template, columns)
-    empty = pa.table({**{c: pa.array([""], pa.string()) for c in columns}, "line": pa.array([1], pa.int64())})
+    empty = pa.table({**{c: pa.array([""], pa.string()) for c in columns}, LINE: pa.array([1], pa.int64())})
     con = duckdb.connect()
     try:
         con.execute("SET TimeZone='UTC'")
