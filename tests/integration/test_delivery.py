@@ -447,3 +447,112 @@ def test_a_refused_recipient_is_sent_the_file_alone_once_fixed(app: App) -> None
     assert again.state == "sent" and again.rows == first.rows
     assert box.recipients == [["billing@acme.example"]]  # not the customer's NOC a second time
     assert box.messages[0]["Cc"] is None and box.messages[0]["To"] == "billing@acme.example"
+
+
+def _many_calls(app: App, tmp_path: Path) -> None:
+    start = datetime(2026, 10, 20, 4, tzinfo=UTC)
+    many = [
+        (
+            f"p{i:04d}",
+            (start + timedelta(seconds=41 * i)).isoformat(),
+            "61",
+            f"1{i:09d}",
+            "4930123",
+            "acc1",
+            "gw1",
+        )
+        for i in range(900)
+    ]
+    ingest(app, [write_xdrs(tmp_path / "many.csv", many)])
+
+
+def test_a_recipient_refused_for_one_part_is_still_named_after_the_rest_went_out_later(
+    app: App, tmp_path: Path
+) -> None:
+    _many_calls(app, tmp_path)
+    _schedule(app, compress="none", max_attachment_bytes=16_384)
+    day = date(2026, 10, 21)
+    greylisted = {"billing@acme.example": "450 4.2.0 greylisted"}
+    with mailbox(
+        script=["250 OK", "451 4.3.0 later", "451 4.3.0 later", "451 4.3.0 later"], refuse=greylisted
+    ) as box:
+        (first,) = run_deliveries(_with_mail(app, box), on=day).outcomes
+    assert first.state == "deferred" and "billing@acme.example" in (first.error or "")
+    with mailbox() as box:
+        (second,) = run_deliveries(_with_mail(app, box), on=day).outcomes
+    assert len(box.messages) == second.parts - 1  # the rest, once each
+    assert second.state == "failed" and "billing@acme.example (450" in (second.error or "")
+
+
+def test_a_retried_copy_goes_to_its_own_addresses_only(app: App) -> None:
+    _schedule(app)
+    day = date(2026, 10, 21)
+    with mailbox() as box:
+        (sent,) = run_deliveries(_with_mail(app, box), on=day).outcomes
+    port = free_port()  # nothing listens: the copy is deferred
+    copy = resend_delivery(_with_mail(app, port), sent.delivery_id or 0, ["audit@acme.example"])
+    assert copy.state == "deferred"
+    with mailbox(port=port) as box:
+        retried = [o for o in run_deliveries(_with_mail(app, box), on=day).outcomes if o.state == "sent"]
+    assert [o.delivery_id for o in retried] == [copy.delivery_id]
+    assert box.recipients == [["audit@acme.example"]]
+
+
+class _ClosingBadly(Mailbox):
+    """Takes the message, then answers QUIT with an error."""
+
+    async def handle_QUIT(self, server: object, session: object, envelope: object) -> str:
+        return "421 4.3.2 shutting down"
+
+
+def test_a_message_the_server_took_is_sent_once_whatever_it_says_to_quit(app: App) -> None:
+    from aiosmtpd.controller import Controller
+
+    _schedule(app)
+    box = _ClosingBadly()
+    box.port = free_port()
+    server = Controller(box, hostname="127.0.0.1", port=box.port)
+    server.start()
+    try:
+        mailing = _with_mail(app, box, smtp_timeout_seconds=2)
+        (outcome,) = run_deliveries(mailing, on=date(2026, 10, 21)).outcomes
+        assert [o.state for o in run_deliveries(mailing, on=date(2026, 10, 21)).outcomes] == ["skipped"]
+    finally:
+        server.stop()
+    assert outcome.state == "sent" and len(box.messages) == 1
+
+
+def test_corrections_reach_a_customer_whose_cc_was_refused_and_a_reverted_one_is_withdrawn(app: App) -> None:
+    from rerate.services.jobs import revert
+
+    _schedule(app, corrections="offer")
+    day = date(2026, 10, 21)
+    with mailbox(refuse={"billing@acme.example": "550 5.1.1 no such mailbox"}) as box:
+        (first,) = run_deliveries(_with_mail(app, box), on=day).outcomes
+    assert first.state == "failed" and box.recipients == [["noc@acme.example"]]  # the NOC has the file
+    with app.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    job = rerate(app, RerateRequest(scope=scope, ghost_percent=Decimal("10")))
+    with mailbox() as box:
+        offered = [o for o in run_deliveries(_with_mail(app, box), on=day).outcomes if o.state == "offered"]
+        assert len(offered) == 1 and offered[0].kind == "correction"
+        revert(app, job.job_id)
+        again = run_deliveries(_with_mail(app, box), on=day).outcomes
+    assert not [o for o in again if o.state == "offered"]  # back to what the NOC has: nothing to correct
+    states = {row["id"]: row["state"] for row in delivery_log(app)}
+    assert states[offered[0].delivery_id] == "superseded"
+
+
+def test_a_resend_of_a_period_with_an_offered_correction_sends_that_correction(app: App) -> None:
+    _schedule(app)
+    day = date(2026, 10, 21)
+    with mailbox() as box:
+        mailing = _with_mail(app, box)
+        run_deliveries(mailing, on=day)
+        with app.catalog.reading() as session:
+            scope = resolve_scope(session, customers=["Acme"])
+        rerate(app, RerateRequest(scope=scope, ghost_percent=Decimal("10")))
+        (offer,) = [o for o in run_deliveries(mailing, on=day).outcomes if o.state == "offered"]
+        (resent,) = run_deliveries(mailing, on=day, resend=True).outcomes
+    assert resent.kind == "correction" and box.messages[-1]["Subject"].startswith("CORRECTED")
+    assert {row["id"]: row["state"] for row in delivery_log(app)}[offer.delivery_id] == "superseded"

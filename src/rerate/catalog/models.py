@@ -436,6 +436,10 @@ class Delivery(Base):
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     parts: Mapped[int] = mapped_column(Integer, default=0)
     message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: The addresses a resend ``--to`` went to (None: the schedule's), so that a retry keeps to them.
+    recipients: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    #: Recipients the server refused for any part so far, with its answer: they did not get the file.
+    refused: Mapped[list[str]] = mapped_column(JSON, default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Digest of the delivered rows, and of the units of work (collections, jobs) behind them.

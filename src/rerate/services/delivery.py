@@ -162,6 +162,7 @@ def _corrections(
             .where(
                 Delivery.schedule_id.in_(by_id),
                 Delivery.state != "superseded",
+                Delivery.recipients.is_(None),  # a copy to a few addresses is not the customer's file
                 Delivery.end_day >= since.isoformat(),
                 Delivery.end_day <= until.isoformat(),
             )
@@ -173,7 +174,7 @@ def _corrections(
             newest[(row.schedule_id, row.first_day)] = row
     # Only a period whose newest delivery went out (or is offered) is compared: a deferred one is
     # retried by the due run, a failed one waits for --resend; neither is offered again meanwhile.
-    latest = {key: row for key, row in newest.items() if row.state in ("sent", "offered")}
+    latest = {key: row for key, row in newest.items() if row.state == "offered" or _went_out(row)}
     now_digests = sources_digests(
         con, [Window(r.id, r.customer_id, r.starts, r.ends) for r in latest.values()]
     )
@@ -189,6 +190,22 @@ def _corrections(
                 if stored is not None:
                     stored.sources = now_digests[row.id]
             continue
+        replaces = row if _went_out(row) else _replaced(app, row)
+        if row.state == "offered" and replaces is not None and current == replaces.fingerprint:
+            # Back to what the customer has (a revert of the correction): the offer is withdrawn.
+            with app.catalog.transaction() as session:
+                stored = session.get(Delivery, row.id)
+                if stored is not None:
+                    stored.state = "superseded"
+                    stored.error = "withdrawn: the CDRs are again as delivered"
+                audit.record(
+                    session,
+                    app.actor,
+                    "delivery.withdraw",
+                    f"schedule {schedule.id}",
+                    after={"delivery": row.id},
+                )
+            continue
         first = date.fromisoformat(row.first_day)
         due = DueDelivery(
             schedule,
@@ -196,7 +213,6 @@ def _corrections(
             currency,
             Period(Cadence(schedule.cadence), first, date.fromisoformat(row.end_day)),
         )
-        replaces = row if row.state == "sent" else _replaced(app, row)
         if schedule.corrections == "send":
             outcomes += send_jobs(app, con, [SendJob(due, "correction", replaces=replaces)])
             continue
@@ -249,6 +265,14 @@ def _corrections(
     return outcomes
 
 
+def _went_out(row: Delivery) -> bool:
+    """Whether the customer has this file: sent, or failed only because the server refused some
+    recipients after taking every part for the others."""
+    if row.state == "sent":
+        return True
+    return row.state == "failed" and bool(row.refused) and len(row.message_ids or []) == row.parts > 0
+
+
 def _replaced(app: App, offer: Delivery) -> Delivery | None:
     if offer.corrects_id is None:
         return None
@@ -297,10 +321,20 @@ def _run(
             latest = _latest(app, due.schedule.id, due.period.first.isoformat())
             if latest is None:
                 jobs.append(SendJob(due, "regular"))
+            elif resend and latest.state == "offered":  # the data changed: it goes out as the correction
+                jobs.append(SendJob(due, "correction", replaces=_replaced(app, latest)))
             elif resend:
                 jobs.append(SendJob(due, "resend", replaces=latest))
             elif latest.state in ("deferred", "sending"):
-                jobs.append(SendJob(due, latest.kind, existing=latest, replaces=_replaced(app, latest)))
+                jobs.append(
+                    SendJob(
+                        due,
+                        latest.kind,
+                        existing=latest,
+                        replaces=_replaced(app, latest),
+                        recipients=tuple(latest.recipients or ()),  # a resend --to keeps to its addresses
+                    )
+                )
             elif latest.state == "failed":
                 run.outcomes.append(_skipped(due, latest, "failed permanently before: fix it, then --resend"))
             else:

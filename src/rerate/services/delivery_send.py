@@ -156,13 +156,14 @@ def _send(
                 len(rendered.parts),
             )
             row.fingerprint, row.sources, row.error = rendered.fingerprint, sources, None
+            resumed = bool(row.message_ids)  # parts the server accepted in an earlier try stay sent
+            if not resumed:
+                row.refused = []
             session.flush()
             delivery_id = row.id
-        sent_ids: list[str] = (
-            list(existing.message_ids)
-            if existing is not None and existing.fingerprint == rendered.fingerprint
-            else []
-        )
+        sent_ids: list[str] = list(existing.message_ids) if existing is not None and resumed else []
+        # Refusals of parts sent in an earlier try: those recipients still lack them.
+        refused: set[str] = set(existing.refused or []) if existing is not None and resumed else set()
         attempts = existing.attempts if existing is not None else 0
         state, error = "sent", None
         for index, part in enumerate(rendered.parts):
@@ -184,18 +185,23 @@ def _send(
                 break
             attempts += accepted.attempts
             sent_ids.append(accepted.message_id)
-            if accepted.refused:  # the others got it; these did not: not "sent"
-                state = "failed"
-                refused = sorted({address.split(" (")[0] for address in accepted.refused})
-                error = (
-                    f"refused by the server for: {', '.join(accepted.refused)}; the other recipients "
-                    f"got it ('rerate delivery resend {delivery_id} --to {' --to '.join(refused)}' sends "
-                    "it to those alone, without --to to all)"
-                )
+            refused.update(accepted.refused)
             with app.catalog.transaction() as session:
                 stored = session.get(Delivery, delivery_id)
                 assert stored is not None
                 stored.message_ids, stored.attempts = list(sent_ids), attempts
+                stored.refused = sorted(refused)
+        if refused:  # the others got it; these did not: never "sent", whatever happened after
+            addresses = sorted({address.split(" (")[0] for address in refused})
+            refusal = (
+                f"refused by the server for: {', '.join(sorted(refused))}; the other recipients got "
+                f"it ('rerate delivery resend {delivery_id} --to {' --to '.join(addresses)}' sends it "
+                "to those alone, without --to to all)"
+            )
+            if state == "sent":
+                state, error = "failed", refusal
+            else:  # deferred: the next run sends the remaining parts, and still reports the refusal
+                error = f"{error}; earlier parts: {refusal}"
         with app.catalog.transaction() as session:
             stored = session.get(Delivery, delivery_id)
             assert stored is not None
@@ -313,6 +319,8 @@ def _new_row(app: App, job: SendJob) -> Delivery:
         starts=starts,
         ends=ends,
         message_ids=[],
+        recipients=list(job.recipients) or None,
+        refused=[],
         actor=app.actor,
     )
 

@@ -139,16 +139,29 @@ def deliver_once(settings: Settings, message: EmailMessage) -> tuple[str, ...]:
             )
         else:
             client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
-        with client:
+        try:
             if security == "starttls":
                 client.starttls(context=ssl.create_default_context())
             if settings.smtp_user:
                 client.login(settings.smtp_user, settings.smtp_password or "")
             refused = client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
     except (smtplib.SMTPException, OSError) as exc:
         raise _classified(exc, settings) from exc
+    _say_goodbye(client)
     # Each refused recipient with the server's answer: "billing@x (450 greylisted)".
     return tuple(sorted(f"{address} ({_answer(reply)})" for address, reply in refused.items()))
+
+
+def _say_goodbye(client: smtplib.SMTP) -> None:
+    """QUIT after the server accepted the message: whatever it answers now, the message is
+    delivered, and trying again would send the customer a second copy."""
+    try:
+        client.quit()
+    except (smtplib.SMTPException, OSError):
+        client.close()
 
 
 def _answer(reply: object) -> str:
