@@ -161,11 +161,19 @@ def test_a_file_of_the_wrong_shape_is_one_clear_error(world: App, tmp_path: Path
 def test_parquet_input_loads_like_csv(world: App, tmp_path: Path) -> None:
     header = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
     table = pa.table({name: [row[i] for row in ROWS[:3]] for i, name in enumerate(header)})
-    table = table.set_column(2, "duration", pa.array([45, 45, 61], pa.int64()))
+    table = table.set_column(2, "duration", pa.array([45, 45, None], pa.int64()))
     pq.write_table(table, tmp_path / "x.parquet")
     (report,) = ingest(world, [tmp_path / "x.parquet"])
-    assert (report.state, report.loaded) == ("loaded", 3)
+    assert (report.state, report.loaded, report.rejected) == ("loaded", 2, 1)
     assert Decimal(_export(world, tmp_path)[0]["amount"]) == Decimal("0.0245")
+    with open(str(report.rejects_path)) as handle:
+        (reject,) = list(csv.DictReader(handle))
+    # The null duration keeps its place in the row shown: the fields do not shift left.
+    assert reject["reason"] == "missing duration" and reject["raw"].split(",")[1:4] == [
+        "2026-10-20T11:00:00Z",
+        "",
+        "111",
+    ]
 
 
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:

@@ -358,3 +358,17 @@ def test_an_unreadable_answer_time_rejects_its_call_rather_than_moving_it_to_the
         (reject,) = list(csv.DictReader(handle))
     assert reject["line"] == "1" and "connect_time is not a time" in reject["reason"]
     assert CALLS[0].uniqueid not in {row["source_id"] for row in _export(world, tmp_path).values()}
+
+
+def test_a_headerless_files_first_row_decides_only_how_wide_its_rows_are(world: App, tmp_path: Path) -> None:
+    """A blank line on top, a Latin-1 caller name in a column not read, a NUL byte in a number."""
+    lines = asterisk_csv(tmp_path / "plain.csv").read_bytes().split(b"\n")
+    lines[0] = lines[0].replace(b'"Dial"', b'"Dial \xe9"')  # lastapp: not read by the template
+    lines[1] = lines[1].replace(b'"1002"', b'"10\x0002"', 1)  # src: the calling number
+    path = tmp_path / "Master.csv"
+    path.write_bytes(b"\n" + b"\n".join(lines))
+    report = _one(world, path, "asterisk-csv")
+    assert (report.loaded, report.rejected, report.skipped) == (1, 2, 1)
+    with open(str(report.rejects_path)) as handle:
+        reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert reasons == {1: "empty line", 3: "a NUL byte in a field (a damaged file?)"}

@@ -37,6 +37,8 @@ from rerate.domain.xdr_templates import TemplateError, XdrTemplate
 from rerate.services.errors import InvalidInputError
 from rerate.services.xdr_projection import LINE, TemplateQuery
 
+#: Blank lines at the top of a headerless file passed over to find its first row.
+_BLANK_LINES_SKIPPED = 100
 #: Bytes a chunk may grow by to finish a quoted field that crosses its end.
 _MOST_CARRIED = 1 << 20
 #: What a byte that is not UTF-8 decodes to with ``surrogateescape``.
@@ -206,8 +208,19 @@ class XdrFile:
                 yield raw, raw
 
     def _first_line(self) -> str:
+        """The header, or for a file without one its first row that is not blank.
+
+        A headerless file's first row only tells how many fields the rows have: a byte that is
+        not UTF-8 in it (a caller name) is its row's problem, met again when the rows are read.
+        """
         with self._open() as (stream, _):
             first = stream.readline()
+            for _ in range(_BLANK_LINES_SKIPPED):
+                if self.template.header or first.strip():
+                    break
+                first = stream.readline()
+        if not self.template.header:
+            return first.decode("utf-8-sig", errors="replace")
         try:
             return first.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
@@ -330,7 +343,7 @@ class XdrFile:
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
             return self._parse_exactly(chunk, first_line)
-        if odd or table.num_rows != lines_here or _has_blank_rows(table):
+        if odd or table.num_rows != lines_here or _has_blank_rows(table) or b"\x00" in chunk:
             return self._parse_exactly(chunk, first_line)
         lines = pa.array(np.arange(first_line, first_line + table.num_rows, dtype=np.int64))
         return RawBatch(table.append_column(LINE, lines))
@@ -346,7 +359,11 @@ class XdrFile:
         # Only the fields the template reads must be UTF-8 (as on the fast path, which converts
         # only those): a caller name in Latin-1 in an unread column does not reject the call.
         # Most chunks hold none: then no row is searched.
-        read = [i for i, name in enumerate(self.columns) if name in wanted] if _NOT_UTF8.search(text) else []
+        read = (
+            [i for i, name in enumerate(self.columns) if name in wanted]
+            if _NOT_UTF8.search(text) or "\x00" in text
+            else []
+        )
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -373,6 +390,10 @@ class XdrFile:
                 raw = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
             if read and any(i < len(record) and _NOT_UTF8.search(record[i]) for i in read):
                 rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", raw))
+            elif read and any(i < len(record) and "\x00" in record[i] for i in read):
+                rejects.append(
+                    Reject(start, "a NUL byte in a field (a damaged file?)", raw.replace("\x00", "\\0"))
+                )
             elif not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
             elif len(record) != width and not fewest <= len(record) <= most:

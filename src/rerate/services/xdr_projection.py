@@ -172,9 +172,9 @@ class TemplateQuery:
             else "NULL::VARCHAR"
         )
         # A rejected row is shown by the fields the template reads (all of them for the canonical CSV).
-        raw_sql = (
-            f"concat_ws({_literal(self.template.delimiter)}, {', '.join(_quoted(c) for c in self.needed)})"
-        )
+        # Null cells (a Parquet file's) are written empty, not left out: the fields stay in their places.
+        cells = ", ".join(f"coalesce({_quoted(c)}, '')" for c in self.needed)
+        raw_sql = f"concat_ws({_literal(self.template.delimiter)}, {cells})"
         zero = self.template.unanswered == "zero"
         return f"""
         WITH source AS (
