@@ -351,11 +351,24 @@ class CdrWriter:
     def finish(self) -> RenderedCdr:
         alone = self.directory / f"{self.spec.stem}{extension(self.spec)}"
         self._written += self._part.close(alone if not self._written else self._numbered())
-        produced = self._written
+        produced = self._renumbered(self._written)
         self.result.parts = [p for p, _ in produced]
         self.result.part_rows = [r for _, r in produced]
         self.result.fingerprint = f"{self.result.rows}:{self._xor:016x}"
         return self.result
+
+    def _renumbered(self, written: list[tuple[Path, int]]) -> list[tuple[Path, int]]:
+        """Parts named 1 to N in order: a workbook that came out too large was written as two
+        halves (``…_part001a``, ``…_part001b``), which would leave gaps and letters."""
+        if len(written) < 2:
+            return written
+        staged = [
+            (path.rename(path.with_name(f".renumber.{i}")), rows) for i, (path, rows) in enumerate(written)
+        ]
+        return [
+            (path.rename(self.directory / f"{self.spec.stem}_part{number:03d}{extension(self.spec)}"), rows)
+            for number, (path, rows) in enumerate(staged, start=1)
+        ]
 
 
 def write_cdr_file(spec: CdrFileSpec, directory: Path, batches: Iterable[pa.RecordBatch]) -> RenderedCdr:
