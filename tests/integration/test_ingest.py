@@ -285,3 +285,12 @@ def test_a_quoted_line_break_across_a_chunk_end_keeps_its_call_whole(world: App,
     big.write_text("\n".join(lines) + "\n")
     (report,) = ingest(small, [big])
     assert (report.read, report.loaded, report.rejected) == (len(lines) - 1, len(lines) - 1, 0)
+
+
+def test_a_search_by_number_finds_calls_as_received_and_as_normalized(world: App, tmp_path: Path) -> None:
+    from rerate.services.export import search_xdrs
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    found = {row["source_id"] for row in search_xdrs(world, number="49301234")}
+    assert found == {"a1", "a2"}  # "+49 30 1234" and "0049301234"
+    assert {row["source_id"] for row in search_xdrs(world, number="+49 30")} == {"a1"}

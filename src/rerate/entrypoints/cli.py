@@ -360,7 +360,8 @@ _SEARCH_COLUMNS = (
 @xdr_cli.command("search")
 def xdr_search(
     number: Annotated[
-        str | None, typer.Option(help="Calling or called number starting with these digits, as received.")
+        str | None,
+        typer.Option(help="Calling or called number starting with this, as received or as normalized."),
     ] = None,
     status: XdrStatusOption = ExportStatus.all,
     customer: XdrCustomerOption = None,

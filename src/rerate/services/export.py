@@ -139,9 +139,9 @@ def _prepare(
     if end is not None:
         where.append("x.connect_time < ?")
         params.append(end)
-    if number:
-        where.append("(starts_with(x.cld, ?) OR starts_with(x.cli, ?))")
-        params.extend([number, number])
+    if number:  # as received (CLI or CLD), or as normalized: 4420... finds +44 20... and 0044 20...
+        where.append("(starts_with(x.cld, ?) OR starts_with(x.cli, ?) OR starts_with(x.number, ?))")
+        params.extend([number, number, number])
     query = f"""
         SELECT x.source_id, x.xdr_id, x.collection_id,
                strftime(x.connect_time, '%Y-%m-%dT%H:%M:%S.%fZ') AS connect_time,
