@@ -172,6 +172,10 @@ def test_a_rerating_previewed_applied_and_reverted_through_the_api(service: tupl
     assert applied.status_code == 202
     done = _finished(client, noc, applied.json()["job_id"])
     assert done["state"] == "applied" and done["actor"] == "noc"
+    twice = client.post(f"/api/jobs/{preview['job_id']}/apply", headers=noc)  # a double click, say
+    assert twice.status_code == 409 and f"as job {done['job_id']}" in twice.json()["detail"]
+    shown = client.get(f"/api/jobs/{preview['job_id']}", headers=noc).json()
+    assert shown["parameters"]["applied_as"] == done["job_id"]
     assert Decimal(done["totals"]["delta"]["EUR"]["amount"]) == delta
     summary = client.get("/api/reports/summary", headers=support, params={"period": "2026-10"}).json()
     acme = next(line for line in summary["lines"] if line["customer"] == "Acme")
@@ -451,3 +455,72 @@ def test_odd_queries_get_the_refusal_the_command_line_gives(service: tuple[TestC
     assert client.post("/api/tariffs/" + "T" * 400 + "/import", headers=readonly).status_code == 403
     (refused, *_) = audit_log.entries(world)
     assert refused["action"] == "access.denied" and len(refused["subject"]) == 300
+
+
+def test_the_job_page_offers_apply_only_when_applying_can_succeed(service: tuple[TestClient, App]) -> None:
+    client, _ = service
+    noc, finance = (_auth(client, r) for r in ("noc", "finance"))
+    client.post("/login", data={"username": "noc", "password": PASSWORD}, follow_redirects=False)
+    preview = client.post(
+        "/api/rerate", headers=noc, json={"customer": "Acme", "tariff": "cost", "dry_run": True}
+    )
+    planned = _finished(client, noc, preview.json()["job_id"])
+    assert 'id="apply"' in client.get(f"/jobs/{planned['job_id']}").text
+    applied = client.post(f"/api/jobs/{planned['job_id']}/apply", headers=noc).json()
+    page = client.get(f"/jobs/{planned['job_id']}").text
+    assert 'id="apply"' not in page and f'href="/jobs/{applied["job_id"]}"' in page
+    _finished(client, noc, applied["job_id"])
+    closing = client.post(
+        "/api/periods/close", headers=finance, json={"customer": "Acme", "period": "2026-10"}
+    )
+    assert closing.status_code == 201
+    later = client.post(
+        "/api/rerate", headers=noc, json={"customer": "Acme", "tariff": "retail", "dry_run": True}
+    )
+    closed = _finished(client, noc, later.json()["job_id"])
+    page = client.get(f"/jobs/{closed['job_id']}").text
+    assert 'id="closed-refused"' in page and 'id="apply"' not in page
+
+
+def test_web_pages_for_odd_names_expired_sessions_and_long_lists(
+    service: tuple[TestClient, App], tmp_path: Path
+) -> None:
+    from rerate.services import parties, tariffs
+    from tests.factories import COST, write_rates
+
+    client, app = service
+    tariffs.import_rates(
+        app, "Carrier/Premium", write_rates(tmp_path / "p.csv", COST), currency="EUR", allow_past=True
+    )
+    parties.add_customer(app, "Acme, Inc.", tariff="retail")
+    parties.add_account(app, "inc1", customer="Acme, Inc.")
+    # A form posted after the session ended: back to the page it was on once signed in, never a 405.
+    expired = client.post(
+        "/jobs/1/apply",
+        data={"csrf": "x"},
+        headers={"Referer": "http://testserver/xdrs?number=4420"},
+        follow_redirects=False,
+    )
+    assert expired.status_code == 303 and expired.headers["location"] == "/login?next=/xdrs%3Fnumber%3D4420"
+    client.post("/login", data={"username": "noc", "password": PASSWORD}, follow_redirects=False)
+    page = client.get("/tariffs/Carrier/Premium")
+    assert page.status_code == 200 and "Tariff Carrier/Premium" in page.text
+    assert page.headers["cache-control"] == "no-store"
+    shown = client.get("/api/tariffs/Carrier/Premium", headers=_auth(client, "noc")).json()
+    assert shown["name"] == "Carrier/Premium", shown
+    missing = client.get("/no-such-page")
+    assert missing.status_code == 404 and "<html" in missing.text.lower()  # the error page, not JSON
+    narrowed = client.get("/tariffs/retail", params={"prefix": "44"}).text
+    assert "<td>44</td>" in narrowed and "<td>49</td>" not in narrowed
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/rerate").text)
+    assert csrf is not None
+    preview = client.post(
+        "/rerate",
+        data={"csrf": csrf.group(1), "customer": "Acme, Inc.", "tariff": "cost"},
+        follow_redirects=False,
+    )
+    assert preview.status_code == 303, preview.text  # one customer with a comma in its name, not two
+    search = client.get("/xdrs", params={"number": "4930"}).text
+    assert "number=4930" in search  # the export link keeps the number filter
+    exported = client.get("/api/xdrs/export", params={"number": "4930"})
+    assert exported.status_code == 200 and exported.text.count("\n") == 2  # header + o1

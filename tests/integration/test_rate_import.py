@@ -336,6 +336,8 @@ def test_backdated_rates_propose_a_rerating_of_exactly_the_affected_xdrs(tmp_pat
     assert (amounts["a2"], amounts["a3"]) == (Decimal("0.01"), Decimal("0.02"))  # 44 at 0.01, 442 at 0.02
     with pytest.raises(ConflictError, match="only a dry run"):
         apply_planned(world, applied.job_id)
+    with pytest.raises(ConflictError, match=rf"applied already \(as job {applied.job_id}\)"):
+        apply_planned(world, job_id)  # the proposal is applied once
 
 
 def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) -> None:

@@ -45,12 +45,13 @@ def export_xdrs(
     account: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    number: str | None = None,
 ) -> ExportReport:
     if fmt not in ("csv", "parquet"):
         raise InvalidInputError(f"unknown export format {fmt!r}: use csv or parquet")
     if out.is_dir():
         raise InvalidInputError(f"{out} is a folder: --out names the file to write")
-    con, query, where, params = _prepare(app, status, customer, account, start, end)
+    con, query, where, params = _prepare(app, status, customer, account, start, end, number)
     if not out.parent.is_dir():  # as every other --out: a mistyped folder is reported, not created
         raise InvalidInputError(f"{out.parent} is not a folder: create it first, or give another --out")
     options = "FORMAT csv, HEADER true" if fmt == "csv" else "FORMAT parquet, COMPRESSION zstd"

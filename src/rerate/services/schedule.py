@@ -178,12 +178,55 @@ def planned_job(app: App, job_id: int) -> Job:
         return job
 
 
+#: A dry run being applied right now (its new job not yet numbered).
+APPLYING = "in progress"
+
+
+def claim_planned(app: App, job_id: int) -> Job:
+    """The dry run, marked as being applied: it is applied once, and a second try (a double
+    click, the browser's back button, two operators) is refused naming the job that applied it."""
+    with app.catalog.transaction() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+        if job.state != "planned":
+            raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+        applied_as = dict(job.parameters).get("applied_as")
+        if applied_as is not None:
+            raise ConflictError(
+                f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
+                "the correction once more"
+            )
+        job.parameters = {**dict(job.parameters), "applied_as": APPLYING}
+        session.flush()
+        session.expunge(job)
+        return job
+
+
+def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
+    """Note the job that applied a claimed dry run, or (``None``: the apply failed) free it again."""
+    with app.catalog.transaction() as session:
+        job = session.get(Job, planned_id)
+        if job is None:
+            return
+        parameters = dict(job.parameters)
+        if job_id is None:
+            parameters.pop("applied_as", None)
+        else:
+            parameters["applied_as"] = job_id
+            audit.record(session, app.actor, "job.apply_planned", f"job {planned_id}", after={"job": job_id})
+        job.parameters = parameters
+
+
 def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
     """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
-    job = planned_job(app, job_id)
-    report = execute(app, _rebuild(app, job), progress=progress)
-    with app.catalog.transaction() as session:
-        audit.record(session, app.actor, "job.apply_planned", f"job {job_id}", after={"job": report.job_id})
+    job = claim_planned(app, job_id)
+    try:
+        report = execute(app, _rebuild(app, job), progress=progress)
+    except BaseException:
+        record_applied(app, job_id, None)
+        raise
+    record_applied(app, job_id, report.job_id)
     return report
 
 

@@ -82,7 +82,14 @@ def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str
         app, principal, correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed), what
     )
     app = acting(app, principal)
-    return submit(request, app, schedule_service.rebuild_for_apply(app, planned), None)
+    planned = schedule_service.claim_planned(app, job_id)
+    try:
+        queued = submit(request, app, schedule_service.rebuild_for_apply(app, planned), None)
+    except BaseException:
+        schedule_service.record_applied(app, job_id, None)
+        raise
+    schedule_service.record_applied(app, job_id, int(queued["job_id"]))
+    return queued
 
 
 def ghost_percent(text: str) -> Decimal:
@@ -93,7 +100,7 @@ def ghost_percent(text: str) -> Decimal:
     # Only a huge value is refused here; a tiny one gets the precision check's clearer message.
     if not value.is_finite() or value.adjusted() > 6:
         raise InvalidInputError(f"ghost_percent must be a decimal number such as 2.5, got {text!r}")
-    return value
+    return Decimal(format(value, "f"))  # 1e3 is shown and stored as 1000
 
 
 def rerate_correction_of(app: App, body: RerateBody) -> Correction:

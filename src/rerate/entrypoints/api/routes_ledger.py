@@ -127,12 +127,12 @@ def xdrs(
 
 
 @xdrs_router.get("/export")
-def export(app: Viewer, filters: XdrFilters, format: str = "csv") -> FileResponse:
-    """Every matching XDR as CSV or Parquet (exact decimals)."""
+def export(app: Viewer, filters: XdrFilters, format: str = "csv", number: str | None = None) -> FileResponse:
+    """Every matching XDR as CSV or Parquet (exact decimals); ``number`` as in the search."""
     folder = Path(tempfile.mkdtemp(prefix="export-", dir=_uploads(app)))
     out = folder / f"xdrs.{format}"
     try:
-        export_xdrs(app, out, fmt=format, **filters)
+        export_xdrs(app, out, fmt=format, number=number or None, **filters)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

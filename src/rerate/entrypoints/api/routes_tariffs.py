@@ -29,7 +29,7 @@ def tariffs(app: Viewer) -> list[dict[str, Any]]:
     return listings.tariffs(app)
 
 
-@router.get("/{name}")
+@router.get("/{name:path}")  # a name may hold "/"
 def show_tariff(app: Viewer, name: str, at: str | None = None) -> dict[str, Any]:
     """The tariff's rates in force at ``at`` (default now)."""
     moment: datetime | None = parse_utc(at, field="at") if at else None
@@ -48,7 +48,7 @@ def pairs(lines: str, name: str) -> dict[str, str]:
     return found
 
 
-@router.post("/{name}/import")
+@router.post("/{name:path}/import")
 def import_deck(
     name: str,
     file: UploadFile,

@@ -21,7 +21,7 @@ from rerate.entrypoints.api.security import check, current_principal, wired
 #: The API's upload routes and the permission each needs.
 UPLOAD_ROUTES = (
     (re.compile(r"/api/ingest"), Permission.INGEST),
-    (re.compile(r"/api/tariffs/[^/]+/import"), Permission.TARIFFS),
+    (re.compile(r"/api/tariffs/.+/import"), Permission.TARIFFS),  # a tariff name may hold "/"
 )
 
 

@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
@@ -100,7 +101,7 @@ def mount(service: FastAPI) -> None:
 
     @service.exception_handler(SignInRequiredError)
     async def to_login(request: Request, _: SignInRequiredError) -> Response:
-        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return RedirectResponse(f"/login?{urlencode({'next': _back_to(request)}, safe='/')}", status_code=303)
 
     @service.exception_handler(RequestValidationError)
     async def bad_form(request: Request, exc: RequestValidationError) -> Response:
@@ -111,13 +112,25 @@ def mount(service: FastAPI) -> None:
         )
         return error_page(request, f"the form was not filled in right: {problems}", 422)
 
-    @service.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    # Starlette's own (an unknown page, a wrong method) as well as the routes': pages get the error page.
+    @service.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if request.url.path.startswith("/api/") or request.url.path.startswith("/static/"):
             from fastapi.exception_handlers import http_exception_handler
 
             return await http_exception_handler(request, exc)
         return error_page(request, exc.detail, exc.status_code)
+
+
+def _back_to(request: Request) -> str:
+    """Where to go once signed in: the page asked for, its query included; for a form posted after
+    the session ended, the page the form was on (the post itself is not replayed)."""
+    if request.method == "GET":
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    came_from = urlsplit(request.headers.get("referer", ""))
+    if came_from.path.startswith("/") and came_from.netloc in ("", request.url.netloc):
+        return came_from.path + (f"?{came_from.query}" if came_from.query else "")
+    return "/"
 
 
 def error_page(request: Request, error: Any, status: int) -> HTMLResponse:
@@ -158,7 +171,10 @@ def _viewer(request: Request) -> tuple[App, Principal]:
 
 
 def _render(request: Request, principal: Principal, name: str, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {**_base(request, principal), **context})
+    page = templates.TemplateResponse(request, name, {**_base(request, principal), **context})
+    # A signed-in page holds billing data: after sign-out, the back button must not show it again.
+    page.headers["Cache-Control"] = "no-store"
+    return page
 
 
 def _form_for(request: Request, principal: Principal, csrf: str, permissions: list[Permission]) -> App:
@@ -260,6 +276,8 @@ def xdrs_page(
 ) -> HTMLResponse:
     app, principal = _viewer(request)
     filters = {"status": status, "customer": customer, "account": account, "start": start, "end": end}
+    if number:
+        filters["number"] = number  # the export link takes every filter the search used
     rows: list[dict[str, Any]] = []
     error = None
     try:
@@ -296,16 +314,29 @@ def _query(fields: dict[str, Any]) -> str:
     return urlencode({renamed.get(k, k): v for k, v in fields.items() if v})
 
 
-def _scope_body(form: dict[str, str]) -> dict[str, Any]:
-    """Scope fields of a form: comma or newline separated lists."""
-    fields = ScopeBody.LIST_FIELDS
-    body: dict[str, Any] = {
-        name: [v.strip() for v in form.get(name, "").replace("\n", ",").split(",") if v.strip()]
-        for name in fields
-    }
+def _scope_body(form: dict[str, str], names: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Scope fields of a form: comma or newline separated lists; a line that is a whole known
+    name (``Acme, Inc.``) is that name, not two."""
+    body: dict[str, Any] = {name: _listed_values(form.get(name, ""), names) for name in ScopeBody.LIST_FIELDS}
     body["from"] = form.get("from") or None
     body["to"] = form.get("to") or None
     return body
+
+
+def _listed_values(text: str, names: frozenset[str]) -> list[str]:
+    values: list[str] = []
+    for line in (line.strip() for line in text.splitlines()):
+        values += [line] if line in names else [v.strip() for v in line.split(",") if v.strip()]
+    return values
+
+
+def _party_names(app: App) -> frozenset[str]:
+    shown = listings.parties(app)
+    return frozenset(
+        [c["name"] for c in shown["customers"]]
+        + [a["identifier"] for a in shown["accounts"]]
+        + [v["name"] for v in shown["vendors"]]
+    )
 
 
 @router.get("/rerate", response_class=HTMLResponse)
@@ -335,7 +366,7 @@ def _rerate_preview(request: Request, principal: Principal, form: dict[str, str]
     try:
         body = RerateBody.model_validate(
             {
-                **_scope_body(form),
+                **_scope_body(form, _party_names(app)),
                 "tariff": form.get("tariff") or None,
                 "ghost_percent": form.get("ghost_percent") or "0",
                 "side": form.get("side") or "both",
@@ -383,10 +414,17 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
     app, principal = _viewer(request)
     job = job_view(app, jobs_service.job(app, job_id))
     report = job.get("report") or {}
-    allow_closed = bool((job.get("parameters") or {}).get("allow_closed"))
-    can_apply = job["state"] == "planned" and all(
-        allowed(principal.role, p)
-        for p in correction_permissions(job["kind"], dry_run=False, allow_closed=allow_closed)
+    parameters = job.get("parameters") or {}
+    # A preview touching closed periods applies only with them allowed: then the role needs that right.
+    allow_closed = bool(parameters.get("allow_closed") or report.get("adjustments"))
+    applied_as = parameters.get("applied_as")
+    can_apply = (
+        job["state"] == "planned"
+        and applied_as is None
+        and all(
+            allowed(principal.role, p)
+            for p in correction_permissions(job["kind"], dry_run=False, allow_closed=allow_closed)
+        )
     )
     can_revert = (
         job["state"] == "applied"
@@ -407,6 +445,8 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
         job=job,
         report=report,
         can_apply=can_apply,
+        applied_as=applied_as,
+        closed_refused=bool(report.get("adjustments")) and not parameters.get("allow_closed"),
         can_revert=can_revert,
         can_revert_closed=can_revert_closed,
         day_chart=charts.signed_bars(
@@ -624,11 +664,27 @@ def tariffs_page(request: Request) -> HTMLResponse:
     return _render(request, principal, "tariffs.html", tariffs=listings.tariffs(app))
 
 
-@router.get("/tariffs/{name}", response_class=HTMLResponse)
-def tariff_page(request: Request, name: str, at: str = "") -> HTMLResponse:
+@router.get("/tariffs/{name:path}", response_class=HTMLResponse)  # a name may hold "/"
+def tariff_page(request: Request, name: str, at: str = "", prefix: str = "") -> HTMLResponse:
     app, principal = _viewer(request)
     view = tariff_admin.show_tariff(app, name, at=parse_utc(at, field="at") if at else None)
-    return _render(request, principal, "tariff.html", tariff=plain(view), at=at)
+    shown = plain(view)
+    wanted = prefix.strip()
+    rates = [r for r in shown["rates"] if str(r["prefix"]).startswith(wanted)] if wanted else shown["rates"]
+    return _render(
+        request,
+        principal,
+        "tariff.html",
+        tariff=shown,
+        at=at,
+        prefix=wanted,
+        rates=rates[:TARIFF_PAGE_RATES],
+        matching=len(rates),
+    )
+
+
+#: Rates a tariff page lists; a prefix filter finds the others (the API and CLI give them all).
+TARIFF_PAGE_RATES = 3000
 
 
 def _upload_path(app: App, token: str) -> Path:
