@@ -524,3 +524,24 @@ def test_web_pages_for_odd_names_expired_sessions_and_long_lists(
     assert "number=4930" in search  # the export link keeps the number filter
     exported = client.get("/api/xdrs/export", params={"number": "4930"})
     assert exported.status_code == 200 and exported.text.count("\n") == 2  # header + o1
+
+
+def test_the_import_wizards_countries_box_keeps_one_line_per_prefix_across_reviews() -> None:
+    from rerate.entrypoints.api.web import _countries_text
+
+    first = _countries_text("", ["999123", "99913"])
+    assert first == "999123=\n99913=\n"
+    again = _countries_text(first.replace("99913=", "99913=XX"), ["999123"])  # one assigned, reviewed again
+    assert again == "999123=\n99913=XX\n"
+
+
+def test_forms_a_role_cannot_submit_say_so_instead_of_offering_a_button(
+    service: tuple[TestClient, App],
+) -> None:
+    client, _ = service
+    client.post("/login", data={"username": "readonly", "password": PASSWORD}, follow_redirects=False)
+    for page in ("/rerate", "/import"):
+        assert 'id="not-allowed"' in client.get(page).text, page
+    client.post("/login", data={"username": "admin", "password": PASSWORD}, follow_redirects=False)
+    for page in ("/rerate", "/import"):
+        assert 'id="not-allowed"' not in client.get(page).text, page

@@ -355,7 +355,8 @@ def _import_deck(app: App, request: DeckImportRequest) -> DeckImportReport:
         more = f" and {len(report.unresolved) - 20} more" if len(report.unresolved) > 20 else ""
         report.problems.append(
             f"new destination(s) without a country: {listed}{more}; "
-            "assign them with --country PREFIX=CC (a prefix covers every new code under it)"
+            "assign them a country as PREFIX=CC (--country on the command line, the countries box in the "
+            "web wizard; a prefix covers every new code under it)"
         )
     if request.strict and summary.skipped_errors:
         report.problems.append(f"{summary.skipped_errors} row(s) have errors and --strict refuses the deck")

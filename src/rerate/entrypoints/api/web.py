@@ -779,7 +779,16 @@ def _import_review(
         rows=plain([rate_entry(r) for r in report.rates[:SHOWN_LINES]]),
         more=max(0, len(report.rates) - SHOWN_LINES),
         summary_lines=rate_import.SUMMARY_LINES,
+        countries=_countries_text(form.get("countries", ""), [d.prefix for d in report.unresolved]),
     )
+
+
+def _countries_text(posted: str, unresolved: list[str]) -> str:
+    """The countries box: what the operator wrote, then a ``prefix=`` line for each new destination
+    still without a country and not written yet (a second review does not repeat them)."""
+    lines = [line.strip() for line in posted.splitlines() if line.strip()]
+    written = {line.partition("=")[0].strip() for line in lines}
+    return "".join(f"{line}\n" for line in [*lines, *(f"{p}=" for p in unresolved if p not in written)])
 
 
 # --------------------------------------------------------------------------- parties, audit, users
