@@ -737,3 +737,84 @@ def test_two_undated_imports_in_one_second_refuse_the_row_instead_of_crashing(
     assert "already has a rate effective" in str(again.rates[0].error)
     same = import_deck(app, _request(_deck(tmp_path, "prefix,price\n44,0.10\n", "c.csv")))
     assert same.rates[0].status.value == "duplicate"
+
+
+def test_a_backdated_deck_re_prices_only_the_side_priced_with_it_and_keeps_deliberate_re_ratings(
+    tmp_path: Path,
+) -> None:
+    from rerate.domain.rating import Side
+    from rerate.services.corrections import RerateRequest, rerate
+    from rerate.services.scopes import resolve_scope
+    from rerate.services.tariffs import import_rates
+    from tests.factories import write_rates
+
+    world = small_world(tmp_path / "home")
+    premium = [{"prefix": "44", "effective_from": "2026-01-01T00:00:00Z", "first_price": "0.1"}]
+    import_rates(
+        world, "premium", write_rates(tmp_path / "premium.csv", premium), currency="EUR", allow_past=True
+    )
+    rows = [("a1", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1")]
+    ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    rerate(world, RerateRequest(scope=acme, tariff="premium", sides=(Side.CUSTOMER,)))  # on purpose
+
+    def exported() -> dict[str, str]:
+        out = tmp_path / "now.csv"
+        export_xdrs(world, out)
+        with out.open() as handle:
+            (row,) = list(csv.DictReader(handle))
+        return row
+
+    before = exported()
+    vendor_fix = _deck(
+        tmp_path, "prefix,price,first interval,next interval,date\n44,0.006,1,1,2026-10-01\n", "v.csv"
+    )
+    fixed = import_deck(world, DeckImportRequest("cost", vendor_fix, past=PastPolicy.BACKDATE, now=NOW))
+    (vendor_side,) = fixed.proposed_jobs
+    apply_planned(world, vendor_side)
+    after = exported()
+    assert (after["tariff"], after["amount"]) == ("premium", before["amount"])  # the customer side stays
+    assert (after["vendor_tariff"], after["cost"]) == ("cost", "0.006000000")
+    customer_fix = _deck(
+        tmp_path, "prefix,price,first interval,next interval,date\n44,0.2,60,60,2026-10-01\n", "c.csv"
+    )
+    fixed = import_deck(world, DeckImportRequest("premium", customer_fix, past=PastPolicy.BACKDATE, now=NOW))
+    (customer_side,) = fixed.proposed_jobs
+    apply_planned(world, customer_side)
+    assert (exported()["tariff"], exported()["amount"]) == ("premium", "0.200000000")  # its new price
+
+
+def test_a_dry_run_whose_prices_changed_since_is_not_applied(tmp_path: Path) -> None:
+    from rerate.services.corrections import RerateRequest, rerate
+    from rerate.services.scopes import resolve_scope
+    from rerate.services.tariffs import import_rates
+    from tests.factories import COST, write_rates
+
+    world = small_world(tmp_path / "home")
+    ingest(
+        world,
+        [
+            write_xdrs(
+                tmp_path / "x.csv", [("a1", "2026-10-20T10:00:00Z", "60", "1", "4420794600", "acc1", "gw1")]
+            )
+        ],
+    )
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    preview = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
+    dearer = _deck(tmp_path, "prefix,price,first interval,next interval,date\n4,0.5,1,1,2026-10-01\n")
+    dearer_import = DeckImportRequest(
+        "cost", dearer, past=PastPolicy.BACKDATE, countries={"4": "ZZ"}, now=NOW
+    )
+    assert import_deck(world, dearer_import).state == "imported"
+    with pytest.raises(
+        ConflictError, match=r"prices behind dry run .* changed since.*tariff.import_deck tariff cost"
+    ):
+        apply_planned(world, preview.job_id)
+    unrelated = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
+    import_rates(world, "other", write_rates(tmp_path / "other.csv", COST), currency="EUR", allow_past=True)
+    with pytest.raises(
+        ConflictError, match=r"tariff\.import tariff other"
+    ):  # any price change: preview again
+        apply_planned(world, unrelated.job_id)

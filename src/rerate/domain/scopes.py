@@ -28,8 +28,10 @@ class Scope:
     destination_groups: tuple[str, ...] = ()
     collections: tuple[int, ...] = ()
     statuses: tuple[str, ...] = ()
-    #: XDRs priced (or failed) with these tariffs, on either side.
+    #: XDRs priced (or failed) with these tariffs, on either side or only on ``tariff_sides``.
     tariffs: tuple[int, ...] = ()
+    #: ``("customer",)`` or ``("vendor",)``: the side whose tariff ``tariffs`` names (empty: either).
+    tariff_sides: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
     #: Names for display, keyed like the id fields (ids alone do not read well).
@@ -81,8 +83,10 @@ class Scope:
             ("tariffs", "tariff"),
         ):
             values = self.labels.get(key) or tuple(str(v) for v in getattr(self, key))
+            sided = key == "tariffs" and len(self.tariff_sides) == 1
+            named = f"{self.tariff_sides[0]} {noun}" if sided else noun
             if values:
-                parts.append(f"{noun}{'s' if len(values) > 1 else ''} {', '.join(values)}")
+                parts.append(f"{named}{'s' if len(values) > 1 else ''} {', '.join(values)}")
         if self.prefixes:
             parts.append("numbers starting " + " or ".join(self.prefixes))
         if self.countries:

@@ -24,7 +24,11 @@ def scope_predicate(scope: Scope, alias: str = "x") -> str:
             clauses.append(f"{alias}.{column} IN ({', '.join(str(int(v)) for v in values)})")
     if scope.tariffs:
         listed = ", ".join(str(int(t)) for t in scope.tariffs)
-        clauses.append(f"({alias}.tariff_id IN ({listed}) OR {alias}.vendor_tariff_id IN ({listed}))")
+        sides = set(scope.tariff_sides) or {"customer", "vendor"}
+        columns = [
+            c for side, c in (("customer", "tariff_id"), ("vendor", "vendor_tariff_id")) if side in sides
+        ]
+        clauses.append("(" + " OR ".join(f"{alias}.{c} IN ({listed})" for c in columns) + ")")
     if scope.prefixes:
         clauses.append("(" + " OR ".join(f"starts_with({alias}.number, '{p}')" for p in scope.prefixes) + ")")
     if scope.countries:

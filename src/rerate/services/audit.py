@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rerate.catalog.models import AuditEntry
@@ -28,3 +29,35 @@ def record(
 
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+#: Catalog changes that can change what an XDR is priced at: a preview made before one is stale.
+PRICING_ACTIONS = (
+    "tariff.import",
+    "tariff.import_deck",
+    "tariff.assign",
+    "tariff.off_peak",
+    "account.add",
+    "account.set_customer",
+    "vendor.add",
+    "mediation.rule_add",
+    "mediation.rule_remove",
+    "countries.load",
+)
+
+
+def pricing_mark(session: Session) -> int:
+    """The newest audit row of a pricing change: a dry run records it, its apply compares it."""
+    newest = session.scalar(select(func.max(AuditEntry.id)).where(AuditEntry.action.in_(PRICING_ACTIONS)))
+    return int(newest or 0)
+
+
+def pricing_changes_since(session: Session, mark: int, limit: int = 5) -> list[str]:
+    """The pricing changes recorded after ``mark``, oldest first, in words."""
+    rows = session.scalars(
+        select(AuditEntry)
+        .where(AuditEntry.id > mark, AuditEntry.action.in_(PRICING_ACTIONS))
+        .order_by(AuditEntry.id)
+        .limit(limit)
+    )
+    return [f"{row.action} {row.subject} by {row.actor} at {row.at:%Y-%m-%d %H:%M} UTC" for row in rows]

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Customer, Job
@@ -296,6 +297,13 @@ def _job_row(app: App, correction: Correction) -> Job:
     )
 
 
+def _note_pricing_basis(session: Session, job: Job, correction: Correction) -> None:
+    """A preview remembers the catalog it priced with: applying it after a tariff, an assignment
+    or a rule changed would apply something else than what was approved."""
+    if correction.dry_run:
+        job.parameters = {**dict(job.parameters), "pricing_mark": audit.pricing_mark(session)}
+
+
 def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
     """The job to run: a new one, or the scheduled ``job_id`` (claimed so that it runs once).
 
@@ -309,10 +317,14 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
             job = _job_row(app, correction)
             session.add(job)
             session.flush()
+            _note_pricing_basis(session, job, correction)
             return job.id
         claim_scheduled(session, job_id, "planning" if correction.dry_run else "running")
         overtaken = session.scalar(select(Job.id).where(Job.id > job_id, Job.state == APPLIED).limit(1))
         if correction.dry_run or overtaken is None:
+            claimed = session.get(Job, job_id)
+            if claimed is not None:
+                _note_pricing_basis(session, claimed, correction)
             return job_id
         scheduled, replacement = session.get(Job, job_id), _job_row(app, correction)
         assert scheduled is not None

@@ -421,6 +421,7 @@ _MAX_SCOPE_PREFIXES = 500
 
 def _propose_rerating(app: App, tariff_name: str, report: DeckImportReport, now: datetime) -> list[int]:
     """A dry-run re-rating of the XDRs the backdated rates can change: the proposal an operator applies."""
+    from rerate.domain.rating import Side
     from rerate.services.corrections import RerateRequest, rerate
 
     backdated = [r for r in report.rates if r.action is not Action.SKIP and r.values["effective_from"] < now]
@@ -434,18 +435,25 @@ def _propose_rerating(app: App, tariff_name: str, report: DeckImportReport, now:
     with app.catalog.reading() as session:
         tariff_id = session.scalar(select(Tariff.id).where(Tariff.name == tariff_name))
     assert tariff_id is not None
-    scope = Scope(
-        tariffs=(tariff_id,),
-        prefixes=tuple(covering) if len(covering) <= _MAX_SCOPE_PREFIXES else (),
-        start=start,
-        labels={"tariffs": (tariff_name,)},
-    )
-    proposal = rerate(app, RerateRequest(scope=scope, dry_run=True))
+    proposed: list[int] = []
+    # Side by side, with the tariff itself: the XDRs priced with it get its corrected rates, and
+    # nothing else moves (another side, or a re-rating an operator made onto this tariff on purpose).
+    for side in (Side.CUSTOMER, Side.VENDOR):
+        scope = Scope(
+            tariffs=(tariff_id,),
+            tariff_sides=(side.value,),
+            prefixes=tuple(covering) if len(covering) <= _MAX_SCOPE_PREFIXES else (),
+            start=start,
+            labels={"tariffs": (tariff_name,)},
+        )
+        proposal = rerate(app, RerateRequest(scope=scope, tariff=tariff_name, sides=(side,), dry_run=True))
+        if proposal.in_scope:
+            proposed.append(proposal.job_id)
     with app.catalog.transaction() as session:
         record = session.get(RateImport, report.import_id)
         if record is not None:
-            record.proposed_jobs = [proposal.job_id]
-    return [proposal.job_id]
+            record.proposed_jobs = proposed
+    return proposed
 
 
 def _load(

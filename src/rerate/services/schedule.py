@@ -197,6 +197,13 @@ def claim_planned(app: App, job_id: int) -> Job:
                 f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
                 "the correction once more"
             )
+        mark = dict(job.parameters).get("pricing_mark")
+        changes = audit.pricing_changes_since(session, int(mark)) if isinstance(mark, int) else []
+        if changes:
+            raise ConflictError(
+                f"the prices behind dry run {job_id} changed since it was made ({'; '.join(changes)}): "
+                "applying it would apply something else than what was previewed; preview again"
+            )
         job.parameters = {**dict(job.parameters), "applied_as": APPLYING}
         session.flush()
         session.expunge(job)
