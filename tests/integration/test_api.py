@@ -419,6 +419,19 @@ def test_uploads_are_refused_before_their_body_is_read(world: App, tmp_path: Pat
             assert response.status_code == status, (path, response.text)
         assert read == []
         assert [e["action"] for e in audit_log.entries(world)[:2]] == ["access.denied"] * 2
+        # Without a declared length (chunked), the body is stopped once it passes the limit.
+        chunked = client.post(
+            "/api/ingest",
+            headers={**multipart, **admin},
+            content=iter([b"--b\r\n", b"x" * (1024 * 1024), b"y" * (1024 * 1024)]),
+        )
+        assert chunked.status_code == 413 and "RERATE_MAX_UPLOAD_MB" in chunked.json()["detail"]
+        # The web UI's upload forms are gated the same way (a session, then the role).
+        client.post("/login", data={"username": "readonly", "password": PASSWORD}, follow_redirects=False)
+        for path in ("/collections/ingest", "/import"):
+            web = client.post(path, headers=multipart, content=body(10), follow_redirects=False)
+            assert web.status_code == 403, (path, web.text)
+        assert read == []
         unknown = client.post("/api/ingest?template=nope", headers=admin, files={"file": ("x.csv", b"a,b\n")})
         assert unknown.status_code == 404 and "no XDR template 'nope'" in unknown.json()["detail"]
         assert list((world.home / "uploads").iterdir()) == []  # the refused upload is not kept
@@ -436,6 +449,10 @@ def test_odd_queries_get_the_refusal_the_command_line_gives(service: tuple[TestC
         assert response.status_code == 422 and message in response.text, (path, response.text)
     for body, message in (
         ({"customer": "Acme", "ghost_percent": "0.0000001", "dry_run": True}, "at most 4 decimals"),
+        (
+            {"customer": "Acme", "ghost_percent": "1e-999999999999999999", "dry_run": True},
+            "at most 4 decimals",
+        ),
         ({"prefix": "４４", "ghost_percent": "10", "dry_run": True}, "prefixes must be digits"),
     ):
         response = client.post("/api/rerate", headers=admin, json=body)
@@ -495,6 +512,13 @@ def test_web_pages_for_odd_names_expired_sessions_and_long_lists(
     parties.add_customer(app, "Acme, Inc.", tariff="retail")
     parties.add_account(app, "inc1", customer="Acme, Inc.")
     # A form posted after the session ended: back to the page it was on once signed in, never a 405.
+    elsewhere = client.post(
+        "/login",
+        data={"username": "noc", "password": PASSWORD, "next": "/\\evil.example"},
+        follow_redirects=False,
+    )
+    assert elsewhere.headers["location"] == "/"  # never off the site
+    client.cookies.clear()
     expired = client.post(
         "/jobs/1/apply",
         data={"csrf": "x"},

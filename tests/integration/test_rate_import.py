@@ -812,9 +812,9 @@ def test_a_dry_run_whose_prices_changed_since_is_not_applied(tmp_path: Path) -> 
         ConflictError, match=r"prices behind dry run .* changed since.*tariff.import_deck tariff cost"
     ):
         apply_planned(world, preview.job_id)
-    unrelated = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
+    onto_cost = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
+    as_configured = rerate(world, RerateRequest(scope=acme, dry_run=True))
     import_rates(world, "other", write_rates(tmp_path / "other.csv", COST), currency="EUR", allow_past=True)
-    with pytest.raises(
-        ConflictError, match=r"tariff\.import tariff other"
-    ):  # any price change: preview again
-        apply_planned(world, unrelated.job_id)
+    with pytest.raises(ConflictError, match=r"tariff\.import tariff other"):
+        apply_planned(world, as_configured.job_id)  # priced by what is assigned: any price change counts
+    assert apply_planned(world, onto_cost.job_id).state == "applied"  # priced with cost alone: unchanged

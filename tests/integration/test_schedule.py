@@ -207,3 +207,42 @@ def test_a_queued_ingest_waits_for_a_busy_ledger_and_a_dead_one_is_failed(world:
         stored.state = "ingesting"
     ingest(world, [write_xdrs(tmp_path / "s.csv", [("s1", *rows[0][1:])])])  # the next writer
     assert job(world, dead).state == "failed"
+
+
+def _claims_at_once(world: App, job_id: int) -> list[str]:
+    """Two applies of one dry run at the same instant: what each was answered."""
+    import threading
+
+    from rerate.services.schedule import claim_planned
+
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def claim() -> None:
+        start.wait()
+        try:
+            claim_planned(world, job_id)
+            outcomes.append("claimed")
+        except ConflictError as exc:
+            outcomes.append(str(exc))
+
+    both = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join()
+    return sorted(outcomes)
+
+
+def test_a_dry_run_is_claimed_once_by_applies_at_the_same_instant(world: App, tmp_path: Path) -> None:
+    from rerate.services.schedule import claim_planned, record_applied
+
+    ingest(world, [write_xdrs(tmp_path / "y.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    for _ in range(5):
+        planned = rerate(world, RerateRequest(scope=scope, tariff="cost", dry_run=True))
+        first, second = _claims_at_once(world, planned.job_id)
+        assert first == "claimed" and "applied already" in second
+        record_applied(world, planned.job_id, None)  # an apply that failed frees it again
+        claim_planned(world, planned.job_id)

@@ -52,12 +52,19 @@ def pricing_mark(session: Session) -> int:
     return int(newest or 0)
 
 
-def pricing_changes_since(session: Session, mark: int, limit: int = 5) -> list[str]:
-    """The pricing changes recorded after ``mark``, oldest first, in words."""
-    rows = session.scalars(
-        select(AuditEntry)
-        .where(AuditEntry.id > mark, AuditEntry.action.in_(PRICING_ACTIONS))
-        .order_by(AuditEntry.id)
-        .limit(limit)
-    )
+#: The changes to one tariff's rates or windows.
+TARIFF_ACTIONS = ("tariff.import", "tariff.import_deck", "tariff.off_peak")
+
+
+def pricing_changes_since(
+    session: Session, mark: int, *, tariff: str | None = None, limit: int = 5
+) -> list[str]:
+    """The pricing changes recorded after ``mark``, oldest first, in words; with ``tariff`` (a
+    re-rating onto that tariff, which prices every XDR in scope with it), only that tariff's."""
+    query = select(AuditEntry).where(AuditEntry.id > mark)
+    if tariff is None:
+        query = query.where(AuditEntry.action.in_(PRICING_ACTIONS))
+    else:
+        query = query.where(AuditEntry.action.in_(TARIFF_ACTIONS), AuditEntry.subject == f"tariff {tariff}")
+    rows = session.scalars(query.order_by(AuditEntry.id).limit(limit))
     return [f"{row.action} {row.subject} by {row.actor} at {row.at:%Y-%m-%d %H:%M} UTC" for row in rows]

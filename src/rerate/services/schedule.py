@@ -36,6 +36,7 @@ from rerate.services.errors import (
     RerateError,
 )
 from rerate.services.ingest import IngestProgress
+from rerate.services.locks import ledger_lock
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
 from rerate.services.timeparse import parse_utc
@@ -184,30 +185,45 @@ APPLYING = "in progress"
 
 def claim_planned(app: App, job_id: int) -> Job:
     """The dry run, marked as being applied: it is applied once, and a second try (a double
-    click, the browser's back button, two operators) is refused naming the job that applied it."""
-    with app.catalog.transaction() as session:
+    click, the browser's back button, two operators at the same instant) is refused naming the
+    job that applied it.  Claims are taken one at a time, across processes."""
+    with (
+        ledger_lock(app.home, f"apply of dry run {job_id} by {app.actor}", name="claims"),
+        app.catalog.transaction() as session,
+    ):
         job = session.get(Job, job_id)
         if job is None:
             raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
         if job.state != "planned":
             raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
-        applied_as = dict(job.parameters).get("applied_as")
-        if applied_as is not None:
+        parameters = dict(job.parameters)
+        applied_as = parameters.get("applied_as")
+        applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
+        if applied_as is not None and not (applying is not None and applying.state in _GAVE_UP):
             raise ConflictError(
                 f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
                 "the correction once more"
             )
-        mark = dict(job.parameters).get("pricing_mark")
-        changes = audit.pricing_changes_since(session, int(mark)) if isinstance(mark, int) else []
+        mark = parameters.get("pricing_mark")
+        override = parameters.get("tariff") if job.kind == "rerate" else None
+        changes = (
+            audit.pricing_changes_since(session, mark, tariff=str(override) if override else None)
+            if isinstance(mark, int)
+            else []
+        )
         if changes:
             raise ConflictError(
                 f"the prices behind dry run {job_id} changed since it was made ({'; '.join(changes)}): "
                 "applying it would apply something else than what was previewed; preview again"
             )
-        job.parameters = {**dict(job.parameters), "applied_as": APPLYING}
+        job.parameters = {**parameters, "applied_as": APPLYING}
         session.flush()
         session.expunge(job)
         return job
+
+
+#: States of a job that applied a dry run in which the dry run counts as not applied.
+_GAVE_UP = ("failed", "cancelled")
 
 
 def record_applied(app: App, planned_id: int, job_id: int | None) -> None:

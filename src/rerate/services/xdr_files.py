@@ -292,11 +292,16 @@ class XdrFile:
                     return
                 if not chunk.endswith(b"\n"):
                     chunk += handle.readline()
-                chunk += self._rest_of_quoted_field(chunk, handle)
                 if next_line == 1 and chunk.startswith(codecs.BOM_UTF8):
                     chunk = chunk[len(codecs.BOM_UTF8) :]
-                lines_here = chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
-                batch = self._parse_chunk(chunk, next_line, lines_here)
+                lines_here = _lines_in(chunk)
+                batch = self._parse_fast(chunk, next_line, lines_here)
+                if batch is None:  # odd rows; among them, maybe a quoted field the chunk ends inside
+                    more = self._rest_of_quoted_field(chunk, handle)
+                    if more:
+                        chunk += more
+                        lines_here = _lines_in(chunk)
+                    batch = self._parse_exactly(chunk, next_line)
                 batch.bytes_read = on_disk.tell()
                 next_line += lines_here
                 yield batch
@@ -317,7 +322,8 @@ class XdrFile:
                 break
         return more
 
-    def _parse_chunk(self, chunk: bytes, first_line: int, lines_here: int) -> RawBatch:
+    def _parse_fast(self, chunk: bytes, first_line: int, lines_here: int) -> RawBatch | None:
+        """The chunk by Arrow's parser, or None when a row needs the line-by-line parse."""
         odd = 0
 
         def count_odd(_row: object) -> str:
@@ -342,9 +348,9 @@ class XdrFile:
                 ),
             )
         except (pa.ArrowInvalid, UnicodeDecodeError):
-            return self._parse_exactly(chunk, first_line)
+            return None
         if odd or table.num_rows != lines_here or _has_blank_rows(table) or b"\x00" in chunk:
-            return self._parse_exactly(chunk, first_line)
+            return None
         lines = pa.array(np.arange(first_line, first_line + table.num_rows, dtype=np.int64))
         return RawBatch(table.append_column(LINE, lines))
 
@@ -407,6 +413,10 @@ class XdrFile:
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
         table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, LINE])
         return RawBatch(table, rejects)
+
+
+def _lines_in(chunk: bytes) -> int:
+    return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
 
 
 def prefetched(batches: Iterator[RawBatch], depth: int = 1) -> Iterator[RawBatch]:

@@ -82,5 +82,5 @@ def create_app(app: App, *, run_jobs: bool = True, poll_seconds: float = 5.0) ->
         for router in module.ROUTERS:  # one router per resource
             service.include_router(router)
     web.mount(service)
-    upload_gate.install(service)
+    service.add_middleware(upload_gate.UploadGate)
     return service

@@ -97,9 +97,10 @@ def ghost_percent(text: str) -> Decimal:
         value = Decimal(text)
     except (InvalidOperation, ArithmeticError):
         value = Decimal("NaN")
-    # Only a huge value is refused here; a tiny one gets the precision check's clearer message.
     if not value.is_finite() or value.adjusted() > 6:
         raise InvalidInputError(f"ghost_percent must be a decimal number such as 2.5, got {text!r}")
+    if value and value.adjusted() < -6:  # written out, 1e-300000000 would take 300 MB
+        raise InvalidInputError(f"ghost_percent has at most 4 decimals, got {text!r}")
     return Decimal(format(value, "f"))  # 1e3 is shown and stored as 1000
 
 

@@ -218,7 +218,8 @@ def login(
         context = {**_base(request, None), "next": next, "error": "Wrong user name or password."}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     token, _ = users.issue_token(app, principal, "session", SESSION_LIFETIME)
-    target = next if next.startswith("/") and not next.startswith("//") else "/"
+    # Only a path of this site: browsers read "//x" and "/\\x" as another host.
+    target = next if next.startswith("/") and not next.startswith(("//", "/\\")) else "/"
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
