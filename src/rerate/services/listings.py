@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,15 +43,17 @@ def tariffs(app: App) -> list[dict[str, Any]]:
         ]
 
 
-def _tariffs_now(session: Session, kind: str, now: datetime) -> dict[int, str]:
-    """Owner id -> the name of the tariff assigned to it in force at ``now``."""
-    names = dict(session.execute(select(Tariff.id, Tariff.name)).all())
-    in_force: dict[int, str] = {}
-    assignments = select(TariffAssignment).where(
-        TariffAssignment.owner_kind == kind, TariffAssignment.valid_from <= now
+def _tariffs_now(session: Session, now: datetime) -> dict[str, dict[int, str]]:
+    """Owner kind -> owner id -> the name of the tariff assigned to it in force at ``now``."""
+    in_force: dict[str, dict[int, str]] = {"customer": {}, "account": {}, "vendor": {}}
+    assignments = session.execute(
+        select(TariffAssignment.owner_kind, TariffAssignment.owner_id, Tariff.name)
+        .join(Tariff, Tariff.id == TariffAssignment.tariff_id)
+        .where(TariffAssignment.valid_from <= now)
+        .order_by(TariffAssignment.valid_from)
     )
-    for assignment in session.scalars(assignments.order_by(TariffAssignment.valid_from)):
-        in_force[assignment.owner_id] = names[assignment.tariff_id]  # the latest wins
+    for kind, owner_id, name in assignments:
+        in_force.setdefault(kind, {})[owner_id] = name  # the latest wins
     return in_force
 
 
@@ -67,12 +70,8 @@ def parties(app: App, now: datetime | None = None) -> dict[str, list[dict[str, A
         connections: dict[int, list[str]] = {}
         for connection in session.scalars(select(VendorConnection)):
             connections.setdefault(connection.vendor_id, []).append(connection.identifier)
-        tariff = {kind: _tariffs_now(session, kind, now) for kind in ("customer", "account", "vendor")}
-        accounts = list(session.scalars(select(Account).order_by(Account.identifier)))
-        counted: dict[str, int] = {}
-        for account_id in (a.id for a in accounts):
-            if account_id in owners:
-                counted[owners[account_id]] = counted.get(owners[account_id], 0) + 1
+        tariff = _tariffs_now(session, now)
+        counted = Counter(owners.values())  # accounts owned now, per customer
         return {
             "customers": [
                 {
@@ -91,7 +90,7 @@ def parties(app: App, now: datetime | None = None) -> dict[str, list[dict[str, A
                     "customer": owners.get(a.id),
                     "own_tariff": tariff["account"].get(a.id),
                 }
-                for a in accounts
+                for a in session.scalars(select(Account).order_by(Account.identifier))
             ],
             "vendors": [
                 {

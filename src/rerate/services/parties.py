@@ -136,13 +136,11 @@ def _billed_in(customer: Customer, tariff: Tariff, allowed: bool, subject: str) 
 
 def _owner_at(session: Session, account: Account, at: datetime) -> Customer:
     """The customer owning ``account`` at ``at`` (its first owner for a time before any)."""
-    owned = session.scalars(
-        select(AccountOwnership)
-        .where(AccountOwnership.account_id == account.id)
-        .order_by(AccountOwnership.valid_from)
-    ).all()
-    in_force = [o for o in owned if o.valid_from.replace(tzinfo=at.tzinfo) <= at] or owned[:1]
-    customer = session.get(Customer, in_force[-1].customer_id)
+    owners = select(AccountOwnership.customer_id).where(AccountOwnership.account_id == account.id)
+    customer_id = session.scalar(
+        owners.where(AccountOwnership.valid_from <= at).order_by(AccountOwnership.valid_from.desc()).limit(1)
+    ) or session.scalar(owners.order_by(AccountOwnership.valid_from).limit(1))
+    customer = session.get(Customer, customer_id)
     assert customer is not None
     return customer
 

@@ -104,9 +104,13 @@ def _window(request: ReportRequest) -> tuple[datetime | None, datetime | None]:
     if request.period:
         first, after = period_bounds(request.period)
         return first, after
-    if request.start and request.end and request.end <= request.start:
-        raise InvalidInputError("--to must be after --from")
+    _check_window(request.start, request.end)
     return request.start, request.end
+
+
+def _check_window(start: datetime | None, end: datetime | None) -> None:
+    if start and end and end <= start:  # an empty window is a mistake, not "no rows"
+        raise InvalidInputError("--to must be after --from")
 
 
 def summary_report(app: App, request: ReportRequest) -> Report:
@@ -561,8 +565,7 @@ def day_over_day_jumps(
 def _current(
     app: App, start: datetime | None, end: datetime | None
 ) -> tuple[duckdb.DuckDBPyConnection, str, list[Any]]:
-    if start and end and end <= start:  # as the summary: an empty window is a mistake, not "no rows"
-        raise InvalidInputError("--to must be after --from")
+    _check_window(start, end)
     with app.catalog.reading() as session:
         visibility = current_visibility(session)
         parties = {
@@ -570,11 +573,11 @@ def _current(
             "accounts": [],
             "vendors": [],
         }
-    if _starts_a_day(start) and _starts_a_day(end):
-        con = open_totals(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
-    else:  # as the summary: the totals are per day, so a window cutting a day reads its calls
+    if _source((), start, end) == "xdrs":  # as the summary: a window cutting a day reads its calls
         app.ledger.ensure()
         con = _xdr_totals(app, visibility, start, end)
+    else:
+        con = open_totals(app.ledger, visibility, memory_limit=app.settings.duckdb_memory_limit)
     _register_parties(con, parties)
     where, params = _filters((), start, end)
     return con, where, params

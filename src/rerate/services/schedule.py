@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, select, update
 
@@ -179,8 +179,12 @@ def planned_job(app: App, job_id: int) -> Job:
         return job
 
 
+Applied = TypeVar("Applied")
+
 #: A dry run being applied right now (its new job not yet numbered).
 APPLYING = "in progress"
+#: States of a job that applied a dry run in which the dry run counts as not applied.
+_GAVE_UP = ("failed", "cancelled")
 
 
 def claim_planned(app: App, job_id: int) -> Job:
@@ -222,10 +226,6 @@ def claim_planned(app: App, job_id: int) -> Job:
         return job
 
 
-#: States of a job that applied a dry run in which the dry run counts as not applied.
-_GAVE_UP = ("failed", "cancelled")
-
-
 def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
     """Note the job that applied a claimed dry run, or (``None``: the apply failed) free it again."""
     with app.catalog.transaction() as session:
@@ -241,16 +241,26 @@ def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
         job.parameters = parameters
 
 
-def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
-    """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
+def apply_once(
+    app: App, job_id: int, apply: Callable[[Job], Applied], applied_id: Callable[[Applied], int]
+) -> Applied:
+    """``apply`` the claimed dry run (run it, or queue it) and note the job that did; an apply that
+    fails frees the dry run again."""
     job = claim_planned(app, job_id)
     try:
-        report = execute(app, _rebuild(app, job), progress=progress)
+        done = apply(job)
     except BaseException:
         record_applied(app, job_id, None)
         raise
-    record_applied(app, job_id, report.job_id)
-    return report
+    record_applied(app, job_id, applied_id(done))
+    return done
+
+
+def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
+    """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
+    return apply_once(
+        app, job_id, lambda job: execute(app, _rebuild(app, job), progress=progress), lambda r: r.job_id
+    )
 
 
 def cancel(app: App, job_id: int) -> None:

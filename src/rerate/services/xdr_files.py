@@ -394,12 +394,9 @@ class XdrFile:
             raw = self.template.delimiter.join(record)
             if read and _NOT_UTF8.search(raw):  # the rejects file shows such bytes as U+FFFD
                 raw = raw.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
-            if read and any(i < len(record) and _NOT_UTF8.search(record[i]) for i in read):
-                rejects.append(Reject(start, "not UTF-8 text (re-save the file as UTF-8)", raw))
-            elif read and any(i < len(record) and "\x00" in record[i] for i in read):
-                rejects.append(
-                    Reject(start, "a NUL byte in a field (a damaged file?)", raw.replace("\x00", "\\0"))
-                )
+            unreadable = _unreadable([record[i] for i in read if i < len(record)]) if read else None
+            if unreadable:
+                rejects.append(Reject(start, unreadable, raw.replace("\x00", "\\0")))
             elif not record or all(not v.strip() for v in record):
                 rejects.append(Reject(start, "empty line", raw))
             elif len(record) != width and not fewest <= len(record) <= most:
@@ -413,6 +410,15 @@ class XdrFile:
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
         table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, LINE])
         return RawBatch(table, rejects)
+
+
+def _unreadable(fields: list[str]) -> str | None:
+    """Why fields the template reads cannot be used as they are, if they cannot."""
+    if any(_NOT_UTF8.search(f) for f in fields):
+        return "not UTF-8 text (re-save the file as UTF-8)"
+    if any("\x00" in f for f in fields):
+        return "a NUL byte in a field (a damaged file?)"
+    return None
 
 
 def _lines_in(chunk: bytes) -> int:

@@ -82,14 +82,12 @@ def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str
         app, principal, correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed), what
     )
     app = acting(app, principal)
-    planned = schedule_service.claim_planned(app, job_id)
-    try:
-        queued = submit(request, app, schedule_service.rebuild_for_apply(app, planned), None)
-    except BaseException:
-        schedule_service.record_applied(app, job_id, None)
-        raise
-    schedule_service.record_applied(app, job_id, int(queued["job_id"]))
-    return queued
+    return schedule_service.apply_once(
+        app,
+        job_id,
+        lambda claimed: submit(request, app, schedule_service.rebuild_for_apply(app, claimed), None),
+        lambda queued: int(queued["job_id"]),
+    )
 
 
 def ghost_percent(text: str) -> Decimal:

@@ -72,6 +72,15 @@ def _uploads(app: App) -> Path:
     return folder
 
 
+def queue_saved_upload(app: App, saved: Path, template: str | None) -> int:
+    """The ingest job of an uploaded file; refused (an unknown template), nothing of it stays on disk."""
+    try:
+        return queue_ingest(app, saved, template)
+    except BaseException:
+        shutil.rmtree(saved.parent, ignore_errors=True)
+        raise
+
+
 @router.post("/ingest", status_code=202)
 def ingest_file(
     request: Request,
@@ -84,12 +93,7 @@ def ingest_file(
     The file is stored at once; the job runner loads it (poll ``GET /api/jobs/{id}``: state ``done``,
     with the collection's report in ``totals.collections``, or ``failed`` with the reason).
     """
-    saved = save_upload(app, file)
-    try:
-        job_id = queue_ingest(app, saved, template)
-    except BaseException:
-        shutil.rmtree(saved.parent, ignore_errors=True)  # refused: nothing of the request stays on disk
-        raise
+    job_id = queue_saved_upload(app, save_upload(app, file), template)
     wake_runner(request)
     return job_view(app, jobs_service.job(app, job_id))
 

@@ -38,7 +38,7 @@ from rerate.entrypoints.api.routes_jobs import (
     submit,
     wake_runner,
 )
-from rerate.entrypoints.api.routes_ledger import save_upload
+from rerate.entrypoints.api.routes_ledger import queue_saved_upload, save_upload
 from rerate.entrypoints.api.routes_tariffs import pairs
 from rerate.entrypoints.api.schemas import RerateBody, ScopeBody, job_view
 from rerate.entrypoints.api.security import SESSION_COOKIE, acting, check, session_principal, wired
@@ -59,7 +59,6 @@ from rerate.services import jobs as jobs_service
 from rerate.services import report as report_service
 from rerate.services.errors import InvalidInputError, RerateError
 from rerate.services.export import search_xdrs
-from rerate.services.ingest_jobs import queue_ingest
 from rerate.services.jsonable import plain
 from rerate.services.rate_results import rate_entry
 from rerate.services.reprocess import reprocess_correction
@@ -416,12 +415,14 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
     job = job_view(app, jobs_service.job(app, job_id))
     report = job.get("report") or {}
     parameters = job.get("parameters") or {}
-    # A preview touching closed periods applies only with them allowed: then the role needs that right.
-    allow_closed = bool(parameters.get("allow_closed") or report.get("adjustments"))
+    allow_closed = bool(parameters.get("allow_closed"))
+    # A preview touching closed periods without them allowed would fail once applied: no Apply.
+    closed_refused = bool(report.get("adjustments")) and not allow_closed
     applied_as = parameters.get("applied_as")
     can_apply = (
         job["state"] == "planned"
         and applied_as is None
+        and not closed_refused
         and all(
             allowed(principal.role, p)
             for p in correction_permissions(job["kind"], dry_run=False, allow_closed=allow_closed)
@@ -447,7 +448,7 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
         report=report,
         can_apply=can_apply,
         applied_as=applied_as,
-        closed_refused=bool(report.get("adjustments")) and not parameters.get("allow_closed"),
+        closed_refused=closed_refused,
         can_revert=can_revert,
         can_revert_closed=can_revert_closed,
         day_chart=charts.signed_bars(
@@ -508,11 +509,7 @@ async def ingest_upload(request: Request) -> Response:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInputError("choose a file to ingest")
         path = await run_in_threadpool(save_upload, app, upload)  # a large file: not on the event loop
-    try:
-        job_id = queue_ingest(app, path, template if isinstance(template, str) and template else None)
-    except BaseException:
-        shutil.rmtree(path.parent, ignore_errors=True)  # refused: the upload is not kept
-        raise
+    job_id = queue_saved_upload(app, path, template if isinstance(template, str) and template else None)
     wake_runner(request)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
@@ -665,6 +662,10 @@ def tariffs_page(request: Request) -> HTMLResponse:
     return _render(request, principal, "tariffs.html", tariffs=listings.tariffs(app))
 
 
+#: Rates a tariff page lists; a prefix filter finds the others (the API and CLI give them all).
+TARIFF_PAGE_RATES = 3000
+
+
 @router.get("/tariffs/{name:path}", response_class=HTMLResponse)  # a name may hold "/"
 def tariff_page(request: Request, name: str, at: str = "", prefix: str = "") -> HTMLResponse:
     app, principal = _viewer(request)
@@ -682,10 +683,6 @@ def tariff_page(request: Request, name: str, at: str = "", prefix: str = "") -> 
         rates=rates[:TARIFF_PAGE_RATES],
         matching=len(rates),
     )
-
-
-#: Rates a tariff page lists; a prefix filter finds the others (the API and CLI give them all).
-TARIFF_PAGE_RATES = 3000
 
 
 def _upload_path(app: App, token: str) -> Path:
