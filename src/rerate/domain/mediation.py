@@ -41,25 +41,29 @@ def strip_numbers(raw: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, bool]:
     if isinstance(raw, pa.ChunkedArray):
         raw = raw.combine_chunks()
     # Most numbers arrive clean: rewrite only those that are not bare digits already.
-    clean = pc.and_not(
-        pc.fill_null(pc.match_substring_regex(raw, pattern=_DIGITS_ONLY), False),
-        pc.fill_null(pc.starts_with(raw, "00"), False),
-    )
+    clean = pc.and_not(_all_digits(raw), pc.fill_null(pc.starts_with(raw, "00"), False))
     if pc.all(clean).as_py():
         return raw, raw.null_count == 0
     dirty = pc.invert(clean)
-    rewritten = pc.replace_substring_regex(pc.filter(raw, dirty), pattern="[ -]", replacement="")
+    # Literal replacements, not a character class: a third of the time of the regular expression.
+    rewritten = pc.replace_substring(pc.replace_substring(pc.filter(raw, dirty), " ", ""), "-", "")
     rewritten = pc.replace_substring_regex(rewritten, pattern=r"^(\+|00)", replacement="", max_replacements=1)
     return pc.replace_with_mask(raw, dirty, rewritten), False
 
 
 def valid_numbers(numbers: pa.Array) -> pa.Array:
     """``numbers`` with null where one is not 1-20 digits (``invalid_number``)."""
-    valid = pc.fill_null(pc.match_substring_regex(numbers, pattern=_DIGITS_ONLY), False)
+    valid = _all_digits(numbers)
     return numbers if pc.all(valid).as_py() else pc.if_else(valid, numbers, pa.scalar(None, pa.string()))
 
 
-_DIGITS_ONLY = f"^[0-9]{{1,{MAX_NUMBER_DIGITS}}}$"
+def _all_digits(numbers: pa.Array) -> pa.Array:
+    """Whether each value is 1-20 ASCII digits (false for null): a quarter of a regular
+    expression's time."""
+    return pc.fill_null(
+        pc.and_(pc.ascii_is_decimal(numbers), pc.less_equal(pc.binary_length(numbers), MAX_NUMBER_DIGITS)),
+        False,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from rerate.domain.expressions import Expression, ExpressionError, text_of
 from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
+from rerate.services.xdr_plain import PlainLayout
 
 MAX_DURATION = 1_000_000_000
 #: The line number each row of a raw batch came from, under a name no file's own column has (a
@@ -101,6 +102,8 @@ class TemplateQuery:
         #: The file's columns the query reads, in file order: the reader converts only these.
         self.needed = [c for c in self.columns if c in used or c in self.others]
         self.sql = self._select()
+        #: Clean batches of a layout of whole columns are typed by Arrow alone (the query's result).
+        self.plain = PlainLayout.of(template, self.fields, self.others, LINE, TEXT_FIELDS, MAX_DURATION)
 
     def _time_sql(self, source: Source) -> str:
         if source.value is not None or source.column is None:
@@ -227,6 +230,9 @@ class TemplateQuery:
 
     def every_row(self, con: duckdb.DuckDBPyConnection, raw: pa.Table) -> pa.Table:
         """The query's result for every row of ``raw``, with ``reject_reason`` and ``unanswered``."""
+        typed = self.plain.read(raw) if self.plain is not None else None
+        if typed is not None:
+            return typed
         con.register("raw_batch", raw)
         try:
             return con.sql(self.sql).to_arrow_table()
