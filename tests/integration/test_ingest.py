@@ -5,6 +5,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -174,6 +175,26 @@ def test_parquet_input_loads_like_csv(world: App, tmp_path: Path) -> None:
         "",
         "111",
     ]
+
+
+def test_a_parquet_cell_that_is_not_utf8_rejects_its_row(world: App, tmp_path: Path) -> None:
+    header = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
+    table = pa.table({name: [row[i] for row in ROWS[:3]] for i, name in enumerate(header)})
+    # Bytes a Parquet writer may store as text without checking them.
+    cells = [b"acc1", b"a\xffb", b"acc1"]
+    offsets = np.cumsum([0, *(len(c) for c in cells)]).astype(np.int32)
+    bad = pa.Array.from_buffers(
+        pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(cells))]
+    )
+    pq.write_table(table.set_column(5, "account", bad), tmp_path / "x.parquet")
+    (report,) = ingest(world, [tmp_path / "x.parquet"])
+    assert (report.state, report.loaded, report.rejected) == ("loaded", 2, 1)
+    with open(str(report.rejects_path)) as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert reject["line"] == "2" and reject["reason"].startswith("not UTF-8 text")
+    assert "a\ufffdb" in reject["raw"]
+    accounts = {row["account"] for row in _export(world, tmp_path)}
+    assert accounts == {"acc1"}
 
 
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:

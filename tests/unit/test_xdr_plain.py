@@ -32,6 +32,10 @@ ODD_TIMES = st.sampled_from(
         "2026-10-21T16:11:30Z ",
         "2026-10-21",
         "2026-10-21T16:11",
+        "2026-10-21T16",  # to the hour: Arrow reads it, the query rejects it
+        "2026-10-21 16Z",
+        "2026-10-21T16+02:00",
+        "2026-10-21T16:11:30.",
         "2026-10-21T24:00:00Z",
         "2026-02-30T10:00:00Z",
         "1969-12-31T23:59:59Z",
@@ -114,6 +118,8 @@ def test_a_blank_or_an_odd_value_leaves_the_batch_to_the_query() -> None:
         ("duration", "-1"),
         ("connect_time", ""),
         ("connect_time", "2200-01-01T00:00:00Z"),
+        ("connect_time", "2026-10-21T16"),
+        ("connect_time", "2026-10-21T16+02:00"),
         ("connect_time", "1969-12-31T23:59:59Z"),
         ("duration", "1000000001"),
     ):

@@ -275,10 +275,49 @@ class XdrFile:
             lines = pa.array(np.arange(line, line + table.num_rows, dtype=np.int64))
             line += table.num_rows
             done += table.nbytes
+            rows = pa.table([*texts, lines], names=[*self.query.needed, LINE])
+            rows, rejects = self._without_bad_text(rows)
             yield RawBatch(
-                pa.table([*texts, lines], names=[*self.query.needed, LINE]),
+                rows,
+                rejects,
                 bytes_read=min(self.size, int(self.size * line / max(parquet.metadata.num_rows, 1))),
             )
+
+    def _without_bad_text(self, rows: pa.Table) -> tuple[pa.Table, list[Reject]]:
+        """``rows`` less those with a read field that is not UTF-8, and those as rejects.
+
+        Parquet writers may store any bytes as text; the CSV reader checks its rows itself.
+        """
+        bad: np.ndarray | None = None
+        for name in self.query.needed:
+            column = rows.column(name)
+            try:
+                column.validate(full=True)
+                continue
+            except pa.ArrowInvalid:
+                pass
+            values = column.cast(pa.binary()).to_pylist()
+            found = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
+            bad = found if bad is None else bad | found
+        if bad is None or not bad.any():
+            return rows, []
+        shown = (
+            rows.filter(pa.array(bad))
+            .select(self.query.needed)
+            .cast(pa.schema([(n, pa.binary()) for n in self.query.needed]))
+        )
+        lines = rows.column(LINE).filter(pa.array(bad)).to_pylist()
+        rejects = [
+            Reject(
+                line,
+                "not UTF-8 text (re-save the file as UTF-8)",
+                self.template.delimiter.join(
+                    (v or b"").decode("utf-8", errors="replace") for v in record.values()
+                ),
+            )
+            for line, record in zip(lines, shown.to_pylist(), strict=True)
+        ]
+        return rows.filter(pa.array(~bad)), rejects
 
     def _csv_batches(self) -> Iterator[RawBatch]:
         with self._open() as (handle, on_disk):
@@ -419,6 +458,14 @@ def _unreadable(fields: list[str]) -> str | None:
     if any("\x00" in f for f in fields):
         return "a NUL byte in a field (a damaged file?)"
     return None
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _lines_in(chunk: bytes) -> int:

@@ -155,6 +155,9 @@ class PlainLayout:
     def _times(text: pa.ChunkedArray) -> pa.ChunkedArray | None:
         if not pa.types.is_string(text.type) or text.null_count:
             return None
+        # Arrow also reads a time given to the hour only (2026-10-21T16), which the query rejects.
+        if not all(_to_the_second(chunk) for chunk in text.chunks):
+            return None
         try:
             times = text.cast(_UTC_MICROS)  # ISO times with their zone (Z, +02:00)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -181,17 +184,34 @@ class PlainLayout:
         return usage
 
 
+def _bounds(values: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each value's start and end in the data, and the data, of a string array (None: no data)."""
+    buffers = values.buffers()
+    if len(values) == 0 or buffers[2] is None:
+        return None
+    count = values.offset + len(values) + 1
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=count)[values.offset :]
+    return offsets[:-1], offsets[1:], np.frombuffer(buffers[2], dtype=np.uint8)
+
+
+def _to_the_second(values: pa.Array) -> bool:
+    """Whether every value is at least ``YYYY-MM-DDThh:mm:ss`` long, with its two colons there."""
+    found = _bounds(values)
+    if found is None:
+        return len(values) == 0
+    starts, ends, data = found
+    if ((ends - starts) < 19).any():
+        return False
+    return bool(((data[starts + 13] == ord(":")) & (data[starts + 16] == ord(":"))).all())
+
+
 def _unpadded(values: pa.Array) -> bool:
     """Whether no value of ``values`` (a string array) begins or ends with a blank, a control
     character or a non-ASCII byte: anything the query's ``trim`` might take off."""
-    buffers = values.buffers()
-    if len(values) == 0 or buffers[2] is None:
+    found = _bounds(values)
+    if found is None:
         return True
-    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=values.offset + len(values) + 1)[
-        values.offset :
-    ]
-    data = np.frombuffer(buffers[2], dtype=np.uint8)
-    starts, ends = offsets[:-1], offsets[1:]
+    starts, ends, data = found
     filled = ends > starts
     first, last = data[starts[filled]], data[ends[filled] - 1]
     return bool(
