@@ -197,6 +197,21 @@ def test_a_parquet_cell_that_is_not_utf8_rejects_its_row(world: App, tmp_path: P
     assert accounts == {"acc1"}
 
 
+def test_a_large_files_totals_are_written_in_parts_that_add_up(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parts of two rows: a file's totals are streamed in parts, never held whole.
+    monkeypatch.setattr("rerate.services.ingest.TOTALS_PART_ROWS", 2)
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    from rerate.ledger.tables import PREFIX_TOTALS, TOTALS
+
+    assert len(world.ledger.files(TOTALS)) >= 3 and len(world.ledger.files(PREFIX_TOTALS)) >= 2
+    from_ledger, from_totals = ledger_and_totals(world)
+    assert from_ledger == from_totals
+    failed = sum(r[3] for r in from_ledger if "failed" in (r[1], r[2]))
+    assert report.failed == failed > 1
+
+
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:
     ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
     ingest(

@@ -22,7 +22,7 @@ import csv
 import glob
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,14 +277,16 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     for aggregate in AGGREGATES:
         totals_writer = aggregate.writer(app.ledger.path(aggregate.table), prefix)
         if writer.actions:
-            totals = _totals(con, app.ledger.path(XDRS), writer, aggregate, f"collection:{collection_id}")
-            totals_writer.write_rows(totals)
-            if aggregate is DAILY:
-                failing = pc.or_(
-                    pc.equal(totals.column("status"), "failed"),
-                    pc.equal(totals.column("vendor_status"), "failed"),
-                )
-                report.failed = int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
+            label = f"collection:{collection_id}"
+            for totals in _totals(con, app.ledger.path(XDRS), writer, aggregate, label):
+                totals_writer.flush()  # one part in flight: memory stays flat however large the file
+                totals_writer.write_rows(totals)
+                if aggregate is DAILY:
+                    failing = pc.or_(
+                        pc.equal(totals.column("status"), "failed"),
+                        pc.equal(totals.column("vendor_status"), "failed"),
+                    )
+                    report.failed += int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
         totals_writer.close()
         versions[aggregate.table] = app.ledger.commit(
             aggregate.table, totals_writer.actions, {"collection_id": str(collection_id)}
@@ -317,17 +319,36 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     return report
 
 
+#: Rows of one aggregate file written by an ingest: a large file's totals are written in parts.
+TOTALS_PART_ROWS = 1 << 20
+
+
 def _totals(
     con: duckdb.DuckDBPyConnection,
     table_dir: Path,
     writer: PartitionedWriter,
     aggregate: Aggregate,
     label: str,
-) -> pa.Table:
-    """One aggregate of the new files.  The grouping has few keys, so memory stays small."""
+) -> Iterator[pa.Table]:
+    """One aggregate of the new files, in parts of at most :data:`TOTALS_PART_ROWS` rows.
+
+    A large file's daily totals can hold millions of rows (nearly one per XDR where calls are
+    spread thin): they are streamed from DuckDB (whose grouping is capped by its memory limit
+    and spills), never held whole.
+    """
     files = [str(table_dir / action.path) for action in writer.actions]
     source = f"read_parquet({sql_paths(files)}, hive_partitioning=true)"
-    return con.sql(aggregate.select(source, f"'{label}'")).to_arrow_table().cast(aggregate.schema)
+    reader = con.sql(aggregate.select(source, f"'{label}'")).to_arrow_reader(TOTALS_PART_ROWS)
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= TOTALS_PART_ROWS:
+            yield pa.Table.from_batches(pending).cast(aggregate.schema)
+            pending, rows = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending).cast(aggregate.schema)
 
 
 def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:
