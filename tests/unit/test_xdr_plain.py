@@ -70,7 +70,8 @@ def batches(draw: st.DrawFn, odd: bool) -> pa.Table:
     return pa.table(columns)
 
 
-def _by_query(query: TemplateQuery, raw: pa.Table) -> pa.Table:
+def by_query(query: TemplateQuery, raw: pa.Table) -> pa.Table:
+    """The query with ``trim`` (the reference reading) of ``raw``, by line."""
     con = duckdb.connect()
     con.execute("SET TimeZone='UTC'")
     con.register("raw_batch", raw)
@@ -85,7 +86,7 @@ def _both_ways(raw: pa.Table) -> tuple[pa.Table | None, pa.Table]:
     """The batch typed by Arrow (None: left to the query), and by the query."""
     query = TemplateQuery(_canonical(), CANONICAL, keep_other_columns=True)
     assert query.plain is not None
-    return query.plain.read(raw), _by_query(query, raw)
+    return query.plain.read(raw), by_query(query, raw)
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])

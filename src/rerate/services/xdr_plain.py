@@ -142,7 +142,7 @@ class PlainLayout:
             missing = pa.nulls(rows, pa.string())
             return missing if fallback is None else missing.fill_null(fallback)
         values = raw.column(plain.column)
-        if not pa.types.is_string(values.type) or not all(_unpadded(chunk) for chunk in values.chunks):
+        if not pa.types.is_string(values.type) or not all(unpadded_text(chunk) for chunk in values.chunks):
             return None
         empty = pc.fill_null(pc.equal(pc.binary_length(values), 0), True)
         if not pc.any(empty).as_py():
@@ -205,7 +205,7 @@ def _to_the_second(values: pa.Array) -> bool:
     return bool(((data[starts + 13] == ord(":")) & (data[starts + 16] == ord(":"))).all())
 
 
-def _unpadded(values: pa.Array) -> bool:
+def unpadded_text(values: pa.Array) -> bool:
     """Whether no value of ``values`` (a string array) begins or ends with a blank, a control
     character or a non-ASCII byte: anything the query's ``trim`` might take off."""
     found = _bounds(values)

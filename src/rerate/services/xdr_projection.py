@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from rerate.domain.expressions import Expression, ExpressionError, text_of
 from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
-from rerate.services.xdr_plain import PlainLayout
+from rerate.services.xdr_plain import PlainLayout, unpadded_text
 
 MAX_DURATION = 1_000_000_000
 #: The line number each row of a raw batch came from, under a name no file's own column has (a
@@ -75,11 +75,16 @@ def _plausible(time_sql: str) -> str:
     )
 
 
-def _given(source: Source) -> str:
+def _trim(expression: str, trims: bool) -> str:
+    """``trim(expression)``, or the expression alone for a batch without a cell to trim."""
+    return f"trim({expression})" if trims else expression
+
+
+def _given(source: Source, trims: bool) -> str:
     """SQL: whether a time source holds a value (an empty cell, or an epoch of 0, holds none)."""
     if source.value is not None or source.column is None:
         return "false"
-    text = f"nullif(trim({_quoted(source.column)}), '')"
+    text = f"nullif({_trim(_quoted(source.column), trims)}, '')"
     if source.format in ("epoch", "epoch_ms"):  # CUCM writes 0 for a call never connected
         text = f"nullif({text}, '0')"
     return f"({text} IS NOT NULL)"
@@ -101,14 +106,21 @@ class TemplateQuery:
         self.others = [c for c in columns if c not in used] if keep_other_columns else []
         #: The file's columns the query reads, in file order: the reader converts only these.
         self.needed = [c for c in self.columns if c in used or c in self.others]
+        #: Whether the SQL being built trims cells (see :attr:`sql_unpadded`).
+        self._trims = True
         self.sql = self._select()
+        self._trims = False
+        #: The same query without ``trim``: for a batch where no cell has anything to trim (most
+        #: batches), a fifth less of the query's time.
+        self.sql_unpadded = self._select()
+        self._trims = True
         #: Clean batches of a layout of whole columns are typed by Arrow alone (the query's result).
         self.plain = PlainLayout.of(template, self.fields, self.others, LINE, TEXT_FIELDS, MAX_DURATION)
 
     def _time_sql(self, source: Source) -> str:
         if source.value is not None or source.column is None:
             return "NULL::TIMESTAMPTZ"
-        text = f"nullif(trim({_quoted(source.column)}), '')"
+        text = f"nullif({_trim(_quoted(source.column), self._trims)}, '')"
         match source.format:
             case "iso":
                 return f"TRY_CAST({text} AS TIMESTAMPTZ)"
@@ -127,18 +139,17 @@ class TemplateQuery:
                 listed = "[" + ", ".join(_literal(f) for f in formats) + "]"
                 return f"timezone({_literal(zone)}, try_strptime({text}, {listed}))"
 
-    @staticmethod
-    def _text_sql(source: Source) -> str:
+    def _text_sql(self, source: Source) -> str:
         if source.value is not None:
             return _literal(source.value)
         if source.hash:
-            parts = ", ".join(f"coalesce(trim({_quoted(c)}), '')" for c in source.hash)
+            parts = ", ".join(f"coalesce({_trim(_quoted(c), self._trims)}, '')" for c in source.hash)
             return f"md5(concat_ws('|', {parts}))"
         assert source.column is not None
         column = _quoted(source.column)
         if source.pattern is not None:
             return f"nullif(regexp_extract({column}, {_literal(source.pattern)}, 1), '')"
-        return f"nullif(trim({column}), '')"
+        return f"nullif({_trim(column, self._trims)}, '')"
 
     def _field_sql(self, name: str) -> str:
         alternatives = self.fields.get(name, ())
@@ -156,15 +167,19 @@ class TemplateQuery:
             parsed_time[0]
             if len(parsed_time) == 1
             else "CASE "
-            + " ".join(f"WHEN {_given(a)} THEN {t}" for a, t in zip(times, parsed_time, strict=True))
+            + " ".join(
+                f"WHEN {_given(a, self._trims)} THEN {t}" for a, t in zip(times, parsed_time, strict=True)
+            )
             + " END"
         )
-        time_text = [f"nullif(trim({_quoted(a.column)}), '')" for a in times if a.column is not None]
+        time_text = [
+            f"nullif({_trim(_quoted(a.column), self._trims)}, '')" for a in times if a.column is not None
+        ]
         time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
         answered = self.template.answered
         if answered.column:  # read in the first step, where the file's columns are
             values = ", ".join(_literal(v) for v in answered.values)
-            marked_sql = f"coalesce(trim({_quoted(answered.column)}) IN ({values}), false)"
+            marked_sql = f"coalesce({_trim(_quoted(answered.column), self._trims)} IN ({values}), false)"
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
@@ -185,7 +200,7 @@ class TemplateQuery:
                    {self._field_sql("source_id")} AS source_id,
                    {time_sql} AS ts,
                    {time_text_sql} AS time_text,
-                   trim(coalesce({self._field_sql("duration")}, '')) AS usage_text,
+                   {_trim(f"coalesce({self._field_sql('duration')}, '')", self._trims)} AS usage_text,
                    {self._field_sql("cli")} AS cli,
                    {self._field_sql("cld")} AS cld,
                    {self._field_sql("account")} AS account,
@@ -233,9 +248,14 @@ class TemplateQuery:
         typed = self.plain.read(raw) if self.plain is not None else None
         if typed is not None:
             return typed
+        unpadded = all(
+            pa.types.is_string(raw.column(name).type)
+            and all(unpadded_text(c) for c in raw.column(name).chunks)
+            for name in self.needed
+        )
         con.register("raw_batch", raw)
         try:
-            return con.sql(self.sql).to_arrow_table()
+            return con.sql(self.sql_unpadded if unpadded else self.sql).to_arrow_table()
         finally:
             con.unregister("raw_batch")
 
