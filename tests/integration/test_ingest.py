@@ -177,15 +177,19 @@ def test_parquet_input_loads_like_csv(world: App, tmp_path: Path) -> None:
     ]
 
 
-def test_a_parquet_cell_that_is_not_utf8_rejects_its_row(world: App, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", [pa.string(), pa.binary(), pa.large_binary()])
+def test_a_parquet_cell_that_is_not_utf8_rejects_its_row(
+    world: App, tmp_path: Path, kind: pa.DataType
+) -> None:
     header = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
     table = pa.table({name: [row[i] for row in ROWS[:3]] for i, name in enumerate(header)})
-    # Bytes a Parquet writer may store as text without checking them.
+    # Bytes a Parquet writer may store as text, or as bytes, without checking them.
     cells = [b"acc1", b"a\xffb", b"acc1"]
     offsets = np.cumsum([0, *(len(c) for c in cells)]).astype(np.int32)
     bad = pa.Array.from_buffers(
         pa.string(), 3, [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(cells))]
     )
+    bad = bad if kind == pa.string() else bad.view(pa.binary()).cast(kind)
     pq.write_table(table.set_column(5, "account", bad), tmp_path / "x.parquet")
     (report,) = ingest(world, [tmp_path / "x.parquet"])
     assert (report.state, report.loaded, report.rejected) == ("loaded", 2, 1)
@@ -210,6 +214,37 @@ def test_a_large_files_totals_are_written_in_parts_that_add_up(
     assert from_ledger == from_totals
     failed = sum(r[3] for r in from_ledger if "failed" in (r[1], r[2]))
     assert report.failed == failed > 1
+
+
+def test_a_failure_while_totals_are_written_leaves_no_file_behind(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import rerate.services.ingest as ingest_module
+    from rerate.ledger.tables import TOTALS, PartitionedWriter
+
+    monkeypatch.setattr(ingest_module, "TOTALS_PART_ROWS", 1)
+    encode = PartitionedWriter._write
+
+    def slow(self: PartitionedWriter, rows: object, partition: dict[str, str]) -> object:
+        if not self.partitioned:  # a totals part, still being encoded when the failure comes
+            time.sleep(0.5)
+        return encode(self, rows, partition)  # type: ignore[arg-type]
+
+    streamed = ingest_module._totals
+
+    def failing(*args: object, **kwargs: object) -> object:
+        parts = streamed(*args, **kwargs)  # type: ignore[arg-type]
+        yield next(parts)
+        raise MemoryError("out of memory while grouping")
+
+    monkeypatch.setattr(PartitionedWriter, "_write", slow)
+    monkeypatch.setattr(ingest_module, "_totals", failing)
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    assert report.state == "error" and "MemoryError" in str(report.error)
+    time.sleep(1)  # had a part been left encoding, it would have landed by now
+    assert list(world.ledger.path(TOTALS).glob("c*.parquet")) == []
 
 
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:

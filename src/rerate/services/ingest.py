@@ -207,11 +207,30 @@ def _ingest_file(app: App, path: Path, template: XdrTemplate, progress: IngestPr
 
 
 def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgress) -> CollectionReport:
+    writers: list[PartitionedWriter] = []
+    try:
+        return _load_into(app, source, collection_id, progress, writers)
+    except BaseException:
+        # Files still being encoded must land before the clean-up removes the collection's files,
+        # or one could appear after it and stay on disk, in no commit.
+        for writer in writers:
+            writer.abandon()
+        raise
+
+
+def _load_into(
+    app: App,
+    source: XdrFile,
+    collection_id: int,
+    progress: IngestProgress,
+    writers: list[PartitionedWriter],
+) -> CollectionReport:
     folder = app.home / "collections" / str(collection_id)
     folder.mkdir(parents=True, exist_ok=True)
     rejects_path = folder / "rejects.csv"
     prefix = unit_prefix("c", collection_id)
     writer = PartitionedWriter(app.ledger.path(XDRS), prefix, XDR_FILE_SCHEMA)
+    writers.append(writer)
     with app.catalog.reading() as session:
         mediation = mediation_context(session)
         rating = rating_context(session, cache_dir=app.home / "cache")
@@ -276,6 +295,7 @@ def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgres
     versions: dict[str, int] = {}
     for aggregate in AGGREGATES:
         totals_writer = aggregate.writer(app.ledger.path(aggregate.table), prefix)
+        writers.append(totals_writer)
         if writer.actions:
             label = f"collection:{collection_id}"
             for totals in _totals(con, app.ledger.path(XDRS), writer, aggregate, label):

@@ -266,12 +266,7 @@ class XdrFile:
         done = 0
         for batch in parquet.iter_batches(batch_size=rows):
             table = pa.Table.from_batches([batch]).select(self.query.needed)
-            texts = [
-                table.column(i).cast(pa.string())
-                if table.schema.field(i).type != pa.string()
-                else table.column(i)
-                for i in range(table.num_columns)
-            ]
+            texts = [_as_text(table.column(i)) for i in range(table.num_columns)]
             lines = pa.array(np.arange(line, line + table.num_rows, dtype=np.int64))
             line += table.num_rows
             done += table.nbytes
@@ -458,6 +453,22 @@ def _unreadable(fields: list[str]) -> str | None:
     if any("\x00" in f for f in fields):
         return "a NUL byte in a field (a damaged file?)"
     return None
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A Parquet column as text.  Bytes are only relabelled, not decoded: a cell that is not
+    UTF-8 is then rejected with its row (a cast would fail the whole file)."""
+    kind = column.type
+    if kind == pa.string():
+        return column
+    if pa.types.is_binary(kind):
+        return pa.chunked_array([chunk.view(pa.string()) for chunk in column.chunks], pa.string())
+    if pa.types.is_large_binary(kind):
+        large = pa.chunked_array(
+            [chunk.view(pa.large_string()) for chunk in column.chunks], pa.large_string()
+        )
+        return large.cast(pa.string())
+    return column.cast(pa.string())
 
 
 def _is_utf8(value: bytes) -> bool:
