@@ -350,7 +350,7 @@ def _totals(
     aggregate: Aggregate,
     label: str,
 ) -> Iterator[pa.Table]:
-    """One aggregate of the new files, in parts of at most :data:`TOTALS_PART_ROWS` rows.
+    """One aggregate of the new files, in parts of about :data:`TOTALS_PART_ROWS` rows (under twice that).
 
     A large file's daily totals can hold millions of rows (nearly one per XDR where calls are
     spread thin): they are streamed from DuckDB (whose grouping is capped by its memory limit
@@ -359,6 +359,8 @@ def _totals(
     files = [str(table_dir / action.path) for action in writer.actions]
     source = f"read_parquet({sql_paths(files)}, hive_partitioning=true)"
     reader = con.sql(aggregate.select(source, f"'{label}'")).to_arrow_reader(TOTALS_PART_ROWS)
+    # A grouping's batches come out smaller than asked (one per thread): they are gathered into
+    # parts, so a small file's totals stay one file.
     pending: list[pa.RecordBatch] = []
     rows = 0
     for batch in reader:

@@ -41,6 +41,8 @@ from rerate.services.xdr_projection import LINE, TemplateQuery
 _BLANK_LINES_SKIPPED = 100
 #: Bytes a chunk may grow by to finish a quoted field that crosses its end.
 _MOST_CARRIED = 1 << 20
+#: Why a row whose read fields are not UTF-8 text is rejected (CSV and Parquet alike).
+_NOT_UTF8_REASON = "not UTF-8 text (re-save the file as UTF-8)"
 #: What a byte that is not UTF-8 decodes to with ``surrogateescape``.
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
@@ -305,7 +307,7 @@ class XdrFile:
         rejects = [
             Reject(
                 line,
-                "not UTF-8 text (re-save the file as UTF-8)",
+                _NOT_UTF8_REASON,
                 self.template.delimiter.join(
                     (v or b"").decode("utf-8", errors="replace") for v in record.values()
                 ),
@@ -449,7 +451,7 @@ class XdrFile:
 def _unreadable(fields: list[str]) -> str | None:
     """Why fields the template reads cannot be used as they are, if they cannot."""
     if any(_NOT_UTF8.search(f) for f in fields):
-        return "not UTF-8 text (re-save the file as UTF-8)"
+        return _NOT_UTF8_REASON
     if any("\x00" in f for f in fields):
         return "a NUL byte in a field (a damaged file?)"
     return None

@@ -25,7 +25,8 @@ _EMPTY_AS = {"cli": "", "account": "", "vendor": "", "service": "voice"}
 _REQUIRED = ("source_id", "cld")
 #: Printable ASCII other than the blank: a cell beginning and ending with these needs no trim.
 _FIRST_SAFE, _LAST_SAFE = 0x21, 0x7E
-_EARLIEST, _LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+#: Call times outside these are unreadable, not calls: a year such as 20266 is a typing error.
+EARLIEST_CALL, LATEST_CALL = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 _UTC_MICROS = pa.timestamp("us", tz="UTC")
 #: A usage of more digits is left to the query (it gives the reason).
 _USAGE_DIGITS = 18
@@ -104,7 +105,6 @@ class PlainLayout:
         rows = raw.num_rows
         if rows == 0:
             return None
-        columns: dict[str, pa.ChunkedArray | pa.Array] = {"line": raw.column(self.line)}
         texts: dict[str, pa.ChunkedArray | pa.Array] = {}
         for name, plain in self.fields.items():
             text = self._text(raw, name, plain)
@@ -115,24 +115,26 @@ class PlainLayout:
         usage = self._usage(raw.column(self.usage_column), self.most_seconds)
         if times is None or usage is None:
             return None
-        # Every usage is a number here: unanswered means zero seconds, and a zero stays zero.
-        unanswered = pc.equal(usage, 0)
-        columns.update(
-            source_id=texts["source_id"],
-            connect_time=times,
-            duration=usage,
-            cli=texts["cli"],
-            cld=texts["cld"],
-            account=texts["account"],
-            vendor=texts["vendor"],
-            service=texts["service"],
-            extra=pa.nulls(rows, pa.string()),
-            call_date=pc.cast(times, pa.date32()),
-            reject_reason=pa.nulls(rows, pa.string()),
-            raw_text=pa.nulls(rows, pa.string()),
-            unanswered=unanswered,
+        nothing = pa.nulls(rows, pa.string())
+        return pa.table(
+            {
+                "line": raw.column(self.line),
+                "source_id": texts["source_id"],
+                "connect_time": times,
+                "duration": usage,
+                "cli": texts["cli"],
+                "cld": texts["cld"],
+                "account": texts["account"],
+                "vendor": texts["vendor"],
+                "service": texts["service"],
+                "extra": nothing,
+                "call_date": pc.cast(times, pa.date32()),
+                "reject_reason": nothing,
+                "raw_text": nothing,
+                # Every usage is a number here: unanswered means zero seconds, and a zero stays zero.
+                "unanswered": pc.equal(usage, 0),
+            }
         )
-        return pa.table(columns)
 
     @staticmethod
     def _text(raw: pa.Table, name: str, plain: _Field) -> pa.ChunkedArray | pa.Array | None:
@@ -167,7 +169,9 @@ class PlainLayout:
                 return None
         bounds = pc.min_max(times)
         earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
-        if earliest is None or earliest < _EARLIEST or latest >= _LATEST:  # the query's plausible years
+        if (
+            earliest is None or earliest < EARLIEST_CALL or latest >= LATEST_CALL
+        ):  # the query's plausible years
             return None
         return times
 

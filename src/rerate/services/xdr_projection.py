@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from rerate.domain.expressions import Expression, ExpressionError, text_of
 from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
-from rerate.services.xdr_plain import PlainLayout, unpadded_text
+from rerate.services.xdr_plain import EARLIEST_CALL, LATEST_CALL, PlainLayout, unpadded_text
 
 MAX_DURATION = 1_000_000_000
 #: The line number each row of a raw batch came from, under a name no file's own column has (a
@@ -63,8 +63,8 @@ class Projected:
     skipped: int = 0
 
 
-#: Call times outside these are unreadable, not calls: a year such as 20266 is a typing error.
-_EARLIEST, _LATEST = "1970-01-01 00:00:00+00", "2200-01-01 00:00:00+00"
+#: The query's literals of the plausible call times (:data:`EARLIEST_CALL`, :data:`LATEST_CALL`).
+_EARLIEST, _LATEST = (f"{t:%Y-%m-%d %H:%M:%S}+00" for t in (EARLIEST_CALL, LATEST_CALL))
 
 
 def _plausible(time_sql: str) -> str:
@@ -106,21 +106,17 @@ class TemplateQuery:
         self.others = [c for c in columns if c not in used] if keep_other_columns else []
         #: The file's columns the query reads, in file order: the reader converts only these.
         self.needed = [c for c in self.columns if c in used or c in self.others]
-        #: Whether the SQL being built trims cells (see :attr:`sql_unpadded`).
-        self._trims = True
-        self.sql = self._select()
-        self._trims = False
+        self.sql = self._select(trims=True)
         #: The same query without ``trim``: for a batch where no cell has anything to trim (most
         #: batches), a fifth less of the query's time.
-        self.sql_unpadded = self._select()
-        self._trims = True
+        self.sql_unpadded = self._select(trims=False)
         #: Clean batches of a layout of whole columns are typed by Arrow alone (the query's result).
         self.plain = PlainLayout.of(template, self.fields, self.others, LINE, TEXT_FIELDS, MAX_DURATION)
 
-    def _time_sql(self, source: Source) -> str:
+    def _time_sql(self, source: Source, trims: bool) -> str:
         if source.value is not None or source.column is None:
             return "NULL::TIMESTAMPTZ"
-        text = f"nullif({_trim(_quoted(source.column), self._trims)}, '')"
+        text = f"nullif({_trim(_quoted(source.column), trims)}, '')"
         match source.format:
             case "iso":
                 return f"TRY_CAST({text} AS TIMESTAMPTZ)"
@@ -139,47 +135,43 @@ class TemplateQuery:
                 listed = "[" + ", ".join(_literal(f) for f in formats) + "]"
                 return f"timezone({_literal(zone)}, try_strptime({text}, {listed}))"
 
-    def _text_sql(self, source: Source) -> str:
+    def _text_sql(self, source: Source, trims: bool) -> str:
         if source.value is not None:
             return _literal(source.value)
         if source.hash:
-            parts = ", ".join(f"coalesce({_trim(_quoted(c), self._trims)}, '')" for c in source.hash)
+            parts = ", ".join(f"coalesce({_trim(_quoted(c), trims)}, '')" for c in source.hash)
             return f"md5(concat_ws('|', {parts}))"
         assert source.column is not None
         column = _quoted(source.column)
         if source.pattern is not None:
             return f"nullif(regexp_extract({column}, {_literal(source.pattern)}, 1), '')"
-        return f"nullif({_trim(column, self._trims)}, '')"
+        return f"nullif({_trim(column, trims)}, '')"
 
-    def _field_sql(self, name: str) -> str:
+    def _field_sql(self, name: str, trims: bool) -> str:
         alternatives = self.fields.get(name, ())
         if not alternatives:
             return "NULL::VARCHAR"
-        parts = [self._text_sql(a) for a in alternatives]
+        parts = [self._text_sql(a, trims) for a in alternatives]
         return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
-    def _select(self) -> str:
+    def _select(self, trims: bool) -> str:
         times = self.fields["connect_time"]
-        parsed_time = [_plausible(self._time_sql(a)) for a in times]
+        parsed_time = [_plausible(self._time_sql(a, trims)) for a in times]
         # The first source holding a value decides: one that holds an unreadable time rejects the row
         # rather than moving the call to the next source's time (an answer time to the start time).
         time_sql = (
             parsed_time[0]
             if len(parsed_time) == 1
             else "CASE "
-            + " ".join(
-                f"WHEN {_given(a, self._trims)} THEN {t}" for a, t in zip(times, parsed_time, strict=True)
-            )
+            + " ".join(f"WHEN {_given(a, trims)} THEN {t}" for a, t in zip(times, parsed_time, strict=True))
             + " END"
         )
-        time_text = [
-            f"nullif({_trim(_quoted(a.column), self._trims)}, '')" for a in times if a.column is not None
-        ]
+        time_text = [f"nullif({_trim(_quoted(a.column), trims)}, '')" for a in times if a.column is not None]
         time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
         answered = self.template.answered
         if answered.column:  # read in the first step, where the file's columns are
             values = ", ".join(_literal(v) for v in answered.values)
-            marked_sql = f"coalesce({_trim(_quoted(answered.column), self._trims)} IN ({values}), false)"
+            marked_sql = f"coalesce({_trim(_quoted(answered.column), trims)} IN ({values}), false)"
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
@@ -197,15 +189,15 @@ class TemplateQuery:
         return f"""
         WITH source AS (
             SELECT {_quoted(LINE)} AS line,
-                   {self._field_sql("source_id")} AS source_id,
+                   {self._field_sql("source_id", trims)} AS source_id,
                    {time_sql} AS ts,
                    {time_text_sql} AS time_text,
-                   {_trim(f"coalesce({self._field_sql('duration')}, '')", self._trims)} AS usage_text,
-                   {self._field_sql("cli")} AS cli,
-                   {self._field_sql("cld")} AS cld,
-                   {self._field_sql("account")} AS account,
-                   {self._field_sql("vendor")} AS vendor,
-                   coalesce({self._field_sql("service")}, 'voice') AS service,
+                   {_trim(f"coalesce({self._field_sql('duration', trims)}, '')", trims)} AS usage_text,
+                   {self._field_sql("cli", trims)} AS cli,
+                   {self._field_sql("cld", trims)} AS cld,
+                   {self._field_sql("account", trims)} AS account,
+                   {self._field_sql("vendor", trims)} AS vendor,
+                   coalesce({self._field_sql("service", trims)}, 'voice') AS service,
                    {extra_sql} AS extra,
                    {marked_sql} AS marked_answered,
                    {raw_sql} AS raw_text
