@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
@@ -170,13 +171,18 @@ def run_due(
 def planned_job(app: App, job_id: int) -> Job:
     """A dry run (a ``planned`` job) that may be applied; refused clearly otherwise."""
     with app.catalog.reading() as session:
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-        if job.state != "planned":
-            raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+        job = _planned_in(session, job_id)
         session.expunge(job)
         return job
+
+
+def _planned_in(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+    if job.state != "planned":
+        raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+    return job
 
 
 Applied = TypeVar("Applied")
@@ -195,11 +201,7 @@ def claim_planned(app: App, job_id: int) -> Job:
         ledger_lock(app.home, f"apply of dry run {job_id} by {app.actor}", name="claims"),
         app.catalog.transaction() as session,
     ):
-        job = session.get(Job, job_id)
-        if job is None:
-            raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-        if job.state != "planned":
-            raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+        job = _planned_in(session, job_id)
         parameters = dict(job.parameters)
         applied_as = parameters.get("applied_as")
         applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
