@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from rerate.bootstrap import App
-from rerate.catalog.models import Collection
+from rerate.catalog.models import Collection, Customer
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import ingest
 from tests.factories import ledger_and_totals, write_xdrs
@@ -245,6 +245,66 @@ def test_a_failure_while_totals_are_written_leaves_no_file_behind(
     assert report.state == "error" and "MemoryError" in str(report.error)
     time.sleep(1)  # had a part been left encoding, it would have landed by now
     assert list(world.ledger.path(TOTALS).glob("c*.parquet")) == []
+
+
+def test_each_xdr_file_holds_one_day_sorted_by_customer_then_time_with_its_rows_whole(
+    world: App, tmp_path: Path
+) -> None:
+    # A month of calls in no order, from two customers' accounts and an unknown one: the batch is
+    # gathered into order once (its columns split between threads) and cut into one file a day.
+    from datetime import UTC, datetime, timedelta
+    from random import Random
+
+    from rerate.ledger.tables import XDRS
+    from rerate.services import parties
+
+    parties.add_customer(world, "Beta", tariff="retail")
+    parties.add_account(world, "acc3", customer="Beta")
+    rng = Random(7)
+    rows = []
+    for i in range(3000):
+        when = datetime(2026, 10, rng.randrange(1, 29), tzinfo=UTC) + timedelta(seconds=rng.randrange(86_400))
+        account = rng.choice(["acc1", "acc2", "acc3", "stranger"])
+        rows.append(
+            (
+                f"s{i}",
+                f"{when:%Y-%m-%dT%H:%M:%SZ}",
+                str(rng.randrange(600)),
+                "111",
+                f"4420{i:06d}",
+                account,
+                "gw1",
+            )
+        )
+    (report,) = ingest(world, [write_xdrs(tmp_path / "shuffled.csv", rows)])
+    assert report.loaded == len(rows)
+    sent = {row[0]: (index + 2, row) for index, row in enumerate(rows)}  # line 1 is the header
+    owners = {"acc1": "Acme", "acc2": "Acme", "acc3": "Beta", "stranger": None}
+    with world.catalog.reading() as session:
+        ids = {name: id_ for name, id_ in session.execute(select(Customer.name, Customer.id))}
+    seen: set[str] = set()
+    files = world.ledger.files(XDRS)
+    for file in files:
+        day = Path(file).parent.name.removeprefix("call_date=")
+        table = pq.read_table(file).to_pylist()
+        order = [(r["customer_id"] if r["customer_id"] is not None else -1, r["connect_time"]) for r in table]
+        assert order == sorted(order)
+        for xdr in table:
+            line, (source_id, when, duration, _, cld, account, _) = sent[xdr["source_id"]]
+            assert (xdr["line"], xdr["xdr_id"] & 0xFFFFFFFF, xdr["cld"], xdr["account"]) == (
+                line,
+                line,
+                cld,
+                account,
+            )
+            assert (f"{xdr['connect_time']:%Y-%m-%dT%H:%M:%SZ}", str(xdr["duration"])) == (when, duration)
+            assert when.startswith(day)
+            assert xdr["customer_id"] == ids.get(owners[account])
+            # The priced columns (gathered on the other thread) belong to the same call: 44, 60/60.
+            billed = -(-int(duration) // 60) * 60 if owners[account] else None
+            assert (xdr["status"], xdr["billed"]) == ("rated" if billed is not None else "failed", billed)
+            seen.add(source_id)
+    assert len(files) == len({row[1][:10] for row in rows}) and seen == set(sent)
 
 
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rerate.domain.mediation import strip_numbers
+from rerate.domain.history import History
+from rerate.domain.mediation import Lookup, MediationContext, PrefixNames, mediate_keyed, strip_numbers
 from rerate.domain.mediation_rules import REWRITING, MediationRule, RuleError, RuleSet
+from rerate.domain.prefix_index import encode_numbers
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -230,3 +232,28 @@ def test_services_are_classified_by_number_and_rating_keys_derived_from_them() -
         "sms",
         "voice",
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rules=_rules(),
+    rows=st.lists(
+        st.tuples(st.text("0123456789 -+", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
+        max_size=12,
+    ),
+)
+def test_the_keys_mediation_hands_to_rating_are_those_of_the_mediated_numbers(
+    rules: list[MediationRule], rows: list[tuple[str, str, str, datetime]]
+) -> None:
+    context = MediationContext(
+        accounts=Lookup.build(["a1", "a2"], [1, 2]),
+        ownership=History.empty(),
+        connections=Lookup.build(["gw1", "gw2"], [1, 2]),
+        countries=PrefixNames.build(["4", "44"], ["X", "GB"]),
+        destination_groups=PrefixNames.build([], []),
+        rules=RuleSet.build(rules),
+    )
+    batch = _batch(rows)
+    batch = batch.append_column("service", pa.nulls(batch.num_rows, pa.string()))
+    mediated, keys = mediate_keyed(batch, context)
+    assert keys.tolist() == encode_numbers(mediated.column("number")).tolist()

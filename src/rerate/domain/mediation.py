@@ -138,6 +138,14 @@ def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.R
     The number gets the default normalization first; then the mediation rules in force rewrite
     it and the identifiers (:mod:`rerate.domain.mediation_rules`); the raw fields stay as received.
     """
+    return mediate_keyed(batch, context)[0]
+
+
+def mediate_keyed(
+    batch: pa.RecordBatch | pa.Table, context: MediationContext
+) -> tuple[pa.RecordBatch, Int64Array]:
+    """:func:`mediate`, and the keys of the mediated numbers (:func:`encode_numbers`), which the
+    rating kernel takes as they are instead of encoding the numbers again."""
     stripped, valid = strip_numbers(batch.column("cld"))
     ruled = context.rules.apply(batch, stripped)
     if ruled["cld"] is stripped:
@@ -163,4 +171,4 @@ def mediate(batch: pa.RecordBatch | pa.Table, context: MediationContext) -> pa.R
             context.rules.rating_keys(batch, number),
         ],
         schema=MEDIATED_SCHEMA,
-    )
+    ), keys

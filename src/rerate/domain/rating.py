@@ -9,6 +9,9 @@ call it, and a distributed engine could call it unchanged per batch.
 Input columns: ``connect_time`` (timestamp, UTC), ``duration`` (int64; null
 means a bad value), ``number`` (normalized digits; null means invalid),
 ``account_id``, ``customer_id``, ``vendor_id`` (int64; null means unknown).
+Optional: ``number_key`` (int64), the numbers' keys as
+:func:`~rerate.domain.prefix_index.encode_numbers` gives them, when mediation
+has computed them already.
 """
 
 from __future__ import annotations
@@ -195,9 +198,19 @@ def rate_batch(
     return pa.concat_batches(results)
 
 
+#: The optional input column of the numbers' keys (see the module doc).
+NUMBER_KEY = "number_key"
+
+
+def _number_keys(batch: pa.RecordBatch) -> Int64Array:
+    if NUMBER_KEY in batch.schema.names:
+        return np.asarray(batch.column(NUMBER_KEY).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return encode_numbers(batch.column("number"))
+
+
 def _rate_part(batch: pa.RecordBatch, context: RatingContext, options: RatingOptions) -> pa.RecordBatch:
     n = batch.num_rows
-    keys = encode_numbers(batch.column("number"))
+    keys = _number_keys(batch)
     when = (
         np.asarray(
             pc.fill_null(

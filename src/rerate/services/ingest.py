@@ -36,8 +36,8 @@ from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection
-from rerate.domain.mediation import mediate
-from rerate.domain.rating import rate_batch
+from rerate.domain.mediation import mediate_keyed
+from rerate.domain.rating import NUMBER_KEY, rate_batch
 from rerate.domain.xdr_templates import XdrTemplate
 from rerate.ledger.reader import connect_duckdb, sql_paths
 from rerate.ledger.schema import XDR_FILE_SCHEMA
@@ -377,7 +377,7 @@ def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating
     batch = typed.combine_chunks()
     line = batch.column("line")
     xdr_id = pc.bit_wise_or(pa.scalar(collection_id << 32, pa.int64()), line)
-    mediated = mediate(batch, mediation)
+    mediated, number_keys = mediate_keyed(batch, mediation)
     rated = rate_batch(
         pa.RecordBatch.from_arrays(
             [
@@ -387,8 +387,17 @@ def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating
                 mediated.column("account_id"),
                 mediated.column("customer_id"),
                 mediated.column("vendor_id"),
+                pa.array(number_keys),
             ],
-            names=["connect_time", "duration", "number", "account_id", "customer_id", "vendor_id"],
+            names=[
+                "connect_time",
+                "duration",
+                "number",
+                "account_id",
+                "customer_id",
+                "vendor_id",
+                NUMBER_KEY,
+            ],
         ),
         rating,
     )
