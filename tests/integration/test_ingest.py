@@ -307,6 +307,41 @@ def test_each_xdr_file_holds_one_day_sorted_by_customer_then_time_with_its_rows_
     assert len(files) == len({row[1][:10] for row in rows}) and seen == set(sent)
 
 
+def test_a_failure_while_duplicates_are_dropped_leaves_no_file_behind(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from rerate.ledger.tables import XDRS, PartitionedWriter
+
+    # Two days, each with a call repeated: two files are rewritten without their duplicate.
+    rows = [
+        ("d1", "2026-10-10T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
+        ("d1", "2026-10-10T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
+        ("d2", "2026-10-11T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
+        ("d2", "2026-10-11T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
+    ]
+    encode, write = PartitionedWriter._write, PartitionedWriter.write_xdrs
+    calls: list[int] = []
+
+    def slow(self: PartitionedWriter, rows: object, partition: dict[str, str]) -> object:
+        time.sleep(0.5)  # the first rewritten file is still being encoded when the failure comes
+        return encode(self, rows, partition)  # type: ignore[arg-type]
+
+    def failing_second_rewrite(self: PartitionedWriter, batch: pa.Table) -> None:
+        calls.append(batch.num_rows)
+        if len(calls) == 3:  # the file's one batch, then the first rewrite, then this
+            raise MemoryError("out of memory while rewriting")
+        write(self, batch)
+
+    monkeypatch.setattr(PartitionedWriter, "_write", slow)
+    monkeypatch.setattr(PartitionedWriter, "write_xdrs", failing_second_rewrite)
+    (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    assert report.state == "error" and "MemoryError" in str(report.error)
+    time.sleep(1)  # had a file been left encoding, it would have landed by now
+    assert list(world.ledger.path(XDRS).rglob("c*.parquet")) == []
+
+
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:
     ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
     ingest(

@@ -476,6 +476,9 @@ def _remove_duplicates(
     if not writer.actions:
         return []
     table_dir = app.ledger.path(XDRS)
+    # One read of the table's log for every day: opening it per day cost more than a small
+    # file's whole check (measured: 5 ms a day, so 0.2 s for a file that spans a month).
+    published = app.ledger.files_by_day(XDRS) if visible else {}
     found: list[tuple[int, int, str, str, str]] = []
     for day in days:
         new_files = [
@@ -483,8 +486,7 @@ def _remove_duplicates(
         ]
         if not new_files:
             continue
-        when = datetime.fromisoformat(day).date()
-        old_files = app.ledger.files(XDRS, days=(when, when)) if visible else []
+        old_files = published.get(day, [])
         found.extend(_duplicates_of_day(con, new_files, live_xdrs_sql(old_files, visible)))
     return _drop_rows(con, writer, table_dir, found)
 
@@ -540,20 +542,25 @@ def _drop_rows(
     dropped_ids = pa.table({"xdr_id": pa.array([row[0] for row in found], pa.int64())})
     con.register("dropped_ids", dropped_ids)
     replacement = PartitionedWriter(table_dir, writer.prefix, XDR_FILE_SCHEMA)
-    for filename in touched:
-        kept = con.sql(
-            f"SELECT * FROM read_parquet('{filename}', hive_partitioning=false) "
-            "WHERE xdr_id NOT IN (SELECT xdr_id FROM dropped_ids)"
-        ).to_arrow_table()
-        relative = str(Path(filename).relative_to(table_dir))
-        day = relative.split("/", 1)[0].split("=", 1)[1]
-        if kept.num_rows:
-            kept = kept.append_column(
-                "call_date", pa.array([datetime.fromisoformat(day).date()] * kept.num_rows)
-            )
-            replacement.write_xdrs(kept)
-        Path(filename).unlink()
-    replacement.close()
+    try:
+        for filename in touched:
+            kept = con.sql(
+                f"SELECT * FROM read_parquet('{filename}', hive_partitioning=false) "
+                "WHERE xdr_id NOT IN (SELECT xdr_id FROM dropped_ids)"
+            ).to_arrow_table()
+            relative = str(Path(filename).relative_to(table_dir))
+            day = relative.split("/", 1)[0].split("=", 1)[1]
+            if kept.num_rows:
+                kept = kept.append_column(
+                    "call_date", pa.array([datetime.fromisoformat(day).date()] * kept.num_rows)
+                )
+                replacement.write_xdrs(kept)
+            Path(filename).unlink()
+        replacement.close()
+    except BaseException:
+        # As for the main writer (see _load): a file in flight must land before the clean-up.
+        replacement.abandon()
+        raise
     writer.replace([str(Path(f).relative_to(table_dir)) for f in touched], replacement.actions)
     found.sort(key=lambda row: row[1])
     return [(row[1], row[2], row[4]) for row in found]
