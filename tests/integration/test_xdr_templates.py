@@ -238,6 +238,23 @@ def test_a_folder_loads_each_file_once_in_name_order(world: App, tmp_path: Path)
     assert second[2].duplicates == 0 and second[2].loaded == 1
 
 
+def test_a_glob_matching_nothing_loads_nothing_and_the_other_sources_still_load(
+    world: App, tmp_path: Path
+) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    one = asterisk_csv(tmp_path / "Master.csv", calls=[CALLS[0]])
+    # An empty drop folder's glob is nothing to do; a glob into a folder that is not there is
+    # reported like a missing file; neither stops the file named beside them.
+    sources = [str(drop / "*.csv"), str(tmp_path / "nowhere" / "*.csv"), str(one)]
+    reports = ingest(world, expand_sources(sources), template="asterisk-csv")
+    assert [(r.state, r.error) for r in reports] == [
+        ("error", f"no file matches {tmp_path / 'nowhere' / '*.csv'}: its folder does not exist"),
+        ("loaded", None),
+    ]
+    assert expand_sources([str(drop / "*.csv")]) == []
+
+
 def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[fields\n")

@@ -45,7 +45,7 @@ from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.errors import InvalidInputError, RerateError
+from rerate.services.errors import RerateError
 from rerate.services.locks import ledger_lock
 from rerate.services.periods import closed_periods, period_bounds
 from rerate.services.recovery import recover_interrupted
@@ -99,8 +99,11 @@ _GLOB_CHARACTERS = frozenset("*?[")
 def expand_sources(sources: Sequence[str]) -> list[Path]:
     """Files to ingest, in order: a folder gives its files in name order, a glob its matches.
 
-    Hidden files and sub-folders are left out.  A name that is neither stays
-    as it is (its report says it was not found).
+    Hidden files and sub-folders are left out.  A glob that matches nothing in
+    a folder that exists gives nothing, as an empty folder does: a scheduled
+    run over a drop folder often finds no new file.  A name that is none of
+    these (a missing file, or a glob into a missing folder) stays as it is: its
+    report says it was not found, and the other sources still load.
     """
     paths: list[Path] = []
     for source in sources:
@@ -109,12 +112,20 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
             paths.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
         elif _GLOB_CHARACTERS & set(source):
             matches = sorted(Path(m) for m in glob.glob(source) if Path(m).is_file())
-            if not matches:
-                raise InvalidInputError(f"no file matches {source}")
-            paths.extend(matches)
+            paths.extend(matches if matches or glob_folder(source).is_dir() else [path])
         else:
             paths.append(path)
     return paths
+
+
+def glob_folder(pattern: str) -> Path:
+    """The folder a glob looks in: its leading path up to the first part with a wildcard."""
+    fixed = []
+    for part in Path(pattern).parts[:-1]:
+        if _GLOB_CHARACTERS & set(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
 
 
 def file_checksum(path: Path) -> str:

@@ -141,7 +141,11 @@ class XdrFile:
         self.template = template
         if not path.is_file():
             raise InvalidInputError(
-                f"{path} is a folder, not a file" if path.is_dir() else f"file not found: {path}"
+                f"{path} is a folder, not a file"
+                if path.is_dir()
+                else f"no file matches {path}: its folder does not exist"
+                if set("*?[") & set(path.name)
+                else f"file not found: {path}"
             )
         self.size = path.stat().st_size
         self.compression = COMPRESSED.get(path.suffix.lower())
