@@ -286,6 +286,11 @@ def test_each_xdr_file_holds_one_day_sorted_by_customer_then_time_with_its_rows_
     files = world.ledger.files(XDRS)
     for file in files:
         day = Path(file).parent.name.removeprefix("call_date=")
+        columns = pq.ParquetFile(file).metadata.row_group(0)
+        encodings = {
+            columns.column(i).path_in_schema: columns.column(i).encodings for i in range(columns.num_columns)
+        }
+        assert all("DELTA_BINARY_PACKED" in encodings[c] for c in ("xdr_id", "line", "connect_time"))
         table = pq.read_table(file).to_pylist()
         order = [(r["customer_id"] if r["customer_id"] is not None else -1, r["connect_time"]) for r in table]
         assert order == sorted(order)

