@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +160,9 @@ vendor = {{ value = "gw1" }}
 """
     )
     xdr_templates.add_template(world, name, template)
+
+
+def deck_date(days_ahead: int = 60) -> date:
+    """A rate deck's effective date that is in the future whenever the test runs (rows dated in
+    the past are skipped by default): for tests that cannot tell the import what "now" is."""
+    return datetime.now(UTC).date() + timedelta(days=days_ahead)

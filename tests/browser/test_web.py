@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from rerate.services.report import ReportRequest, summary_report
 from rerate.services.scopes import resolve_scope
 from rerate.services.tariff_admin import show_tariff
 from tests.browser.conftest import screenshot, sign_in
-from tests.factories import write_xdrs
+from tests.factories import deck_date, write_xdrs
 
 MAIN_PAGES = {
     "dashboard": ("/", "Dashboard"),
@@ -97,12 +98,13 @@ def test_rerating_wizard_preview_apply_revert(page: Any, live: tuple[str, App]) 
 def test_rate_import_wizard_upload_review_import(page: Any, live: tuple[str, App], tmp_path: Path) -> None:
     _, app = live
     deck = tmp_path / "carrier-deck.csv"
+    day = deck_date()  # in the future, so the rows are changes rather than skipped as past
     deck.write_text(
         "Rate notification from Carrier\n\n"
         "Destination;Code;Rate;Billing;Effective date\n"
-        "UK;44;0,0200;60/60;01-Dec-26\n"
-        "Germany;49;0,0150;30/6;01-Dec-26\n"
-        "Jamaica;1876;0,1000;60/60;01-Dec-26\n",
+        f"UK;44;0,0200;60/60;{day:%d-%b-%y}\n"
+        f"Germany;49;0,0150;30/6;{day:%d-%b-%y}\n"
+        f"Jamaica;1876;0,1000;60/60;{day:%d-%b-%y}\n",
         encoding="utf-8",
     )
     sign_in(page)
@@ -125,17 +127,11 @@ def test_rate_import_wizard_upload_review_import(page: Any, live: tuple[str, App
     page.wait_for_selector("#imported")
     assert page.inner_text("#summary-created") == "3"
     screenshot(page, "import-done")
-    rates = show_tariff(app, "retail", at=_december()).rates
+    rates = show_tariff(app, "retail", at=datetime.combine(day, time(12), UTC)).rates
     assert {r["prefix"]: Decimal(r["first_price"]) for r in rates if r["prefix"] in ("44", "1876")} == {
         "44": Decimal("0.02"),
         "1876": Decimal("0.1"),
     }
-
-
-def _december() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime(2026, 12, 2, tzinfo=UTC)
 
 
 def test_ingest_upload_then_rollback_preview_and_apply(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import COST, RETAIL, write_rates, write_xdrs
+from tests.factories import COST, RETAIL, deck_date, write_rates, write_xdrs
 from tests.mailbox import mailbox
 from tests.switch_samples import asterisk_csv
 
@@ -239,11 +239,12 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
 
 def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:
     deck = tmp_path / "carrier.csv"
+    day = deck_date()  # in the future, so the rows are new rather than skipped as past
     deck.write_text(
-        "Carrier rates, valid from 01-Dec-26\n\n"
+        f"Carrier rates, valid from {day:%d-%b-%y}\n\n"
         '"Destination";"Code";"Rate";"Billing";"Effective date"\n'
-        '"UK, London";"4420; 4421";"0,0100";"60/60";"01-Dec-26"\n'
-        '"Typo";"44x";"0,1";"1/1";"01-Dec-26"\n'
+        f'"UK, London";"4420; 4421";"0,0100";"60/60";"{day:%d-%b-%y}"\n'
+        f'"Typo";"44x";"0,1";"1/1";"{day:%d-%b-%y}"\n'
     )
     preview = rerate(home, "tariff", "import", "X", str(deck), "--currency", "USD", "--preview", "--json")
     report = json.loads(preview.stdout)
@@ -273,7 +274,7 @@ def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Pat
     assert absent.returncode == 1 and "no tariff" in absent.stderr  # the preview wrote nothing
 
     rerate(home, "tariff", "import", "X", str(deck), "--currency", "USD", "--yes")
-    shown = json.loads(rerate(home, "tariff", "show", "X", "--at", "2026-12-02T00:00:00Z", "--json").stdout)
+    shown = json.loads(rerate(home, "tariff", "show", "X", "--at", f"{day}T12:00:00Z", "--json").stdout)
     assert [(r["prefix"], r["first_price"]) for r in shown["rates"]] == [("4420", "0.01"), ("4421", "0.01")]
     rerate(
         home, "tariff", "set-off-peak", "X", "--timezone", "Europe/London", "--window", "mon-fri 20:00-08:00"

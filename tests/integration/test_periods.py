@@ -254,6 +254,10 @@ def test_reverting_a_job_whose_adjustments_were_invoiced_takes_them_back(closed:
         scope = resolve_scope(session, customers=["Acme"], end=datetime(2026, 11, 1, tzinfo=UTC))
     job = rerate(closed, RerateRequest(scope=scope, tariff="cost", allow_closed=True))
     assert {a["period"] for a in job.adjustments} == {"2026-10"}
+    with closed.catalog.transaction() as session:  # applied in November, whatever today's date
+        applied = session.get(Job, job.job_id)
+        assert applied is not None
+        applied.finished_at = datetime(2026, 11, 20, tzinfo=UTC)
 
     def adjustments(period: str) -> list[tuple[str, Decimal, int]]:
         report = summary_report(closed, ReportRequest(customers=["Acme"], period=period))

@@ -50,7 +50,7 @@ from rerate.services.locks import ledger_lock
 from rerate.services.periods import closed_periods, period_bounds
 from rerate.services.recovery import recover_interrupted
 from rerate.services.visibility import current_visibility, rolled_back_collections
-from rerate.services.xdr_files import XdrFile
+from rerate.services.xdr_files import GLOB_CHARACTERS, XdrFile
 from rerate.services.xdr_templates import find_template
 
 
@@ -93,9 +93,6 @@ class SilentProgress:
         pass
 
 
-_GLOB_CHARACTERS = frozenset("*?[")
-
-
 def expand_sources(sources: Sequence[str]) -> list[Path]:
     """Files to ingest, in order: a folder gives its files in name order, a glob its matches.
 
@@ -110,19 +107,19 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
         path = Path(source)
         if path.is_dir():
             paths.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
-        elif _GLOB_CHARACTERS & set(source):
+        elif GLOB_CHARACTERS & set(source):
             matches = sorted(Path(m) for m in glob.glob(source) if Path(m).is_file())
-            paths.extend(matches if matches or glob_folder(source).is_dir() else [path])
+            paths.extend(matches if matches or _glob_folder(source).is_dir() else [path])
         else:
             paths.append(path)
     return paths
 
 
-def glob_folder(pattern: str) -> Path:
+def _glob_folder(pattern: str) -> Path:
     """The folder a glob looks in: its leading path up to the first part with a wildcard."""
     fixed = []
     for part in Path(pattern).parts[:-1]:
-        if _GLOB_CHARACTERS & set(part):
+        if GLOB_CHARACTERS & set(part):
             break
         fixed.append(part)
     return Path(*fixed) if fixed else Path(".")

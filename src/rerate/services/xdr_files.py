@@ -130,6 +130,8 @@ class _Decompressing:
 
 
 COMPRESSED = {".gz": "gzip", ".xz": "xz", ".zip": "zip"}
+#: What makes an ingest source a glob (expanded by rerate, not by the shell).
+GLOB_CHARACTERS = frozenset("*?[")
 _CANONICAL_SUFFIXES = {".csv", ".txt", ".cdr"}
 
 
@@ -144,7 +146,7 @@ class XdrFile:
                 f"{path} is a folder, not a file"
                 if path.is_dir()
                 else f"no file matches {path}: its folder does not exist"
-                if set("*?[") & set(path.name)
+                if GLOB_CHARACTERS & set(path.name)
                 else f"file not found: {path}"
             )
         self.size = path.stat().st_size
