@@ -315,6 +315,7 @@ def test_ingest_a_drop_folder_by_template_json_contract(home: Path, tmp_path: Pa
     ]  # a scheduled re-run loads nothing
     empty = rerate(home, "ingest", str(drop / "*.xml"), "--template", "asterisk-csv")
     assert empty.returncode == 0 and "nothing to load" in empty.stderr  # a quiet drop folder
+    assert json.loads(rerate(home, "ingest", str(drop / "*.xml"), "--json").stdout) == []
 
     listed = json.loads(rerate(home, "template", "list", "--json").stdout)
     assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= {

@@ -253,6 +253,13 @@ def test_a_glob_matching_nothing_loads_nothing_and_the_other_sources_still_load(
         ("loaded", None),
     ]
     assert expand_sources([str(drop / "*.csv")]) == []
+    # A file named like a glob is that file; a wildcard in a missing folder's name says so too.
+    odd = asterisk_csv(drop / "Master[1].csv", calls=[CALLS[1]])
+    assert expand_sources([str(odd)]) == [odd]
+    (nested,) = ingest(world, expand_sources([str(tmp_path / "gone" / "2026-*" / "x.csv")]))
+    assert (
+        nested.error == f"no file matches {tmp_path / 'gone' / '2026-*' / 'x.csv'}: its folder does not exist"
+    )
 
 
 def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:

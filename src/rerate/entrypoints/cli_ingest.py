@@ -58,8 +58,12 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         ingested again and again on a schedule.
         """
         paths = expand_sources(sources)
-        if not paths and not as_json:
-            err.print(f"nothing to load: no file in {', '.join(escape(s) for s in sources)}")
+        if not paths:  # a quiet drop folder: nothing to do, and nothing wrong
+            if as_json:
+                print_json([])
+            else:
+                err.print(f"nothing to load: no file in {', '.join(escape(s) for s in sources)}")
+            return
         with RichIngestProgress(enabled=not as_json and err.is_terminal) as progress:
             reports = ingest_service(app(), paths, progress, template=template)
         if as_json:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -103,10 +104,13 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
     report says it was not found, and the other sources still load.
     """
     paths: list[Path] = []
-    for source in sources:
+    for given in sources:
+        source = os.path.expanduser(given)  # a quoted glob reaches rerate with its ~ unexpanded
         path = Path(source)
         if path.is_dir():
             paths.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+        elif path.is_file():  # a file named like a glob ("a[1].csv") is that file
+            paths.append(path)
         elif GLOB_CHARACTERS & set(source):
             matches = sorted(Path(m) for m in glob.glob(source) if Path(m).is_file())
             paths.extend(matches if matches or _glob_folder(source).is_dir() else [path])

@@ -146,7 +146,7 @@ class XdrFile:
                 f"{path} is a folder, not a file"
                 if path.is_dir()
                 else f"no file matches {path}: its folder does not exist"
-                if GLOB_CHARACTERS & set(path.name)
+                if GLOB_CHARACTERS & set(str(path))
                 else f"file not found: {path}"
             )
         self.size = path.stat().st_size
