@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -28,14 +27,11 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rerate.bootstrap import App, bootstrap
-from rerate.services.demo import load_world
+from rerate.bootstrap import App
 from rerate.services.ingest import ingest
-from rerate.services.setup import initialize
 from rerate.services.worldgen import World, WorldSpec, generate_world
-from rerate.settings import Settings
 
-from common import compile_book, rate
+from common import compile_book, rate, world_home
 
 #: Runs rerate's CLI with the arguments given, then prints the process's peak resident memory.
 PEAK_PROBE = """
@@ -53,16 +49,7 @@ runpy.run_module("rerate.entrypoints.cli", run_name="__main__")
 
 def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:
     world = generate_world(WorldSpec(xdrs=xdrs), data)
-    return home_of(home, world), world
-
-
-def home_of(home: Path, world: World) -> App:
-    """A new home with the world's catalog (parties, tariffs), no XDRs yet."""
-    shutil.rmtree(home, ignore_errors=True)
-    app = bootstrap(Settings(home=home))
-    initialize(app)
-    load_world(app, world)
-    return app
+    return world_home(home, world), world
 
 
 def main() -> None:
@@ -94,7 +81,7 @@ def main() -> None:
         f"COPY (SELECT * FROM read_csv('{source}', all_varchar=true) ORDER BY connect_time, source_id) "
         f"TO '{in_call_order}' (FORMAT csv, HEADER true)"
     )
-    ordered_app = home_of(work / "home-ordered", world)
+    ordered_app = world_home(work / "home-ordered", world)
     slowest = float("inf")
     for label, home, path in (
         ("random order (demo world)", app, source),

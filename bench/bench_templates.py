@@ -22,16 +22,13 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rerate.bootstrap import App, bootstrap
+from rerate.bootstrap import App
 from rerate.ledger.reader import connect_duckdb
 from rerate.ledger.tables import TOTALS
-from rerate.services.demo import load_world
 from rerate.services.ingest import ingest
-from rerate.services.setup import initialize
-from rerate.services.worldgen import World, WorldSpec, generate_world
-from rerate.settings import Settings
+from rerate.services.worldgen import WorldSpec, generate_world
 
-from common import compile_book, rate
+from common import compile_book, rate, world_home
 
 ASTERISK_SELECT = """
 SELECT account AS accountcode, cli AS src, cld AS dst, 'from-trunk' AS dcontext,
@@ -43,14 +40,6 @@ SELECT account AS accountcode, cli AS src, cld AS dst, 'from-trunk' AS dcontext,
        source_id AS uniqueid, '' AS userfield
 FROM (SELECT *, CAST(connect_time AS TIMESTAMPTZ) AS ts FROM read_csv('{source}', all_varchar=true))
 """
-
-
-def home(path: Path, world: World) -> App:
-    shutil.rmtree(path, ignore_errors=True)
-    app = bootstrap(Settings(home=path))
-    initialize(app)
-    load_world(app, world)
-    return app
 
 
 def money(app: App) -> tuple[int, str, str]:
@@ -91,7 +80,7 @@ def main() -> None:
 
     results = {}
     for label, path, template in (("canonical", canonical, None), ("asterisk-csv", packed, "asterisk-csv")):
-        app = home(work / f"home-{label}", world)
+        app = world_home(work / f"home-{label}", world)
         compiled = compile_book(app)  # as for every file but the first after a tariff change
         started = time.perf_counter()
         (report,) = ingest(app, [path], template=template)

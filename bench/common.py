@@ -7,7 +7,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rerate.bootstrap import App
+    from rerate.services.worldgen import World
 
 T = TypeVar("T")
 
@@ -37,3 +40,19 @@ def compile_book(app: App) -> float:
     with app.catalog.reading() as session:
         rating_context(session, cache_dir=app.home / "cache")
     return time.perf_counter() - started
+
+
+def world_home(home: Path, world: World) -> App:
+    """A new home at ``home`` with the world's catalog (parties, tariffs) and no XDRs yet."""
+    import shutil
+
+    from rerate.bootstrap import bootstrap
+    from rerate.services.demo import load_world
+    from rerate.services.setup import initialize
+    from rerate.settings import Settings
+
+    shutil.rmtree(home, ignore_errors=True)
+    app = bootstrap(Settings(home=home))
+    initialize(app)
+    load_world(app, world)
+    return app

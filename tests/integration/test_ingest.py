@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -9,12 +11,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from deltalake.transaction import AddAction
 from sqlalchemy import select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection, Customer
+from rerate.ledger.tables import PartitionedWriter
 from rerate.services.export import export_xdrs
-from rerate.services.ingest import ingest
+from rerate.services.ingest import CollectionReport, ingest
 from tests.factories import ledger_and_totals, write_xdrs
 
 ROWS = [
@@ -219,19 +223,13 @@ def test_a_large_files_totals_are_written_in_parts_that_add_up(
 def test_a_failure_while_totals_are_written_leaves_no_file_behind(
     world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
 
     import rerate.services.ingest as ingest_module
-    from rerate.ledger.tables import TOTALS, PartitionedWriter
+    from rerate.ledger.tables import TOTALS
 
     monkeypatch.setattr(ingest_module, "TOTALS_PART_ROWS", 1)
-    encode = PartitionedWriter._write
-
-    def slow(self: PartitionedWriter, rows: object, partition: dict[str, str]) -> object:
-        if not self.partitioned:  # a totals part, still being encoded when the failure comes
-            time.sleep(0.5)
-        return encode(self, rows, partition)  # type: ignore[arg-type]
-
+    # A totals part is still being encoded when the failure comes.
+    _slow_encoding(monkeypatch, lambda writer: not writer.partitioned)
     streamed = ingest_module._totals
 
     def failing(*args: object, **kwargs: object) -> object:
@@ -239,12 +237,9 @@ def test_a_failure_while_totals_are_written_leaves_no_file_behind(
         yield next(parts)
         raise MemoryError("out of memory while grouping")
 
-    monkeypatch.setattr(PartitionedWriter, "_write", slow)
     monkeypatch.setattr(ingest_module, "_totals", failing)
     (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
-    assert report.state == "error" and "MemoryError" in str(report.error)
-    time.sleep(1)  # had a part been left encoding, it would have landed by now
-    assert list(world.ledger.path(TOTALS).glob("c*.parquet")) == []
+    _assert_failed_leaving_no_file(report, world.ledger.path(TOTALS))
 
 
 def test_each_xdr_file_holds_one_day_sorted_by_customer_then_time_with_its_rows_whole(
@@ -315,9 +310,8 @@ def test_each_xdr_file_holds_one_day_sorted_by_customer_then_time_with_its_rows_
 def test_a_failure_while_duplicates_are_dropped_leaves_no_file_behind(
     world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import time
 
-    from rerate.ledger.tables import XDRS, PartitionedWriter
+    from rerate.ledger.tables import XDRS
 
     # Two days, each with a call repeated: two files are rewritten without their duplicate.
     rows = [
@@ -326,12 +320,10 @@ def test_a_failure_while_duplicates_are_dropped_leaves_no_file_behind(
         ("d2", "2026-10-11T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
         ("d2", "2026-10-11T10:00:00Z", "5", "111", "4420794600", "acc1", "gw1"),
     ]
-    encode, write = PartitionedWriter._write, PartitionedWriter.write_xdrs
+    # The first rewritten file is still being encoded when the failure comes.
+    _slow_encoding(monkeypatch, lambda writer: True)
+    write = PartitionedWriter.write_xdrs
     calls: list[int] = []
-
-    def slow(self: PartitionedWriter, rows: object, partition: dict[str, str]) -> object:
-        time.sleep(0.5)  # the first rewritten file is still being encoded when the failure comes
-        return encode(self, rows, partition)  # type: ignore[arg-type]
 
     def failing_second_rewrite(self: PartitionedWriter, batch: pa.Table) -> None:
         calls.append(batch.num_rows)
@@ -339,12 +331,28 @@ def test_a_failure_while_duplicates_are_dropped_leaves_no_file_behind(
             raise MemoryError("out of memory while rewriting")
         write(self, batch)
 
-    monkeypatch.setattr(PartitionedWriter, "_write", slow)
     monkeypatch.setattr(PartitionedWriter, "write_xdrs", failing_second_rewrite)
     (report,) = ingest(world, [write_xdrs(tmp_path / "x.csv", rows)])
+    _assert_failed_leaving_no_file(report, world.ledger.path(XDRS))
+
+
+def _slow_encoding(monkeypatch: pytest.MonkeyPatch, which: Callable[[PartitionedWriter], bool]) -> None:
+    """Files of the writers ``which`` picks take half a second to encode: one is in flight when
+    a failure comes."""
+    encode = PartitionedWriter._write
+
+    def slow(self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
+        if which(self):
+            time.sleep(0.5)
+        return encode(self, rows, partition)
+
+    monkeypatch.setattr(PartitionedWriter, "_write", slow)
+
+
+def _assert_failed_leaving_no_file(report: CollectionReport, table_dir: Path) -> None:
     assert report.state == "error" and "MemoryError" in str(report.error)
     time.sleep(1)  # had a file been left encoding, it would have landed by now
-    assert list(world.ledger.path(XDRS).rglob("c*.parquet")) == []
+    assert list(table_dir.rglob("c*.parquet")) == []
 
 
 def test_daily_totals_equal_the_ledger(world: App, tmp_path: Path) -> None:

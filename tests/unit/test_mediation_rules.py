@@ -184,14 +184,15 @@ def _rules(draw: st.DrawFn) -> list[MediationRule]:
     return rules
 
 
-@settings(max_examples=200, deadline=None)
-@given(
-    rules=_rules(),
-    rows=st.lists(
-        st.tuples(st.text("0123456789 -+", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
-        max_size=12,
-    ),
+#: XDRs as (cld, account, vendor, connect time): numbers with blanks, dashes and plus signs.
+_ROWS = st.lists(
+    st.tuples(st.text("0123456789 -+", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
+    max_size=12,
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(rules=_rules(), rows=_ROWS)
 def test_vectorized_rules_equal_the_row_by_row_reading(
     rules: list[MediationRule], rows: list[tuple[str, str, str, datetime]]
 ) -> None:
@@ -235,13 +236,7 @@ def test_services_are_classified_by_number_and_rating_keys_derived_from_them() -
 
 
 @settings(max_examples=100, deadline=None)
-@given(
-    rules=_rules(),
-    rows=st.lists(
-        st.tuples(st.text("0123456789 -+", min_size=1, max_size=10), _identifiers, _identifiers, _moments),
-        max_size=12,
-    ),
-)
+@given(rules=_rules(), rows=_ROWS)
 def test_the_keys_mediation_hands_to_rating_are_those_of_the_mediated_numbers(
     rules: list[MediationRule], rows: list[tuple[str, str, str, datetime]]
 ) -> None:

@@ -295,7 +295,7 @@ def _load_into(
             faults.checkpoint("ingest.batch_written")
         writer.flush()
         progress.stage("checking duplicates")
-        duplicates = _remove_duplicates(app, con, writer, live, sorted(days))
+        duplicates = _remove_duplicates(app, con, writer, live, sorted(days), writers)
         for line, source_id, why in duplicates:
             rejects.writerow([source.path.name, line, why, source_id])
     writer.close()
@@ -481,8 +481,12 @@ def _remove_duplicates(
     writer: PartitionedWriter,
     visible: tuple[int, ...],
     days: list[str],
+    writers: list[PartitionedWriter],
 ) -> list[tuple[int, str, str]]:
     """Filter duplicate XDRs out of the new, unpublished files; returns (line, source_id, reason).
+
+    The files rewritten without them are written by a writer added to ``writers``, the unit's
+    writers that :func:`_load` waits for if anything fails.
 
     A duplicate has the ``source_id`` of an XDR already loaded for the same
     call date, or of an earlier line of this file for that date.  The check
@@ -503,7 +507,7 @@ def _remove_duplicates(
             continue
         old_files = published.get(day, [])
         found.extend(_duplicates_of_day(con, new_files, live_xdrs_sql(old_files, visible)))
-    return _drop_rows(con, writer, table_dir, found)
+    return _drop_rows(con, writer, table_dir, found, writers)
 
 
 def live_xdrs_sql(files: Sequence[str], live: Sequence[int]) -> str:
@@ -549,6 +553,7 @@ def _drop_rows(
     writer: PartitionedWriter,
     table_dir: Path,
     found: list[tuple[int, int, str, str, str]],
+    writers: list[PartitionedWriter],
 ) -> list[tuple[int, str, str]]:
     """Rewrite the new files that hold duplicates, without them."""
     if not found:
@@ -557,25 +562,21 @@ def _drop_rows(
     dropped_ids = pa.table({"xdr_id": pa.array([row[0] for row in found], pa.int64())})
     con.register("dropped_ids", dropped_ids)
     replacement = PartitionedWriter(table_dir, writer.prefix, XDR_FILE_SCHEMA)
-    try:
-        for filename in touched:
-            kept = con.sql(
-                f"SELECT * FROM read_parquet('{filename}', hive_partitioning=false) "
-                "WHERE xdr_id NOT IN (SELECT xdr_id FROM dropped_ids)"
-            ).to_arrow_table()
-            relative = str(Path(filename).relative_to(table_dir))
-            day = relative.split("/", 1)[0].split("=", 1)[1]
-            if kept.num_rows:
-                kept = kept.append_column(
-                    "call_date", pa.array([datetime.fromisoformat(day).date()] * kept.num_rows)
-                )
-                replacement.write_xdrs(kept)
-            Path(filename).unlink()
-        replacement.close()
-    except BaseException:
-        # As for the main writer (see _load): a file in flight must land before the clean-up.
-        replacement.abandon()
-        raise
+    writers.append(replacement)
+    for filename in touched:
+        kept = con.sql(
+            f"SELECT * FROM read_parquet('{filename}', hive_partitioning=false) "
+            "WHERE xdr_id NOT IN (SELECT xdr_id FROM dropped_ids)"
+        ).to_arrow_table()
+        relative = str(Path(filename).relative_to(table_dir))
+        day = relative.split("/", 1)[0].split("=", 1)[1]
+        if kept.num_rows:
+            kept = kept.append_column(
+                "call_date", pa.array([datetime.fromisoformat(day).date()] * kept.num_rows)
+            )
+            replacement.write_xdrs(kept)
+        Path(filename).unlink()
+    replacement.close()
     writer.replace([str(Path(f).relative_to(table_dir)) for f in touched], replacement.actions)
     found.sort(key=lambda row: row[1])
     return [(row[1], row[2], row[4]) for row in found]

@@ -144,7 +144,7 @@ class PlainLayout:
             missing = pa.nulls(rows, pa.string())
             return missing if fallback is None else missing.fill_null(fallback)
         values = raw.column(plain.column)
-        if not pa.types.is_string(values.type) or not all(unpadded_text(chunk) for chunk in values.chunks):
+        if not unpadded_column(values):
             return None
         empty = pc.fill_null(pc.equal(pc.binary_length(values), 0), True)
         if not pc.any(empty).as_py():
@@ -169,9 +169,8 @@ class PlainLayout:
                 return None
         bounds = pc.min_max(times)
         earliest, latest = bounds["min"].as_py(), bounds["max"].as_py()
-        if (
-            earliest is None or earliest < EARLIEST_CALL or latest >= LATEST_CALL
-        ):  # the query's plausible years
+        # The query's plausible years.
+        if earliest is None or earliest < EARLIEST_CALL or latest >= LATEST_CALL:
             return None
         return times
 
@@ -209,7 +208,12 @@ def _to_the_second(values: pa.Array) -> bool:
     return bool(((data[starts + 13] == ord(":")) & (data[starts + 16] == ord(":"))).all())
 
 
-def unpadded_text(values: pa.Array) -> bool:
+def unpadded_column(values: pa.ChunkedArray) -> bool:
+    """Whether ``values`` is text with nothing the query's ``trim`` might take off any cell."""
+    return pa.types.is_string(values.type) and all(_unpadded(chunk) for chunk in values.chunks)
+
+
+def _unpadded(values: pa.Array) -> bool:
     """Whether no value of ``values`` (a string array) begins or ends with a blank, a control
     character or a non-ASCII byte: anything the query's ``trim`` might take off."""
     found = _bounds(values)

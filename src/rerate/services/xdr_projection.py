@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from rerate.domain.expressions import Expression, ExpressionError, text_of
 from rerate.domain.xdr_templates import Source, XdrTemplate, usable_alternatives
-from rerate.services.xdr_plain import EARLIEST_CALL, LATEST_CALL, PlainLayout, unpadded_text
+from rerate.services.xdr_plain import EARLIEST_CALL, LATEST_CALL, PlainLayout, unpadded_column
 
 MAX_DURATION = 1_000_000_000
 #: The line number each row of a raw batch came from, under a name no file's own column has (a
@@ -135,7 +135,8 @@ class TemplateQuery:
                 listed = "[" + ", ".join(_literal(f) for f in formats) + "]"
                 return f"timezone({_literal(zone)}, try_strptime({text}, {listed}))"
 
-    def _text_sql(self, source: Source, trims: bool) -> str:
+    @staticmethod
+    def _text_sql(source: Source, trims: bool) -> str:
         if source.value is not None:
             return _literal(source.value)
         if source.hash:
@@ -240,11 +241,7 @@ class TemplateQuery:
         typed = self.plain.read(raw) if self.plain is not None else None
         if typed is not None:
             return typed
-        unpadded = all(
-            pa.types.is_string(raw.column(name).type)
-            and all(unpadded_text(c) for c in raw.column(name).chunks)
-            for name in self.needed
-        )
+        unpadded = all(unpadded_column(raw.column(name)) for name in self.needed)
         con.register("raw_batch", raw)
         try:
             return con.sql(self.sql_unpadded if unpadded else self.sql).to_arrow_table()
