@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -473,3 +474,39 @@ def test_a_search_by_number_finds_calls_as_received_and_as_normalized(world: App
     found = {row["source_id"] for row in search_xdrs(world, number="49301234")}
     assert found == {"a1", "a2"}  # "+49 30 1234" and "0049301234"
     assert {row["source_id"] for row in search_xdrs(world, number="+49 30")} == {"a1"}
+
+
+def test_a_writer_with_room_for_one_file_per_thread_waits_for_its_oldest_files_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The totals of a large file are handed over in parts, a part per writer thread: the caller
+    # may go on while the threads encode, and waits for the oldest parts, whose actions keep
+    # the order the parts were given in.
+    monkeypatch.setattr("rerate.ledger.tables._WRITER_THREADS", 2)
+    released = [threading.Event() for _ in range(3)]
+    encode = PartitionedWriter._write
+
+    def held(self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
+        part = rows().column("part")[0].as_py()
+        assert released[part].wait(10), f"part {part} never released"
+        return encode(self, rows, partition)
+
+    monkeypatch.setattr(PartitionedWriter, "_write", held)
+    writer = PartitionedWriter(tmp_path, "c00000001-", pa.schema([("part", pa.int64())]), partitioned=False)
+    for part in range(3):
+        writer.write_rows(pa.table({"part": [part]}))
+    room = threading.Event()
+    waiting = threading.Thread(target=lambda: (writer.wait_for_room(), room.set()))
+    waiting.start()
+    released[0].set()
+    assert not room.wait(0.5), "room was given while the two oldest parts were still in flight"
+    released[1].set()
+    assert room.wait(10)
+    waiting.join()
+    firsts = [action.path for action in writer.actions]
+    assert len(firsts) == 2
+    released[2].set()
+    writer.close()
+    order = [pq.read_table(tmp_path / action.path).column("part")[0].as_py() for action in writer.actions]
+    assert order == [0, 1, 2]
+    assert [action.path for action in writer.actions[:2]] == firsts

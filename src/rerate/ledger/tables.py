@@ -338,10 +338,17 @@ class PartitionedWriter:
             self._submit(lambda: table, {})
             self.rows_written += table.num_rows
 
-    def flush(self) -> None:
-        """Wait for every file in flight; errors surface here."""
-        pending, self._pending = self._pending, []
-        self.actions.extend(f.result() for f in pending)
+    def flush(self, keep: int = 0) -> None:
+        """Wait for the files in flight, oldest first, until at most ``keep`` are left; errors
+        surface here."""
+        done = max(len(self._pending) - keep, 0)
+        finished, self._pending = self._pending[:done], self._pending[done:]
+        self.actions.extend(f.result() for f in finished)
+
+    def wait_for_room(self) -> None:
+        """Wait until fewer files are in flight than the writer has threads: the caller may then
+        hand it one more, and every thread has work while memory holds at most that many files."""
+        self.flush(keep=_WRITER_THREADS - 1)
 
     def close(self) -> None:
         self.flush()

@@ -304,14 +304,17 @@ def _load_into(
     report.rejects_path = str(rejects_path)
 
     progress.stage("publishing")
-    versions: dict[str, int] = {}
+    # Both aggregates are written before either is committed: the last parts of one are encoded
+    # while DuckDB groups the other.
+    totals_writers: list[tuple[Aggregate, PartitionedWriter]] = []
     for aggregate in AGGREGATES:
         totals_writer = aggregate.writer(app.ledger.path(aggregate.table), prefix)
         writers.append(totals_writer)
+        totals_writers.append((aggregate, totals_writer))
         if writer.actions:
             label = f"collection:{collection_id}"
             for totals in _totals(con, app.ledger.path(XDRS), writer, aggregate, label):
-                totals_writer.flush()  # one part in flight: memory stays flat however large the file
+                totals_writer.wait_for_room()  # a part per writer thread: memory stays flat
                 totals_writer.write_rows(totals)
                 if aggregate is DAILY:
                     failing = pc.or_(
@@ -319,6 +322,8 @@ def _load_into(
                         pc.equal(totals.column("vendor_status"), "failed"),
                     )
                     report.failed += int(pc.sum(pc.filter(totals.column("calls"), failing)).as_py() or 0)
+    versions: dict[str, int] = {}
+    for aggregate, totals_writer in totals_writers:
         totals_writer.close()
         versions[aggregate.table] = app.ledger.commit(
             aggregate.table, totals_writer.actions, {"collection_id": str(collection_id)}
@@ -352,9 +357,9 @@ def _load_into(
 
 
 #: Rows of one aggregate file written by an ingest: a large file's totals are written in parts.
-#: The part being written and the one being gathered are held beside DuckDB's grouping, at the
-#: file's peak memory: parts of a million rows cost about 120 MB more peak RSS on a 20 M-XDR
-#: file than parts of a quarter of that (measured).
+#: The parts being written (one per writer thread) and the one being gathered are held beside
+#: DuckDB's grouping, at the file's peak memory: parts of a million rows cost about 120 MB more
+#: peak RSS on a 20 M-XDR file than parts of a quarter of that (measured).
 TOTALS_PART_ROWS = 1 << 18
 
 
