@@ -510,3 +510,29 @@ def test_a_writer_with_room_for_one_file_per_thread_waits_for_its_oldest_files_f
     order = [pq.read_table(tmp_path / action.path).column("part")[0].as_py() for action in writer.actions]
     assert order == [0, 1, 2]
     assert [action.path for action in writer.actions[:2]] == firsts
+
+
+def test_a_writer_given_up_after_a_failed_file_waits_for_the_files_still_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first file fails at once while the second is still being encoded: the unit is given up,
+    # and its clean-up may remove its files only once none is still on its way to the disk.
+    monkeypatch.setattr("rerate.ledger.tables._WRITER_THREADS", 2)
+    encode = PartitionedWriter._write
+
+    def failing_first(
+        self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]
+    ) -> AddAction:
+        if rows().column("part")[0].as_py() == 0:
+            raise OSError("disk full")
+        time.sleep(0.5)
+        return encode(self, rows, partition)
+
+    monkeypatch.setattr(PartitionedWriter, "_write", failing_first)
+    writer = PartitionedWriter(tmp_path, "c00000001-", pa.schema([("part", pa.int64())]), partitioned=False)
+    for part in range(2):
+        writer.write_rows(pa.table({"part": [part]}))
+    with pytest.raises(OSError, match="disk full"):
+        writer.flush()
+    writer.abandon()
+    assert len(list(tmp_path.glob("c00000001-*.parquet"))) == 1, "the second file was still in flight"
