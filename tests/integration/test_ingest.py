@@ -337,17 +337,33 @@ def test_a_failure_while_duplicates_are_dropped_leaves_no_file_behind(
     _assert_failed_leaving_no_file(report, world.ledger.path(XDRS))
 
 
+def _before_encoding(
+    monkeypatch: pytest.MonkeyPatch, hook: Callable[[PartitionedWriter, pa.Table], None]
+) -> None:
+    """Every file's encoding first calls ``hook`` with its writer and rows (to delay or fail it)."""
+    encode = PartitionedWriter._write
+
+    def hooked(self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
+        hook(self, rows())
+        return encode(self, rows, partition)
+
+    monkeypatch.setattr(PartitionedWriter, "_write", hooked)
+
+
 def _slow_encoding(monkeypatch: pytest.MonkeyPatch, which: Callable[[PartitionedWriter], bool]) -> None:
     """Files of the writers ``which`` picks take half a second to encode: one is in flight when
     a failure comes."""
-    encode = PartitionedWriter._write
+    _before_encoding(monkeypatch, lambda writer, _rows: time.sleep(0.5) if which(writer) else None)
 
-    def slow(self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
-        if which(self):
-            time.sleep(0.5)
-        return encode(self, rows, partition)
 
-    monkeypatch.setattr(PartitionedWriter, "_write", slow)
+def _parts_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before_part: Callable[[int], None]
+) -> PartitionedWriter:
+    """A writer of two threads whose files are one-row parts, each numbered in its ``part``
+    column; ``before_part`` is called with that number before the part is encoded."""
+    monkeypatch.setattr("rerate.ledger.tables._WRITER_THREADS", 2)
+    _before_encoding(monkeypatch, lambda _writer, rows: before_part(rows.column("part")[0].as_py()))
+    return PartitionedWriter(tmp_path, "c00000001-", pa.schema([("part", pa.int64())]), partitioned=False)
 
 
 def _assert_failed_leaving_no_file(report: CollectionReport, table_dir: Path) -> None:
@@ -482,17 +498,12 @@ def test_a_writer_with_room_for_one_file_per_thread_waits_for_its_oldest_files_f
     # The totals of a large file are handed over in parts, a part per writer thread: the caller
     # may go on while the threads encode, and waits for the oldest parts, whose actions keep
     # the order the parts were given in.
-    monkeypatch.setattr("rerate.ledger.tables._WRITER_THREADS", 2)
     released = [threading.Event() for _ in range(3)]
-    encode = PartitionedWriter._write
 
-    def held(self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]) -> AddAction:
-        part = rows().column("part")[0].as_py()
+    def held(part: int) -> None:
         assert released[part].wait(10), f"part {part} never released"
-        return encode(self, rows, partition)
 
-    monkeypatch.setattr(PartitionedWriter, "_write", held)
-    writer = PartitionedWriter(tmp_path, "c00000001-", pa.schema([("part", pa.int64())]), partitioned=False)
+    writer = _parts_writer(tmp_path, monkeypatch, held)
     for part in range(3):
         writer.write_rows(pa.table({"part": [part]}))
     room = threading.Event()
@@ -517,19 +528,12 @@ def test_a_writer_given_up_after_a_failed_file_waits_for_the_files_still_in_flig
 ) -> None:
     # The first file fails at once while the second is still being encoded: the unit is given up,
     # and its clean-up may remove its files only once none is still on its way to the disk.
-    monkeypatch.setattr("rerate.ledger.tables._WRITER_THREADS", 2)
-    encode = PartitionedWriter._write
-
-    def failing_first(
-        self: PartitionedWriter, rows: Callable[[], pa.Table], partition: dict[str, str]
-    ) -> AddAction:
-        if rows().column("part")[0].as_py() == 0:
+    def failing_first(part: int) -> None:
+        if part == 0:
             raise OSError("disk full")
         time.sleep(0.5)
-        return encode(self, rows, partition)
 
-    monkeypatch.setattr(PartitionedWriter, "_write", failing_first)
-    writer = PartitionedWriter(tmp_path, "c00000001-", pa.schema([("part", pa.int64())]), partitioned=False)
+    writer = _parts_writer(tmp_path, monkeypatch, failing_first)
     for part in range(2):
         writer.write_rows(pa.table({"part": [part]}))
     with pytest.raises(OSError, match="disk full"):

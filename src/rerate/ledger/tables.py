@@ -142,28 +142,27 @@ class Ledger:
         if days is None or TABLES[name][1] is None:
             return list(table.file_uris())
         first, last = (d.isoformat() for d in days)
+        return [path for day, path in self._files_with_days(table, name) if first <= day <= last]
+
+    def files_by_day(self, name: str) -> dict[str, list[str]]:
+        """Live files of a partitioned table grouped by call date, from one read of its log."""
+        grouped: dict[str, list[str]] = {}
+        for day, path in self._files_with_days(self.table(name), name):
+            grouped.setdefault(day, []).append(path)
+        return grouped
+
+    def _files_with_days(self, table: DeltaTable, name: str) -> list[tuple[str, str]]:
+        """(call date, absolute path) of each live file of a partitioned table, from its log."""
         actions = pa.table(table.get_add_actions(flatten=True))
         root = self.path(name)
         return [
-            str(root / unquote(path))
+            (str(day), str(root / unquote(path)))
             for path, day in zip(
                 actions.column("path").to_pylist(),
                 actions.column("partition.call_date").to_pylist(),
                 strict=True,
             )
-            if first <= str(day) <= last
         ]
-
-    def files_by_day(self, name: str) -> dict[str, list[str]]:
-        """Live files of a partitioned table grouped by call date, from one read of its log."""
-        actions = pa.table(self.table(name).get_add_actions(flatten=True))
-        root = self.path(name)
-        grouped: dict[str, list[str]] = {}
-        for path, day in zip(
-            actions.column("path").to_pylist(), actions.column("partition.call_date").to_pylist(), strict=True
-        ):
-            grouped.setdefault(str(day), []).append(str(root / unquote(path)))
-        return grouped
 
     def commit(self, name: str, actions: Sequence[AddAction], metadata: dict[str, str]) -> int:
         """Publish written files in one Delta commit; returns the new table version."""

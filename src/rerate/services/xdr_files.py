@@ -142,13 +142,7 @@ class XdrFile:
         self.path = path
         self.template = template
         if not path.is_file():
-            raise InvalidInputError(
-                f"{path} is a folder, not a file"
-                if path.is_dir()
-                else f"no file matches {path}: its folder does not exist"
-                if GLOB_CHARACTERS & set(str(path))
-                else f"file not found: {path}"
-            )
+            raise InvalidInputError(_not_a_file(path))
         self.size = path.stat().st_size
         self.compression = COMPRESSED.get(path.suffix.lower())
         inner = Path(path.stem) if self.compression else path
@@ -489,6 +483,15 @@ def _is_utf8(value: bytes) -> bool:
 
 def _lines_in(chunk: bytes) -> int:
     return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` cannot be read as an XDR file."""
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    if GLOB_CHARACTERS & set(str(path)):  # a glob left as given: its folder is not there
+        return f"no file matches {path}: its folder does not exist"
+    return f"file not found: {path}"
 
 
 def prefetched(batches: Iterator[RawBatch], depth: int = 1) -> Iterator[RawBatch]:
