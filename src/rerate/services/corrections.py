@@ -45,6 +45,7 @@ from rerate.ledger.totals import AGGREGATES, BY_PREFIX, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
+from rerate.services.dry_runs import note_applying
 from rerate.services.errors import CacheDriftError, InvalidInputError
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
@@ -318,6 +319,7 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
             session.add(job)
             session.flush()
             _note_pricing_basis(session, job, correction)
+            note_applying(session, job)  # an apply killed from here on is found by its job
             return job.id
         claim_scheduled(session, job_id, "planning" if correction.dry_run else "running")
         overtaken = session.scalar(select(Job.id).where(Job.id > job_id, Job.state == APPLIED).limit(1))

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
@@ -28,6 +27,7 @@ from rerate.services.corrections import (
     execute,
     rerate_correction,
 )
+from rerate.services.dry_runs import APPLIES, apply_once, note_applying
 from rerate.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -37,7 +37,6 @@ from rerate.services.errors import (
     RerateError,
 )
 from rerate.services.ingest import IngestProgress
-from rerate.services.locks import ledger_lock
 from rerate.services.reprocess import reprocess_correction
 from rerate.services.rollback import rollback_correction
 from rerate.services.timeparse import parse_utc
@@ -84,6 +83,7 @@ def _record(app: App, correction: Correction, at: datetime, action: str, noted: 
         )
         session.add(job)
         session.flush()
+        note_applying(session, job)
         audit.record(session, app.actor, action, f"job {job.id}", after=noted)
         return job.id
 
@@ -95,8 +95,9 @@ def _rebuild(app: App, job: Job) -> Correction:
 
 
 def rebuild_for_apply(app: App, planned: Job) -> Correction:
-    """A dry run's correction, to apply (the same parameters, not a preview)."""
-    return replace(_rebuild_correction(app, planned), dry_run=False)
+    """A dry run's correction, to apply (the same parameters, not a preview), naming the dry run."""
+    correction = _rebuild_correction(app, planned)
+    return replace(correction, dry_run=False, parameters={**correction.parameters, APPLIES: planned.id})
 
 
 def _rebuild_correction(app: App, job: Job) -> Correction:
@@ -168,100 +169,13 @@ def run_due(
     return results
 
 
-def planned_job(app: App, job_id: int) -> Job:
-    """A dry run (a ``planned`` job) that may be applied; refused clearly otherwise."""
-    with app.catalog.reading() as session:
-        job = _planned_in(session, job_id)
-        session.expunge(job)
-        return job
-
-
-def _planned_in(session: Session, job_id: int) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
-    if job.state != "planned":
-        raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
-    return job
-
-
-Applied = TypeVar("Applied")
-
-#: A dry run being applied right now (its new job not yet numbered).
-APPLYING = "in progress"
-#: States of a job that applied a dry run in which the dry run counts as not applied.
-_GAVE_UP = ("failed", "cancelled")
-
-
-def claim_planned(app: App, job_id: int) -> Job:
-    """The dry run, marked as being applied: it is applied once, and a second try (a double
-    click, the browser's back button, two operators at the same instant) is refused naming the
-    job that applied it.  Claims are taken one at a time, across processes."""
-    with (
-        ledger_lock(app.home, f"apply of dry run {job_id} by {app.actor}", name="claims"),
-        app.catalog.transaction() as session,
-    ):
-        job = _planned_in(session, job_id)
-        parameters = dict(job.parameters)
-        applied_as = parameters.get("applied_as")
-        applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
-        if applied_as is not None and not (applying is not None and applying.state in _GAVE_UP):
-            raise ConflictError(
-                f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
-                "the correction once more"
-            )
-        mark = parameters.get("pricing_mark")
-        override = parameters.get("tariff") if job.kind == "rerate" else None
-        changes = (
-            audit.pricing_changes_since(session, mark, tariff=str(override) if override else None)
-            if isinstance(mark, int)
-            else []
-        )
-        if changes:
-            raise ConflictError(
-                f"the prices behind dry run {job_id} changed since it was made ({'; '.join(changes)}): "
-                "applying it would apply something else than what was previewed; preview again"
-            )
-        job.parameters = {**parameters, "applied_as": APPLYING}
-        session.flush()
-        session.expunge(job)
-        return job
-
-
-def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
-    """Note the job that applied a claimed dry run, or (``None``: the apply failed) free it again."""
-    with app.catalog.transaction() as session:
-        job = session.get(Job, planned_id)
-        if job is None:
-            return
-        parameters = dict(job.parameters)
-        if job_id is None:
-            parameters.pop("applied_as", None)
-        else:
-            parameters["applied_as"] = job_id
-            audit.record(session, app.actor, "job.apply_planned", f"job {planned_id}", after={"job": job_id})
-        job.parameters = parameters
-
-
-def apply_once(
-    app: App, job_id: int, apply: Callable[[Job], Applied], applied_id: Callable[[Applied], int]
-) -> Applied:
-    """``apply`` the claimed dry run (run it, or queue it) and note the job that did; an apply that
-    fails frees the dry run again."""
-    job = claim_planned(app, job_id)
-    try:
-        done = apply(job)
-    except BaseException:
-        record_applied(app, job_id, None)
-        raise
-    record_applied(app, job_id, applied_id(done))
-    return done
-
-
 def apply_planned(app: App, job_id: int, progress: JobProgress | None = None) -> CorrectionReport:
     """Apply a dry run (a ``planned`` job, such as a rate import's proposal) as a new job."""
     return apply_once(
-        app, job_id, lambda job: execute(app, _rebuild(app, job), progress=progress), lambda r: r.job_id
+        app,
+        job_id,
+        lambda job: execute(app, rebuild_for_apply(app, job), progress=progress),
+        lambda report: report.job_id,
     )
 
 

@@ -15,6 +15,7 @@ from rerate.domain.roles import Permission, allowed, correction_permissions
 from rerate.domain.scopes import Scope
 from rerate.entrypoints.api.schemas import ReprocessBody, RerateBody, RollbackBody, ScopeBody, job_view
 from rerate.entrypoints.api.security import Caller, Viewer, acting, check, deny, wired
+from rerate.services import dry_runs
 from rerate.services import jobs as jobs_service
 from rerate.services import schedule as schedule_service
 from rerate.services.corrections import Correction, RerateRequest, rerate_correction
@@ -76,13 +77,13 @@ def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str
     appliable = (Permission.RERATE, Permission.REPROCESS, Permission.ROLLBACK)
     if not any(allowed(principal.role, permission) for permission in appliable):
         raise deny(app, principal, Permission.RERATE, what)
-    planned = schedule_service.planned_job(app, job_id)
+    planned = dry_runs.planned_job(app, job_id)
     allow_closed = bool(dict(planned.parameters).get("allow_closed"))
     check(
         app, principal, correction_permissions(planned.kind, dry_run=False, allow_closed=allow_closed), what
     )
     app = acting(app, principal)
-    return schedule_service.apply_once(
+    return dry_runs.apply_once(
         app,
         job_id,
         lambda claimed: submit(request, app, schedule_service.rebuild_for_apply(app, claimed), None),

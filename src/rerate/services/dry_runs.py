@@ -1,0 +1,214 @@
+"""Applying a dry run once, even when the process applying it is killed.
+
+A dry run (a ``planned`` job) is claimed before it is applied, so that a
+double click or two operators at the same instant apply it once.  The claim
+has three ways to end:
+
+* the apply creates its job: the transaction that creates that job names it
+  on the dry run (``applied_as``), so an apply killed after that commit is
+  found by its job, which crash recovery marks failed, which frees the dry
+  run again;
+* the apply fails: the claim is freed;
+* the process is killed before it created its job: nothing was applied.  The
+  claimer held an OS file lock from its claim on, which the kernel released
+  when it died, so the next apply finds the claim unheld and takes it over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.services import audit, faults
+from rerate.services.errors import ConflictError, LedgerBusyError, NotFoundError
+from rerate.services.locks import FileLock, ledger_lock
+from rerate.services.recovery import recover_interrupted
+
+#: A dry run being applied right now (its new job not yet numbered).
+APPLYING = "in progress"
+#: The parameter of a job that applies a dry run: the dry run's job id.
+APPLIES = "applies_dry_run"
+#: Who claimed a dry run being applied (only claims that hold an apply lock have one).
+_CLAIMED_BY = "claimed_by"
+#: States of a job that applied a dry run in which the dry run counts as not applied.
+_GAVE_UP = ("failed", "cancelled")
+#: How long a claim waits for a failed apply to let go of the dry run's lock.
+_LET_GO_SECONDS = 5.0
+
+Applied = TypeVar("Applied")
+
+
+def planned_job(app: App, job_id: int) -> Job:
+    """A dry run (a ``planned`` job) that may be applied; refused clearly otherwise."""
+    with app.catalog.reading() as session:
+        job = _planned_in(session, job_id)
+        session.expunge(job)
+        return job
+
+
+def _planned_in(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"no job {job_id} (see 'rerate jobs list')")
+    if job.state != "planned":
+        raise ConflictError(f"job {job_id} is {job.state}: only a dry run (planned) can be applied")
+    return job
+
+
+def note_applying(session: Session, job: Job) -> None:
+    """In the transaction that creates ``job``: if it applies a dry run, name it there."""
+    planned_id = dict(job.parameters).get(APPLIES)
+    planned = session.get(Job, planned_id) if isinstance(planned_id, int) else None
+    if planned is not None:
+        planned.parameters = {**dict(planned.parameters), "applied_as": job.id}
+
+
+def _apply_lock(app: App, job_id: int) -> FileLock:
+    return FileLock(app.home / "claims" / f"dry-run-{job_id}.lock")
+
+
+@contextmanager
+def claimed(app: App, job_id: int) -> Iterator[Job]:
+    """The dry run, marked as being applied while the block runs.
+
+    It is applied once: a second try (a double click, the browser's back button, two operators
+    at the same instant) is refused naming the job that applied it, or the apply still running.
+    Claims are taken one at a time, across processes.
+    """
+    apply_lock = _apply_lock(app, job_id)
+    holder = f"apply of dry run {job_id} by {app.actor}"
+    with ledger_lock(app.home, holder, name="claims"):
+        _recover_a_killed_apply(app, job_id)
+        try:
+            with app.catalog.transaction() as session:
+                job = _claim(session, job_id, apply_lock, holder)
+        except BaseException:
+            apply_lock.release()  # refused, or the claim was not stored: no apply follows
+            raise
+    try:
+        yield job
+    finally:
+        apply_lock.release()
+
+
+def _recover_a_killed_apply(app: App, job_id: int) -> None:
+    """The job that applies the dry run is running, but nothing holds the ledger: its process
+    died.  Clean it up now, as the next writing job would, rather than refuse the apply."""
+    with app.catalog.reading() as session:
+        planned = session.get(Job, job_id)
+        applied_as = dict(planned.parameters).get("applied_as") if planned is not None else None
+        applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
+        if applying is None or applying.state != "running":
+            return
+    try:
+        with ledger_lock(app.home, f"recovery before applying dry run {job_id}", wait_seconds=0):
+            recover_interrupted(app)
+    except LedgerBusyError:
+        return  # it runs: the claim is refused naming it
+
+
+def _claim(session: Session, job_id: int, apply_lock: FileLock, holder: str) -> Job:
+    job = _planned_in(session, job_id)
+    parameters = dict(job.parameters)
+    left_by = _claimer_to_take_over(session, job_id, parameters)
+    # A claim's lock is free once its claimer died; one not claimed is free or about to be (a
+    # failed apply lets go of it just after freeing the claim).
+    if not apply_lock.acquire(holder, wait_seconds=0.0 if left_by else _LET_GO_SECONDS):
+        raise ConflictError(f"dry run {job_id} is being applied right now ({apply_lock.holder()})")
+    if left_by:
+        audit.record(
+            session,
+            "rerate",
+            "job.claim_recovered",
+            f"job {job_id}",
+            before={"claimed_by": left_by},
+            after={"reason": "the apply was killed before it created its job"},
+        )
+    _refuse_if_prices_changed(session, job)
+    job.parameters = {**parameters, "applied_as": APPLYING, _CLAIMED_BY: apply_lock.holder()}
+    session.flush()
+    session.expunge(job)
+    return job
+
+
+def _claimer_to_take_over(session: Session, job_id: int, parameters: dict[str, object]) -> str | None:
+    """Refuse a dry run applied; for one claimed, who claimed it (its lock tells if they live)."""
+    applied_as = parameters.get("applied_as")
+    if applied_as is None:
+        return None
+    claimer = parameters.get(_CLAIMED_BY)
+    # A claim made before claims held a lock names no claimer: whether it applied anything cannot
+    # be told, so it stays refused.
+    if applied_as == APPLYING and claimer is not None:
+        return str(claimer)
+    applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
+    if applying is not None and applying.state in _GAVE_UP:
+        return None
+    if applying is not None and applying.state == "running":
+        raise ConflictError(
+            f"dry run {job_id} is being applied as job {applied_as}, which is running (a job left "
+            "running by a killed process is marked failed by the next writing job, and the dry "
+            "run may then be applied again)"
+        )
+    raise ConflictError(
+        f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
+        "the correction once more"
+    )
+
+
+def _refuse_if_prices_changed(session: Session, job: Job) -> None:
+    parameters = dict(job.parameters)
+    mark = parameters.get("pricing_mark")
+    override = parameters.get("tariff") if job.kind == "rerate" else None
+    changes = (
+        audit.pricing_changes_since(session, mark, tariff=str(override) if override else None)
+        if isinstance(mark, int)
+        else []
+    )
+    if changes:
+        raise ConflictError(
+            f"the prices behind dry run {job.id} changed since it was made ({'; '.join(changes)}): "
+            "applying it would apply something else than what was previewed; preview again"
+        )
+
+
+def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
+    """Note the job that applied a claimed dry run, or (``None``: the apply failed) free it again.
+
+    Under the claims lock, so that a claim being checked sees either the claim or its outcome."""
+    with (
+        ledger_lock(app.home, f"outcome of the apply of dry run {planned_id}", name="claims"),
+        app.catalog.transaction() as session,
+    ):
+        job = session.get(Job, planned_id)
+        if job is None:
+            return
+        parameters = dict(job.parameters)
+        parameters.pop(_CLAIMED_BY, None)
+        if job_id is None:
+            parameters.pop("applied_as", None)
+        else:
+            parameters["applied_as"] = job_id
+            audit.record(session, app.actor, "job.apply_planned", f"job {planned_id}", after={"job": job_id})
+        job.parameters = parameters
+
+
+def apply_once(
+    app: App, job_id: int, apply: Callable[[Job], Applied], applied_id: Callable[[Applied], int]
+) -> Applied:
+    """``apply`` the claimed dry run (run it, or queue it) and note the job that did; an apply that
+    fails frees the dry run again."""
+    with claimed(app, job_id) as job:
+        faults.checkpoint("apply.claimed")
+        try:
+            done = apply(job)
+        except BaseException:
+            record_applied(app, job_id, None)
+            raise
+        record_applied(app, job_id, applied_id(done))
+    return done

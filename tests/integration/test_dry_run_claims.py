@@ -1,0 +1,162 @@
+"""A dry run is applied once: by applies at the same instant, and when an apply is killed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from rerate.bootstrap import App
+from rerate.catalog.models import Job
+from rerate.services.audit_log import entries
+from rerate.services.corrections import CorrectionReport, RerateRequest, rerate
+from rerate.services.dry_runs import APPLYING, claimed, record_applied
+from rerate.services.errors import ConflictError
+from rerate.services.faults import CRASH_EXIT_CODE
+from rerate.services.ingest import ingest
+from rerate.services.jobs import job
+from rerate.services.locks import ledger_lock
+from rerate.services.schedule import apply_planned
+from rerate.services.scopes import resolve_scope
+from tests.factories import ledger_and_totals, write_xdrs
+
+ROWS = [
+    (f"a{i}", f"2026-10-{1 + i % 20:02d}T10:00:00Z", "61", "1", "4420794600", "acc1", "gw1")
+    for i in range(40)
+]
+
+
+def _onto_cost(world: App, tmp_path: Path) -> CorrectionReport:
+    """The XDRs loaded, and a preview of Acme's re-rating onto the cost tariff."""
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    return rerate(world, RerateRequest(scope=scope, tariff="cost", dry_run=True))
+
+
+def _revenue(world: App) -> object:
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals
+    return sum(row[5] for row in ledger)
+
+
+def _change(planned: CorrectionReport) -> object:
+    """The revenue the dry run says its apply changes, in every currency (not nothing)."""
+    change = sum(by_measure["amount"] for by_measure in planned.delta.values())
+    assert change and planned.changed
+    return change
+
+
+def _killed_apply(world: App, job_id: int, checkpoint: str) -> None:
+    """``rerate jobs apply`` of the dry run, killed at ``checkpoint`` as ``kill -9`` would."""
+    crashed = subprocess.run(
+        [
+            *(sys.executable, "-m", "rerate.entrypoints.cli", "--home", str(world.home)),
+            *("jobs", "apply", str(job_id), "--yes"),
+        ],
+        env={**os.environ, "RERATE_CRASH_AT": checkpoint},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr
+
+
+def _applied_as(world: App, job_id: int) -> object:
+    return dict(job(world, job_id).parameters).get("applied_as")
+
+
+def _claims_at_once(world: App, job_id: int) -> list[str]:
+    """Two applies of one dry run at the same instant: what each was answered.  The one that
+    claims it holds its claim until both have their answer."""
+    start, answered = threading.Barrier(2), threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def claim() -> None:
+        start.wait()
+        try:
+            with claimed(world, job_id):
+                outcomes.append("claimed")
+                answered.wait()
+        except ConflictError as exc:
+            outcomes.append(str(exc))
+            answered.wait()
+
+    both = [threading.Thread(target=claim) for _ in range(2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join()
+    return sorted(outcomes)
+
+
+def test_a_dry_run_is_claimed_once_by_applies_at_the_same_instant(world: App, tmp_path: Path) -> None:
+    planned = _onto_cost(world, tmp_path)
+    for _ in range(5):
+        first, second = _claims_at_once(world, planned.job_id)
+        assert first == "claimed" and "is being applied right now" in second
+        assert _applied_as(world, planned.job_id) == APPLYING
+        # The claimer let go without an outcome, as a killed apply does: the next claim takes over.
+        with claimed(world, planned.job_id):
+            record_applied(world, planned.job_id, None)  # an apply that failed frees it again
+        assert _applied_as(world, planned.job_id) is None
+
+
+def test_an_apply_killed_before_it_created_its_job_leaves_the_dry_run_to_apply(
+    world: App, tmp_path: Path
+) -> None:
+    planned = _onto_cost(world, tmp_path)
+    before = _revenue(world)
+    _killed_apply(world, planned.job_id, "apply.claimed")
+    assert _applied_as(world, planned.job_id) == APPLYING
+    assert _revenue(world) == before  # nothing was applied
+
+    applied = apply_planned(world, planned.job_id)
+    assert (applied.state, applied.changed) == ("applied", planned.changed)
+    assert _revenue(world) == before + _change(planned)
+    assert _applied_as(world, planned.job_id) == applied.job_id
+    (recovered,) = [e for e in entries(world) if e["action"] == "job.claim_recovered"]
+    assert recovered["subject"] == f"job {planned.job_id}" and "pid" in recovered["before"]["claimed_by"]
+    with pytest.raises(ConflictError, match=rf"applied already \(as job {applied.job_id}\)"):
+        apply_planned(world, planned.job_id)
+
+
+def test_an_apply_killed_after_it_created_its_job_is_found_by_that_job(world: App, tmp_path: Path) -> None:
+    planned = _onto_cost(world, tmp_path)
+    before = _revenue(world)
+    _killed_apply(world, planned.job_id, "rerate.batch_written")
+    dead = _applied_as(world, planned.job_id)
+    assert isinstance(dead, int) and job(world, dead).state == "running"
+    assert dict(job(world, dead).parameters)["applies_dry_run"] == planned.job_id
+
+    with ledger_lock(world.home, "a compaction"), pytest.raises(ConflictError, match="which is running"):
+        apply_planned(world, planned.job_id)  # the ledger is held: the job may still run
+    applied = apply_planned(world, planned.job_id)  # nothing holds it: the dead job is cleaned up
+    assert job(world, dead).state == "failed"
+    assert (applied.state, applied.changed) == ("applied", planned.changed)
+    assert _revenue(world) == before + _change(planned)  # applied once
+
+
+def test_a_claim_being_applied_is_refused_while_its_apply_runs(world: App, tmp_path: Path) -> None:
+    planned = _onto_cost(world, tmp_path)
+    with claimed(world, planned.job_id):
+        with pytest.raises(ConflictError, match="is being applied right now"):
+            apply_planned(world, planned.job_id)
+        record_applied(world, planned.job_id, None)
+    assert apply_planned(world, planned.job_id).state == "applied"
+
+
+def test_a_claim_that_names_no_claimer_stays_refused(world: App, tmp_path: Path) -> None:
+    """Such a claim may have applied the dry run without noting it: applying it again could
+    apply the correction twice."""
+    planned = _onto_cost(world, tmp_path)
+    with world.catalog.transaction() as session:
+        stored = session.get(Job, planned.job_id)
+        assert stored is not None
+        stored.parameters = {**dict(stored.parameters), "applied_as": APPLYING}
+    with pytest.raises(ConflictError, match="applied already"):
+        apply_planned(world, planned.job_id)
