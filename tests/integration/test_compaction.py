@@ -16,7 +16,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import BillingPeriod
 from rerate.ledger.reader import open_views
 from rerate.ledger.tables import XDRS
-from rerate.services import faults, parties
+from rerate.services import compaction, faults, parties
 from rerate.services.compaction import compact
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.faults import CRASH_EXIT_CODE
@@ -77,8 +77,22 @@ def _live(app: App) -> dict[str, list[str]]:
     return {day: sorted(files) for day, files in app.ledger.files_by_day(XDRS).items()}
 
 
-def test_compaction_merges_and_sorts_files_without_changing_any_xdr(fragmented: App) -> None:
+def _encodings(path: str) -> dict[str, set[str]]:
+    """Each column's Parquet encodings, over every row group."""
+    meta = pq.ParquetFile(path).metadata
+    found: dict[str, set[str]] = {}
+    for group in range(meta.num_row_groups):
+        for position in range(meta.num_columns):
+            column = meta.row_group(group).column(position)
+            found.setdefault(column.path_in_schema, set()).update(column.encodings)
+    return found
+
+
+def test_compaction_merges_and_sorts_files_without_changing_any_xdr(
+    fragmented: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     app = fragmented
+    monkeypatch.setattr(compaction, "ROW_GROUP_ROWS", 3_000)  # 8,000 XDRs a day: three row groups
     before = (_xdrs(app), ledger_and_totals(app), _preview(app))
     version = app.ledger.version(XDRS)
     old_files = _live(app)
@@ -97,6 +111,12 @@ def test_compaction_merges_and_sorts_files_without_changing_any_xdr(fragmented: 
             keys = [(r["customer_id"] is not None, r["customer_id"] or 0, r["connect_time"]) for r in table]
             assert keys == sorted(keys)  # customer (unknown first), then connect time
             assert pq.read_schema(path).names == pq.read_schema(old_files["2026-10-01"][0]).names
+            # Encoded as ingest encodes XDR files (delta-encoded ids and times, dictionaries).
+            assert _encodings(path) == _encodings(old_files["2026-10-01"][0])
+            if Path(path).name.startswith("c00000001-"):
+                meta = pq.ParquetFile(path).metadata
+                groups = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+                assert groups == [3_000, 3_000, 2_000]
     assert (_xdrs(app), ledger_and_totals(app), _preview(app)) == before
     # Time travel: the version before still lists the old files, and they are still there.
     assert sorted(app.ledger.files(XDRS, version=version)) == sorted(f for v in old_files.values() for f in v)

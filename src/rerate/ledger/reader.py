@@ -13,7 +13,7 @@ commit (a crash between the two) is invisible here and cleaned up later.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
@@ -55,6 +55,26 @@ def second_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     cursor = con.cursor()
     cursor.execute("SET TimeZone='UTC'")  # a session setting: not inherited
     return cursor
+
+
+def in_parts(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """``batches`` (a DuckDB result, say) as tables of ``rows`` rows, the last one fewer.
+
+    DuckDB hands out smaller batches than asked (one per thread); a writer given each as it came
+    would write as many small row groups or files.
+    """
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
 
 
 def sql_text(text: str) -> str:

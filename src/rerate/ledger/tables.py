@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
@@ -95,6 +96,18 @@ XDR_STATISTICS_COLUMNS = (
     "vendor_tariff_id",
     "status",
 )
+
+
+def xdr_parquet_options(columns: Sequence[str], compression: str = "zstd") -> dict[str, Any]:
+    """How XDR data files (ingest's, a correction's revisions, compaction's) are encoded:
+    dictionaries and statistics only where they pay, for encoding is most of ingest's cost."""
+    return {
+        "compression": compression,
+        "compression_level": 1 if compression == "zstd" else None,
+        "use_dictionary": [c for c in XDR_DICTIONARY_COLUMNS if c in columns],
+        "write_statistics": [c for c in XDR_STATISTICS_COLUMNS if c in columns],
+        "column_encoding": {c: "DELTA_BINARY_PACKED" for c in XDR_DELTA_COLUMNS if c in columns} or None,
+    }
 
 
 def unit_prefix(kind: str, unit_id: int) -> str:
@@ -382,26 +395,14 @@ class PartitionedWriter:
         relative = f"{subdir}/{name}" if subdir else name
         target = self.table_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        encodings: dict[str, str] | None = None
-        if self.partitioned:
-            # Dictionaries and statistics only where they pay: encoding is most of ingest's cost.
-            dictionary: bool | list[str] = [c for c in XDR_DICTIONARY_COLUMNS if c in table.column_names]
-            statistics: bool | list[str] = [c for c in XDR_STATISTICS_COLUMNS if c in table.column_names]
-            encodings = {c: "DELTA_BINARY_PACKED" for c in XDR_DELTA_COLUMNS if c in table.column_names}
-        else:
-            dictionary = statistics = True
-        if self.statistics is not None:
-            statistics = list(self.statistics)
-        pq.write_table(
-            table,
-            target,
-            compression=self.compression,
-            compression_level=1 if self.compression == "zstd" else None,
-            row_group_size=self.row_group_rows,
-            use_dictionary=dictionary,
-            write_statistics=statistics,
-            column_encoding=encodings or None,
+        options = (
+            xdr_parquet_options(table.column_names, self.compression)
+            if self.partitioned
+            else {"compression": self.compression, "use_dictionary": True, "write_statistics": True}
         )
+        if self.statistics is not None:
+            options["write_statistics"] = list(self.statistics)
+        pq.write_table(table, target, row_group_size=self.row_group_rows, **options)
         return AddAction(
             path=relative,
             size=target.stat().st_size,

@@ -40,7 +40,7 @@ from rerate.catalog.models import Collection
 from rerate.domain.mediation import mediate_keyed
 from rerate.domain.rating import NUMBER_KEY, rate_batch
 from rerate.domain.xdr_templates import XdrTemplate
-from rerate.ledger.reader import connect_duckdb, sql_paths
+from rerate.ledger.reader import connect_duckdb, in_parts, sql_paths
 from rerate.ledger.schema import XDR_FILE_SCHEMA
 from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
@@ -370,7 +370,7 @@ def _totals(
     aggregate: Aggregate,
     label: str,
 ) -> Iterator[pa.Table]:
-    """One aggregate of the new files, in parts of about :data:`TOTALS_PART_ROWS` rows (under twice that).
+    """One aggregate of the new files, in parts of :data:`TOTALS_PART_ROWS` rows (the last one fewer).
 
     A large file's daily totals can hold millions of rows (nearly one per XDR where calls are
     spread thin): they are streamed from DuckDB (whose grouping is capped by its memory limit
@@ -379,18 +379,8 @@ def _totals(
     files = [str(table_dir / action.path) for action in writer.actions]
     source = f"read_parquet({sql_paths(files)}, hive_partitioning=true)"
     reader = con.sql(aggregate.select(source, f"'{label}'")).to_arrow_reader(TOTALS_PART_ROWS)
-    # A grouping's batches come out smaller than asked (one per thread): they are gathered into
-    # parts, so a small file's totals stay one file.
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        pending.append(batch)
-        rows += batch.num_rows
-        if rows >= TOTALS_PART_ROWS:
-            yield pa.Table.from_batches(pending).cast(aggregate.schema)
-            pending, rows = [], 0
-    if pending:
-        yield pa.Table.from_batches(pending).cast(aggregate.schema)
+    for part in in_parts(reader, TOTALS_PART_ROWS):  # a small file's totals stay one file
+        yield part.cast(aggregate.schema)
 
 
 def mediate_and_rate(typed: pa.Table, collection_id: int, mediation: Any, rating: Any) -> pa.Table:

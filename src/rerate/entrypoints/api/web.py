@@ -30,6 +30,7 @@ from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.domain.roles import MATRIX, Permission, allowed, correction_permissions
 from rerate.entrypoints.api import charts
+from rerate.entrypoints.api.display import shown_money, shown_time
 from rerate.entrypoints.api.routes_jobs import (
     apply_dry_run,
     check_revert,
@@ -69,6 +70,8 @@ from rerate.services.visibility import UNFINISHED
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.filters["when"] = shown_time
+templates.env.filters["money"] = shown_money
 router = APIRouter(include_in_schema=False)
 SESSION_LIFETIME = timedelta(hours=10)
 #: Report lines a page shows (the exports have them all).
