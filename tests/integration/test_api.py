@@ -200,6 +200,9 @@ def test_bad_input_gets_a_clear_error_not_a_traceback(service: tuple[TestClient,
     for ghost in ("NaN", "Infinity", "1e999999", "ten"):
         refused = client.post("/api/rerate", headers=admin, json={"customer": "Acme", "ghost_percent": ghost})
         assert refused.status_code == 422 and "ghost_percent" in refused.json()["detail"], ghost
+    too_much = client.post("/api/rerate", headers=admin, json={"customer": "Acme", "ghost_percent": "1001"})
+    assert too_much.status_code == 422
+    assert too_much.json()["detail"].startswith("'ghost_percent' must be between 0 and "), too_much.text
     assert client.get("/api/audit", headers=admin, params={"limit": -5}).status_code == 422
     nameless = client.post("/api/ingest", headers=admin, files={"file": ("..", b"x")})
     assert nameless.status_code == 422 and "name" in nameless.json()["detail"]
@@ -443,7 +446,8 @@ def test_odd_queries_get_the_refusal_the_command_line_gives(service: tuple[TestC
     for path, message in (
         ("/api/jobs?state=bogus", "unknown job state bogus"),
         ("/api/xdrs?limit=-5", "greater than or equal to 1"),
-        ("/api/reports/failures?from=2026-11-01T00:00:00Z&to=2026-10-01T00:00:00Z", "after --from"),
+        # The refusal names the request's fields, not the command line's options.
+        ("/api/reports/failures?from=2026-11-01T00:00:00Z&to=2026-10-01T00:00:00Z", "after 'from'"),
     ):
         response = client.get(path, headers=admin)
         assert response.status_code == 422 and message in response.text, (path, response.text)

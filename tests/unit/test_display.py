@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rerate.entrypoints.api.display import shown_money, shown_time
+from rerate.entrypoints.api.display import shown_error, shown_money, shown_time
 
 
 def test_times_are_shown_in_utc_to_the_second() -> None:
@@ -42,3 +42,14 @@ def test_money_shown_is_the_same_amount(amount: Decimal) -> None:
 def test_a_time_is_never_shifted_by_the_servers_zone() -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     assert shown_time(now.isoformat()) == f"{now:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def test_errors_name_the_requests_fields_not_the_command_lines_options() -> None:
+    assert shown_error(ValueError("--to 2026-10-01 must be after --from 2026-11-01")) == (
+        "'to' 2026-10-01 must be after 'from' 2026-11-01"
+    )
+    assert shown_error("--ghost-percent must be between 0 and 100") == (
+        "'ghost_percent' must be between 0 and 100"
+    )
+    assert shown_error("no job 7 (see 'rerate jobs list')") == "no job 7 (see 'rerate jobs list')"
+    assert shown_error("a--b and ---x stay as they are") == "a--b and ---x stay as they are"

@@ -20,6 +20,7 @@ from rerate.entrypoints.api import (
     upload_gate,
     web,
 )
+from rerate.entrypoints.api.display import shown_error
 from rerate.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -70,7 +71,7 @@ def create_app(app: App, *, run_jobs: bool = True, poll_seconds: float = 5.0) ->
     async def service_error(request: Request, exc: RerateError) -> Response:
         if not request.url.path.startswith("/api/"):
             return web.error_page(request, exc, status_of(exc))
-        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+        return JSONResponse({"detail": shown_error(exc)}, status_code=status_of(exc))
 
     @service.exception_handler(OverflowError)
     async def out_of_range(request: Request, exc: OverflowError) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -42,3 +43,13 @@ def shown_money(value: object) -> str:
         amount = abs(amount)  # no "-0.00"
     exponent = min(int(amount.normalize().as_tuple().exponent), -_MIN_DECIMALS)
     return f"{amount.quantize(Decimal(1).scaleb(exponent)):f}"
+
+
+#: A command-line option named in a service's message (``--ghost-percent``).
+_OPTION = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)\b")
+
+
+def shown_error(error: object) -> str:
+    """A service's error as the API and the web UI say it: the services name the command line's
+    options (``--ghost-percent``), which are the request's fields here (``ghost_percent``)."""
+    return _OPTION.sub(lambda option: "'" + option.group(1).replace("-", "_") + "'", str(error))

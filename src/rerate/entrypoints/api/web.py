@@ -30,7 +30,7 @@ from rerate.bootstrap import App
 from rerate.domain.deck_review import Mode, PastPolicy
 from rerate.domain.roles import MATRIX, Permission, allowed, correction_permissions
 from rerate.entrypoints.api import charts
-from rerate.entrypoints.api.display import shown_money, shown_time
+from rerate.entrypoints.api.display import shown_error, shown_money, shown_time
 from rerate.entrypoints.api.routes_jobs import (
     apply_dry_run,
     check_revert,
@@ -140,7 +140,7 @@ def error_page(request: Request, error: Any, status: int) -> HTMLResponse:
     return templates.TemplateResponse(
         request,
         "error.html",
-        {**_base(request, principal), "error": str(error), "status": status},
+        {**_base(request, principal), "error": shown_error(error), "status": status},
         status_code=status,
     )
 
@@ -295,7 +295,7 @@ def xdrs_page(
             limit=limit,
         )
     except RerateError as exc:
-        error = str(exc)
+        error = shown_error(exc)
     query = _query(filters)
     return _render(
         request,
@@ -384,7 +384,7 @@ def _rerate_preview(request: Request, principal: Principal, form: dict[str, str]
             principal,
             "rerate.html",
             form=form,
-            error=str(exc),
+            error=shown_error(exc),
             tariffs=[t["name"] for t in listings.tariffs(app)],
             parties=listings.parties(app),
         )
@@ -574,7 +574,7 @@ def reports_page(
             ),
         )
     except RerateError as exc:
-        error = str(exc)
+        error = shown_error(exc)
     bounds = report.window if report else (None, None)
     by_day = report_service.calls_by_day(
         app,
@@ -751,7 +751,7 @@ async def import_step(request: Request) -> Response:
 def _import_error(
     request: Request, principal: Principal, app: App, form: dict[str, str], exc: RerateError
 ) -> HTMLResponse:
-    context = {"tariffs": listings.tariffs(app), "form": form, "error": str(exc)}
+    context = {"tariffs": listings.tariffs(app), "form": form, "error": shown_error(exc)}
     return _render(request, principal, "import.html", **context)
 
 
