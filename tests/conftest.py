@@ -8,9 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from rerate.bootstrap import App
 from tests.factories import small_world
+
+# No property test has a time limit: a deadline is a wall-clock assertion, and a loaded machine
+# (CI beside another job) would fail an example that is merely slow.
+settings.register_profile("rerate", deadline=None)
+settings.load_profile("rerate")
 
 PG_URL = os.environ.get("RERATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _pg_skip_reason: list[str] = []

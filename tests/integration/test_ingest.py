@@ -168,18 +168,18 @@ def test_parquet_input_loads_like_csv(world: App, tmp_path: Path) -> None:
     header = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
     table = pa.table({name: [row[i] for row in ROWS[:3]] for i, name in enumerate(header)})
     table = table.set_column(2, "duration", pa.array([45, 45, None], pa.int64()))
+    caller = 'Doe, "J"'  # a cell holding the delimiter and a quote
+    table = table.set_column(3, "cli", pa.array([ROWS[0][3], ROWS[1][3], caller]))
     pq.write_table(table, tmp_path / "x.parquet")
     (report,) = ingest(world, [tmp_path / "x.parquet"])
     assert (report.state, report.loaded, report.rejected) == ("loaded", 2, 1)
     assert Decimal(_export(world, tmp_path)[0]["amount"]) == Decimal("0.0245")
     with open(str(report.rejects_path)) as handle:
         (reject,) = list(csv.DictReader(handle))
-    # The null duration keeps its place in the row shown: the fields do not shift left.
-    assert reject["reason"] == "missing duration" and reject["raw"].split(",")[1:4] == [
-        "2026-10-20T11:00:00Z",
-        "",
-        "111",
-    ]
+    # The row shown is a CSV row: the null duration keeps its place (the fields do not shift
+    # left), and the cell holding a comma is quoted, so the row reads back as the file had it.
+    assert reject["reason"] == "missing duration"
+    assert next(csv.reader([reject["raw"]])) == [*ROWS[2][:2], "", caller, *ROWS[2][4:]]
 
 
 @pytest.mark.parametrize("kind", [pa.string(), pa.binary(), pa.large_binary()])

@@ -162,7 +162,7 @@ def _traced(
     )
     if source.template.unanswered == "zero":
         usable = pc.is_null(everything.column("reject_reason"))
-    typed = everything.filter(usable).drop_columns(["reject_reason", "raw_text", "unanswered"])
+    typed = everything.filter(usable).drop_columns(["reject_reason", "unanswered"])
     rewritten: dict[int, str] = {}
     if source.query.expressions and typed.num_rows:  # as ingest reads them
         typed, refused = source.query.rewrite(typed)

@@ -130,7 +130,6 @@ class PlainLayout:
                 "extra": nothing,
                 "call_date": pc.cast(times, pa.date32()),
                 "reject_reason": nothing,
-                "raw_text": nothing,
                 # Every usage is a number here: unanswered means zero seconds, and a zero stays zero.
                 "unanswered": pc.equal(usage, 0),
             }

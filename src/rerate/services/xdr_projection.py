@@ -9,6 +9,8 @@ template, so every layout is validated by the same rules.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -182,10 +184,6 @@ class TemplateQuery:
             if self.others
             else "NULL::VARCHAR"
         )
-        # A rejected row is shown by the fields the template reads (all of them for the canonical CSV).
-        # Null cells (a Parquet file's) are written empty, not left out: the fields stay in their places.
-        cells = ", ".join(f"coalesce({_quoted(c)}, '')" for c in self.needed)
-        raw_sql = f"concat_ws({_literal(self.template.delimiter)}, {cells})"
         zero = self.template.unanswered == "zero"
         return f"""
         WITH source AS (
@@ -200,8 +198,7 @@ class TemplateQuery:
                    {self._field_sql("vendor", trims)} AS vendor,
                    coalesce({self._field_sql("service", trims)}, 'voice') AS service,
                    {extra_sql} AS extra,
-                   {marked_sql} AS marked_answered,
-                   {raw_sql} AS raw_text
+                   {marked_sql} AS marked_answered
             FROM raw_batch
         ),
         parsed AS (
@@ -231,7 +228,6 @@ class TemplateQuery:
                coalesce(vendor, '') AS vendor,
                service, extra, CAST(ts AS DATE) AS call_date,
                reject_reason,
-               CASE WHEN reject_reason IS NOT NULL THEN raw_text END AS raw_text,
                reject_reason IS NULL AND NOT answered AS unanswered
         FROM checked
         """
@@ -254,8 +250,10 @@ class TemplateQuery:
         reason = result.column("reject_reason")
         rejects: list[tuple[int, str, str]] = []
         if reason.null_count != len(reason):
-            bad = result.filter(pc.is_valid(reason)).select(["line", "reject_reason", "raw_text"])
-            rejects = list(zip(*(bad.column(i).to_pylist() for i in range(3)), strict=True))
+            bad = result.filter(pc.is_valid(reason))
+            lines, reasons = bad.column("line").to_pylist(), bad.column("reject_reason").to_pylist()
+            shown = self.raw_texts(raw, lines)
+            rejects = [(line, why, shown[line]) for line, why in zip(lines, reasons, strict=True)]
             result = result.filter(pc.is_null(reason))
         skipped = 0
         if self.template.unanswered == "skip":
@@ -263,11 +261,28 @@ class TemplateQuery:
             skipped = int(pc.sum(pc.cast(unanswered, pa.int64())).as_py() or 0)
             if skipped:
                 result = result.filter(pc.invert(unanswered))
-        result = result.drop_columns(["reject_reason", "raw_text", "unanswered"])
+        result = result.drop_columns(["reject_reason", "unanswered"])
         if self.expressions and result.num_rows:
             result, failed = self.rewrite(result)
             rejects.extend(failed)
         return Projected(result, rejects, skipped)
+
+    def raw_texts(self, raw: pa.Table, lines: list[int]) -> dict[int, str]:
+        """The rows of ``lines`` as the file had them: the fields the template reads (all of them
+        for the canonical CSV), a CSV row in the template's delimiter, quoted where a cell holds
+        the delimiter, a quote or a line break.  Null cells (a Parquet file's) are empty, not left
+        out: the fields stay in their places.  Made for the rejected rows only."""
+        wanted = pc.is_in(raw.column(LINE), value_set=pa.array(lines, pa.int64()))
+        rows = raw.filter(wanted).select([LINE, *self.needed])
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=self.template.delimiter, lineterminator="\n")
+        shown: dict[int, str] = {}
+        for line, *cells in zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True):
+            out.seek(0)
+            out.truncate()
+            writer.writerow(["" if cell is None else cell for cell in cells])
+            shown[line] = out.getvalue().removesuffix("\n")
+        return shown
 
     def rewrite(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, str, str]]]:
         """Apply the expressions, once per distinct value; a value that fails rejects its rows."""
