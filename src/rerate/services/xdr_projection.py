@@ -28,6 +28,8 @@ MAX_DURATION = 1_000_000_000
 #: The line number each row of a raw batch came from, under a name no file's own column has (a
 #: canonical or headed file may well have a column called ``line``: it stays one of its fields).
 LINE = "__rerate_line"
+#: The query's steps that parse the time sources, and the columns of the times they parse.
+_TIMED, _PARSED = "__rerate_timed", "__rerate_time"
 #: Canonical fields besides the connect time and the usage, in the XDR table's order.
 TEXT_FIELDS = ("source_id", "cli", "cld", "account", "vendor", "service")
 
@@ -70,7 +72,7 @@ _EARLIEST, _LATEST = (f"{t:%Y-%m-%d %H:%M:%S}+00" for t in (EARLIEST_CALL, LATES
 
 
 def _plausible(time_sql: str) -> str:
-    # The expression repeats; DuckDB evaluates a repeated expression of a row once.
+    """``time_sql`` (a parsed time's column: it is repeated) if within the years a call can have."""
     return (
         f"CASE WHEN ({time_sql}) >= TIMESTAMPTZ '{_EARLIEST}' AND ({time_sql}) < TIMESTAMPTZ '{_LATEST}' "
         f"THEN ({time_sql}) END"
@@ -157,16 +159,34 @@ class TemplateQuery:
         parts = [self._text_sql(a, trims) for a in alternatives]
         return parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
 
+    def _parsed_times(self, times: Sequence[Source], trims: bool) -> tuple[str, list[str]]:
+        """Steps of the query that parse each time source once, and the columns they add.
+
+        Written into one expression (the range check, then the value), DuckDB parsed a time three
+        times (measured: 709 against 293 ns per row for an Asterisk answer time).  A later source is
+        parsed only for the rows whose earlier sources are all empty: the rows it decides.
+        """
+        steps: list[str] = []
+        previous = "raw_batch"
+        for position, source in enumerate(times):
+            parse = self._time_sql(source, trims)
+            earlier = [f"NOT {_given(before, trims)}" for before in times[:position]]
+            value = f"CASE WHEN {' AND '.join(earlier)} THEN {parse} END" if earlier else parse
+            steps.append(f"{_TIMED}{position} AS (SELECT *, {value} AS {_PARSED}{position} FROM {previous})")
+            previous = f"{_TIMED}{position}"
+        return ",\n        ".join(steps), [f"{_PARSED}{position}" for position in range(len(times))]
+
     def _select(self, trims: bool) -> str:
         times = self.fields["connect_time"]
-        parsed_time = [_plausible(self._time_sql(a, trims)) for a in times]
+        timed, parsed = self._parsed_times(times, trims)
+        checked_time = [_plausible(name) for name in parsed]
         # The first source holding a value decides: one that holds an unreadable time rejects the row
         # rather than moving the call to the next source's time (an answer time to the start time).
         time_sql = (
-            parsed_time[0]
-            if len(parsed_time) == 1
+            checked_time[0]
+            if len(checked_time) == 1
             else "CASE "
-            + " ".join(f"WHEN {_given(a, trims)} THEN {t}" for a, t in zip(times, parsed_time, strict=True))
+            + " ".join(f"WHEN {_given(a, trims)} THEN {t}" for a, t in zip(times, checked_time, strict=True))
             + " END"
         )
         time_text = [f"nullif({_trim(_quoted(a.column), trims)}, '')" for a in times if a.column is not None]
@@ -186,7 +206,8 @@ class TemplateQuery:
         )
         zero = self.template.unanswered == "zero"
         return f"""
-        WITH source AS (
+        WITH {timed},
+        source AS (
             SELECT {_quoted(LINE)} AS line,
                    {self._field_sql("source_id", trims)} AS source_id,
                    {time_sql} AS ts,
@@ -199,7 +220,7 @@ class TemplateQuery:
                    coalesce({self._field_sql("service", trims)}, 'voice') AS service,
                    {extra_sql} AS extra,
                    {marked_sql} AS marked_answered
-            FROM raw_batch
+            FROM {_TIMED}{len(times) - 1}
         ),
         parsed AS (
             SELECT *,
