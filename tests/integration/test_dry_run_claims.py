@@ -14,13 +14,13 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Job
 from rerate.services.audit_log import entries
 from rerate.services.corrections import CorrectionReport, RerateRequest, rerate
-from rerate.services.dry_runs import APPLYING, claimed, record_applied
+from rerate.services.dry_runs import APPLYING, apply_once, blocking_claim, claimed, record_applied
 from rerate.services.errors import ConflictError
 from rerate.services.faults import CRASH_EXIT_CODE
 from rerate.services.ingest import ingest
 from rerate.services.jobs import job
 from rerate.services.locks import ledger_lock
-from rerate.services.schedule import apply_planned
+from rerate.services.schedule import apply_planned, queue, rebuild_for_apply, run_due
 from rerate.services.scopes import resolve_scope
 from tests.factories import ledger_and_totals, write_xdrs
 
@@ -160,3 +160,64 @@ def test_a_claim_that_names_no_claimer_stays_refused(world: App, tmp_path: Path)
         stored.parameters = {**dict(stored.parameters), "applied_as": APPLYING}
     with pytest.raises(ConflictError, match="applied already"):
         apply_planned(world, planned.job_id)
+
+
+def _queued_apply(world: App, planned: CorrectionReport) -> int:
+    """The dry run applied as the API applies it: queued for the job runner."""
+    return apply_once(
+        world, planned.job_id, lambda claimed: queue(world, rebuild_for_apply(world, claimed)), lambda q: q
+    )
+
+
+def test_an_apply_that_fails_after_queueing_its_job_keeps_the_dry_run_applied(
+    world: App, tmp_path: Path
+) -> None:
+    planned = _onto_cost(world, tmp_path)
+    before = _revenue(world)
+
+    def queue_then_fail(claimed: Job) -> int:
+        queue(world, rebuild_for_apply(world, claimed))
+        raise OSError("the connection to the browser was lost")
+
+    with pytest.raises(OSError, match="connection"):
+        apply_once(world, planned.job_id, queue_then_fail, lambda queued: queued)
+    queued = _applied_as(world, planned.job_id)
+    assert isinstance(queued, int) and job(world, queued).state == "scheduled"
+    with pytest.raises(ConflictError, match=rf"applied already \(as job {queued}\)"):
+        apply_planned(world, planned.job_id)
+    assert blocking_claim(world, planned.job_id, dict(job(world, planned.job_id).parameters)) == queued
+    run_due(world)
+    assert _revenue(world) == before + _change(planned)  # applied once
+
+
+def test_a_queued_apply_that_runs_as_a_new_job_names_that_job_on_the_dry_run(
+    world: App, tmp_path: Path
+) -> None:
+    planned = _onto_cost(world, tmp_path)
+    queued = _queued_apply(world, planned)
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    rerate(world, RerateRequest(scope=scope, tariff="retail"))  # applied before the queued job runs
+    (report,) = run_due(world)
+    assert not isinstance(report, str) and job(world, queued).state == "superseded"
+    assert _applied_as(world, planned.job_id) == report.job_id != queued
+    assert dict(job(world, report.job_id).parameters)["applies_dry_run"] == planned.job_id
+    with world.catalog.transaction() as session:  # as a crash recovery leaves it
+        stored = session.get(Job, report.job_id)
+        assert stored is not None
+        stored.state = "failed"
+    assert blocking_claim(world, planned.job_id, dict(job(world, planned.job_id).parameters)) is None
+
+
+def test_the_dry_runs_page_offers_an_apply_once_its_claimer_died(world: App, tmp_path: Path) -> None:
+    planned = _onto_cost(world, tmp_path)
+
+    def blocking() -> object:
+        return blocking_claim(world, planned.job_id, dict(job(world, planned.job_id).parameters))
+
+    assert blocking() is None
+    with claimed(world, planned.job_id):
+        assert blocking() == APPLYING  # its claimer lives
+    assert blocking() is None  # let go without an outcome, as a killed apply does
+    applied = apply_planned(world, planned.job_id)
+    assert blocking() == applied.job_id

@@ -53,3 +53,7 @@ def test_errors_name_the_requests_fields_not_the_command_lines_options() -> None
     )
     assert shown_error("no job 7 (see 'rerate jobs list')") == "no job 7 (see 'rerate jobs list')"
     assert shown_error("a--b and ---x stay as they are") == "a--b and ---x stay as they are"
+
+
+def test_a_quoted_value_is_not_taken_for_an_option() -> None:
+    assert shown_error("--period '--x' must look like 2026-10") == "'period' '--x' must look like 2026-10"

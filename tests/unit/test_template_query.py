@@ -81,3 +81,18 @@ def test_a_cell_with_blanks_around_it_is_trimmed() -> None:
     raw = pa.table({name: pa.array([row[name]]) for name in query.needed} | {LINE: pa.array([1])})
     (read,) = query.every_row(duckdb.connect(), raw).to_pylist()
     assert (read["duration"], read["unanswered"], read["reject_reason"]) == (45, False, None)
+
+
+@pytest.mark.parametrize(("delimiter", "quote"), [(",", '"'), (";", "'"), ("|", '"')])
+def test_a_rejected_rows_raw_text_reads_back_into_its_cells(delimiter: str, quote: str) -> None:
+    import csv
+    from dataclasses import replace
+
+    template = replace(builtin_templates()["canonical"], delimiter=delimiter, quote=quote)
+    names = ["source_id", "connect_time", "duration", "cli", "cld", "account", "vendor"]
+    query = TemplateQuery(template, names)
+    cells = ["id1", "2026-10-21 16:11:30", "", f"O{quote}Brien{delimiter} Pat", "44\n1", "acc", None]
+    raw = pa.table({**{n: pa.array([c], pa.string()) for n, c in zip(names, cells, strict=True)}, LINE: [7]})
+    (shown,) = query.raw_texts(raw, [7]).values()
+    back = next(csv.reader([shown], delimiter=delimiter, quotechar=quote))
+    assert back == [c or "" for c in cells]  # a null cell is empty, in its place

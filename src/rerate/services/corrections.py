@@ -45,7 +45,7 @@ from rerate.ledger.totals import AGGREGATES, BY_PREFIX, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.diff_file import DiffWriter, diff_rows
-from rerate.services.dry_runs import note_applying
+from rerate.services.dry_runs import APPLIES, note_applying
 from rerate.services.errors import CacheDriftError, InvalidInputError
 from rerate.services.jsonable import plain
 from rerate.services.locks import ledger_lock
@@ -330,9 +330,12 @@ def _start_job(app: App, correction: Correction, job_id: int | None) -> int:
             return job_id
         scheduled, replacement = session.get(Job, job_id), _job_row(app, correction)
         assert scheduled is not None
-        replacement.parameters = {**replacement.parameters, "scheduled_as_job": job_id}
+        # The dry run the scheduled job applies is applied by its replacement: noted on both.
+        applies = {APPLIES: dict(scheduled.parameters)[APPLIES]} if APPLIES in scheduled.parameters else {}
+        replacement.parameters = {**replacement.parameters, "scheduled_as_job": job_id, **applies}
         session.add(replacement)
         session.flush()
+        note_applying(session, replacement)
         scheduled.state = "superseded"
         scheduled.finished_at = datetime.now(UTC)
         scheduled.parameters = {**scheduled.parameters, "ran_as_job": replacement.id}

@@ -191,11 +191,36 @@ def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
         parameters = dict(job.parameters)
         parameters.pop(_CLAIMED_BY, None)
         if job_id is None:
-            parameters.pop("applied_as", None)
+            if _freed_by_failure(session, parameters.get("applied_as")):
+                parameters.pop("applied_as", None)
         else:
             parameters["applied_as"] = job_id
             audit.record(session, app.actor, "job.apply_planned", f"job {planned_id}", after={"job": job_id})
         job.parameters = parameters
+
+
+def _freed_by_failure(session: Session, applied_as: object) -> bool:
+    """Whether an apply that failed frees the dry run: not when the job it created (queued,
+    running or applied) was noted already, in the transaction that created it."""
+    if not isinstance(applied_as, int):
+        return True
+    applying = session.get(Job, applied_as)
+    return applying is None or applying.state in _GAVE_UP
+
+
+def blocking_claim(app: App, job_id: int, parameters: dict[str, object]) -> object | None:
+    """What stops the dry run being applied now, as its page shows it: the job that applied it,
+    or ``"in progress"``; None when it may be applied (again).  Takes no lock: the apply decides."""
+    applied_as = parameters.get("applied_as")
+    if applied_as == APPLYING:
+        claimer_died = parameters.get(_CLAIMED_BY) is not None and not _apply_lock(app, job_id).busy()
+        return None if claimer_died else applied_as
+    if isinstance(applied_as, int):
+        with app.catalog.reading() as session:
+            applying = session.get(Job, applied_as)
+            if applying is not None and applying.state in _GAVE_UP:
+                return None
+    return applied_as
 
 
 def apply_once(

@@ -83,6 +83,20 @@ class FileLock:
         self._handle = handle
         return True
 
+    def busy(self) -> bool:
+        """Whether a live holder holds the lock now (looked at, not taken: nothing is written)."""
+        try:
+            handle = self.path.open("r")
+        except FileNotFoundError:
+            return False
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+
     def holder(self) -> str:
         """Who holds the lock, as its holder wrote it."""
         try:

@@ -290,13 +290,15 @@ class TemplateQuery:
 
     def raw_texts(self, raw: pa.Table, lines: list[int]) -> dict[int, str]:
         """The rows of ``lines`` as the file had them: the fields the template reads (all of them
-        for the canonical CSV), a CSV row in the template's delimiter, quoted where a cell holds
-        the delimiter, a quote or a line break.  Null cells (a Parquet file's) are empty, not left
-        out: the fields stay in their places.  Made for the rejected rows only."""
+        for the canonical CSV), a CSV row in the template's delimiter and quote, quoted where a
+        cell holds the delimiter, the quote or a line break.  Null cells (a Parquet file's) are
+        empty, not left out: the fields stay in their places.  Made for the rejected rows only."""
         wanted = pc.is_in(raw.column(LINE), value_set=pa.array(lines, pa.int64()))
         rows = raw.filter(wanted).select([LINE, *self.needed])
         out = io.StringIO()
-        writer = csv.writer(out, delimiter=self.template.delimiter, lineterminator="\n")
+        writer = csv.writer(
+            out, delimiter=self.template.delimiter, quotechar=self.template.quote, lineterminator="\n"
+        )
         shown: dict[int, str] = {}
         for line, *cells in zip(*(rows.column(i).to_pylist() for i in range(rows.num_columns)), strict=True):
             out.seek(0)

@@ -49,7 +49,16 @@ def shown_money(value: object) -> str:
 _OPTION = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)\b")
 
 
+#: A value a message quotes (a file name, what was typed): shown as it is.
+_QUOTED = re.compile(r"('[^']*')")
+
+
 def shown_error(error: object) -> str:
     """A service's error as the API and the web UI say it: the services name the command line's
-    options (``--ghost-percent``), which are the request's fields here (``ghost_percent``)."""
-    return _OPTION.sub(lambda option: "'" + option.group(1).replace("-", "_") + "'", str(error))
+    options (``--ghost-percent``), which are the request's fields here (``ghost_percent``).
+    Quoted values are left alone: ``--period '--x'`` names the field, not the value."""
+    parts = _QUOTED.split(str(error))  # the quoted values are the odd parts
+    return "".join(
+        part if position % 2 else _OPTION.sub(lambda o: "'" + o.group(1).replace("-", "_") + "'", part)
+        for position, part in enumerate(parts)
+    )

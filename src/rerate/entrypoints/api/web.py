@@ -48,6 +48,7 @@ from rerate.services import (
     audit_log,
     delivery,
     delivery_schedules,
+    dry_runs,
     listings,
     periods,
     rate_import,
@@ -421,7 +422,7 @@ def job_page(request: Request, job_id: int) -> HTMLResponse:
     allow_closed = bool(parameters.get("allow_closed"))
     # A preview touching closed periods without them allowed would fail once applied: no Apply.
     closed_refused = bool(report.get("adjustments")) and not allow_closed
-    applied_as = parameters.get("applied_as")
+    applied_as = dry_runs.blocking_claim(app, job_id, parameters) if job["state"] == "planned" else None
     can_apply = (
         job["state"] == "planned"
         and applied_as is None
