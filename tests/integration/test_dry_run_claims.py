@@ -221,3 +221,25 @@ def test_the_dry_runs_page_offers_an_apply_once_its_claimer_died(world: App, tmp
     assert blocking() is None  # let go without an outcome, as a killed apply does
     applied = apply_planned(world, planned.job_id)
     assert blocking() == applied.job_id
+
+
+def test_a_queued_apply_that_ran_before_its_outcome_was_noted_keeps_the_job_it_ran_as(
+    world: App, tmp_path: Path
+) -> None:
+    """The service's job runner may run the queued job before the request notes its outcome."""
+    planned = _onto_cost(world, tmp_path)
+    with world.catalog.reading() as session:
+        scope = resolve_scope(session, customers=["Acme"])
+    ran_as: list[int] = []
+
+    def queue_and_run(claimed: Job) -> int:
+        queued = queue(world, rebuild_for_apply(world, claimed))
+        rerate(world, RerateRequest(scope=scope, tariff="retail"))  # applied first: a new job runs it
+        (report,) = run_due(world)
+        assert not isinstance(report, str)
+        ran_as.append(report.job_id)
+        return queued
+
+    queued = apply_once(world, planned.job_id, queue_and_run, lambda q: q)
+    assert job(world, queued).state == "superseded"
+    assert _applied_as(world, planned.job_id) == ran_as[0] != queued

@@ -194,7 +194,10 @@ def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
             if _freed_by_failure(session, parameters.get("applied_as")):
                 parameters.pop("applied_as", None)
         else:
-            parameters["applied_as"] = job_id
+            # Noted already by the transaction that created the job, and perhaps moved on since to
+            # the new job a queued one ran as (the job runner may have started it meanwhile).
+            if not isinstance(parameters.get("applied_as"), int):
+                parameters["applied_as"] = job_id
             audit.record(session, app.actor, "job.apply_planned", f"job {planned_id}", after={"job": job_id})
         job.parameters = parameters
 
