@@ -141,24 +141,31 @@ def _claimer_to_take_over(session: Session, job_id: int, parameters: dict[str, o
     applied_as = parameters.get("applied_as")
     if applied_as is None:
         return None
-    claimer = parameters.get(_CLAIMED_BY)
-    # A claim made before claims held a lock names no claimer: whether it applied anything cannot
-    # be told, so it stays refused.
-    if applied_as == APPLYING and claimer is not None:
-        return str(claimer)
-    applying = session.get(Job, applied_as) if isinstance(applied_as, int) else None
-    if applying is not None and applying.state in _GAVE_UP:
-        return None
-    if applying is not None and applying.state == "running":
-        raise ConflictError(
-            f"dry run {job_id} is being applied as job {applied_as}, which is running (a job left "
-            "running by a killed process is marked failed by the next writing job, and the dry "
-            "run may then be applied again)"
-        )
+    if applied_as == APPLYING:
+        claimer = parameters.get(_CLAIMED_BY)
+        # A claim made before claims held a lock names no claimer: whether it applied anything
+        # cannot be told, so it stays refused.
+        if claimer is not None:
+            return str(claimer)
+    elif isinstance(applied_as, int):
+        applying = session.get(Job, applied_as)
+        if _gave_up(applying):
+            return None
+        if applying is not None and applying.state == "running":
+            raise ConflictError(
+                f"dry run {job_id} is being applied as job {applied_as}, which is running (a job left "
+                "running by a killed process is marked failed by the next writing job, and the dry "
+                "run may then be applied again)"
+            )
     raise ConflictError(
         f"dry run {job_id} was applied already (as job {applied_as}): preview again to apply "
         "the correction once more"
     )
+
+
+def _gave_up(applying: Job | None) -> bool:
+    """Whether the job named as applying a dry run applied nothing (failed, cancelled, or gone)."""
+    return applying is None or applying.state in _GAVE_UP
 
 
 def _refuse_if_prices_changed(session: Session, job: Job) -> None:
@@ -191,7 +198,10 @@ def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
         parameters = dict(job.parameters)
         parameters.pop(_CLAIMED_BY, None)
         if job_id is None:
-            if _freed_by_failure(session, parameters.get("applied_as")):
+            # Not when the job it created (queued, running or applied) was noted already, in the
+            # transaction that created it.
+            applied_as = parameters.get("applied_as")
+            if not isinstance(applied_as, int) or _gave_up(session.get(Job, applied_as)):
                 parameters.pop("applied_as", None)
         else:
             # Noted already by the transaction that created the job, and perhaps moved on since to
@@ -202,28 +212,15 @@ def record_applied(app: App, planned_id: int, job_id: int | None) -> None:
         job.parameters = parameters
 
 
-def _freed_by_failure(session: Session, applied_as: object) -> bool:
-    """Whether an apply that failed frees the dry run: not when the job it created (queued,
-    running or applied) was noted already, in the transaction that created it."""
-    if not isinstance(applied_as, int):
-        return True
-    applying = session.get(Job, applied_as)
-    return applying is None or applying.state in _GAVE_UP
-
-
 def blocking_claim(app: App, job_id: int, parameters: dict[str, object]) -> object | None:
     """What stops the dry run being applied now, as its page shows it: the job that applied it,
     or ``"in progress"``; None when it may be applied (again).  Takes no lock: the apply decides."""
-    applied_as = parameters.get("applied_as")
-    if applied_as == APPLYING:
-        claimer_died = parameters.get(_CLAIMED_BY) is not None and not _apply_lock(app, job_id).busy()
-        return None if claimer_died else applied_as
-    if isinstance(applied_as, int):
-        with app.catalog.reading() as session:
-            applying = session.get(Job, applied_as)
-            if applying is not None and applying.state in _GAVE_UP:
-                return None
-    return applied_as
+    with app.catalog.reading() as session:
+        try:
+            left_by = _claimer_to_take_over(session, job_id, parameters)
+        except ConflictError:
+            return parameters.get("applied_as")
+    return parameters.get("applied_as") if left_by and _apply_lock(app, job_id).busy() else None
 
 
 def apply_once(

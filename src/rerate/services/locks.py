@@ -22,29 +22,14 @@ def ledger_lock(
     home: Path, holder: str, *, wait_seconds: float = 30.0, name: str = "ledger"
 ) -> Iterator[None]:
     """Hold ``<home>/<name>.lock``: the ledger's write lock, or (``name="delivery"``) the delivery run's."""
-    path = home / f"{name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = path.open("a+")
-    deadline = time.monotonic() + wait_seconds
+    lock = FileLock(home / f"{name}.lock")
+    if not lock.acquire(holder, wait_seconds=wait_seconds):
+        what = "the ledger" if name == "ledger" else f"the {name} lock"
+        raise LedgerBusyError(f"{what} is busy: {lock.holder()} holds it")
     try:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    handle.seek(0)
-                    owner = handle.read().strip() or "another rerate process"
-                    what = "the ledger" if name == "ledger" else f"the {name} lock"
-                    raise LedgerBusyError(f"{what} is busy: {owner} holds it") from None
-                time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{holder} (pid {os.getpid()})")
-        handle.flush()
         yield
     finally:
-        handle.close()
+        lock.release()
 
 
 class FileLock:
