@@ -713,3 +713,24 @@ def test_mistakes_a_script_or_an_operator_makes_are_refused_before_anything_chan
     empty.mkdir()
     unready = rerate(empty, "jobs", "list", check=False)
     assert unready.returncode == 1 and "not initialized" in unready.stderr and list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("chunk", ["0", "-1", "abc"])
+def test_a_bad_setting_in_the_environment_is_refused_before_anything_is_loaded(
+    home: Path, tmp_path: Path, chunk: str
+) -> None:
+    """A chunk of 0 MB once read nothing, recorded the file as loaded, and kept it out for good."""
+    path = asterisk_csv(tmp_path / "Master.csv")
+    refused = rerate(
+        home,
+        "ingest",
+        str(path),
+        "--template",
+        "asterisk-csv",
+        check=False,
+        env={"RERATE_INGEST_CHUNK_MB": chunk},
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"RERATE_INGEST_CHUNK_MB='{chunk}'" in refused.stderr
+    loaded = json.loads(rerate(home, "ingest", str(path), "--template", "asterisk-csv", "--json").stdout)
+    assert [(r["state"], r["loaded"]) for r in loaded] == [("loaded", 2)]

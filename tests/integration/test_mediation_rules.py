@@ -112,6 +112,8 @@ def test_rule_errors_are_clear(world: App) -> None:
         add_rule(world, "service", "+44800", "tollfree")
     with pytest.raises(InvalidInputError, match="not an IP network"):
         add_rule(world, "account", "10.0.0.0/33", "acc1")
+    with pytest.raises(InvalidInputError, match=r"\{servcie\} is not known"):  # a typo'd placeholder
+        add_rule(world, "rating_key", "", "{servcie}:inbound")
     with pytest.raises(InvalidInputError, match="--position"):
         add_rule(world, "number", "0", "44", position=10**20)
     with pytest.raises(InvalidInputError, match="--min-length"):
@@ -282,3 +284,10 @@ def test_rules_of_every_age_and_identifiers_with_slashes_keep_working(world: App
         "a1": ("rated", "44"),
     }
     assert (exported["a1"]["vendor"], exported["a1"]["vendor_status"]) == ("Carrier", "rated")
+
+
+def test_a_rating_key_names_only_the_service(world: App) -> None:
+    """A typo in a placeholder would stamp its literal text on every XDR in scope."""
+    with pytest.raises(InvalidInputError, match=r"\{servcie\}, \{x\} is not known"):
+        add_rule(world, "rating_key", "", "{servcie}:{x}")
+    assert add_rule(world, "rating_key", "", "{service}:inbound").replace == "{service}:inbound"

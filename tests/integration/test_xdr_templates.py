@@ -48,6 +48,12 @@ def _counts(report: CollectionReport) -> tuple[int, int, int, int, int]:
     return report.read, report.loaded, report.duplicates, report.rejected, report.skipped
 
 
+def _reasons(report: CollectionReport) -> dict[int, str]:
+    """The rejects file's reasons by line."""
+    with open(str(report.rejects_path)) as handle:
+        return {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+
+
 @pytest.mark.parametrize("width", [16, 18, 21])
 def test_asterisk_cdr_csv_with_and_without_the_optional_columns(
     world: App, tmp_path: Path, width: int
@@ -396,3 +402,70 @@ def test_a_headerless_files_first_row_decides_only_how_wide_its_rows_are(world: 
     with open(str(report.rejects_path)) as handle:
         reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
     assert reasons == {1: "empty line", 3: "a NUL byte in a field (a damaged file?)"}
+
+
+def test_a_cucm_file_without_its_type_row_loads_its_first_call(world: App, tmp_path: Path) -> None:
+    """Some exports leave the row of types out: the first call is read, not taken for that row."""
+    path = cucm(tmp_path / "cdr_StandAloneCluster_01_202610201000_2")
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[1].startswith("INTEGER")
+    path.write_text(lines[0] + "".join(lines[2:]))
+    report = _one(world, path, "cucm")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+    first = next(r for r in _export(world, tmp_path).values() if r["cld"] == "4420794600")
+    assert (first["line"], first["duration"]) == ("2", "61")
+
+
+def test_a_quoted_line_break_in_a_headerless_files_first_row_is_part_of_that_row(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_csv(tmp_path / "Master.csv")
+    path.write_text(path.read_text().replace('"""Desk 1001"" <1001>"', '"""Desk\n1001"" <1001>"', 1))
+    assert _counts(_one(world, path, "asterisk-csv")) == (3, 2, 0, 0, 1)
+
+
+def test_a_utf16_file_is_one_clear_error_and_no_collection(world: App, tmp_path: Path) -> None:
+    """What a spreadsheet's "Unicode text" saves: refused whole, whatever the template."""
+    path = tmp_path / "Master.csv"
+    path.write_bytes(asterisk_csv(tmp_path / "plain.csv").read_text().encode("utf-16"))
+    for template in ("asterisk-csv", "canonical"):
+        (report,) = ingest(world, [path], template=template)
+        assert report.state == "error" and "UTF-16" in str(report.error), report.error
+    with world.catalog.reading() as session:
+        assert session.scalars(select(Collection)).all() == []
+
+
+def test_an_unanswered_call_with_an_empty_or_negative_usage_is_skipped_not_rejected(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_csv(tmp_path / "Master.csv")
+    lines = path.read_text().splitlines()
+    # The unanswered call (third row) three times, its billsec (the 14th field) empty, -1 and text.
+    unanswered = next(csv.reader([lines[2]]))
+    assert unanswered[14] == "NO ANSWER"
+    with path.open("w", newline="") as handle:
+        handle.write("\n".join(lines[:2]) + "\n")
+        for usage in ("", "-1", "x"):
+            csv.writer(handle, lineterminator="\n").writerow([*unanswered[:13], usage, *unanswered[14:]])
+    report = _one(world, path, "asterisk-csv")
+    assert _counts(report) == (5, 2, 0, 1, 2)  # text in the usage field still rejects the row
+    assert _reasons(report) == {5: "duration is not a whole number of seconds: x"}
+
+
+def test_an_unreadable_time_is_named_alone_not_with_the_later_source_the_row_also_holds(
+    world: App, tmp_path: Path
+) -> None:
+    path = asterisk_csv(tmp_path / "Master.csv")
+    path.write_text(path.read_text().replace('"2026-10-20 10:00:05"', '"2026-13-45 10:00:05"', 1))
+    report = _one(world, path, "asterisk-csv")
+    assert _reasons(report) == {1: "connect_time is not a time: 2026-13-45 10:00:05"}
+
+
+def test_a_template_needs_a_name_to_be_saved(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "named.toml"
+    builtin = (Path(__file__).parents[2] / "src/rerate/templates/asterisk-csv.toml").read_text()
+    template.write_text(builtin.replace('name = "asterisk-csv"', 'name = "pbx-berlin"'))
+    for blank in ("", "   "):
+        with pytest.raises(InvalidInputError, match="needs a name"):
+            add_template(world, blank, template)
+    assert "" not in {t["name"] for t in list_templates(world)}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 from sqlalchemy.exc import DatabaseError
 
@@ -33,7 +34,7 @@ from rerate.services.errors import RerateError
 from rerate.services.jsonable import plain
 from rerate.services.setup import initialize
 from rerate.services.timeparse import parse_utc
-from rerate.settings import Settings
+from rerate.settings import Settings, settings_problem
 
 cli = typer.Typer(
     help="rerate: rate telecom XDRs and correct them safely (previewed, undoable, audited).",
@@ -434,6 +435,8 @@ def main() -> None:
         cli()
     except RerateError as exc:
         _fail(str(exc), exc.exit_code)
+    except ValidationError as exc:  # a RERATE_* setting of the environment
+        _fail(settings_problem(exc), 2)
     # What an option or a path can still trip over below the checks: one line, not a traceback.
     except OverflowError:
         _fail("a number or a date given is out of range", 2)

@@ -85,7 +85,10 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             out.print(table)
             for r in reports:
                 if r.error:
-                    err.print(f"[yellow]{escape(Path(r.file).name)}[/]: {escape(r.error or '')}")
+                    name = Path(r.file).name
+                    # Most reasons name the file already ("x.csv is not UTF-8 text"): once is enough.
+                    said = r.error if r.error.startswith(name) else f"{name}: {r.error}"
+                    err.print(f"[yellow]{escape(said)}[/]")
                 if r.rejected or r.duplicates:
                     out.print(f"  rejects and duplicates of {Path(r.file).name}: {r.rejects_path}")
         if any(r.state == "error" for r in reports):

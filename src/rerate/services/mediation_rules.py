@@ -163,6 +163,12 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
         raise InvalidInputError(
             f"{kind} rule --match {match!r} must be digits: it is compared with the normalized number"
         )
+    unknown = sorted(set(re.findall(r"\{[^{}]*\}", replace)) - {"{service}"}) if kind == "rating_key" else []
+    if unknown:
+        raise InvalidInputError(
+            f"rating_key rule --replace {replace!r}: {', '.join(unknown)} is not known; "
+            "{service} (the XDR's service) is the one value a key can name"
+        )
     if position is not None and not 0 <= position <= _LARGEST:
         raise InvalidInputError(f"--position must be between 0 and {_LARGEST:,}")
     if min_length is not None and not 1 <= min_length <= 20:

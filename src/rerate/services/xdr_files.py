@@ -145,6 +145,8 @@ class XdrFile:
             raise InvalidInputError(_not_a_file(path))
         self.size = path.stat().st_size
         self.compression = COMPRESSED.get(path.suffix.lower())
+        #: Whether the file has the template's row of column types (CUCM), found when it is opened.
+        self.type_row = False
         inner = Path(path.stem) if self.compression else path
         if self.compression == "zip":
             self.member = _only_member(path)
@@ -214,6 +216,9 @@ class XdrFile:
 
         A headerless file's first row only tells how many fields the rows have: a byte that is
         not UTF-8 in it (a caller name) is its row's problem, met again when the rows are read.
+        A quoted line break in that row carries it over to the next line, as the reader does.
+        Reading it also tells whether a template's row of column types is there (see
+        :func:`_is_type_row`).
         """
         with self._open() as (stream, _):
             first = stream.readline()
@@ -221,6 +226,19 @@ class XdrFile:
                 if self.template.header or first.strip():
                     break
                 first = stream.readline()
+            if _is_utf16(first):
+                raise InvalidInputError(
+                    f'{self.path.name} is UTF-16 text (a spreadsheet\'s "Unicode text"), not UTF-8: '
+                    "save it as CSV UTF-8"
+                )
+            quote = self.template.quote.encode()
+            while quote and first.count(quote) % 2 and len(first) < _MOST_CARRIED:
+                more = stream.readline()
+                if not more:
+                    break
+                first += more
+            if self.template.type_row:
+                self.type_row = _is_type_row(stream.readline(), self.template.delimiter, self.template.quote)
         if not self.template.header:
             return first.decode("utf-8-sig", errors="replace")
         try:
@@ -318,7 +336,7 @@ class XdrFile:
 
     def _csv_batches(self) -> Iterator[RawBatch]:
         with self._open() as (handle, on_disk):
-            skipped = (1 if self.template.header else 0) + (1 if self.template.type_row else 0)
+            skipped = (1 if self.template.header else 0) + (1 if self.type_row else 0)
             for _ in range(skipped):
                 handle.readline()
             next_line = skipped + 1
@@ -446,6 +464,30 @@ class XdrFile:
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
         table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, LINE])
         return RawBatch(table, rejects)
+
+
+def _is_utf16(line: bytes) -> bool:
+    """A byte-order mark, or a NUL beside every ASCII character (one NUL is a damaged field, its
+    row's problem)."""
+    return line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or 3 * line.count(b"\0") > len(line)
+
+
+#: A column type as a CUCM file's second row names it: INTEGER, VARCHAR(50), UNIQUEIDENTIFIER.
+_COLUMN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?")
+
+
+def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
+    """Whether ``line`` names column types rather than holding a call.
+
+    Exports without that row exist (a mediator's, or a file cut and re-saved); a call's row always
+    holds numbers (its record type, its times), which no type name is.
+    """
+    text = line.decode("utf-8", errors="replace").strip()
+    if not text:
+        return False
+    fields = next(csv.reader([text], delimiter=delimiter, quotechar=quote or None), [])
+    named = [f.strip() for f in fields if f.strip()]
+    return bool(named) and all(_COLUMN_TYPE.fullmatch(f) for f in named)
 
 
 def _unreadable(fields: list[str]) -> str | None:

@@ -190,8 +190,13 @@ class TemplateQuery:
             + " ".join(f"WHEN {_given(a, trims)} THEN {t}" for a, t in zip(times, checked_time, strict=True))
             + " END"
         )
-        time_text = [f"nullif({_trim(_quoted(a.column), trims)}, '')" for a in times if a.column is not None]
-        time_text_sql = f"concat_ws(' / ', {', '.join(time_text)})" if time_text else "''"
+        # A reject names the text of the source that decided, not a later one the row also holds.
+        time_text = [
+            f"WHEN {_given(a, trims)} THEN {_trim(_quoted(a.column), trims)}"
+            for a in times
+            if a.column is not None
+        ]
+        time_text_sql = f"CASE {' '.join(time_text)} ELSE '' END" if time_text else "''"
         answered = self.template.answered
         if answered.column:  # read in the first step, where the file's columns are
             values = ", ".join(_literal(v) for v in answered.values)
@@ -206,6 +211,7 @@ class TemplateQuery:
             else "NULL::VARCHAR"
         )
         zero = self.template.unanswered == "zero"
+        usage_counts = "marked_answered IS DISTINCT FROM false"
         return f"""
         WITH {timed},
         source AS (
@@ -235,8 +241,12 @@ class TemplateQuery:
                      WHEN source_id IS NULL THEN 'missing source_id'
                      WHEN time_text = '' AND ts IS NULL THEN 'missing connect_time'
                      WHEN ts IS NULL THEN 'connect_time is not a time: ' || time_text
-                     WHEN usage_text = '' THEN 'missing duration'
-                     WHEN regexp_full_match(usage_text, '-[0-9]+') THEN 'negative duration: ' || usage_text
+                     -- A call its disposition marks unanswered is skipped or loaded with zero
+                     -- seconds even where its usage is empty or negative (switches write -1);
+                     -- text there still rejects it (a file read with the wrong template, say).
+                     WHEN usage_text = '' THEN CASE WHEN {usage_counts} THEN 'missing duration' END
+                     WHEN regexp_full_match(usage_text, '-[0-9]+')
+                          THEN CASE WHEN {usage_counts} THEN 'negative duration: ' || usage_text END
                      WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || usage_text
                      WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || usage_text
                      WHEN cld IS NULL THEN 'missing cld (called number)'

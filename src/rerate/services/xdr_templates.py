@@ -91,6 +91,8 @@ def _try_query(template: XdrTemplate) -> None:
 
 def add_template(app: App, name: str, path: Path) -> XdrTemplate:
     """Save (or replace) the template ``name`` from a TOML file; built-in names are taken."""
+    if not name.strip():
+        raise InvalidInputError("a template needs a name: rerate template add NAME FILE")
     if name in builtin_templates():
         raise InvalidInputError(f"{name!r} is a built-in template; save yours under another name")
     template = read_template_file(path, name)
