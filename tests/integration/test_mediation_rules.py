@@ -248,9 +248,9 @@ def test_trace_refuses_what_ingest_refuses_after_rating(world: App, tmp_path: Pa
     outcomes = [r["outcome"] for r in trace(world, path)]
     assert outcomes[0].startswith("rejected: ") and "2026-09" in outcomes[0]
     assert outcomes[1:] == [
-        "rejected: duplicate of an XDR already loaded",
+        "duplicate: of an XDR already loaded",  # counted as ingest counts them: duplicates
         "rated",
-        "rejected: duplicate of line 4 of this file",
+        "duplicate: of line 4 of this file",
     ]
     (report,) = ingest(world, [path])  # what ingest does with the same rows
     assert (report.loaded, report.rejected, report.duplicates) == (1, 1, 2)
@@ -291,3 +291,14 @@ def test_a_rating_key_names_only_the_service(world: App) -> None:
     with pytest.raises(InvalidInputError, match=r"\{servcie\}, \{x\} is not known"):
         add_rule(world, "rating_key", "", "{servcie}:{x}")
     assert add_rule(world, "rating_key", "", "{service}:inbound").replace == "{service}:inbound"
+
+
+def test_a_removed_rules_id_is_never_given_to_a_new_rule(world: App) -> None:
+    """The audit trail names rules by id: one subject must not name two rules."""
+    first = add_rule(world, "number", "9", "")
+    remove_rule(world, first.id)
+    second = add_rule(world, "number", "8", "")
+    assert second.id > first.id
+    with world.catalog.reading() as session:
+        subjects = [(a.action, a.subject) for a in session.scalars(select(AuditEntry))]
+    assert subjects.count(("mediation.rule_add", f"mediation rule {first.id}")) == 1

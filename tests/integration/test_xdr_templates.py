@@ -18,7 +18,7 @@ from rerate.catalog.models import Collection
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import CollectionReport, expand_sources, ingest
-from rerate.services.xdr_templates import add_template, list_templates
+from rerate.services.xdr_templates import add_template, list_templates, show_template, template_toml
 from tests.factories import headed_template, write_xdrs
 from tests.switch_samples import (
     CALLS,
@@ -469,3 +469,51 @@ def test_a_template_needs_a_name_to_be_saved(world: App, tmp_path: Path) -> None
         with pytest.raises(InvalidInputError, match="needs a name"):
             add_template(world, blank, template)
     assert "" not in {t["name"] for t in list_templates(world)}
+
+
+@pytest.mark.parametrize(
+    "builtin", ["asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"]
+)
+def test_a_shown_template_saves_back_as_the_same_template(world: App, tmp_path: Path, builtin: str) -> None:
+    """The documented way to adapt a built-in: show it, edit the TOML, save it under a new name."""
+    copy = tmp_path / "copy.toml"
+    copy.write_text(template_toml(world, builtin))
+    add_template(world, "ours", copy)
+    original, saved = show_template(world, builtin), show_template(world, "ours")
+    assert saved == {**original, "name": "ours"}
+
+
+@pytest.mark.parametrize("width", [16, 18])
+def test_a_latin1_caller_name_read_only_into_the_hashed_id_does_not_reject_the_call(
+    world: App, tmp_path: Path, width: int
+) -> None:
+    """clid is hashed only when uniqueid is missing (16 columns); either way the call loads, and
+    the same file read again finds the same ids."""
+    path = asterisk_csv(tmp_path / "Master.csv", width=width)
+    path.write_bytes(path.read_bytes().replace(b'"Desk 1001"', b'"M\xfcller 1001"', 1))
+    assert _counts(_one(world, path, "asterisk-csv")) == (3, 2, 0, 0, 1)
+    again = path.with_name("again.csv.gz")
+    again.write_bytes(gzip.compress(path.read_bytes()))  # another checksum: every call a duplicate
+    assert _counts(_one(world, again, "asterisk-csv")) == (3, 0, 2, 0, 1)
+    raw = path.read_bytes().replace(b'"M\xfcller 1001"', b'"Desk 1001"').replace(b'"1001"', b'"10\xfc1"', 1)
+    path.with_name("src.csv").write_bytes(raw)  # the calling number itself: still the row's problem
+    report = _one(world, path.with_name("src.csv"), "asterisk-csv")
+    assert _reasons(report)[1] == "not UTF-8 text (re-save the file as UTF-8)"  # line 2: loaded already
+
+
+def test_an_expression_converts_a_usage_in_decimal_minutes(world: App, tmp_path: Path) -> None:
+    """The expression gets the file's text; only its result must be whole seconds."""
+    headed_template(world, tmp_path, "minutes", "mins", "duration = 'num(value) * 60'")
+    usages = {"d1": "2", "d2": "1.5", "d3": "x", "d4": "0.01", "d5": "0"}
+    path = tmp_path / "minutes.csv"
+    path.write_text(
+        "id,when,mins,called,who\n"
+        + "".join(f"{i},1792490400,{u},4420794600,acc1\n" for i, u in usages.items())
+    )
+    report = _one(world, path, "minutes")
+    assert _counts(report) == (5, 2, 0, 2, 1)  # 0 minutes: unanswered, skipped
+    rows = _export(world, tmp_path)
+    assert (rows["d1"]["duration"], rows["d2"]["duration"]) == ("120", "90")
+    reasons = _reasons(report)
+    assert reasons[4].startswith("expressions.duration: ") and "x" in reasons[4]
+    assert reasons[5] == "expressions.duration: duration is not a whole number of seconds: 0.60"

@@ -364,6 +364,8 @@ class MediationRuleRow(Base):
     """One mediation rule (rerate.domain.mediation_rules): ordered, scoped, effective-dated."""
 
     __tablename__ = "mediation_rules"
+    #: The audit trail names rules by id: SQLite must not give a removed rule's id to a new one.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     position: Mapped[int] = mapped_column(Integer, index=True)

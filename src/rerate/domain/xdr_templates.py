@@ -109,6 +109,14 @@ class XdrTemplate:
         used = {c for alternatives in self.fields.values() for a in alternatives for c in a.columns}
         return used | ({self.answered.column} if self.answered.column else set())
 
+    def hashed_only(self) -> set[str]:
+        """Columns read only into a hashed id: their text identifies a call, and means nothing
+        else (an Asterisk caller name, say)."""
+        alternatives = [a for sources in self.fields.values() for a in sources]
+        hashed = {c for a in alternatives if a.hash for c in a.hash}
+        direct = {a.column for a in alternatives if not a.hash and a.column is not None}
+        return hashed - direct - {self.answered.column}
+
     def compiled_expressions(self) -> dict[str, Expression]:
         return {name: compile_expression(text) for name, text in self.expressions.items()}
 

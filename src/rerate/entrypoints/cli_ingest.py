@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -104,12 +103,11 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
 
     @template_cli.command("show")
     def template_show(name: str, as_json: JsonOption = False) -> None:
-        """A template's settings (the tables of its TOML file)."""
-        shown = xdr_templates.show_template(app(), name)
+        """A template as the TOML file 'template add' reads (copy a built-in, edit it, save it)."""
         if as_json:
-            print_json(shown)
+            print_json(xdr_templates.show_template(app(), name))
         else:
-            out.print_json(json.dumps(shown))
+            print(xdr_templates.template_toml(app(), name), end="")
 
     @template_cli.command("add")
     def template_add(

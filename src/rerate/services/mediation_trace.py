@@ -104,7 +104,8 @@ class _IngestChecks:
     seen: dict[tuple[date, str], int] = field(default_factory=dict)
 
     def refusals(self, app: App, con: Any, xdrs: pa.Table) -> dict[int, str]:
-        """Line -> why ingest would reject the row although it rated."""
+        """Line -> the outcome ingest gives a row although it rated: ``rejected: ...`` (a closed
+        period) or ``duplicate: ...``, as its report counts them."""
         refused: dict[int, str] = {}
         late = in_closed_periods(xdrs, self.closed)
         rows = zip(
@@ -115,11 +116,11 @@ class _IngestChecks:
         for index, (line, source_id, customer, day) in enumerate(rows):
             if late is not None and late[index].as_py():
                 period = f"{day:%Y-%m}"
-                refused[line] = LATE_REASON.format(self.closed[(customer, period)], period)
+                refused[line] = "rejected: " + LATE_REASON.format(self.closed[(customer, period)], period)
             elif (day, source_id) in loaded:
-                refused[line] = "duplicate of an XDR already loaded"
+                refused[line] = "duplicate: of an XDR already loaded"
             elif (day, source_id) in self.seen:
-                refused[line] = f"duplicate of line {self.seen[(day, source_id)]} of this file"
+                refused[line] = f"duplicate: of line {self.seen[(day, source_id)]} of this file"
             else:
                 self.seen[(day, source_id)] = line
         return refused
@@ -194,7 +195,7 @@ def _traced(
                 "outcome": "rated" if not failed else "failed: " + ", ".join(failed),
             }
             if line in refused_after_rating:  # rated as shown, then refused as ingest would
-                outcome[line]["outcome"] = f"rejected: {refused_after_rating[line]}"
+                outcome[line]["outcome"] = refused_after_rating[line]
     traced = []
     reasons = dict(
         zip(

@@ -417,13 +417,17 @@ class XdrFile:
         fewest, most = self.widths
         wanted = set(self.query.needed)
         # Only the fields the template reads must be UTF-8 (as on the fast path, which converts
-        # only those): a caller name in Latin-1 in an unread column does not reject the call.
-        # Most chunks hold none: then no row is searched.
+        # only those): a caller name in Latin-1 in an unread column does not reject the call, nor
+        # does one read only into a hashed id, where its bytes are hashed as U+FFFD (the same
+        # each time the file is read).  Most chunks hold none: then no row is searched.
+        bad_text = bool(_NOT_UTF8.search(text))
+        hashed = self.template.hashed_only() if bad_text else set()
         read = (
-            [i for i, name in enumerate(self.columns) if name in wanted]
-            if _NOT_UTF8.search(text) or "\x00" in text
+            [i for i, name in enumerate(self.columns) if name in wanted and name not in hashed]
+            if bad_text or "\x00" in text
             else []
         )
+        lenient = [i for i, name in enumerate(self.columns) if name in hashed and name in wanted]
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -458,6 +462,9 @@ class XdrFile:
                 rejects.append(Reject(start, f"expected {expected} fields, found {len(record)}", raw))
             else:
                 fields = record if len(record) == width else (record + [""] * width)[:width]
+                for i in lenient:
+                    if _NOT_UTF8.search(fields[i]):
+                        fields[i] = fields[i].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
                 for column, value in zip(values, fields, strict=True):
                     column.append(value)
                 lines.append(start)

@@ -114,8 +114,13 @@ class TemplateQuery:
         #: The same query without ``trim``: for a batch where no cell has anything to trim (most
         #: batches), a fifth less of the query's time.
         self.sql_unpadded = self._select(trims=False)
-        #: Clean batches of a layout of whole columns are typed by Arrow alone (the query's result).
-        self.plain = PlainLayout.of(template, self.fields, self.others, LINE, TEXT_FIELDS, MAX_DURATION)
+        #: Clean batches of a layout of whole columns are typed by Arrow alone (the query's result);
+        #: a usage an expression converts (decimal minutes, say) is the expression's to check.
+        self.plain = (
+            None
+            if "duration" in self.expressions
+            else PlainLayout.of(template, self.fields, self.others, LINE, TEXT_FIELDS, MAX_DURATION)
+        )
 
     def _time_sql(self, source: Source, trims: bool) -> str:
         if source.value is not None or source.column is None:
@@ -204,7 +209,8 @@ class TemplateQuery:
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
-            answered_sql = "coalesce(dur > 0, false)"
+            # Text that is no amount is the expression's to read, or to reject.
+            answered_sql = "coalesce(usage_amount > 0, usage_amount IS NULL AND usage_text <> '')"
         extra_sql = (
             "json_object(" + ", ".join(f"{_literal(c)}, {_quoted(c)}" for c in self.others) + ")::VARCHAR"
             if self.others
@@ -212,6 +218,17 @@ class TemplateQuery:
         )
         zero = self.template.unanswered == "zero"
         usage_counts = "marked_answered IS DISTINCT FROM false"
+        # An expression on the usage gets the file's text (decimal minutes, say) and its result is
+        # checked as a file's usage is (:meth:`rewrite`); the text's amount still tells whether a
+        # call without a disposition column was answered.
+        expressed = "duration" in self.expressions
+        amount_sql = "TRY_CAST(usage_text AS DECIMAL(38, 9))" if expressed else "dur"
+        usage_checked = "false" if expressed else "true"
+        duration_sql = (
+            f"CASE WHEN {str(zero).lower()} AND NOT answered THEN '0' ELSE usage_text END"
+            if expressed
+            else f"CASE WHEN {str(zero).lower()} AND NOT answered THEN 0 ELSE dur END"
+        )
         return f"""
         WITH {timed},
         source AS (
@@ -235,6 +252,9 @@ class TemplateQuery:
                         THEN TRY_CAST(usage_text AS BIGINT) END AS dur
             FROM source
         ),
+        amounted AS (
+            SELECT *, {amount_sql} AS usage_amount FROM parsed
+        ),
         checked AS (
             SELECT *,
                    CASE
@@ -245,17 +265,19 @@ class TemplateQuery:
                      -- seconds even where its usage is empty or negative (switches write -1);
                      -- text there still rejects it (a file read with the wrong template, say).
                      WHEN usage_text = '' THEN CASE WHEN {usage_counts} THEN 'missing duration' END
-                     WHEN regexp_full_match(usage_text, '-[0-9]+')
+                     WHEN {usage_checked} AND regexp_full_match(usage_text, '-[0-9]+')
                           THEN CASE WHEN {usage_counts} THEN 'negative duration: ' || usage_text END
-                     WHEN dur IS NULL THEN 'duration is not a whole number of seconds: ' || usage_text
-                     WHEN dur > {MAX_DURATION} THEN 'duration over {MAX_DURATION} seconds: ' || usage_text
+                     WHEN {usage_checked} AND dur IS NULL
+                          THEN 'duration is not a whole number of seconds: ' || usage_text
+                     WHEN {usage_checked} AND dur > {MAX_DURATION}
+                          THEN 'duration over {MAX_DURATION} seconds: ' || usage_text
                      WHEN cld IS NULL THEN 'missing cld (called number)'
                    END AS reject_reason,
                    {answered_sql} AS answered
-            FROM parsed
+            FROM amounted
         )
         SELECT line, source_id, ts AS connect_time,
-               CASE WHEN {str(zero).lower()} AND NOT answered THEN 0 ELSE dur END AS duration,
+               {duration_sql} AS duration,
                coalesce(cli, '') AS cli, cld, coalesce(account, '') AS account,
                coalesce(vendor, '') AS vendor,
                service, extra, CAST(ts AS DATE) AS call_date,
@@ -297,6 +319,9 @@ class TemplateQuery:
         if self.expressions and result.num_rows:
             result, failed = self.rewrite(result)
             rejects.extend(failed)
+        usage = result.schema.get_field_index("duration")
+        if pa.types.is_string(result.schema.field(usage).type):  # an expression's, no row left
+            result = result.set_column(usage, "duration", result.column(usage).cast(pa.int64()))
         return Projected(result, rejects, skipped)
 
     def raw_texts(self, raw: pa.Table, lines: list[int]) -> dict[int, str]:
@@ -351,7 +376,9 @@ class TemplateQuery:
                     rejects.setdefault(line, (line, problems[index], str(value)))
                 failed = pc.or_(failed, bad)
             rewritten = pc.take(pa.array(results, pa.string()), encoded.indices)
-            if not pa.types.is_string(table.schema.field(name).type):  # a checked number: typed back
+            if name == "duration":  # checked whole seconds: typed as the canonical usage
+                rewritten = rewritten.cast(pa.int64())
+            elif not pa.types.is_string(table.schema.field(name).type):  # a checked number: typed back
                 rewritten = rewritten.cast(table.schema.field(name).type)
             table = table.set_column(table.schema.get_field_index(name), name, rewritten)
         return table.filter(pc.invert(failed)), sorted(rejects.values())

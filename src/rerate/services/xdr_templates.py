@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import tomli_w
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -134,3 +135,18 @@ def list_templates(app: App) -> list[dict[str, Any]]:
 def show_template(app: App, name: str) -> dict[str, Any]:
     with app.catalog.reading() as session:
         return find_template(session, name).as_dict()
+
+
+def template_toml(app: App, name: str) -> str:
+    """The template as a TOML file that ``rerate template add`` reads back: a built-in, copied and
+    edited (a time zone, a trunk pattern), becomes the carrier's own."""
+    return tomli_w.dumps(_without_nulls(show_template(app, name)))
+
+
+def _without_nulls(value: Any) -> Any:
+    """TOML has no null: a setting left unset is left out, as a hand-written file leaves it."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
