@@ -76,7 +76,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             for r in reports:
                 table.add_row(
                     Path(r.file).name,
-                    str(r.collection_id or ""),
+                    str(r.collection_id or r.duplicate_of or ""),  # already loaded: as which collection
                     r.state,
                     *(f"{n:,}" for n in (r.read, r.loaded, r.duplicates, r.rejected, r.skipped, r.failed)),
                     f"{r.seconds:.1f}",
