@@ -517,3 +517,24 @@ def test_an_expression_converts_a_usage_in_decimal_minutes(world: App, tmp_path:
     reasons = _reasons(report)
     assert reasons[4].startswith("expressions.duration: ") and "x" in reasons[4]
     assert reasons[5] == "expressions.duration: duration is not a whole number of seconds: 0.60"
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "10/20/26 10:00",
+        "10/20/26 10:00 AM",
+        "10/20/2026 10:00:00 AM",
+        "2026-10-20 10:00 AM",
+        "2026/10/20 10:00",
+    ],
+)
+def test_a_spreadsheets_short_dates_and_12_hour_clock_still_load(
+    world: App, tmp_path: Path, shown: str
+) -> None:
+    """Two-digit years are not read as the years 1 to 99, nor AM/PM dropped."""
+    path = asterisk_resaved(tmp_path / "Master.csv")
+    path.write_text(path.read_text().replace("2026/10/20 10:00", shown))
+    report = _one(world, path, "asterisk-csv")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+    assert _export(world, tmp_path)["1729500000.101"]["connect_time"].startswith("2026-10-20T10:00:00")

@@ -45,9 +45,31 @@ _LOCAL_FORMATS = (
     "%Y/%m/%d %H:%M",
     "%d.%m.%Y %H:%M:%S",
     "%d.%m.%Y %H:%M",
+    # A spreadsheet's 12-hour clock: tried only for what the 24-hour forms above leave unread.
+    "%Y-%m-%d %I:%M:%S %p",
+    "%Y-%m-%d %I:%M %p",
+    "%Y/%m/%d %I:%M:%S %p",
+    "%Y/%m/%d %I:%M %p",
 )
-_MONTH_FIRST = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M")
-_DAY_FIRST = ("%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M")
+
+
+def _slashed(day_month: str) -> tuple[str, ...]:
+    """A spreadsheet's short dates: a two-digit year first (``%Y`` would read ``20`` as the year
+    20), then four digits; a 24-hour or 12-hour clock."""
+    return tuple(
+        f"{day_month}/{year} {clock}"
+        for year in ("%y", "%Y")
+        for clock in ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
+    )
+
+
+_MONTH_FIRST = _slashed("%m/%d")
+_DAY_FIRST = _slashed("%d/%m")
+
+
+def _listed(formats: Sequence[str]) -> str:
+    """A DuckDB list of strptime formats, tried in order."""
+    return "[" + ", ".join(_literal(f) for f in formats) + "]"
 
 
 def _quoted(name: str) -> str:
@@ -140,9 +162,23 @@ class TemplateQuery:
                 )
             case _:
                 zone = self.template.timezone if source.format == "local" else "UTC"
-                formats = [*_LOCAL_FORMATS, *(_DAY_FIRST if self.template.day_first else _MONTH_FIRST)]
-                listed = "[" + ", ".join(_literal(f) for f in formats) + "]"
-                return f"timezone({_literal(zone)}, try_strptime({text}, {listed}))"
+                # A text that starts with a four-digit year and its separator is read by the
+                # year-first forms alone; any other by the rest, whose two-digit years ``%Y`` would
+                # take for years 1 to 99 (2/12/20 as the year 2).
+                year_first = [f for f in _LOCAL_FORMATS if f.startswith("%Y")]
+                others = [
+                    *(f for f in _LOCAL_FORMATS if not f.startswith("%Y")),
+                    *(_DAY_FIRST if self.template.day_first else _MONTH_FIRST),
+                ]
+                starts_with_year = (
+                    f"(TRY_CAST(substr({text}, 1, 4) AS USMALLINT) IS NOT NULL "
+                    f"AND substr({text}, 5, 1) IN ('-', '/'))"
+                )
+                parsed = (
+                    f"CASE WHEN {starts_with_year} THEN try_strptime({text}, {_listed(year_first)}) "
+                    f"ELSE try_strptime({text}, {_listed(others)}) END"
+                )
+                return f"timezone({_literal(zone)}, {parsed})"
 
     @staticmethod
     def _text_sql(source: Source, trims: bool) -> str:
