@@ -168,3 +168,47 @@ def test_a_customer_shows_its_histories(world) -> None:  # type: ignore[no-untyp
     ]
     with pytest.raises(NotFoundError):
         listings.customer(world, "Nobody")
+
+
+def test_the_upgrade_to_autoincrement_rule_ids_starts_above_every_id_the_audit_trail_names(
+    tmp_path: Path,
+) -> None:
+    """A home made before migration 0011: the highest rule was removed, so its id is only in the
+    audit trail; the first rule after the upgrade must not take it again."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from rerate.catalog.database import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+    config = _alembic_config()
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0010")
+        for rule in (1, 2, 3):
+            connection.execute(
+                text(
+                    "INSERT INTO mediation_rules (id, position, kind, match, replace, scope, created_by, "
+                    "created_at) VALUES (:id, :id, 'number', '9', '', 'global', 't', '2026-10-01')"
+                ),
+                {"id": rule},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO audit_log (at, actor, action, subject) "
+                    "VALUES ('2026-10-01', 't', 'mediation.rule_add', :subject)"
+                ),
+                {"subject": f"mediation rule {rule}"},
+            )
+        connection.execute(text("DELETE FROM mediation_rules WHERE id = 3"))
+        command.upgrade(config, "head")
+        connection.execute(
+            text(
+                "INSERT INTO mediation_rules (position, kind, match, replace, scope, created_by, created_at) "
+                "VALUES (40, 'number', '8', '', 'global', 't', '2026-10-02')"
+            )
+        )
+        ids = [row[0] for row in connection.execute(text("SELECT id FROM mediation_rules ORDER BY id"))]
+    engine.dispose()
+    assert ids == [1, 2, 4]

@@ -10,6 +10,8 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
@@ -18,6 +20,7 @@ from rerate.catalog.models import Collection
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import CollectionReport, expand_sources, ingest
+from rerate.services.mediation_trace import trace
 from rerate.services.xdr_templates import add_template, list_templates, show_template, template_toml
 from tests.factories import headed_template, write_xdrs
 from tests.switch_samples import (
@@ -538,3 +541,106 @@ def test_a_spreadsheets_short_dates_and_12_hour_clock_still_load(
     report = _one(world, path, "asterisk-csv")
     assert _counts(report) == (3, 2, 0, 0, 1)
     assert _export(world, tmp_path)["1729500000.101"]["connect_time"].startswith("2026-10-20T10:00:00")
+
+
+def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(world: App, tmp_path: Path) -> None:
+    """Without a disposition column, a call is answered when its usage is above zero: for a usage
+    an expression converts, the seconds it makes decide, not the file's text."""
+    headed_template(world, tmp_path, "rounded", "ms", "duration = 'round(num(value) / 1000)'")
+    path = tmp_path / "rounded.csv"
+    path.write_text(
+        "id,when,ms,called,who\nr1,1792490400,61000,4420794600,acc1\nr2,1792490400,400,4420794600,acc1\n"
+    )
+    assert _counts(_one(world, path, "rounded")) == (2, 1, 0, 0, 1)
+    outcomes = {row["line"]: row["outcome"] for row in trace(world, path, "rounded")}
+    assert outcomes[3] == "skipped: not answered"
+
+
+def test_an_unanswered_call_without_a_usage_still_needs_its_called_number(world: App, tmp_path: Path) -> None:
+    """Excusing the usage of an unanswered call does not excuse the rest of its row."""
+    template = tmp_path / "zero.toml"
+    builtin = (Path(__file__).parents[2] / "src/rerate/templates/asterisk-csv.toml").read_text()
+    template.write_text(builtin.replace('name = "asterisk-csv"', 'name = "x"\nunanswered = "zero"'))
+    add_template(world, "asterisk-all", template)
+    path = asterisk_csv(tmp_path / "Master.csv")
+    lines = path.read_text().splitlines()
+    unanswered = next(csv.reader([lines[2]]))
+    unanswered[2], unanswered[13] = "", "-1"  # dst, billsec
+    with path.open("w", newline="") as handle:
+        handle.write("\n".join(lines[:2]) + "\n")
+        csv.writer(handle, lineterminator="\n").writerow(unanswered)
+    report = _one(world, path, "asterisk-all")
+    assert _counts(report) == (3, 2, 0, 1, 0)
+    assert _reasons(report) == {3: "missing cld (called number)"}
+
+
+def test_a_stray_quote_inside_the_first_rows_field_does_not_carry_it_over(world: App, tmp_path: Path) -> None:
+    """Only a quote that opens a field starts a quoted field (as the row reader has it)."""
+    path = asterisk_csv(tmp_path / "Master.csv")
+    path.write_text(path.read_text().replace('"""Desk 1001"" <1001>"', 'Desk 12" monitor', 1))
+    assert _counts(_one(world, path, "asterisk-csv")) == (3, 2, 0, 0, 1)
+
+
+def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "typed.toml"
+    settings = [
+        "[source]",
+        "header = false",
+        "type_row = true",
+        'columns = ["id", "when", "secs", "called", "who"]',
+        "[fields]",
+        'source_id = "id"',
+        'connect_time = { column = "when", format = "epoch" }',
+        'duration = "secs"',
+        'cld = "called"',
+        'account = "who"',
+        'vendor = { value = "gw1" }',
+    ]
+    template.write_text("\n".join(settings) + "\n")
+    add_template(world, "typed", template)
+    path = tmp_path / "typed.csv"
+    path.write_text(
+        "VARCHAR(20),INTEGER,INTEGER,VARCHAR(20),NVARCHAR(MAX)\nt1,1792490400,60,4420794600,acc1\n"
+    )
+    report = _one(world, path, "typed")
+    assert _counts(report) == (1, 1, 0, 0, 0) and _reasons(report) == {}
+
+
+HASHED_CALLER = """
+[source]
+header = true
+[fields]
+source_id = { hash = ["when", "called", "caller"] }
+connect_time = { column = "when", format = "epoch" }
+duration = "secs"
+cld = "called"
+account = "who"
+vendor = { value = "gw1" }
+"""
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_bytes_read_only_into_a_hashed_id_load_alike_from_csv_and_parquet(
+    world: App, tmp_path: Path, kind: str
+) -> None:
+    """A caller name in Latin-1 or with a NUL, in any chunk: hashed as U+FFFD, never a reject."""
+    template = tmp_path / "hashed.toml"
+    template.write_text(HASHED_CALLER)
+    add_template(world, "hashed", template)
+    names = ["when", "secs", "called", "who", "caller"]
+    rows = [
+        [b"1792490400", b"60", b"4420794600", b"acc1", b"M\xfcller"],
+        [b"1792490401", b"60", b"4420794600", b"acc1", b"De\x00sk"],
+        [b"1792490402", b"60", b"4420794600", b"acc1", b"plain"],
+    ]
+    path = tmp_path / f"calls.{kind}"
+    if kind == "csv":
+        path.write_bytes(
+            b",".join(n.encode() for n in names) + b"\n" + b"".join(b",".join(r) + b"\n" for r in rows)
+        )
+    else:
+        pq.write_table(
+            pa.table({n: pa.array([r[i] for r in rows], pa.binary()) for i, n in enumerate(names)}), path
+        )
+    report = _one(world, path, "hashed")
+    assert _counts(report) == (3, 3, 0, 0, 0), _reasons(report)

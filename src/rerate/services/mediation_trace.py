@@ -168,6 +168,7 @@ def _traced(
     if source.query.expressions and typed.num_rows:  # as ingest reads them
         typed, refused = source.query.rewrite(typed)
         rewritten = {line: reason for line, reason, _ in refused}
+        typed, _ = source.query.answered(typed)  # left out: shown as skipped below
     outcome: dict[int, dict[str, Any]] = {}
     if typed.num_rows:
         ruled = mediation.rules.apply(typed, strip_numbers(typed.column("cld"))[0])

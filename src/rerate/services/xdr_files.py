@@ -15,6 +15,7 @@ import codecs
 import csv
 import gzip
 import io
+import itertools
 import lzma
 import queue
 import re
@@ -211,14 +212,15 @@ class XdrFile:
             else:
                 yield raw, raw
 
-    def _first_line(self) -> str:
-        """The header, or for a file without one its first row that is not blank.
+    def _first_row(self) -> list[str]:
+        """The header's names, or for a file without one the fields of its first row that is not
+        blank.
 
         A headerless file's first row only tells how many fields the rows have: a byte that is
         not UTF-8 in it (a caller name) is its row's problem, met again when the rows are read.
-        A quoted line break in that row carries it over to the next line, as the reader does.
-        Reading it also tells whether a template's row of column types is there (see
-        :func:`_is_type_row`).
+        The CSV reader decides where that row ends, as it does for the rows themselves: a quoted
+        line break carries it over to the next line, a stray quote inside a field does not.
+        Reading it also tells whether the template's row of column types is there.
         """
         with self._open() as (stream, _):
             first = stream.readline()
@@ -231,34 +233,38 @@ class XdrFile:
                     f'{self.path.name} is UTF-16 text (a spreadsheet\'s "Unicode text"), not UTF-8: '
                     "save it as CSV UTF-8"
                 )
-            quote = self.template.quote.encode()
-            while quote and first.count(quote) % 2 and len(first) < _MOST_CARRIED:
-                more = stream.readline()
-                if not more:
-                    break
-                first += more
-            if self.template.type_row:
-                self.type_row = _is_type_row(stream.readline(), self.template.delimiter, self.template.quote)
+            text = self._decoded(first)
+            if not text.strip():
+                what = "a header row" if self.template.header else "XDR rows"
+                raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
+            reader = csv.reader(
+                itertools.chain([text], _continued(stream)),
+                delimiter=self.template.delimiter,
+                quotechar=self.template.quote,
+            )
+            try:
+                fields = next(reader)
+            except csv.Error as exc:  # most likely a file whose lines end with a carriage return alone
+                raise InvalidInputError(
+                    f"{self.path.name}: its first line cannot be read as CSV ({exc}); a file whose lines "
+                    "end in a carriage return alone (old Mac format) must be re-saved with LF or CRLF "
+                    "line ends"
+                ) from exc
+            if self.template.type_row:  # without a header, the row of types is the first row
+                types = stream.readline() if self.template.header else first
+                self.type_row = _is_type_row(types, self.template.delimiter, self.template.quote)
+        return fields
+
+    def _decoded(self, line: bytes) -> str:
         if not self.template.header:
-            return first.decode("utf-8-sig", errors="replace")
+            return line.decode("utf-8-sig", errors="replace")
         try:
-            return first.decode("utf-8-sig")
+            return line.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"{self.path.name} is not UTF-8 text") from exc
 
     def _text_columns(self, canonical: bool) -> list[str]:
-        text = self._first_line()
-        if not text.strip():
-            what = "a header row" if self.template.header else "XDR rows"
-            raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
-        try:
-            reader = csv.reader([text], delimiter=self.template.delimiter, quotechar=self.template.quote)
-            fields = next(reader)
-        except csv.Error as exc:  # most likely a file whose lines end with a carriage return alone
-            raise InvalidInputError(
-                f"{self.path.name}: its first line cannot be read as CSV ({exc}); a file whose lines end "
-                "in a carriage return alone (old Mac format) must be re-saved with LF or CRLF line ends"
-            ) from exc
+        fields = self._first_row()
         if self.template.header:
             return _check_header(self.path.name, fields, canonical)
         layout = self.template.columns
@@ -304,6 +310,7 @@ class XdrFile:
         Parquet writers may store any bytes as text; the CSV reader checks its rows itself.
         """
         bad: np.ndarray | None = None
+        hashed = self.template.hashed_only()
         for name in self.query.needed:
             column = rows.column(name)
             try:
@@ -312,6 +319,10 @@ class XdrFile:
             except pa.ArrowInvalid:
                 pass
             values = column.cast(pa.binary()).to_pylist()
+            if name in hashed:  # read only into a hashed id: its bytes are hashed as U+FFFD
+                texts = [v if v is None else _hashable(v.decode("utf-8", "surrogateescape")) for v in values]
+                rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(texts, pa.string()))
+                continue
             found = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
             bad = found if bad is None else bad | found
         if bad is None or not bad.any():
@@ -420,14 +431,10 @@ class XdrFile:
         # only those): a caller name in Latin-1 in an unread column does not reject the call, nor
         # does one read only into a hashed id, where its bytes are hashed as U+FFFD (the same
         # each time the file is read).  Most chunks hold none: then no row is searched.
-        bad_text = bool(_NOT_UTF8.search(text))
-        hashed = self.template.hashed_only() if bad_text else set()
-        read = (
-            [i for i, name in enumerate(self.columns) if name in wanted and name not in hashed]
-            if bad_text or "\x00" in text
-            else []
-        )
-        lenient = [i for i, name in enumerate(self.columns) if name in hashed and name in wanted]
+        damaged = bool(_NOT_UTF8.search(text)) or "\x00" in text
+        hashed = self.template.hashed_only()
+        read = [i for i, name in enumerate(self.columns) if name in wanted - hashed] if damaged else []
+        lenient = [i for i, name in enumerate(self.columns) if name in wanted & hashed] if damaged else []
         values: list[list[str]] = [[] for _ in range(width)]
         lines: list[int] = []
         rejects: list[Reject] = []
@@ -463,14 +470,30 @@ class XdrFile:
             else:
                 fields = record if len(record) == width else (record + [""] * width)[:width]
                 for i in lenient:
-                    if _NOT_UTF8.search(fields[i]):
-                        fields[i] = fields[i].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    fields[i] = _hashable(fields[i])
                 for column, value in zip(values, fields, strict=True):
                     column.append(value)
                 lines.append(start)
         arrays = [pa.array(v, pa.string()) for v, c in zip(values, self.columns, strict=True) if c in wanted]
         table = pa.table([*arrays, pa.array(lines, pa.int64())], names=[*self.query.needed, LINE])
         return RawBatch(table, rejects)
+
+
+def _hashable(value: str) -> str:
+    """A field read only into a hashed id, with each byte that is not UTF-8 (and each NUL) as
+    U+FFFD: the same text each time the file is read."""
+    if not _NOT_UTF8.search(value) and "\x00" not in value:
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def _continued(stream: _Readable) -> Iterator[str]:
+    """The lines after a first row, for a quoted field that runs on: bounded, so that a stray
+    quote never pulls the whole file in."""
+    carried = 0
+    while carried < _MOST_CARRIED and (line := stream.readline()):
+        carried += len(line)
+        yield line.decode("utf-8", errors="replace")
 
 
 def _is_utf16(line: bytes) -> bool:
@@ -480,7 +503,7 @@ def _is_utf16(line: bytes) -> bool:
 
 
 #: A column type as a CUCM file's second row names it: INTEGER, VARCHAR(50), UNIQUEIDENTIFIER.
-_COLUMN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\(\s*\d+(\s*,\s*\d+)?\s*\))?")
+_COLUMN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\(\s*(\d+|MAX)(\s*,\s*\d+)?\s*\))?", re.IGNORECASE)
 
 
 def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
@@ -492,7 +515,10 @@ def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
     text = line.decode("utf-8", errors="replace").strip()
     if not text:
         return False
-    fields = next(csv.reader([text], delimiter=delimiter, quotechar=quote or None), [])
+    try:
+        fields = next(csv.reader([text], delimiter=delimiter, quotechar=quote or None), [])
+    except csv.Error:  # a carriage return alone, say: no row of types
+        return False
     named = [f.strip() for f in fields if f.strip()]
     return bool(named) and all(_COLUMN_TYPE.fullmatch(f) for f in named)
 

@@ -239,14 +239,17 @@ class TemplateQuery:
         ]
         time_text_sql = f"CASE {' '.join(time_text)} ELSE '' END" if time_text else "''"
         answered = self.template.answered
+        # An expression on the usage gets the file's text (decimal minutes, say) and its result is
+        # checked as a file's usage is (:meth:`rewrite`).
+        expressed = "duration" in self.expressions
         if answered.column:  # read in the first step, where the file's columns are
             values = ", ".join(_literal(v) for v in answered.values)
             marked_sql = f"coalesce({_trim(_quoted(answered.column), trims)} IN ({values}), false)"
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
-            # Text that is no amount is the expression's to read, or to reject.
-            answered_sql = "coalesce(usage_amount > 0, usage_amount IS NULL AND usage_text <> '')"
+            # Usage above zero; an expression's seconds are judged once it ran (:meth:`answered`).
+            answered_sql = "true" if expressed else "coalesce(dur > 0, false)"
         extra_sql = (
             "json_object(" + ", ".join(f"{_literal(c)}, {_quoted(c)}" for c in self.others) + ")::VARCHAR"
             if self.others
@@ -254,11 +257,6 @@ class TemplateQuery:
         )
         zero = self.template.unanswered == "zero"
         usage_counts = "marked_answered IS DISTINCT FROM false"
-        # An expression on the usage gets the file's text (decimal minutes, say) and its result is
-        # checked as a file's usage is (:meth:`rewrite`); the text's amount still tells whether a
-        # call without a disposition column was answered.
-        expressed = "duration" in self.expressions
-        amount_sql = "TRY_CAST(usage_text AS DECIMAL(38, 9))" if expressed else "dur"
         usage_checked = "false" if expressed else "true"
         duration_sql = (
             f"CASE WHEN {str(zero).lower()} AND NOT answered THEN '0' ELSE usage_text END"
@@ -288,8 +286,11 @@ class TemplateQuery:
                         THEN TRY_CAST(usage_text AS BIGINT) END AS dur
             FROM source
         ),
-        amounted AS (
-            SELECT *, {amount_sql} AS usage_amount FROM parsed
+        signed AS (
+            SELECT *,
+                   CASE WHEN dur IS NULL THEN regexp_full_match(usage_text, '-[0-9]+') ELSE false END
+                       AS negative_usage
+            FROM parsed
         ),
         checked AS (
             SELECT *,
@@ -298,19 +299,20 @@ class TemplateQuery:
                      WHEN time_text = '' AND ts IS NULL THEN 'missing connect_time'
                      WHEN ts IS NULL THEN 'connect_time is not a time: ' || time_text
                      -- A call its disposition marks unanswered is skipped or loaded with zero
-                     -- seconds even where its usage is empty or negative (switches write -1);
-                     -- text there still rejects it (a file read with the wrong template, say).
-                     WHEN usage_text = '' THEN CASE WHEN {usage_counts} THEN 'missing duration' END
-                     WHEN {usage_checked} AND regexp_full_match(usage_text, '-[0-9]+')
-                          THEN CASE WHEN {usage_counts} THEN 'negative duration: ' || usage_text END
-                     WHEN {usage_checked} AND dur IS NULL
+                     -- seconds even where its usage is empty or negative (switches write -1):
+                     -- such a row goes on to the checks below.  Text there still rejects it (a
+                     -- file read with the wrong template, say).
+                     WHEN usage_text = '' AND {usage_counts} THEN 'missing duration'
+                     WHEN {usage_checked} AND negative_usage AND {usage_counts}
+                          THEN 'negative duration: ' || usage_text
+                     WHEN {usage_checked} AND dur IS NULL AND usage_text <> '' AND NOT negative_usage
                           THEN 'duration is not a whole number of seconds: ' || usage_text
                      WHEN {usage_checked} AND dur > {MAX_DURATION}
                           THEN 'duration over {MAX_DURATION} seconds: ' || usage_text
                      WHEN cld IS NULL THEN 'missing cld (called number)'
                    END AS reject_reason,
                    {answered_sql} AS answered
-            FROM amounted
+            FROM signed
         )
         SELECT line, source_id, ts AS connect_time,
                {duration_sql} AS duration,
@@ -358,7 +360,22 @@ class TemplateQuery:
         usage = result.schema.get_field_index("duration")
         if pa.types.is_string(result.schema.field(usage).type):  # an expression's, no row left
             result = result.set_column(usage, "duration", result.column(usage).cast(pa.int64()))
-        return Projected(result, rejects, skipped)
+        result, unanswered = self.answered(result)
+        return Projected(result, rejects, skipped + unanswered)
+
+    def answered(self, rewritten: pa.Table) -> tuple[pa.Table, int]:
+        """``rewritten`` less the calls the template skips as unanswered that only its usage
+        expression's result tells (zero seconds, with no disposition column), and how many."""
+        if (
+            "duration" not in self.expressions
+            or self.template.answered.column
+            or self.template.unanswered != "skip"
+            or rewritten.num_rows == 0
+        ):
+            return rewritten, 0
+        unanswered = pc.fill_null(pc.equal(rewritten.column("duration"), 0), False)
+        count = int(pc.sum(pc.cast(unanswered, pa.int64())).as_py() or 0)
+        return (rewritten.filter(pc.invert(unanswered)), count) if count else (rewritten, 0)
 
     def raw_texts(self, raw: pa.Table, lines: list[int]) -> dict[int, str]:
         """The rows of ``lines`` as the file had them: the fields the template reads (all of them

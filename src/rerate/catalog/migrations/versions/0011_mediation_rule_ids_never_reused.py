@@ -28,6 +28,20 @@ def upgrade() -> None:
         "mediation_rules", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ):
         pass
+    # A rule removed before this upgrade may have held a higher id, named in the audit trail:
+    # the next rule starts above it too.
+    op.execute("DELETE FROM sqlite_sequence WHERE name = 'mediation_rules'")  # no key to replace by
+    op.execute(
+        """
+        INSERT INTO sqlite_sequence (name, seq)
+        SELECT 'mediation_rules', max(seq) FROM (
+            SELECT coalesce(max(id), 0) AS seq FROM mediation_rules
+            UNION ALL
+            SELECT coalesce(max(CAST(substr(subject, 16) AS INTEGER)), 0) FROM audit_log
+            WHERE subject LIKE 'mediation rule %'
+        )
+        """
+    )
 
 
 def downgrade() -> None:
