@@ -543,17 +543,34 @@ def test_a_spreadsheets_short_dates_and_12_hour_clock_still_load(
     assert _export(world, tmp_path)["1729500000.101"]["connect_time"].startswith("2026-10-20T10:00:00")
 
 
-def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(world: App, tmp_path: Path) -> None:
-    """Without a disposition column, a call is answered when its usage is above zero: for a usage
-    an expression converts, the seconds it makes decide, not the file's text."""
+@pytest.mark.parametrize("unanswered", ["skip", "zero"])
+def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
+    world: App, tmp_path: Path, unanswered: str
+) -> None:
+    """Without a disposition column, a call is answered when its usage is above zero: a usage of
+    -1 (as switches write) is unanswered, and for any other the expression's seconds decide."""
     headed_template(world, tmp_path, "rounded", "ms", "duration = 'round(num(value) / 1000)'")
+    template = tmp_path / "rounded.toml"
+    template.write_text(f'unanswered = "{unanswered}"\n' + template.read_text())
+    add_template(world, "rounded", template)
+    usages = {"r1": "61000", "r2": "400", "r3": "-1"}
     path = tmp_path / "rounded.csv"
     path.write_text(
-        "id,when,ms,called,who\nr1,1792490400,61000,4420794600,acc1\nr2,1792490400,400,4420794600,acc1\n"
+        "id,when,ms,called,who\n"
+        + "".join(f"{i},1792490400,{u},4420794600,acc1\n" for i, u in usages.items())
     )
-    assert _counts(_one(world, path, "rounded")) == (2, 1, 0, 0, 1)
+    report = _one(world, path, "rounded")
     outcomes = {row["line"]: row["outcome"] for row in trace(world, path, "rounded")}
-    assert outcomes[3] == "skipped: not answered"
+    if unanswered == "skip":
+        assert _counts(report) == (3, 1, 0, 0, 2)
+        assert outcomes[3] == outcomes[4] == "skipped: not answered"
+    else:
+        assert _counts(report) == (3, 3, 0, 0, 0)
+        assert {r["source_id"]: r["duration"] for r in _export(world, tmp_path).values()} == {
+            "r1": "61",
+            "r2": "0",
+            "r3": "0",
+        }
 
 
 def test_an_unanswered_call_without_a_usage_still_needs_its_called_number(world: App, tmp_path: Path) -> None:
@@ -581,7 +598,9 @@ def test_a_stray_quote_inside_the_first_rows_field_does_not_carry_it_over(world:
     assert _counts(_one(world, path, "asterisk-csv")) == (3, 2, 0, 0, 1)
 
 
-def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path: Path) -> None:
+@pytest.mark.parametrize("before", ["", "\ufeff", "\n\n"])
+def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path: Path, before: str) -> None:
+    """Also after a spreadsheet's byte-order mark, or blank lines."""
     template = tmp_path / "typed.toml"
     settings = [
         "[source]",
@@ -600,7 +619,7 @@ def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path
     add_template(world, "typed", template)
     path = tmp_path / "typed.csv"
     path.write_text(
-        "VARCHAR(20),INTEGER,INTEGER,VARCHAR(20),NVARCHAR(MAX)\nt1,1792490400,60,4420794600,acc1\n"
+        before + "VARCHAR(20),INTEGER,INTEGER,VARCHAR(20),NVARCHAR(MAX)\nt1,1792490400,60,4420794600,acc1\n"
     )
     report = _one(world, path, "typed")
     assert _counts(report) == (1, 1, 0, 0, 0) and _reasons(report) == {}
@@ -644,3 +663,30 @@ def test_bytes_read_only_into_a_hashed_id_load_alike_from_csv_and_parquet(
         )
     report = _one(world, path, "hashed")
     assert _counts(report) == (3, 3, 0, 0, 0), _reasons(report)
+
+
+def test_a_nul_read_only_into_a_hashed_id_gives_the_same_id_from_csv_and_parquet(
+    world: App, tmp_path: Path
+) -> None:
+    """A Parquet text column with a NUL is valid UTF-8: it is still hashed as the CSV's is."""
+    template = tmp_path / "hashed.toml"
+    template.write_text(HASHED_CALLER)
+    add_template(world, "hashed", template)
+    rows = {"when": ["1792490400", "1792490401"], "secs": ["60", "60"], "called": ["4420794600"] * 2}
+    rows |= {"who": ["acc1", "acc1"], "caller": ["De\x00sk", "plain"]}
+    csv_path = tmp_path / "calls.csv"
+    lines = [",".join(rows), *(",".join(r) for r in zip(*rows.values(), strict=True))]
+    csv_path.write_text("\n".join(lines) + "\n")
+    assert _counts(_one(world, csv_path, "hashed")) == (2, 2, 0, 0, 0)
+    parquet_path = tmp_path / "calls.parquet"
+    pq.write_table(pa.table({n: pa.array(v, pa.string()) for n, v in rows.items()}), parquet_path)
+    assert _counts(_one(world, parquet_path, "hashed")) == (2, 0, 2, 0, 0)  # the same calls: duplicates
+
+
+def test_a_header_with_a_quoted_line_break_is_passed_over_whole(world: App, tmp_path: Path) -> None:
+    path = cucm(tmp_path / "cdr_StandAloneCluster_01_202610201000_3")
+    path.write_text(path.read_text().replace('"origSpan"', '"orig\nSpan"', 1))
+    report = _one(world, path, "cucm")
+    assert _counts(report) == (3, 2, 0, 0, 1)
+    first = next(r for r in _export(world, tmp_path).values() if r["cld"] == "4420794600")
+    assert first["line"] == "4"  # two lines of header, then the row of types

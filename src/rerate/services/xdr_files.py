@@ -148,6 +148,9 @@ class XdrFile:
         self.compression = COMPRESSED.get(path.suffix.lower())
         #: Whether the file has the template's row of column types (CUCM), found when it is opened.
         self.type_row = False
+        #: Lines the reader passes over before the rows (a header, blank lines above a headerless
+        #: file's row of types, that row), found when the file is opened.
+        self.preamble_lines = 0
         inner = Path(path.stem) if self.compression else path
         if self.compression == "zip":
             self.member = _only_member(path)
@@ -224,10 +227,12 @@ class XdrFile:
         """
         with self._open() as (stream, _):
             first = stream.readline()
+            blank = 0
             for _ in range(_BLANK_LINES_SKIPPED):
                 if self.template.header or first.strip():
                     break
                 first = stream.readline()
+                blank += 1
             if _is_utf16(first):
                 raise InvalidInputError(
                     f'{self.path.name} is UTF-16 text (a spreadsheet\'s "Unicode text"), not UTF-8: '
@@ -237,8 +242,9 @@ class XdrFile:
             if not text.strip():
                 what = "a header row" if self.template.header else "XDR rows"
                 raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
+            carried: list[str] = []
             reader = csv.reader(
-                itertools.chain([text], _continued(stream)),
+                itertools.chain([text], _continued(stream, carried)),
                 delimiter=self.template.delimiter,
                 quotechar=self.template.quote,
             )
@@ -253,6 +259,10 @@ class XdrFile:
             if self.template.type_row:  # without a header, the row of types is the first row
                 types = stream.readline() if self.template.header else first
                 self.type_row = _is_type_row(types, self.template.delimiter, self.template.quote)
+        if self.template.header:
+            self.preamble_lines = 1 + len(carried) + (1 if self.type_row else 0)
+        elif self.type_row:
+            self.preamble_lines = blank + 1
         return fields
 
     def _decoded(self, line: bytes) -> str:
@@ -315,14 +325,17 @@ class XdrFile:
             column = rows.column(name)
             try:
                 column.validate(full=True)
-                continue
+                valid = True
             except pa.ArrowInvalid:
-                pass
-            values = column.cast(pa.binary()).to_pylist()
-            if name in hashed:  # read only into a hashed id: its bytes are hashed as U+FFFD
-                texts = [v if v is None else _hashable(v.decode("utf-8", "surrogateescape")) for v in values]
-                rows = rows.set_column(rows.schema.get_field_index(name), name, pa.array(texts, pa.string()))
+                valid = False
+            if name in hashed:  # read only into a hashed id: bad bytes and NULs hashed as U+FFFD
+                raw = column.cast(pa.binary())
+                if not valid or pc.any(pc.match_substring(raw, b"\x00")).as_py():
+                    rows = rows.set_column(rows.schema.get_field_index(name), name, _hashable_column(raw))
                 continue
+            if valid:
+                continue
+            values = column.cast(pa.binary()).to_pylist()
             found = np.array([v is not None and not _is_utf8(v) for v in values], dtype=bool)
             bad = found if bad is None else bad | found
         if bad is None or not bad.any():
@@ -347,7 +360,7 @@ class XdrFile:
 
     def _csv_batches(self) -> Iterator[RawBatch]:
         with self._open() as (handle, on_disk):
-            skipped = (1 if self.template.header else 0) + (1 if self.type_row else 0)
+            skipped = self.preamble_lines
             for _ in range(skipped):
                 handle.readline()
             next_line = skipped + 1
@@ -487,13 +500,20 @@ def _hashable(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
-def _continued(stream: _Readable) -> Iterator[str]:
-    """The lines after a first row, for a quoted field that runs on: bounded, so that a stray
-    quote never pulls the whole file in."""
-    carried = 0
-    while carried < _MOST_CARRIED and (line := stream.readline()):
-        carried += len(line)
-        yield line.decode("utf-8", errors="replace")
+def _hashable_column(raw: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A binary column read only into a hashed id, as text (:func:`_hashable`)."""
+    texts = [v if v is None else _hashable(v.decode("utf-8", "surrogateescape")) for v in raw.to_pylist()]
+    return pa.array(texts, pa.string())
+
+
+def _continued(stream: _Readable, carried: list[str]) -> Iterator[str]:
+    """The lines after a first row, for a quoted field that runs on (each one read is kept in
+    ``carried``): bounded, so that a stray quote never pulls the whole file in."""
+    size = 0
+    while size < _MOST_CARRIED and (line := stream.readline()):
+        size += len(line)
+        carried.append(line.decode("utf-8", errors="replace"))
+        yield carried[-1]
 
 
 def _is_utf16(line: bytes) -> bool:
@@ -512,7 +532,7 @@ def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
     Exports without that row exist (a mediator's, or a file cut and re-saved); a call's row always
     holds numbers (its record type, its times), which no type name is.
     """
-    text = line.decode("utf-8", errors="replace").strip()
+    text = line.decode("utf-8-sig", errors="replace").strip()  # a spreadsheet's byte-order mark
     if not text:
         return False
     try:

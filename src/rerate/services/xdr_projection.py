@@ -248,8 +248,14 @@ class TemplateQuery:
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
-            # Usage above zero; an expression's seconds are judged once it ran (:meth:`answered`).
-            answered_sql = "true" if expressed else "coalesce(dur > 0, false)"
+            # Usage above zero.  A usage an expression converts: a number at or below zero (-1,
+            # as switches write) is unanswered, any other text the expression's to read, and
+            # seconds it makes of zero make the call unanswered then (:meth:`answered`).
+            answered_sql = (
+                "coalesce(TRY_CAST(usage_text AS DECIMAL(38, 9)) > 0, usage_text <> '')"
+                if expressed
+                else "coalesce(dur > 0, false)"
+            )
         extra_sql = (
             "json_object(" + ", ".join(f"{_literal(c)}, {_quoted(c)}" for c in self.others) + ")::VARCHAR"
             if self.others
@@ -259,7 +265,7 @@ class TemplateQuery:
         usage_counts = "marked_answered IS DISTINCT FROM false"
         usage_checked = "false" if expressed else "true"
         duration_sql = (
-            f"CASE WHEN {str(zero).lower()} AND NOT answered THEN '0' ELSE usage_text END"
+            f"CASE WHEN {str(zero).lower()} AND NOT answered THEN NULL ELSE usage_text END"
             if expressed
             else f"CASE WHEN {str(zero).lower()} AND NOT answered THEN 0 ELSE dur END"
         )
@@ -429,8 +435,8 @@ class TemplateQuery:
                     rejects.setdefault(line, (line, problems[index], str(value)))
                 failed = pc.or_(failed, bad)
             rewritten = pc.take(pa.array(results, pa.string()), encoded.indices)
-            if name == "duration":  # checked whole seconds: typed as the canonical usage
-                rewritten = rewritten.cast(pa.int64())
+            if name == "duration":  # checked whole seconds; none (a call loaded unanswered): zero
+                rewritten = pc.fill_null(rewritten.cast(pa.int64()), 0)
             elif not pa.types.is_string(table.schema.field(name).type):  # a checked number: typed back
                 rewritten = rewritten.cast(table.schema.field(name).type)
             table = table.set_column(table.schema.get_field_index(name), name, rewritten)
