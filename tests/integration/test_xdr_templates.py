@@ -598,9 +598,8 @@ def test_a_stray_quote_inside_the_first_rows_field_does_not_carry_it_over(world:
     assert _counts(_one(world, path, "asterisk-csv")) == (3, 2, 0, 0, 1)
 
 
-@pytest.mark.parametrize("before", ["", "\ufeff", "\n\n"])
-def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path: Path, before: str) -> None:
-    """Also after a spreadsheet's byte-order mark, or blank lines."""
+def _typed_template(world: App, tmp_path: Path) -> None:
+    """A headerless layout with a row of types: id, when, secs, called, who."""
     template = tmp_path / "typed.toml"
     settings = [
         "[source]",
@@ -617,6 +616,31 @@ def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path
     ]
     template.write_text("\n".join(settings) + "\n")
     add_template(world, "typed", template)
+
+
+def test_a_first_call_whose_first_line_looks_like_types_is_still_a_call(world: App, tmp_path: Path) -> None:
+    """The row of types is judged on the first row, not on the first line of a row that runs on."""
+    _typed_template(world, tmp_path)
+    path = tmp_path / "typed.csv"
+    path.write_text('"T\nX",1792490400,60,4420794600,acc1\nt2,1792490400,60,4420794600,acc1\n')
+    report = _one(world, path, "typed")
+    assert _counts(report) == (2, 2, 0, 0, 0)
+    assert "T\nX" in {r["source_id"] for r in _export(world, tmp_path).values()}
+
+
+def test_a_header_whose_quote_is_never_closed_is_an_error_not_an_empty_file(
+    world: App, tmp_path: Path
+) -> None:
+    path = tmp_path / "calls.csv"
+    path.write_text('when,secs,called,who,caller,"note\n1792490400,60,4420794600,acc1,x,y\n')
+    (report,) = ingest(world, [path], template=_hashed_template(world, tmp_path))
+    assert report.state == "error" and "never closed" in str(report.error)
+
+
+@pytest.mark.parametrize("before", ["", "\ufeff", "\n\n", "\ufeff\n"])
+def test_a_headerless_layouts_row_of_types_is_its_first_row(world: App, tmp_path: Path, before: str) -> None:
+    """Also after a spreadsheet's byte-order mark, or blank lines."""
+    _typed_template(world, tmp_path)
     path = tmp_path / "typed.csv"
     path.write_text(
         before + "VARCHAR(20),INTEGER,INTEGER,VARCHAR(20),NVARCHAR(MAX)\nt1,1792490400,60,4420794600,acc1\n"
@@ -638,14 +662,20 @@ vendor = { value = "gw1" }
 """
 
 
+def _hashed_template(world: App, tmp_path: Path) -> str:
+    """Saves :data:`HASHED_CALLER` as ``hashed``: an id hashed from the time, number and caller."""
+    template = tmp_path / "hashed.toml"
+    template.write_text(HASHED_CALLER)
+    add_template(world, "hashed", template)
+    return "hashed"
+
+
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_bytes_read_only_into_a_hashed_id_load_alike_from_csv_and_parquet(
     world: App, tmp_path: Path, kind: str
 ) -> None:
     """A caller name in Latin-1 or with a NUL, in any chunk: hashed as U+FFFD, never a reject."""
-    template = tmp_path / "hashed.toml"
-    template.write_text(HASHED_CALLER)
-    add_template(world, "hashed", template)
+    _hashed_template(world, tmp_path)
     names = ["when", "secs", "called", "who", "caller"]
     rows = [
         [b"1792490400", b"60", b"4420794600", b"acc1", b"M\xfcller"],
@@ -669,9 +699,7 @@ def test_a_nul_read_only_into_a_hashed_id_gives_the_same_id_from_csv_and_parquet
     world: App, tmp_path: Path
 ) -> None:
     """A Parquet text column with a NUL is valid UTF-8: it is still hashed as the CSV's is."""
-    template = tmp_path / "hashed.toml"
-    template.write_text(HASHED_CALLER)
-    add_template(world, "hashed", template)
+    _hashed_template(world, tmp_path)
     rows = {"when": ["1792490400", "1792490401"], "secs": ["60", "60"], "called": ["4420794600"] * 2}
     rows |= {"who": ["acc1", "acc1"], "caller": ["De\x00sk", "plain"]}
     csv_path = tmp_path / "calls.csv"

@@ -221,15 +221,14 @@ class XdrFile:
 
         A headerless file's first row only tells how many fields the rows have: a byte that is
         not UTF-8 in it (a caller name) is its row's problem, met again when the rows are read.
-        The CSV reader decides where that row ends, as it does for the rows themselves: a quoted
-        line break carries it over to the next line, a stray quote inside a field does not.
-        Reading it also tells whether the template's row of column types is there.
+        Reading it also tells whether the template's row of column types is there, and how many
+        lines come before the rows (:attr:`preamble_lines`).
         """
         with self._open() as (stream, _):
             first = stream.readline()
             blank = 0
             for _ in range(_BLANK_LINES_SKIPPED):
-                if self.template.header or first.strip():
+                if self.template.header or first.removeprefix(codecs.BOM_UTF8).strip():
                     break
                 first = stream.readline()
                 blank += 1
@@ -242,28 +241,47 @@ class XdrFile:
             if not text.strip():
                 what = "a header row" if self.template.header else "XDR rows"
                 raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
-            carried: list[str] = []
-            reader = csv.reader(
-                itertools.chain([text], _continued(stream, carried)),
-                delimiter=self.template.delimiter,
-                quotechar=self.template.quote,
-            )
-            try:
-                fields = next(reader)
-            except csv.Error as exc:  # most likely a file whose lines end with a carriage return alone
-                raise InvalidInputError(
-                    f"{self.path.name}: its first line cannot be read as CSV ({exc}); a file whose lines "
-                    "end in a carriage return alone (old Mac format) must be re-saved with LF or CRLF "
-                    "line ends"
-                ) from exc
-            if self.template.type_row:  # without a header, the row of types is the first row
-                types = stream.readline() if self.template.header else first
-                self.type_row = _is_type_row(types, self.template.delimiter, self.template.quote)
-        if self.template.header:
-            self.preamble_lines = 1 + len(carried) + (1 if self.type_row else 0)
-        elif self.type_row:
-            self.preamble_lines = blank + 1
+            fields, carried = self._parsed_first(text, stream)
+            if self.template.header:
+                self.type_row = self.template.type_row and _is_type_row(
+                    stream.readline(), self.template.delimiter, self.template.quote
+                )
+                self.preamble_lines = 1 + carried + (1 if self.type_row else 0)
+            elif self.template.type_row and _is_type_fields(fields):  # the row of types is the first
+                self.type_row = True
+                self.preamble_lines = blank + 1 + carried
         return fields
+
+    def _parsed_first(self, text: str, stream: _Readable) -> tuple[list[str], int]:
+        """The fields of the row that starts with ``text``, and how many more lines it took.
+
+        The CSV reader decides where the row ends, as it does for the rows themselves: a quoted
+        line break carries it over to the next line, a stray quote inside a field does not.  A
+        quote never closed would run to the end: in a header that is an error; a headerless
+        file's first line then stands alone (the row reader rejects that row).
+        """
+        carried = _Continuation(stream)
+        reader = csv.reader(
+            itertools.chain([text], carried),
+            delimiter=self.template.delimiter,
+            quotechar=self.template.quote,
+        )
+        try:
+            fields = next(reader)
+        except csv.Error as exc:  # most likely a file whose lines end with a carriage return alone
+            raise InvalidInputError(
+                f"{self.path.name}: its first line cannot be read as CSV ({exc}); a file whose lines "
+                "end in a carriage return alone (old Mac format) must be re-saved with LF or CRLF "
+                "line ends"
+            ) from exc
+        if not carried.ran_out:
+            return fields, carried.lines
+        if self.template.header:
+            raise InvalidInputError(
+                f"{self.path.name}: a quote in its header is never closed (the header would take in "
+                f"the whole file); check the header row"
+            )
+        return next(csv.reader([text], delimiter=self.template.delimiter, quotechar=self.template.quote)), 0
 
     def _decoded(self, line: bytes) -> str:
         if not self.template.header:
@@ -506,14 +524,28 @@ def _hashable_column(raw: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pa.array(texts, pa.string())
 
 
-def _continued(stream: _Readable, carried: list[str]) -> Iterator[str]:
-    """The lines after a first row, for a quoted field that runs on (each one read is kept in
-    ``carried``): bounded, so that a stray quote never pulls the whole file in."""
-    size = 0
-    while size < _MOST_CARRIED and (line := stream.readline()):
-        size += len(line)
-        carried.append(line.decode("utf-8", errors="replace"))
-        yield carried[-1]
+class _Continuation:
+    """The lines after a first row, for a quoted field that runs on: bounded, so that a stray
+    quote never pulls the whole file in.  Counts the lines it gave, and whether it ran out (the
+    end of the file, or the bound) while a field was still open."""
+
+    def __init__(self, stream: _Readable) -> None:
+        self.stream = stream
+        self.lines = 0
+        self.size = 0
+        self.ran_out = False
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = self.stream.readline() if self.size < _MOST_CARRIED else b""
+        if not line:
+            self.ran_out = True
+            raise StopIteration
+        self.lines += 1
+        self.size += len(line)
+        return line.decode("utf-8", errors="replace")
 
 
 def _is_utf16(line: bytes) -> bool:
@@ -539,7 +571,12 @@ def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
         fields = next(csv.reader([text], delimiter=delimiter, quotechar=quote or None), [])
     except csv.Error:  # a carriage return alone, say: no row of types
         return False
-    named = [f.strip() for f in fields if f.strip()]
+    return _is_type_fields(fields)
+
+
+def _is_type_fields(fields: list[str]) -> bool:
+    """Whether a row's fields all name column types (:func:`_is_type_row`)."""
+    named = [f.strip().lstrip("\ufeff") for f in fields if f.strip()]
     return bool(named) and all(_COLUMN_TYPE.fullmatch(f) for f in named)
 
 
