@@ -146,8 +146,8 @@ class XdrFile:
             raise InvalidInputError(_not_a_file(path))
         self.size = path.stat().st_size
         self.compression = COMPRESSED.get(path.suffix.lower())
-        #: Whether the file has the template's row of column types (CUCM), found when it is opened.
-        self.type_row = False
+        #: Columns read only into a hashed id: bytes that are not UTF-8 there do not reject a call.
+        self.hashed_only = template.hashed_only()
         #: Lines the reader passes over before the rows (a header, blank lines above a headerless
         #: file's row of types, that row), found when the file is opened.
         self.preamble_lines = 0
@@ -243,12 +243,11 @@ class XdrFile:
                 raise InvalidInputError(f"{self.path.name} is empty: expected {what}")
             fields, carried = self._parsed_first(text, stream)
             if self.template.header:
-                self.type_row = self.template.type_row and _is_type_row(
+                types = self.template.type_row and _is_type_row(
                     stream.readline(), self.template.delimiter, self.template.quote
                 )
-                self.preamble_lines = 1 + carried + (1 if self.type_row else 0)
+                self.preamble_lines = 1 + carried + (1 if types else 0)
             elif self.template.type_row and _is_type_fields(fields):  # the row of types is the first
-                self.type_row = True
                 self.preamble_lines = blank + 1 + carried
         return fields
 
@@ -338,7 +337,6 @@ class XdrFile:
         Parquet writers may store any bytes as text; the CSV reader checks its rows itself.
         """
         bad: np.ndarray | None = None
-        hashed = self.template.hashed_only()
         for name in self.query.needed:
             column = rows.column(name)
             try:
@@ -346,7 +344,7 @@ class XdrFile:
                 valid = True
             except pa.ArrowInvalid:
                 valid = False
-            if name in hashed:  # read only into a hashed id: bad bytes and NULs hashed as U+FFFD
+            if name in self.hashed_only:  # read only into a hashed id: bad bytes and NULs hashed as U+FFFD
                 raw = column.cast(pa.binary())
                 if not valid or pc.any(pc.match_substring(raw, b"\x00")).as_py():
                     rows = rows.set_column(rows.schema.get_field_index(name), name, _hashable_column(raw))
@@ -463,7 +461,7 @@ class XdrFile:
         # does one read only into a hashed id, where its bytes are hashed as U+FFFD (the same
         # each time the file is read).  Most chunks hold none: then no row is searched.
         damaged = bool(_NOT_UTF8.search(text)) or "\x00" in text
-        hashed = self.template.hashed_only()
+        hashed = self.hashed_only
         read = [i for i, name in enumerate(self.columns) if name in wanted - hashed] if damaged else []
         lenient = [i for i, name in enumerate(self.columns) if name in wanted & hashed] if damaged else []
         values: list[list[str]] = [[] for _ in range(width)]
@@ -559,12 +557,12 @@ _COLUMN_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\(\s*(\d+|MAX)(\s*,\s*\d+)?\s
 
 
 def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
-    """Whether ``line`` names column types rather than holding a call.
+    """Whether ``line`` (the one after a header) names column types rather than holding a call.
 
     Exports without that row exist (a mediator's, or a file cut and re-saved); a call's row always
     holds numbers (its record type, its times), which no type name is.
     """
-    text = line.decode("utf-8-sig", errors="replace").strip()  # a spreadsheet's byte-order mark
+    text = line.decode("utf-8", errors="replace").strip()
     if not text:
         return False
     try:
@@ -576,7 +574,7 @@ def _is_type_row(line: bytes, delimiter: str, quote: str) -> bool:
 
 def _is_type_fields(fields: list[str]) -> bool:
     """Whether a row's fields all name column types (:func:`_is_type_row`)."""
-    named = [f.strip().lstrip("\ufeff") for f in fields if f.strip()]
+    named = [f.strip() for f in fields if f.strip()]
     return bool(named) and all(_COLUMN_TYPE.fullmatch(f) for f in named)
 
 

@@ -65,6 +65,9 @@ def _slashed(day_month: str) -> tuple[str, ...]:
 
 _MONTH_FIRST = _slashed("%m/%d")
 _DAY_FIRST = _slashed("%d/%m")
+#: The forms for a text that starts with a four-digit year and its separator, and the rest.
+_YEAR_FIRST = tuple(f for f in _LOCAL_FORMATS if f.startswith("%Y"))
+_NOT_YEAR_FIRST = tuple(f for f in _LOCAL_FORMATS if not f.startswith("%Y"))
 
 
 def _listed(formats: Sequence[str]) -> str:
@@ -165,17 +168,13 @@ class TemplateQuery:
                 # A text that starts with a four-digit year and its separator is read by the
                 # year-first forms alone; any other by the rest, whose two-digit years ``%Y`` would
                 # take for years 1 to 99 (2/12/20 as the year 2).
-                year_first = [f for f in _LOCAL_FORMATS if f.startswith("%Y")]
-                others = [
-                    *(f for f in _LOCAL_FORMATS if not f.startswith("%Y")),
-                    *(_DAY_FIRST if self.template.day_first else _MONTH_FIRST),
-                ]
+                others = (*_NOT_YEAR_FIRST, *(_DAY_FIRST if self.template.day_first else _MONTH_FIRST))
                 starts_with_year = (
                     f"(TRY_CAST(substr({text}, 1, 4) AS USMALLINT) IS NOT NULL "
                     f"AND substr({text}, 5, 1) IN ('-', '/'))"
                 )
                 parsed = (
-                    f"CASE WHEN {starts_with_year} THEN try_strptime({text}, {_listed(year_first)}) "
+                    f"CASE WHEN {starts_with_year} THEN try_strptime({text}, {_listed(_YEAR_FIRST)}) "
                     f"ELSE try_strptime({text}, {_listed(others)}) END"
                 )
                 return f"timezone({_literal(zone)}, {parsed})"
@@ -360,12 +359,9 @@ class TemplateQuery:
             if skipped:
                 result = result.filter(pc.invert(unanswered))
         result = result.drop_columns(["reject_reason", "unanswered"])
-        if self.expressions and result.num_rows:
+        if self.expressions:  # also on no rows: an expression's usage is typed as any other
             result, failed = self.rewrite(result)
             rejects.extend(failed)
-        usage = result.schema.get_field_index("duration")
-        if pa.types.is_string(result.schema.field(usage).type):  # an expression's, no row left
-            result = result.set_column(usage, "duration", result.column(usage).cast(pa.int64()))
         result, unanswered = self.answered(result)
         return Projected(result, rejects, skipped + unanswered)
 
