@@ -143,8 +143,9 @@ def test_trace_follows_rows_from_raw_fields_to_rating(world: App, tmp_path: Path
         )
         handle.write('"acc1","1001","4420794600","ctx","x","SIP/1-2","SIP/gw1-00000002","Dial","",')
         handle.write('"yesterday","","",60,59,"ANSWERED","D","u10",""\n')
+        handle.write('"acc1","1001","4420794600"\n')  # too few fields: refused by the reader itself
     rows = trace(world, path, "asterisk-csv", limit=10)
-    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5, 6]
     first = rows[0]
     assert first["raw"]["dstchannel"] == "SIP/gw1-00000010" and first["canonical"]["vendor"] == "gw1"
     assert first["mediated"]["customer"] == "Acme" and first["rated"]["status"] == "rated"
@@ -153,6 +154,10 @@ def test_trace_follows_rows_from_raw_fields_to_rating(world: App, tmp_path: Path
     assert rows[3]["mediated"]["number"] == "442079460000"  # the rule, then normalization
     assert rows[3]["outcome"] == "failed: unknown_account"
     assert rows[4]["outcome"] == "rejected: connect_time is not a time: yesterday"
+    assert rows[4]["raw"]["start"] == "yesterday"
+    # Every row's raw fields are an object; a row that could not be split shows its line as read.
+    assert rows[5]["outcome"].startswith("rejected: ") and "found 3" in rows[5]["outcome"]
+    assert rows[5]["raw"] == {"text": "acc1,1001,4420794600"}
     assert trace(world, path, "asterisk-csv", limit=2) == rows[:2]
     ledger, _ = ledger_and_totals(world)
     assert ledger == []  # a trace writes nothing

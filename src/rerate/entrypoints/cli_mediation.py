@@ -118,8 +118,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             out.rule(f"line {row['line']}: {row['outcome']}")
             for part in ("raw", "canonical", "mediated", "rated"):
                 if part in row:
-                    shown = row[part] if isinstance(row[part], dict) else {"text": row[part]}
-                    fields = ", ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, ""))
+                    fields = ", ".join(f"{k}={v}" for k, v in row[part].items() if v not in (None, ""))
                     out.print(f"  [bold]{part:>9}[/]: {fields}", highlight=False)
         if not rows:
             out.print("the file has no rows")

@@ -84,7 +84,9 @@ def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 2
         last = wanted[-1]
         for reject in raw.rejects:
             if reject.line <= last:
-                rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": reject.raw})
+                # A row the reader could not split into the template's fields: its line as read.
+                raw_text = {"text": reject.raw}
+                rows.append({"line": reject.line, "outcome": f"rejected: {reject.reason}", "raw": raw_text})
         table = raw.table.filter(pc.less_equal(raw.table.column(LINE), last))
         if table.num_rows:
             rows.extend(_traced(app, table, source, con, mediation, rating, customers, vendors, checks))
