@@ -553,7 +553,7 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
     template = tmp_path / "rounded.toml"
     template.write_text(f'unanswered = "{unanswered}"\n' + template.read_text())
     add_template(world, "rounded", template)
-    usages = {"r1": "61000", "r2": "400", "r3": "-1"}
+    usages = {"r1": "61000", "r2": "400", "r3": "-1", "r4": '"-0,5"'}  # a decimal comma, as num() reads
     path = tmp_path / "rounded.csv"
     path.write_text(
         "id,when,ms,called,who\n"
@@ -562,14 +562,15 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
     report = _one(world, path, "rounded")
     outcomes = {row["line"]: row["outcome"] for row in trace(world, path, "rounded")}
     if unanswered == "skip":
-        assert _counts(report) == (3, 1, 0, 0, 2)
-        assert outcomes[3] == outcomes[4] == "skipped: not answered"
+        assert _counts(report) == (4, 1, 0, 0, 3)
+        assert outcomes[3] == outcomes[4] == outcomes[5] == "skipped: not answered"
     else:
-        assert _counts(report) == (3, 3, 0, 0, 0)
+        assert _counts(report) == (4, 4, 0, 0, 0)
         assert {r["source_id"]: r["duration"] for r in _export(world, tmp_path).values()} == {
             "r1": "61",
             "r2": "0",
             "r3": "0",
+            "r4": "0",
         }
 
 

@@ -249,9 +249,10 @@ class TemplateQuery:
             marked_sql = "NULL::BOOLEAN"
             # Usage above zero.  A usage an expression converts: a number at or below zero (-1,
             # as switches write) is unanswered, any other text the expression's to read, and
-            # seconds it makes of zero make the call unanswered then (:meth:`answered`).
+            # seconds it makes of zero make the call unanswered then (:meth:`answered`).  A
+            # decimal comma is read as the expressions' num() reads it: -0,5 is -0.5.
             answered_sql = (
-                "coalesce(TRY_CAST(usage_text AS DECIMAL(38, 9)) > 0, usage_text <> '')"
+                "coalesce(TRY_CAST(replace(usage_text, ',', '.') AS DECIMAL(38, 9)) > 0, usage_text <> '')"
                 if expressed
                 else "coalesce(dur > 0, false)"
             )
