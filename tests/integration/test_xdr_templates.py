@@ -547,8 +547,9 @@ def test_a_spreadsheets_short_dates_and_12_hour_clock_still_load(
 def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
     world: App, tmp_path: Path, unanswered: str
 ) -> None:
-    """Without a disposition column, a call is answered when its usage is above zero: a usage of
-    -1 (as switches write) is unanswered, and for any other the expression's seconds decide."""
+    """Without a disposition column, a call is answered when its usage is above zero and the
+    expression's seconds are above zero.  A negative usage is rejected before the expression
+    runs, as it is where no expression converts it: nothing marks that call unanswered."""
     headed_template(world, tmp_path, "rounded", "ms", "duration = 'round(num(value) / 1000)'")
     template = tmp_path / "rounded.toml"
     template.write_text(f'unanswered = "{unanswered}"\n' + template.read_text())
@@ -561,17 +562,30 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
     )
     report = _one(world, path, "rounded")
     outcomes = {row["line"]: row["outcome"] for row in trace(world, path, "rounded")}
+    assert (outcomes[4], outcomes[5]) == (
+        "rejected: negative duration: -1",
+        "rejected: negative duration: -0,5",
+    )
     if unanswered == "skip":
-        assert _counts(report) == (4, 1, 0, 0, 3)
-        assert outcomes[3] == outcomes[4] == outcomes[5] == "skipped: not answered"
+        assert _counts(report) == (4, 1, 0, 2, 1)
+        assert outcomes[3] == "skipped: not answered"
     else:
-        assert _counts(report) == (4, 4, 0, 0, 0)
+        assert _counts(report) == (4, 2, 0, 2, 0)
         assert {r["source_id"]: r["duration"] for r in _export(world, tmp_path).values()} == {
             "r1": "61",
             "r2": "0",
-            "r3": "0",
-            "r4": "0",
         }
+    # The same usages read as seconds, with no expression: the same calls are rejected.
+    headed_template(world, tmp_path, "seconds", "ms", "")
+    again = tmp_path / "seconds.csv"
+    again.write_text(path.read_text().replace("\nr", "\ns"))
+    plain = _one(world, again, "seconds")
+    with open(str(plain.rejects_path)) as handle:
+        reasons = {int(r["line"]): r["reason"] for r in csv.DictReader(handle)}
+    assert (reasons[4], reasons[5]) == (
+        "negative duration: -1",
+        "duration is not a whole number of seconds: -0,5",
+    )
 
 
 def test_an_unanswered_call_without_a_usage_still_needs_its_called_number(world: App, tmp_path: Path) -> None:

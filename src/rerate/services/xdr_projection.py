@@ -119,6 +119,11 @@ def _given(source: Source, trims: bool) -> str:
     return f"({text} IS NOT NULL)"
 
 
+#: A usage as the number it writes (a decimal comma read as the expressions' num() reads it), or
+#: NULL for other text: what decides, before an expression runs, a zero or negative usage.
+_USAGE_NUMBER = "TRY_CAST(replace(usage_text, ',', '.') AS DECIMAL(38, 9))"
+
+
 class TemplateQuery:
     """A template compiled for one file's columns."""
 
@@ -247,12 +252,11 @@ class TemplateQuery:
             answered_sql = "marked_answered"
         else:
             marked_sql = "NULL::BOOLEAN"
-            # Usage above zero.  A usage an expression converts: a number at or below zero (-1,
-            # as switches write) is unanswered, any other text the expression's to read, and
-            # seconds it makes of zero make the call unanswered then (:meth:`answered`).  A
-            # decimal comma is read as the expressions' num() reads it: -0,5 is -0.5.
+            # Usage above zero.  A usage an expression converts: a number of zero is unanswered
+            # (a negative one is rejected, as a file's is), any other text the expression's to
+            # read, and seconds it makes of zero make the call unanswered then (:meth:`answered`).
             answered_sql = (
-                "coalesce(TRY_CAST(replace(usage_text, ',', '.') AS DECIMAL(38, 9)) > 0, usage_text <> '')"
+                f"coalesce({_USAGE_NUMBER} > 0, usage_text <> '')"
                 if expressed
                 else "coalesce(dur > 0, false)"
             )
@@ -264,6 +268,13 @@ class TemplateQuery:
         zero = self.template.unanswered == "zero"
         usage_counts = "marked_answered IS DISTINCT FROM false"
         usage_checked = "false" if expressed else "true"
+        # A usage below zero is no call's usage: rejected unless a disposition marks the call
+        # unanswered.  Checked before an expression runs, on the number the file writes.
+        negative_sql = (
+            f"coalesce({_USAGE_NUMBER} < 0, false)"
+            if expressed
+            else "regexp_full_match(usage_text, '-[0-9]+')"
+        )
         duration_sql = (
             f"CASE WHEN {str(zero).lower()} AND NOT answered THEN NULL ELSE usage_text END"
             if expressed
@@ -294,8 +305,7 @@ class TemplateQuery:
         ),
         signed AS (
             SELECT *,
-                   CASE WHEN dur IS NULL THEN regexp_full_match(usage_text, '-[0-9]+') ELSE false END
-                       AS negative_usage
+                   CASE WHEN dur IS NULL THEN {negative_sql} ELSE false END AS negative_usage
             FROM parsed
         ),
         checked AS (
@@ -309,8 +319,7 @@ class TemplateQuery:
                      -- such a row goes on to the checks below.  Text there still rejects it (a
                      -- file read with the wrong template, say).
                      WHEN usage_text = '' AND {usage_counts} THEN 'missing duration'
-                     WHEN {usage_checked} AND negative_usage AND {usage_counts}
-                          THEN 'negative duration: ' || usage_text
+                     WHEN negative_usage AND {usage_counts} THEN 'negative duration: ' || usage_text
                      WHEN {usage_checked} AND dur IS NULL AND usage_text <> '' AND NOT negative_usage
                           THEN 'duration is not a whole number of seconds: ' || usage_text
                      WHEN {usage_checked} AND dur > {MAX_DURATION}
