@@ -89,6 +89,12 @@ class Expression:
     #: Each number literal as the exact decimal it is written as (Python's parser makes floats).
     literals: dict[int, Decimal]
 
+    @property
+    def names(self) -> set[str]:
+        """The names the rule reads (``value``, fields), not counting the functions it calls."""
+        called = {id(n.func) for n in ast.walk(self.tree) if isinstance(n, ast.Call)}
+        return {n.id for n in ast.walk(self.tree) if isinstance(n, ast.Name) and id(n) not in called}
+
     def evaluate(
         self,
         value: Value | None,
@@ -111,7 +117,21 @@ class Expression:
         except ExpressionError:
             raise
         except (ArithmeticError, TypeError, ValueError, InvalidOperation) as exc:
-            raise ExpressionError(f"rule {self.source!r} failed on {value!r}: {exc}") from exc
+            raise ExpressionError(f"rule {self.source!r} failed on {value!r}: {_failure(exc)}") from exc
+
+
+def _failure(exc: Exception) -> str:
+    """Why a rule failed, in words: the decimal module's own errors print as class lists."""
+    # decimal raises its signals' base class with the signals in its arguments (0/0 is an
+    # InvalidOperation carrying DivisionUndefined).
+    signals = exc.args[0] if exc.args and isinstance(exc.args[0], list) else [type(exc)]
+    if any(isinstance(s, type) and issubclass(s, ZeroDivisionError) for s in signals):
+        return "division by zero"
+    if isinstance(exc, InvalidOperation):
+        return "not a valid operation on these numbers"
+    if isinstance(exc, ArithmeticError):  # Overflow and the like
+        return f"the result is out of range ({type(exc).__name__})"
+    return str(exc)
 
 
 def compile_expression(source: str) -> Expression:

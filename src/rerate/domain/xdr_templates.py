@@ -189,17 +189,23 @@ def parse_template(data: Mapping[str, Any], name: str | None = None) -> XdrTempl
     if len(set(columns)) != len(columns):
         raise TemplateError("source.columns names a column twice")
     min_columns = source.get("min_columns")
-    if min_columns is not None and (not isinstance(min_columns, int) or not 1 <= min_columns <= len(columns)):
+    if min_columns is not None and (isinstance(min_columns, bool) or not isinstance(min_columns, int)):
+        raise TemplateError("source.min_columns must be a whole number (min_columns = 16, not quoted)")
+    if min_columns is not None and not 1 <= min_columns <= len(columns):
         raise TemplateError(f"source.min_columns must be between 1 and {len(columns)}")
     timezone = str(source.get("timezone", "UTC"))
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise TemplateError(f"unknown time zone {timezone!r} (use a name such as Europe/Berlin)") from exc
-    delimiter = str(source.get("delimiter", ","))
-    quote = str(source.get("quote", '"'))
-    if len(delimiter) != 1 or len(quote) != 1:
-        raise TemplateError("source.delimiter and source.quote must be one character each")
+    delimiter = source.get("delimiter", ",")
+    quote = source.get("quote", '"')
+    if not (isinstance(delimiter, str) and isinstance(quote, str) and len(delimiter) == len(quote) == 1):
+        raise TemplateError('source.delimiter and source.quote must be one character each, quoted (";")')
+    if {delimiter, quote} & {"\n", "\r"} or delimiter == quote:
+        raise TemplateError(
+            "source.delimiter and source.quote must differ from each other and from a line break"
+        )
     raw_fields = data.get("fields", {})
     if not isinstance(raw_fields, Mapping):
         raise TemplateError("[fields] must be a table")
@@ -234,13 +240,26 @@ def parse_template(data: Mapping[str, Any], name: str | None = None) -> XdrTempl
     for field_name, text in expressions.items():
         if field_name not in CANONICAL_FIELDS or field_name == "connect_time":
             raise TemplateError(f"expressions.{field_name}: expressions apply to text fields only")
+        if not isinstance(text, str) or not text.strip():
+            raise TemplateError(
+                f"expressions.{field_name}: give the expression as quoted text ('value * 60')"
+            )
         try:
-            compile_expression(str(text))
+            compiled = compile_expression(text)
         except ExpressionError as exc:
             raise TemplateError(f"expressions.{field_name}: {exc}") from exc
+        unknown_names = compiled.names - {"value"}
+        if unknown_names:
+            raise TemplateError(
+                f"expressions.{field_name}: unknown name(s) {', '.join(sorted(unknown_names))}: "
+                "a template's expression reads only value, the field's text"
+            )
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise TemplateError('description must be quoted text: description = "..."')
     return XdrTemplate(
         name=title.strip(),
-        description=str(data.get("description", "")),
+        description=description,
         header=header,
         type_row=_boolean(source.get("type_row", False), "source.type_row"),
         delimiter=delimiter,
@@ -262,10 +281,18 @@ def _boolean(value: Any, where: str) -> bool:
     return value
 
 
-def _text_list(value: Any, where: str) -> list[str]:
+def _text_list(value: Any, where: str, *, empty: bool = True) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise TemplateError(f"{where} must be a list of names")
+    if not value and not empty:
+        raise TemplateError(f"{where} names no column: list the columns to hash")
     return [v.strip() for v in value]
+
+
+def _column_name(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TemplateError(f"{where}: give a column name (quoted text)")
+    return value.strip()
 
 
 def _alternatives(name: str, spec: Any) -> tuple[Source, ...]:
@@ -278,7 +305,7 @@ def _alternatives(name: str, spec: Any) -> tuple[Source, ...]:
 def _source(name: str, spec: Any) -> Source:
     where = f"fields.{name}"
     if isinstance(spec, str):
-        return Source(column=spec.strip())
+        return Source(column=_column_name(spec, where))
     if not isinstance(spec, Mapping):
         raise TemplateError(f'{where}: give a column name or a table such as {{ column = "..." }}')
     unknown = set(spec) - {"column", "pattern", "format", "hash", "value"}
@@ -299,11 +326,16 @@ def _source(name: str, spec: Any) -> Source:
     if time_format is not None and time_format not in TIME_FORMATS:
         raise TemplateError(f"{where}: format must be one of {', '.join(TIME_FORMATS)}")
     if "hash" in spec:
-        return Source(hash=tuple(_text_list(spec["hash"], f"{where}.hash")))
+        return Source(hash=tuple(_text_list(spec["hash"], f"{where}.hash", empty=False)))
     if "value" in spec:
-        return Source(value=str(spec["value"]))
+        value = spec["value"]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+            raise TemplateError(
+                f"{where}: a constant value must be text that is not empty (leave out a field to have none)"
+            )
+        return Source(value=str(value))
     return Source(
-        column=str(spec["column"]).strip(),
+        column=_column_name(spec["column"], where),
         pattern=None if pattern is None else str(pattern),
         format=None if time_format is None else str(time_format),
     )
@@ -314,10 +346,13 @@ def _answered(spec: Any) -> Answered:
         return Answered()
     if not isinstance(spec, Mapping) or "column" not in spec:
         raise TemplateError('answered must be a table: { column = "disposition", values = ["ANSWERED"] }')
+    unknown = set(spec) - {"column", "values"}
+    if unknown:
+        raise TemplateError(f"answered: unknown key(s) {', '.join(sorted(unknown))}; known: column, values")
     values = _text_list(spec.get("values", []), "answered.values")
     if not values:
         raise TemplateError("answered.values lists the values of answered calls")
-    return Answered(column=str(spec["column"]).strip(), values=tuple(values))
+    return Answered(column=_column_name(spec["column"], "answered.column"), values=tuple(values))
 
 
 def usable_alternatives(template: XdrTemplate, columns: Sequence[str]) -> dict[str, tuple[Source, ...]]:
