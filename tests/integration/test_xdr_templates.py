@@ -228,6 +228,32 @@ def test_bad_compressed_files_get_clear_errors(world: App, tmp_path: Path) -> No
         assert all(c.state != "loaded" for c in session.scalars(select(Collection)))
 
 
+def test_a_file_damaged_partway_leaves_no_collection_however_often_it_is_met(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A truncated .gz in a drop folder (a mediator still writing it, say) is found damaged only
+    after its first chunks are rated and written: those files, its rejects folder and its
+    collection row all go, so a scheduled run over the folder does not add one each time."""
+    monkeypatch.setattr(world.settings, "ingest_chunk_mb", 1)  # several chunks before the damage
+    header = "source_id,connect_time,duration,cli,cld,account,vendor\n"
+    rows = "".join(f"d{i},2026-10-20T10:{i % 60:02d}:00Z,60,1,4420794600,acc1,gw1\n" for i in range(60_000))
+    packed = gzip.compress((header + rows).encode())
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    (drop / "calls.csv.gz").write_bytes(packed[: len(packed) * 3 // 4])
+    for _ in range(2):
+        (report,) = ingest(world, expand_sources([str(drop)]))
+        assert report.state == "error" and report.collection_id is None
+        assert "cannot decompress" in str(report.error) and str(report.error).endswith("nothing was kept")
+    with world.catalog.reading() as session:
+        assert list(session.scalars(select(Collection))) == []
+    assert not list((world.home / "collections").glob("*/rejects.csv"))
+    assert not [f for f in world.ledger.path("xdrs").rglob("*.parquet")]
+    (drop / "calls.csv.gz").write_bytes(packed)  # whole at last: it loads
+    (report,) = ingest(world, expand_sources([str(drop)]))
+    assert (report.state, report.loaded) == ("loaded", 60_000)
+
+
 def test_a_folder_loads_each_file_once_in_name_order(world: App, tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()

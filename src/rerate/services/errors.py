@@ -23,6 +23,11 @@ class InvalidInputError(RerateError):
     exit_code = 2
 
 
+class DamagedFileError(InvalidInputError):
+    """A compressed file whose stream breaks off partway (truncated, a bad checksum): found only
+    while it is read, and it leaves no collection behind."""
+
+
 class JobNotScheduledError(ConflictError):
     """A scheduled job was cancelled or taken by another runner before this one could start it."""
 

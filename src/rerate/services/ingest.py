@@ -22,6 +22,7 @@ import csv
 import glob
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +34,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Collection
@@ -46,7 +47,7 @@ from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.errors import RerateError
+from rerate.services.errors import DamagedFileError, RerateError
 from rerate.services.locks import ledger_lock
 from rerate.services.periods import closed_periods, period_bounds
 from rerate.services.recovery import recover_interrupted
@@ -209,6 +210,9 @@ def _ingest_file(app: App, path: Path, template: XdrTemplate, progress: IngestPr
         collection_id = collection.id
     try:
         return _load(app, source, collection_id, progress)
+    except DamagedFileError as exc:
+        _forget(app, collection_id)
+        raise DamagedFileError(f"{exc}; nothing was kept") from exc
     except BaseException as exc:
         with app.catalog.transaction() as session:
             failed = session.get(Collection, collection_id)
@@ -216,6 +220,18 @@ def _ingest_file(app: App, path: Path, template: XdrTemplate, progress: IngestPr
                 failed.error = f"{type(exc).__name__}: {exc}"
         recover_interrupted(app)  # the same cleanup a crash gets at the next run
         raise
+
+
+def _forget(app: App, collection_id: int) -> None:
+    """Remove every trace of a collection that published nothing: its unpublished files, its
+    folder (rejects) and its catalog row.  A damaged file then leaves no collection, however
+    often a scheduled run over its folder meets it; nothing (audit trail, ledger) named the id."""
+    prefix = unit_prefix("c", collection_id)
+    for table in (XDRS, *(aggregate.table for aggregate in AGGREGATES)):
+        app.ledger.remove_unit(table, prefix)
+    shutil.rmtree(app.home / "collections" / str(collection_id), ignore_errors=True)
+    with app.catalog.transaction() as session:
+        session.execute(delete(Collection).where(Collection.id == collection_id))
 
 
 def _load(app: App, source: XdrFile, collection_id: int, progress: IngestProgress) -> CollectionReport:

@@ -35,7 +35,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from rerate.domain.xdr_templates import TemplateError, XdrTemplate
-from rerate.services.errors import InvalidInputError
+from rerate.services.errors import DamagedFileError, InvalidInputError
 from rerate.services.xdr_projection import LINE, TemplateQuery
 
 #: Blank lines at the top of a headerless file passed over to find its first row.
@@ -121,13 +121,13 @@ class _Decompressing:
         try:
             return self.stream.read(size)
         except self._DAMAGE as exc:
-            raise InvalidInputError(f"{self.name}: cannot decompress ({exc})") from exc
+            raise DamagedFileError(f"{self.name}: cannot decompress ({exc})") from exc
 
     def readline(self, size: int = -1, /) -> bytes:
         try:
             return self.stream.readline(size)
         except self._DAMAGE as exc:
-            raise InvalidInputError(f"{self.name}: cannot decompress ({exc})") from exc
+            raise DamagedFileError(f"{self.name}: cannot decompress ({exc})") from exc
 
 
 COMPRESSED = {".gz": "gzip", ".xz": "xz", ".zip": "zip"}
