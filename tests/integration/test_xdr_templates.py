@@ -21,6 +21,7 @@ from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import CollectionReport, expand_sources, ingest
 from rerate.services.mediation_trace import trace
+from rerate.services.rollback import collections
 from rerate.services.xdr_templates import add_template, list_templates, show_template, template_toml
 from tests.factories import headed_template, write_xdrs
 from tests.switch_samples import (
@@ -201,6 +202,8 @@ def test_compressed_files_are_read_directly(world: App, tmp_path: Path, kind: st
             archive.writestr("Master.csv", plain)
     report = _one(world, packed, "asterisk-csv")
     assert _counts(report) == (3, 2, 0, 0, 1)
+    (listed,) = collections(world)  # what collection list and show give: the counts add up there too
+    assert (listed["read"], listed["skipped"], listed["template"]) == (3, 1, "asterisk-csv")
 
 
 def test_bad_compressed_files_get_clear_errors(world: App, tmp_path: Path) -> None:

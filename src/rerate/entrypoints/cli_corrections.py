@@ -358,7 +358,9 @@ def register(cli: typer.Typer, app: Any) -> None:
             "loaded",
             "duplicates",
             "rejected",
+            "skipped",
             "failed",
+            "template",
             "loaded at",
         ):
             table.add_column(column)
@@ -371,7 +373,9 @@ def register(cli: typer.Typer, app: Any) -> None:
                 f"{c['loaded']:,}",
                 f"{c['duplicates']:,}",
                 f"{c['rejected']:,}",
+                f"{c['skipped']:,}",
                 f"{c['failed']:,}",
+                c["template"],
                 c["finished_at"].strftime("%Y-%m-%d %H:%M") if c["finished_at"] else "",
             )
         out.print(table)

@@ -49,7 +49,10 @@ def collections(app: App) -> list[dict[str, Any]]:
                 "loaded": c.loaded,
                 "duplicates": c.duplicates,
                 "rejected": c.rejected,
+                # Unanswered calls the template left out: read = loaded + duplicates + rejected + skipped.
+                "skipped": c.skipped,
                 "failed": c.failed,
+                "template": c.template,
                 "started_at": c.started_at,
                 "finished_at": c.finished_at,
                 "checksum": c.checksum,
