@@ -316,6 +316,13 @@ def test_ingest_a_drop_folder_by_template_json_contract(home: Path, tmp_path: Pa
     empty = rerate(home, "ingest", str(drop / "*.xml"), "--template", "asterisk-csv")
     assert empty.returncode == 0 and "nothing to load" in empty.stderr  # a quiet drop folder
     assert json.loads(rerate(home, "ingest", str(drop / "*.xml"), "--json").stdout) == []
+    beside = rerate(
+        home, "ingest", str(drop / "*.xml"), str(drop / "*.csv*"), "--template", "asterisk-csv", "--json"
+    )
+    assert [r["state"] for r in json.loads(beside.stdout)] == ["already_loaded", "already_loaded"]
+    assert f"nothing to load from {drop / '*.xml'}: no file there" in " ".join(beside.stderr.split())
+    unnamed = rerate(home, "ingest", str(drop), "--template", "", check=False)
+    assert unnamed.returncode == 2 and "give the template's name" in unnamed.stderr
 
     listed = json.loads(rerate(home, "template", "list", "--json").stdout)
     assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= {

@@ -63,6 +63,9 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             else:
                 err.print(f"nothing to load: no file in {', '.join(escape(s) for s in sources)}")
             return
+        quiet = [s for s in sources if not expand_sources([s])]
+        if quiet:  # said beside the others' results (on stderr: --json's output stays one document)
+            err.print(f"nothing to load from {', '.join(escape(s) for s in quiet)}: no file there")
         with RichIngestProgress(enabled=not as_json and err.is_terminal) as progress:
             reports = ingest_service(app(), paths, progress, template=template)
         if as_json:

@@ -47,7 +47,7 @@ from rerate.ledger.tables import TOTALS, XDRS, PartitionedWriter, unit_prefix
 from rerate.ledger.totals import AGGREGATES, DAILY, Aggregate
 from rerate.services import audit, faults
 from rerate.services.compiled import mediation_context, rating_context
-from rerate.services.errors import DamagedFileError, RerateError
+from rerate.services.errors import DamagedFileError, InvalidInputError, RerateError
 from rerate.services.locks import ledger_lock
 from rerate.services.periods import closed_periods, period_bounds
 from rerate.services.recovery import recover_interrupted
@@ -150,6 +150,8 @@ def ingest_locked(
 ) -> list[CollectionReport]:
     """:func:`ingest` for a caller that holds the ledger lock and has recovered interrupted units."""
     progress = progress or SilentProgress()
+    if template is not None and not template.strip():  # not the canonical layout by accident
+        raise InvalidInputError("give the template's name (see 'rerate template list'), or leave --template out")
     with app.catalog.reading() as session:
         layout = find_template(session, template or "canonical")
     reports = []
