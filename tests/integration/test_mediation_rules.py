@@ -133,7 +133,9 @@ def test_rule_errors_are_clear(world: App) -> None:
     assert remove_rule(world, rule.id) == f"rule {rule.id} removed" and list_rules(world) == []
 
 
-def test_trace_follows_rows_from_raw_fields_to_rating(world: App, tmp_path: Path) -> None:
+def test_trace_follows_rows_from_raw_fields_to_rating(
+    world: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     add_rule(world, "number", "0", "44", min_length=8)
     path = asterisk_csv(tmp_path / "Master.csv")
     with path.open("a") as handle:
@@ -159,6 +161,10 @@ def test_trace_follows_rows_from_raw_fields_to_rating(world: App, tmp_path: Path
     assert rows[5]["outcome"].startswith("rejected: ") and "found 3" in rows[5]["outcome"]
     assert rows[5]["raw"] == {"text": "acc1,1001,4420794600"}
     assert trace(world, path, "asterisk-csv", limit=2) == rows[:2]
+    with pytest.raises(InvalidInputError, match=r"follows one file, and .* is a pattern: name one file"):
+        trace(world, tmp_path / "Master.*", "asterisk-csv")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert trace(world, Path("~/Master.csv"), "asterisk-csv", limit=2) == rows[:2]  # as ingest reads it
     ledger, _ = ledger_and_totals(world)
     assert ledger == []  # a trace writes nothing
 

@@ -151,7 +151,9 @@ def ingest_locked(
     """:func:`ingest` for a caller that holds the ledger lock and has recovered interrupted units."""
     progress = progress or SilentProgress()
     if template is not None and not template.strip():  # not the canonical layout by accident
-        raise InvalidInputError("give the template's name (see 'rerate template list'), or leave --template out")
+        raise InvalidInputError(
+            "give the template's name (see 'rerate template list'), or leave --template out"
+        )
     with app.catalog.reading() as session:
         layout = find_template(session, template or "canonical")
     reports = []

@@ -8,6 +8,7 @@ operator needs to see why an XDR failed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -25,10 +26,11 @@ from rerate.domain.money import decimal_text
 from rerate.ledger.reader import connect_duckdb
 from rerate.ledger.tables import XDRS
 from rerate.services.compiled import mediation_context, rating_context
+from rerate.services.errors import InvalidInputError
 from rerate.services.ingest import LATE_REASON, in_closed_periods, live_xdrs_sql, mediate_and_rate
 from rerate.services.periods import closed_periods
 from rerate.services.visibility import current_visibility, rolled_back_collections
-from rerate.services.xdr_files import XdrFile
+from rerate.services.xdr_files import GLOB_CHARACTERS, XdrFile
 from rerate.services.xdr_projection import LINE
 from rerate.services.xdr_templates import find_template
 
@@ -59,6 +61,9 @@ def _plain(value: Any) -> Any:
 
 def trace(app: App, path: Path, template_name: str = "canonical", limit: int = 20) -> list[dict[str, Any]]:
     """The first ``limit`` rows of ``path`` (read by the template) from raw to rated."""
+    path = Path(os.path.expanduser(path))  # as ingest reads a name given quoted
+    if not path.exists() and GLOB_CHARACTERS & set(str(path)):
+        raise InvalidInputError(f"mediation test follows one file, and {path} is a pattern: name one file")
     with app.catalog.reading() as session:
         template = find_template(session, template_name)
         mediation = mediation_context(session)
