@@ -128,6 +128,8 @@ def add_rule(
     return rule
 
 
+#: Digits in the longest number rating accepts (RATING.md section 2: 1 to 20 digits).
+_LONGEST_NUMBER = 20
 #: The largest position or id the catalog's integer columns hold.
 _LARGEST = 2**31 - 1
 
@@ -138,6 +140,11 @@ def _identifier(value: str | None, option: str) -> str | None:
         return None
     if not value.strip():
         raise InvalidInputError(f"{option} needs an identifier; leave it out for a rule on every XDR")
+    if "/" in value and _is_network(value.strip()):
+        raise InvalidInputError(
+            f"{option} {value.strip()!r} is a network, and a rule's scope is one identifier as XDRs "
+            "carry it; to map a network's addresses, add an account or vendor rule with --match NETWORK"
+        )
     return value.strip()
 
 
@@ -147,6 +154,19 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
         raise InvalidInputError(
             f"number rule --match {match!r} can never match: numbers lose spaces, dashes and a leading "
             "+ or 00 before rules see them (docs/mediation.md); give the prefix as it remains"
+        )
+    if kind == "number" and match and not match.isdigit():
+        raise InvalidInputError(
+            f"number rule --match {match!r} can never match: numbers are digits when rules see them"
+        )
+    if kind in ("number", "service", "rating_key") and len(match) > _LONGEST_NUMBER:
+        raise InvalidInputError(
+            f"{kind} rule --match {match!r} can never match: a number has at most {_LONGEST_NUMBER} digits"
+        )
+    if kind == "number" and len(replace) > _LONGEST_NUMBER:
+        raise InvalidInputError(
+            f"number rule --replace {replace!r} is longer than any number ({_LONGEST_NUMBER} digits): "
+            "every XDR it touches would fail (invalid_number)"
         )
     if kind == "number" and replace and not replace.isdigit():
         raise InvalidInputError(
@@ -164,6 +184,11 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
             f"{kind} rule --match {match!r} must be digits: it is compared with the normalized number"
         )
     unknown = sorted(set(re.findall(r"\{[^{}]*\}", replace)) - {"{service}"}) if kind == "rating_key" else []
+    if kind == "rating_key" and not unknown and set("{}") & set(replace.replace("{service}", "")):
+        raise InvalidInputError(
+            f"rating_key rule --replace {replace!r}: a brace without its pair; "
+            "write {service} (the XDR's service) whole, or no brace"
+        )
     if unknown:
         raise InvalidInputError(
             f"rating_key rule --replace {replace!r}: {', '.join(unknown)} is not known; "
@@ -171,8 +196,10 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
         )
     if position is not None and not 0 <= position <= _LARGEST:
         raise InvalidInputError(f"--position must be between 0 and {_LARGEST:,}")
-    if min_length is not None and not 1 <= min_length <= 20:
-        raise InvalidInputError("--min-length must be between 1 and 20 (a number has at most 20 digits)")
+    if min_length is not None and not 1 <= min_length <= _LONGEST_NUMBER:
+        raise InvalidInputError(
+            f"--min-length must be between 1 and {_LONGEST_NUMBER} (the digits of the longest number)"
+        )
 
 
 def _is_network(text: str) -> bool:
