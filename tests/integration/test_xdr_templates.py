@@ -762,3 +762,31 @@ def test_a_header_with_a_quoted_line_break_is_passed_over_whole(world: App, tmp_
     assert _counts(report) == (3, 2, 0, 0, 1)
     first = next(r for r in _export(world, tmp_path).values() if r["cld"] == "4420794600")
     assert first["line"] == "4"  # two lines of header, then the row of types
+
+
+def test_a_utc_time_may_say_it_is_utc(world: App, tmp_path: Path) -> None:
+    """format = "utc" reads a time that ends in Z, UTC or +00:00 as the time it is; any other
+    offset is not UTC, and its row is rejected (format = "iso" reads offsets)."""
+    template = tmp_path / "utc.toml"
+    template.write_text(
+        '[source]\nheader = true\n[fields]\nsource_id = "id"\n'
+        'connect_time = { column = "when", format = "utc" }\nduration = "secs"\ncld = "called"\n'
+        'account = "who"\nvendor = { value = "gw1" }\n'
+    )
+    add_template(world, "utc-times", template)
+    times = {
+        "u1": "2026-10-20 10:00:00",
+        "u2": "2026-10-20T10:00:00Z",
+        "u3": "2026-10-20 10:00:00 UTC",
+        "u4": "2026-10-20T10:00:00+00:00",
+        "u5": "2026-10-20T10:00:00+02:00",
+    }
+    path = tmp_path / "utc.csv"
+    path.write_text(
+        "id,when,secs,called,who\n" + "".join(f"{i},{t},60,4420794600,acc1\n" for i, t in times.items())
+    )
+    report = _one(world, path, "utc-times")
+    assert _counts(report) == (5, 4, 0, 1, 0)
+    loaded = {r["source_id"]: r["connect_time"] for r in _export(world, tmp_path).values()}
+    assert set(loaded) == {"u1", "u2", "u3", "u4"}
+    assert {t[:19] for t in loaded.values()} == {"2026-10-20T10:00:00"}

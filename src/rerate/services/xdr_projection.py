@@ -170,6 +170,8 @@ class TemplateQuery:
                 )
             case _:
                 zone = self.template.timezone if source.format == "local" else "UTC"
+                if source.format == "utc":  # a zone that says UTC is what the format says already
+                    text = f"nullif(regexp_replace({text}, '(?i)(z| ?utc| ?gmt|[+]00:?00)$', ''), '')"
                 # A text that starts with a four-digit year and its separator is read by the
                 # year-first forms alone; any other by the rest, whose two-digit years ``%Y`` would
                 # take for years 1 to 99 (2/12/20 as the year 2).
