@@ -790,3 +790,25 @@ def test_a_utc_time_may_say_it_is_utc(world: App, tmp_path: Path) -> None:
     loaded = {r["source_id"]: r["connect_time"] for r in _export(world, tmp_path).values()}
     assert set(loaded) == {"u1", "u2", "u3", "u4"}
     assert {t[:19] for t in loaded.values()} == {"2026-10-20T10:00:00"}
+
+
+def test_seconds_in_a_milliseconds_column_are_rejected_not_loaded_in_1970(world: App, tmp_path: Path) -> None:
+    template = tmp_path / "ms.toml"
+    template.write_text(
+        '[source]\nheader = true\n[fields]\nsource_id = "id"\n'
+        'connect_time = { column = "when", format = "epoch_ms" }\nduration = "secs"\ncld = "called"\n'
+        'account = "who"\nvendor = { value = "gw1" }\n'
+    )
+    add_template(world, "ms-times", template)
+    path = tmp_path / "ms.csv"
+    path.write_text(
+        "id,when,secs,called,who\n"
+        "m1,1792490400000,60,4420794600,acc1\n"  # milliseconds: 2026-10-20 10:00 UTC
+        "m2,1792490400,60,4420794600,acc1\n"  # seconds, in the wrong column
+    )
+    report = _one(world, path, "ms-times")
+    assert _counts(report) == (2, 1, 0, 1, 0)
+    assert _export(world, tmp_path)["m1"]["connect_time"].startswith("2026-10-20T10:00:00")
+    with open(str(report.rejects_path)) as handle:
+        (reject,) = list(csv.DictReader(handle))
+    assert (reject["line"], reject["reason"]) == ("3", "connect_time is not a time: 1792490400")

@@ -162,9 +162,11 @@ class TemplateQuery:
             case "epoch" | "epoch_ms":
                 # At most 11 digits of seconds (13 of milliseconds): a larger value overflows the
                 # microseconds, and is no call time anyway (a milliseconds value in a seconds column).
-                scale, digits = (1_000_000, 11) if source.format == "epoch" else (1_000, 14)
+                # At least 11 digits of milliseconds: fewer is a time before April 1970, and a
+                # seconds value in a milliseconds column (1760954405 read as 21 January 1970).
+                scale, digits = (1_000_000, "1,11") if source.format == "epoch" else (1_000, "11,14")
                 return (
-                    f"CASE WHEN regexp_full_match({text}, '[0-9]{{1,{digits}}}') "
+                    f"CASE WHEN regexp_full_match({text}, '[0-9]{{{digits}}}') "
                     f"AND CAST({text} AS BIGINT) > 0 "
                     f"THEN timezone('UTC', make_timestamp(CAST({text} AS BIGINT) * {scale})) END"
                 )
