@@ -321,6 +321,12 @@ def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:
         add_template(world, "bad", bad)
     with pytest.raises(InvalidInputError, match="built-in"):
         add_template(world, "cucm", bad)
+    bad.write_text(bad.read_text().replace("(?=gw)(.+)", "(gw[0-9]+)"))
+    with pytest.raises(InvalidInputError, match="differs from the template 'cucm' only in case"):
+        add_template(world, "CUCM", bad)
+    assert add_template(world, " mine ", bad).name == "mine"
+    with pytest.raises(InvalidInputError, match="differs from the template 'mine' only in case"):
+        add_template(world, "Mine", bad)
     with pytest.raises(NotFoundError, match="asterisk-csv"):
         ingest(world, [tmp_path / "x.csv"], template="no-such")
     names = {t["name"] for t in list_templates(world)}

@@ -92,12 +92,20 @@ def _try_query(template: XdrTemplate) -> None:
 
 def add_template(app: App, name: str, path: Path) -> XdrTemplate:
     """Save (or replace) the template ``name`` from a TOML file; built-in names are taken."""
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise InvalidInputError("a template needs a name: rerate template add NAME FILE")
     if name in builtin_templates():
         raise InvalidInputError(f"{name!r} is a built-in template; save yours under another name")
     template = read_template_file(path, name)
     with app.catalog.transaction() as session:
+        # Two names that differ only in case would be told apart by nobody reading a job's log.
+        saved_names = session.scalars(select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND))
+        for known in (*builtin_templates(), *saved_names):
+            if known != name and known.casefold() == name.casefold():
+                raise InvalidInputError(
+                    f"{name!r} differs from the template {known!r} only in case: use that name, or another"
+                )
         saved = session.scalar(
             select(ImportTemplate).where(ImportTemplate.kind == TEMPLATE_KIND, ImportTemplate.name == name)
         )
