@@ -264,11 +264,20 @@ def test_a_folder_loads_each_file_once_in_name_order(world: App, tmp_path: Path)
         calls = [c.__class__(**{**c.__dict__, "uniqueid": f"{day}-{c.uniqueid}"}) for c in CALLS]
         asterisk_csv(drop / f"Master-2026102{day}.csv", calls=calls)
     (drop / ".partial").write_text("being written")
+    (drop / "Master-20261020.csv").symlink_to(tmp_path / "moved-away.csv")  # a link left broken
     first = ingest(world, expand_sources([str(drop)]), template="asterisk-csv")
     assert [(Path(r.file).name, r.state) for r in first] == [
+        ("Master-20261020.csv", "error"),
         ("Master-20261021.csv", "loaded"),
         ("Master-20261022.csv", "loaded"),
     ]
+    assert (
+        first[0].error
+        == f"{drop / 'Master-20261020.csv'} is a link to {tmp_path / 'moved-away.csv'}, which does not exist"
+    )
+    (drop / "Master-20261020.csv").unlink()
+    (device,) = ingest(world, [Path("/dev/null")])
+    assert device.error == "/dev/null is not a regular file"
     gzip_copy = drop / "Master-20261023.csv.gz"
     gzip_copy.write_bytes(gzip.compress(asterisk_csv(tmp_path / "c.csv", calls=[CALLS[0]]).read_bytes()))
     second = ingest(world, expand_sources([str(drop / "*.csv*")]), template="asterisk-csv")

@@ -109,7 +109,9 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
         source = os.path.expanduser(given)  # a quoted glob reaches rerate with its ~ unexpanded
         path = Path(source)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+            # A broken link is listed too: its report says so, where leaving it out said nothing.
+            listed = (p for p in path.iterdir() if p.is_file() or (p.is_symlink() and not p.exists()))
+            paths.extend(sorted(p for p in listed if not p.name.startswith(".")))
         elif path.is_file():  # a file named like a glob ("a[1].csv") is that file
             paths.append(path)
         elif GLOB_CHARACTERS & set(source):

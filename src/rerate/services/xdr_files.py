@@ -17,6 +17,7 @@ import gzip
 import io
 import itertools
 import lzma
+import os
 import queue
 import re
 import threading
@@ -619,6 +620,10 @@ def _not_a_file(path: Path) -> str:
     """Why ``path`` cannot be read as an XDR file."""
     if path.is_dir():
         return f"{path} is a folder, not a file"
+    if path.is_symlink() and not path.exists():
+        return f"{path} is a link to {os.readlink(path)}, which does not exist"
+    if path.exists():  # a device or a pipe: nothing that can be read twice, or checksummed
+        return f"{path} is not a regular file"
     if GLOB_CHARACTERS & set(str(path)):  # a glob left as given: its folder is not there
         return f"no file matches {path}: its folder does not exist"
     return f"file not found: {path}"
