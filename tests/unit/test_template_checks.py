@@ -37,6 +37,8 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 def test_the_good_template_is_accepted() -> None:
     template = parse_template(GOOD, "good")
     assert template.expressions == {"cld": "'44' + value"} and template.answered.column == "disposition"
+    # An empty constant for an optional field is a choice (no account), kept as templates saved it.
+    assert parse_template(_with("fields.account", {"value": ""}), "ok").fields["account"][0].value == ""
 
 
 @pytest.mark.parametrize(
@@ -46,8 +48,8 @@ def test_the_good_template_is_accepted() -> None:
         ("fields.source_id", ["id", {"hash": []}], "names no column"),
         ("fields.source_id", {"column": ""}, "give a column name"),
         ("fields.source_id", "  ", "give a column name"),
-        ("fields.source_id", {"value": ""}, "constant value must be text that is not empty"),
-        ("fields.source_id", {"value": True}, "constant value must be text"),
+        ("fields.source_id", {"value": ""}, "constant for a required field must not be empty"),
+        ("fields.source_id", {"value": True}, "constant value must be quoted text"),
         ("expressions.cld", "foo + value", r"unknown name\(s\) foo"),
         ("expressions.cld", 5, "give the expression as quoted text"),
         ("source.delimiter", 5, "one character each"),

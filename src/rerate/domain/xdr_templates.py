@@ -329,10 +329,10 @@ def _source(name: str, spec: Any) -> Source:
         return Source(hash=tuple(_text_list(spec["hash"], f"{where}.hash", empty=False)))
     if "value" in spec:
         value = spec["value"]
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
-            raise TemplateError(
-                f"{where}: a constant value must be text that is not empty (leave out a field to have none)"
-            )
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TemplateError(f'{where}: a constant value must be quoted text: {{ value = "..." }}')
+        if name in REQUIRED_FIELDS and not str(value).strip():  # every row would lack it
+            raise TemplateError(f"{where}: a constant for a required field must not be empty")
         return Source(value=str(value))
     return Source(
         column=_column_name(spec["column"], where),
