@@ -16,13 +16,19 @@ import pytest
 from sqlalchemy import select
 
 from rerate.bootstrap import App
-from rerate.catalog.models import Collection
+from rerate.catalog.models import Collection, ImportTemplate
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.export import export_xdrs
 from rerate.services.ingest import CollectionReport, expand_sources, ingest
 from rerate.services.mediation_trace import trace
 from rerate.services.rollback import collections
-from rerate.services.xdr_templates import add_template, list_templates, show_template, template_toml
+from rerate.services.xdr_templates import (
+    TEMPLATE_KIND,
+    add_template,
+    list_templates,
+    show_template,
+    template_toml,
+)
 from tests.factories import headed_template, write_xdrs
 from tests.switch_samples import (
     CALLS,
@@ -340,6 +346,10 @@ def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:
         ingest(world, [tmp_path / "x.csv"], template="no-such")
     names = {t["name"] for t in list_templates(world)}
     assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= names
+    with world.catalog.transaction() as session:  # as an older rerate may have saved one
+        session.add(ImportTemplate(kind=TEMPLATE_KIND, name="older", settings={"fields": {}}, created_by="x"))
+    with pytest.raises(InvalidInputError, match=r"the saved template 'older' cannot be read .*save it again"):
+        ingest(world, [tmp_path / "x.csv"], template="older")
 
 
 def test_the_wrong_template_for_a_file_is_named_not_half_loaded(world: App, tmp_path: Path) -> None:

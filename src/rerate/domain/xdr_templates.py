@@ -189,23 +189,17 @@ def parse_template(data: Mapping[str, Any], name: str | None = None) -> XdrTempl
     if len(set(columns)) != len(columns):
         raise TemplateError("source.columns names a column twice")
     min_columns = source.get("min_columns")
-    if min_columns is not None and (isinstance(min_columns, bool) or not isinstance(min_columns, int)):
-        raise TemplateError("source.min_columns must be a whole number (min_columns = 16, not quoted)")
-    if min_columns is not None and not 1 <= min_columns <= len(columns):
+    if min_columns is not None and (not isinstance(min_columns, int) or not 1 <= min_columns <= len(columns)):
         raise TemplateError(f"source.min_columns must be between 1 and {len(columns)}")
     timezone = str(source.get("timezone", "UTC"))
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise TemplateError(f"unknown time zone {timezone!r} (use a name such as Europe/Berlin)") from exc
-    delimiter = source.get("delimiter", ",")
-    quote = source.get("quote", '"')
-    if not (isinstance(delimiter, str) and isinstance(quote, str) and len(delimiter) == len(quote) == 1):
-        raise TemplateError('source.delimiter and source.quote must be one character each, quoted (";")')
-    if {delimiter, quote} & {"\n", "\r"} or delimiter == quote:
-        raise TemplateError(
-            "source.delimiter and source.quote must differ from each other and from a line break"
-        )
+    delimiter = str(source.get("delimiter", ","))
+    quote = str(source.get("quote", '"'))
+    if len(delimiter) != 1 or len(quote) != 1:
+        raise TemplateError("source.delimiter and source.quote must be one character each")
     raw_fields = data.get("fields", {})
     if not isinstance(raw_fields, Mapping):
         raise TemplateError("[fields] must be a table")
@@ -240,26 +234,13 @@ def parse_template(data: Mapping[str, Any], name: str | None = None) -> XdrTempl
     for field_name, text in expressions.items():
         if field_name not in CANONICAL_FIELDS or field_name == "connect_time":
             raise TemplateError(f"expressions.{field_name}: expressions apply to text fields only")
-        if not isinstance(text, str) or not text.strip():
-            raise TemplateError(
-                f"expressions.{field_name}: give the expression as quoted text ('value * 60')"
-            )
         try:
-            compiled = compile_expression(text)
+            compile_expression(str(text))
         except ExpressionError as exc:
             raise TemplateError(f"expressions.{field_name}: {exc}") from exc
-        unknown_names = compiled.names - {"value"}
-        if unknown_names:
-            raise TemplateError(
-                f"expressions.{field_name}: unknown name(s) {', '.join(sorted(unknown_names))}: "
-                "a template's expression reads only value, the field's text"
-            )
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise TemplateError('description must be quoted text: description = "..."')
     return XdrTemplate(
         name=title.strip(),
-        description=description,
+        description=str(data.get("description", "")),
         header=header,
         type_row=_boolean(source.get("type_row", False), "source.type_row"),
         delimiter=delimiter,
@@ -273,6 +254,63 @@ def parse_template(data: Mapping[str, Any], name: str | None = None) -> XdrTempl
         unanswered=unanswered,
         expressions={k: str(v) for k, v in expressions.items()},
     )
+
+
+def check_new_template(data: Mapping[str, Any]) -> None:
+    """What a template being saved must also get right, beyond what :func:`parse_template` needs
+    to read one: the types TOML gives and settings no file could be read with.
+
+    Templates already saved are read without these checks, so one saved before them still
+    loads its files.
+    """
+    source = data.get("source", {})
+    if isinstance(source, Mapping):
+        delimiter, quote = source.get("delimiter", ","), source.get("quote", '"')
+        if not (isinstance(delimiter, str) and isinstance(quote, str)):
+            raise TemplateError('source.delimiter and source.quote must be quoted characters (";")')
+        if {delimiter, quote} & {"\n", "\r"} or delimiter == quote:
+            raise TemplateError(
+                "source.delimiter and source.quote must differ from each other and from a line break"
+            )
+        if isinstance(source.get("min_columns"), bool):
+            raise TemplateError("source.min_columns must be a whole number (min_columns = 16)")
+    if not isinstance(data.get("description", ""), str):
+        raise TemplateError('description must be quoted text: description = "..."')
+    fields = data.get("fields", {})
+    for name, spec in fields.items() if isinstance(fields, Mapping) else ():
+        for alternative in spec if isinstance(spec, list) else [spec]:
+            if not isinstance(alternative, Mapping) or "value" not in alternative:
+                continue
+            value = alternative["value"]
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise TemplateError(
+                    f'fields.{name}: a constant value must be quoted text: {{ value = "..." }}'
+                )
+            if name in REQUIRED_FIELDS and not str(value).strip():  # every row would lack it
+                raise TemplateError(f"fields.{name}: a constant for a required field must not be empty")
+    answered = data.get("answered")
+    if isinstance(answered, Mapping):
+        unknown = set(answered) - {"column", "values"}
+        if unknown:
+            raise TemplateError(
+                f"answered: unknown key(s) {', '.join(sorted(unknown))}; known: column, values"
+            )
+        _column_name(answered.get("column"), "answered.column")
+    expressions = data.get("expressions", {})
+    for field_name, text in expressions.items() if isinstance(expressions, Mapping) else ():
+        if not isinstance(text, str) or not text.strip():
+            raise TemplateError(
+                f"expressions.{field_name}: give the expression as quoted text ('value * 60')"
+            )
+        try:
+            unknown_names = compile_expression(text).names - {"value"}
+        except ExpressionError:
+            continue  # parse_template names what is wrong with it
+        if unknown_names:
+            raise TemplateError(
+                f"expressions.{field_name}: unknown name(s) {', '.join(sorted(unknown_names))}: "
+                "a template's expression reads only value, the field's text"
+            )
 
 
 def _boolean(value: Any, where: str) -> bool:
@@ -328,12 +366,7 @@ def _source(name: str, spec: Any) -> Source:
     if "hash" in spec:
         return Source(hash=tuple(_text_list(spec["hash"], f"{where}.hash", empty=False)))
     if "value" in spec:
-        value = spec["value"]
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise TemplateError(f'{where}: a constant value must be quoted text: {{ value = "..." }}')
-        if name in REQUIRED_FIELDS and not str(value).strip():  # every row would lack it
-            raise TemplateError(f"{where}: a constant for a required field must not be empty")
-        return Source(value=str(value))
+        return Source(value=str(spec["value"]))
     return Source(
         column=_column_name(spec["column"], where),
         pattern=None if pattern is None else str(pattern),
@@ -346,13 +379,10 @@ def _answered(spec: Any) -> Answered:
         return Answered()
     if not isinstance(spec, Mapping) or "column" not in spec:
         raise TemplateError('answered must be a table: { column = "disposition", values = ["ANSWERED"] }')
-    unknown = set(spec) - {"column", "values"}
-    if unknown:
-        raise TemplateError(f"answered: unknown key(s) {', '.join(sorted(unknown))}; known: column, values")
     values = _text_list(spec.get("values", []), "answered.values")
     if not values:
         raise TemplateError("answered.values lists the values of answered calls")
-    return Answered(column=_column_name(spec["column"], "answered.column"), values=tuple(values))
+    return Answered(column=str(spec["column"]).strip(), values=tuple(values))
 
 
 def usable_alternatives(template: XdrTemplate, columns: Sequence[str]) -> dict[str, tuple[Source, ...]]:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import ImportTemplate
-from rerate.domain.xdr_templates import TemplateError, XdrTemplate, parse_template
+from rerate.domain.xdr_templates import TemplateError, XdrTemplate, check_new_template, parse_template
 from rerate.services import audit
 from rerate.services.errors import InvalidInputError, NotFoundError
 from rerate.services.xdr_projection import LINE, TemplateQuery
@@ -47,7 +47,13 @@ def find_template(session: Session, name: str) -> XdrTemplate:
     if saved is None:
         known = [*builtin_templates(), *_saved_names(session)]
         raise NotFoundError(f"no XDR template {name!r}; templates: {', '.join(known)}")
-    return parse_template(saved.settings, name=name)
+    try:
+        return parse_template(saved.settings, name=name)
+    except TemplateError as exc:  # saved by an older rerate that checked less: say how to mend it
+        raise InvalidInputError(
+            f"the saved template {name!r} cannot be read ({exc}); save it again with "
+            f"'rerate template add {name} FILE'"
+        ) from exc
 
 
 def _saved_names(session: Session) -> list[str]:
@@ -69,6 +75,7 @@ def read_template_file(path: Path, name: str) -> XdrTemplate:
         raise InvalidInputError(f"{path.name} is not a TOML file: {exc}") from exc
     try:
         template = parse_template(data, name=name)
+        check_new_template(data)
         _try_query(template)
     except TemplateError as exc:
         raise InvalidInputError(f"{path.name}: {exc}") from exc
