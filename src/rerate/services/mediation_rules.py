@@ -155,11 +155,9 @@ def _check_inputs(kind: str, match: str, replace: str, min_length: int | None, p
             f"number rule --match {match!r} can never match: numbers lose spaces, dashes and a leading "
             "+ or 00 before rules see them (docs/mediation.md); give the prefix as it remains"
         )
-    if kind == "number" and match and not match.isdigit():
-        raise InvalidInputError(
-            f"number rule --match {match!r} can never match: numbers are digits when rules see them"
-        )
-    if kind in ("number", "service", "rating_key") and len(match) > _LONGEST_NUMBER:
+    # A number rule's --match may hold what normalization leaves (a technical prefix's # or *),
+    # so only the rules that see the final number are held to its digits and length.
+    if kind in ("service", "rating_key") and len(match) > _LONGEST_NUMBER:
         raise InvalidInputError(
             f"{kind} rule --match {match!r} can never match: a number has at most {_LONGEST_NUMBER} digits"
         )
