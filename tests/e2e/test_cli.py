@@ -321,7 +321,7 @@ def test_ingest_a_drop_folder_by_template_json_contract(home: Path, tmp_path: Pa
     )
     assert [r["state"] for r in json.loads(beside.stdout)] == ["already_loaded", "already_loaded"]
     assert f"nothing to load from {drop / '*.xml'}: no file there" in " ".join(beside.stderr.split())
-    unnamed = rerate(home, "ingest", str(drop), "--template", "", check=False)
+    unnamed = rerate(home, "ingest", str(drop / "*.xml"), "--template", "", check=False)  # even quiet
     assert unnamed.returncode == 2 and "give the template's name" in unnamed.stderr
 
     listed = json.loads(rerate(home, "template", "list", "--json").stdout)

@@ -281,6 +281,7 @@ def test_a_folder_loads_each_file_once_in_name_order(world: App, tmp_path: Path)
         first[0].error
         == f"{drop / 'Master-20261020.csv'} is a link to {tmp_path / 'moved-away.csv'}, which does not exist"
     )
+    assert drop / "Master-20261020.csv" in expand_sources([str(drop / "*.csv")])  # a glob lists it too
     (drop / "Master-20261020.csv").unlink()
     (device,) = ingest(world, [Path("/dev/null")])
     assert device.error == "/dev/null is not a regular file"
@@ -346,6 +347,12 @@ def test_template_errors_are_clear(world: App, tmp_path: Path) -> None:
         ingest(world, [tmp_path / "x.csv"], template="no-such")
     names = {t["name"] for t in list_templates(world)}
     assert {"asterisk-csv", "asterisk-custom", "freeswitch-csv", "cucm", "canonical"} <= names
+    with world.catalog.transaction() as session:  # twins an older rerate let in: each can be replaced
+        for twin in ("Carrier", "carrier"):
+            session.add(ImportTemplate(kind=TEMPLATE_KIND, name=twin, settings={}, created_by="x"))
+    assert add_template(world, "carrier", bad).name == "carrier"
+    with pytest.raises(InvalidInputError, match="only in case"):
+        add_template(world, "CARRIER", bad)
     with world.catalog.transaction() as session:  # as an older rerate may have saved one
         session.add(ImportTemplate(kind=TEMPLATE_KIND, name="older", settings={"fields": {}}, created_by="x"))
     with pytest.raises(InvalidInputError, match=r"the saved template 'older' cannot be read .*save it again"):
@@ -608,7 +615,7 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
     template = tmp_path / "rounded.toml"
     template.write_text(f'unanswered = "{unanswered}"\n' + template.read_text())
     add_template(world, "rounded", template)
-    usages = {"r1": "61000", "r2": "400", "r3": "-1", "r4": '"-0,5"'}  # a decimal comma, as num() reads
+    usages = {"r1": "61000", "r2": "400", "r3": "-1", "r4": '"-0,5"', "r5": "-0"}  # -0,5: as num() reads
     path = tmp_path / "rounded.csv"
     path.write_text(
         "id,when,ms,called,who\n"
@@ -620,11 +627,12 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
         "rejected: negative duration: -1",
         "rejected: negative duration: -0,5",
     )
+    assert outcomes[6] == "rejected: negative duration: -0"  # as the plain reading below says
     if unanswered == "skip":
-        assert _counts(report) == (4, 1, 0, 2, 1)
+        assert _counts(report) == (5, 1, 0, 3, 1)
         assert outcomes[3] == "skipped: not answered"
     else:
-        assert _counts(report) == (4, 2, 0, 2, 0)
+        assert _counts(report) == (5, 2, 0, 3, 0)
         assert {r["source_id"]: r["duration"] for r in _export(world, tmp_path).values()} == {
             "r1": "61",
             "r2": "0",
@@ -640,6 +648,7 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
         "negative duration: -1",
         "duration is not a whole number of seconds: -0,5",
     )
+    assert reasons[6] == "negative duration: -0"
 
 
 def test_an_unanswered_call_without_a_usage_still_needs_its_called_number(world: App, tmp_path: Path) -> None:

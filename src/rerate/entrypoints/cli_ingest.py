@@ -13,7 +13,7 @@ from rerate.bootstrap import App
 from rerate.entrypoints.console import DataTable, RichIngestProgress, err, out, print_json, print_listing
 from rerate.entrypoints.options import JsonOption
 from rerate.services import xdr_templates
-from rerate.services.ingest import expand_sources
+from rerate.services.ingest import check_template_name, expand_sources
 from rerate.services.ingest import ingest as ingest_service
 
 template_cli = typer.Typer(
@@ -56,6 +56,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         Files already loaded (same checksum) are skipped, so a mediator's drop folder can be
         ingested again and again on a schedule.
         """
+        check_template_name(template)  # refused even where nothing is to load
         paths = expand_sources(sources)
         if not paths:  # a quiet drop folder: nothing to do, and nothing wrong
             if as_json:

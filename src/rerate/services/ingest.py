@@ -109,17 +109,21 @@ def expand_sources(sources: Sequence[str]) -> list[Path]:
         source = os.path.expanduser(given)  # a quoted glob reaches rerate with its ~ unexpanded
         path = Path(source)
         if path.is_dir():
-            # A broken link is listed too: its report says so, where leaving it out said nothing.
-            listed = (p for p in path.iterdir() if p.is_file() or (p.is_symlink() and not p.exists()))
-            paths.extend(sorted(p for p in listed if not p.name.startswith(".")))
+            paths.extend(sorted(p for p in path.iterdir() if _listed(p) and not p.name.startswith(".")))
         elif path.is_file():  # a file named like a glob ("a[1].csv") is that file
             paths.append(path)
         elif GLOB_CHARACTERS & set(source):
-            matches = sorted(Path(m) for m in glob.glob(source) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(source) if _listed(Path(m)))
             paths.extend(matches if matches or _glob_folder(source).is_dir() else [path])
         else:
             paths.append(path)
     return paths
+
+
+def _listed(path: Path) -> bool:
+    """Whether a folder's or a glob's entry is ingested: a file, or a broken link (its report
+    says so, where leaving it out said nothing); not a sub-folder."""
+    return path.is_file() or (path.is_symlink() and not path.exists())
 
 
 def _glob_folder(pattern: str) -> Path:
@@ -147,15 +151,20 @@ def ingest(
         return ingest_locked(app, paths, progress, template)
 
 
+def check_template_name(template: str | None) -> None:
+    """Refuse a blank template name: it is not the canonical layout by accident."""
+    if template is not None and not template.strip():
+        raise InvalidInputError(
+            "give the template's name (see 'rerate template list'), or leave --template out"
+        )
+
+
 def ingest_locked(
     app: App, paths: list[Path], progress: IngestProgress | None = None, template: str | None = None
 ) -> list[CollectionReport]:
     """:func:`ingest` for a caller that holds the ledger lock and has recovered interrupted units."""
     progress = progress or SilentProgress()
-    if template is not None and not template.strip():  # not the canonical layout by accident
-        raise InvalidInputError(
-            "give the template's name (see 'rerate template list'), or leave --template out"
-        )
+    check_template_name(template)
     with app.catalog.reading() as session:
         layout = find_template(session, template or "canonical")
     reports = []

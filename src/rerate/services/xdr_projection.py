@@ -275,7 +275,8 @@ class TemplateQuery:
         # A usage below zero is no call's usage: rejected unless a disposition marks the call
         # unanswered.  Checked before an expression runs, on the number the file writes.
         negative_sql = (
-            f"coalesce({_USAGE_NUMBER} < 0, false)"
+            # A number written with a minus, as the other path's check reads it: -0 is one too.
+            f"(starts_with(usage_text, '-') AND {_USAGE_NUMBER} IS NOT NULL)"
             if expressed
             else "regexp_full_match(usage_text, '-[0-9]+')"
         )

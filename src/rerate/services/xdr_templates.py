@@ -107,9 +107,13 @@ def add_template(app: App, name: str, path: Path) -> XdrTemplate:
     template = read_template_file(path, name)
     with app.catalog.transaction() as session:
         # Two names that differ only in case would be told apart by nobody reading a job's log.
-        saved_names = session.scalars(select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND))
-        for known in (*builtin_templates(), *saved_names):
-            if known != name and known.casefold() == name.casefold():
+        saved_names = list(
+            session.scalars(select(ImportTemplate.name).where(ImportTemplate.kind == TEMPLATE_KIND))
+        )
+        # Replacing a template keeps its name, whatever twins an older rerate let in beside it.
+        twins = [] if name in saved_names else [*builtin_templates(), *saved_names]
+        for known in twins:
+            if known.casefold() == name.casefold():
                 raise InvalidInputError(
                     f"{name!r} differs from the template {known!r} only in case: use that name, or another"
                 )
