@@ -57,14 +57,15 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         ingested again and again on a schedule.
         """
         check_template_name(template)  # refused even where nothing is to load
-        paths = expand_sources(sources)
+        found = {source: expand_sources([source]) for source in sources}  # each folder listed once
+        paths = [path for source in sources for path in found[source]]
         if not paths:  # a quiet drop folder: nothing to do, and nothing wrong
             if as_json:
                 print_json([])
             else:
                 err.print(f"nothing to load: no file in {', '.join(escape(s) for s in sources)}")
             return
-        quiet = [s for s in sources if not expand_sources([s])]
+        quiet = [source for source in sources if not found[source]]
         if quiet:  # said beside the others' results (on stderr: --json's output stays one document)
             err.print(f"nothing to load from {', '.join(escape(s) for s in quiet)}: no file there")
         with RichIngestProgress(enabled=not as_json and err.is_terminal) as progress:
