@@ -141,8 +141,11 @@ def small_world(home: Path, catalog_url: str | None = None) -> App:
     return app
 
 
-def headed_template(world: App, tmp_path: Path, name: str, duration: str, expression: str) -> None:
-    """A saved template for a headed CSV (id, when, <duration>, called, who) with one expression."""
+def headed_template(
+    world: App, tmp_path: Path, name: str, duration: str, expression: str = "", time_format: str = "epoch"
+) -> None:
+    """A saved template for a headed CSV (id, when, <duration>, called, who), with one expression
+    if given, and its times (``when``) in ``time_format``."""
     template = tmp_path / f"{name}.toml"
     template.write_text(
         f"""
@@ -150,7 +153,7 @@ def headed_template(world: App, tmp_path: Path, name: str, duration: str, expres
 header = true
 [fields]
 source_id = "id"
-connect_time = {{ column = "when", format = "epoch" }}
+connect_time = {{ column = "when", format = "{time_format}" }}
 duration = "{duration}"
 cld = "called"
 account = "who"

@@ -638,7 +638,7 @@ def test_an_expressions_usage_of_zero_seconds_is_an_unanswered_call(
             "r2": "0",
         }
     # The same usages read as seconds, with no expression: the same calls are rejected.
-    headed_template(world, tmp_path, "seconds", "ms", "")
+    headed_template(world, tmp_path, "seconds", "ms")
     again = tmp_path / "seconds.csv"
     again.write_text(path.read_text().replace("\nr", "\ns"))
     plain = _one(world, again, "seconds")
@@ -801,13 +801,7 @@ def test_a_header_with_a_quoted_line_break_is_passed_over_whole(world: App, tmp_
 def test_a_utc_time_may_say_it_is_utc(world: App, tmp_path: Path) -> None:
     """format = "utc" reads a time that ends in Z, UTC or +00:00 as the time it is; any other
     offset is not UTC, and its row is rejected (format = "iso" reads offsets)."""
-    template = tmp_path / "utc.toml"
-    template.write_text(
-        '[source]\nheader = true\n[fields]\nsource_id = "id"\n'
-        'connect_time = { column = "when", format = "utc" }\nduration = "secs"\ncld = "called"\n'
-        'account = "who"\nvendor = { value = "gw1" }\n'
-    )
-    add_template(world, "utc-times", template)
+    headed_template(world, tmp_path, "utc-times", "secs", time_format="utc")
     times = {
         "u1": "2026-10-20 10:00:00",
         "u2": "2026-10-20T10:00:00Z",
@@ -827,13 +821,7 @@ def test_a_utc_time_may_say_it_is_utc(world: App, tmp_path: Path) -> None:
 
 
 def test_seconds_in_a_milliseconds_column_are_rejected_not_loaded_in_1970(world: App, tmp_path: Path) -> None:
-    template = tmp_path / "ms.toml"
-    template.write_text(
-        '[source]\nheader = true\n[fields]\nsource_id = "id"\n'
-        'connect_time = { column = "when", format = "epoch_ms" }\nduration = "secs"\ncld = "called"\n'
-        'account = "who"\nvendor = { value = "gw1" }\n'
-    )
-    add_template(world, "ms-times", template)
+    headed_template(world, tmp_path, "ms-times", "secs", time_format="epoch_ms")
     path = tmp_path / "ms.csv"
     path.write_text(
         "id,when,secs,called,who\n"
