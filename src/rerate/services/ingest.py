@@ -50,7 +50,7 @@ from rerate.services.compiled import mediation_context, rating_context
 from rerate.services.errors import DamagedFileError, InvalidInputError, RerateError
 from rerate.services.locks import ledger_lock
 from rerate.services.periods import closed_periods, period_bounds
-from rerate.services.recovery import recover_interrupted
+from rerate.services.recovery import recover_interrupted, remove_unit_files
 from rerate.services.visibility import current_visibility, rolled_back_collections
 from rerate.services.xdr_files import GLOB_CHARACTERS, XdrFile
 from rerate.services.xdr_templates import find_template
@@ -241,9 +241,7 @@ def _forget(app: App, collection_id: int) -> None:
     """Remove every trace of a collection that published nothing: its unpublished files, its
     folder (rejects) and its catalog row.  A damaged file then leaves no collection, however
     often a scheduled run over its folder meets it; nothing (audit trail, ledger) named the id."""
-    prefix = unit_prefix("c", collection_id)
-    for table in (XDRS, *(aggregate.table for aggregate in AGGREGATES)):
-        app.ledger.remove_unit(table, prefix)
+    remove_unit_files(app, "c", collection_id)
     shutil.rmtree(app.home / "collections" / str(collection_id), ignore_errors=True)
     with app.catalog.transaction() as session:
         session.execute(delete(Collection).where(Collection.id == collection_id))

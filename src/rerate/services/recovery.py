@@ -29,17 +29,22 @@ _UNITS: dict[str, tuple[type[Collection] | type[Job], str, str, tuple[str, ...]]
 }
 
 
+def remove_unit_files(app: App, kind: str, unit_id: int) -> None:
+    """Unpublish and delete every file one collection (``c``) or job (``j``) wrote, by name."""
+    for table in _UNITS[kind][3]:
+        app.ledger.remove_unit(table, unit_prefix(kind, unit_id))
+
+
 def recover_interrupted(app: App) -> list[str]:
     """Remove what crashed collections and jobs left behind; call with the ledger lock held."""
     recovered: list[str] = []
     with app.catalog.transaction() as session:
-        for kind, (model, unfinished, final, tables) in _UNITS.items():
+        for kind, (model, unfinished, final, _) in _UNITS.items():
             units: list[Collection | Job] = list(
                 session.scalars(select(model).where(model.state == unfinished))
             )
             for unit in units:
-                for table in tables:
-                    app.ledger.remove_unit(table, unit_prefix(kind, unit.id))
+                remove_unit_files(app, kind, unit.id)
                 unit.state = final
                 unit.error = (unit.error or "interrupted") + "; its partial files were removed"
                 unit.finished_at = datetime.now(UTC)
