@@ -808,16 +808,27 @@ def test_a_utc_time_may_say_it_is_utc(world: App, tmp_path: Path) -> None:
         "u3": "2026-10-20 10:00:00 UTC",
         "u4": "2026-10-20T10:00:00+00:00",
         "u5": "2026-10-20T10:00:00+02:00",
+        "u6": "2026-10-20 10:00 -0500",
+        "u7": "yesterday",
     }
     path = tmp_path / "utc.csv"
     path.write_text(
         "id,when,secs,called,who\n" + "".join(f"{i},{t},60,4420794600,acc1\n" for i, t in times.items())
     )
     report = _one(world, path, "utc-times")
-    assert _counts(report) == (5, 4, 0, 1, 0)
+    assert _counts(report) == (7, 4, 0, 3, 0)
     loaded = {r["source_id"]: r["connect_time"] for r in _export(world, tmp_path).values()}
     assert set(loaded) == {"u1", "u2", "u3", "u4"}
     assert {t[:19] for t in loaded.values()} == {"2026-10-20T10:00:00"}
+    # An offset's row says how to read it; a text that is no time at all gets no such advice.
+    with open(str(report.rejects_path)) as handle:
+        reasons = {r["line"]: r["reason"] for r in csv.DictReader(handle)}
+    hint = ' (format "utc" reads only UTC times; format = "iso" reads times with an offset)'
+    assert reasons == {
+        "6": "connect_time is not a time: 2026-10-20T10:00:00+02:00" + hint,
+        "7": "connect_time is not a time: 2026-10-20 10:00 -0500" + hint,
+        "8": "connect_time is not a time: yesterday",
+    }
 
 
 def test_seconds_in_a_milliseconds_column_are_rejected_not_loaded_in_1970(world: App, tmp_path: Path) -> None:

@@ -70,6 +70,12 @@ _YEAR_FIRST = tuple(f for f in _LOCAL_FORMATS if f.startswith("%Y"))
 _NOT_YEAR_FIRST = tuple(f for f in _LOCAL_FORMATS if not f.startswith("%Y"))
 
 
+#: A clock time followed by a UTC offset (``10:00:00+02:00``, ``10:00 -0500``).
+_OFFSET_AT_END = r"[0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)? ?[+-][0-9]{2}(:?[0-9]{2})?$"
+#: Added to the reason of a time with an offset in a column whose format is "utc".
+UTC_OFFSET_HINT = ' (format "utc" reads only UTC times; format = "iso" reads times with an offset)'
+
+
 def _listed(formats: Sequence[str]) -> str:
     """A DuckDB list of strptime formats, tried in order."""
     return "[" + ", ".join(_literal(f) for f in formats) + "]"
@@ -246,6 +252,14 @@ class TemplateQuery:
             if a.column is not None
         ]
         time_text_sql = f"CASE {' '.join(time_text)} ELSE '' END" if time_text else "''"
+        # A time with an offset other than UTC's, in a column read as "utc": the reason says how
+        # to read it, or an operator sees only "not a time" for a time that plainly is one.
+        offset_hint = (
+            f"CASE WHEN regexp_matches(time_text, {_literal(_OFFSET_AT_END)}) "
+            f"THEN {_literal(UTC_OFFSET_HINT)} ELSE '' END"
+            if any(a.format == "utc" for a in times)
+            else "''"
+        )
         answered = self.template.answered
         # An expression on the usage gets the file's text (decimal minutes, say) and its result is
         # checked as a file's usage is (:meth:`rewrite`).
@@ -318,7 +332,7 @@ class TemplateQuery:
                    CASE
                      WHEN source_id IS NULL THEN 'missing source_id'
                      WHEN time_text = '' AND ts IS NULL THEN 'missing connect_time'
-                     WHEN ts IS NULL THEN 'connect_time is not a time: ' || time_text
+                     WHEN ts IS NULL THEN 'connect_time is not a time: ' || time_text || {offset_hint}
                      -- A call its disposition marks unanswered is skipped or loaded with zero
                      -- seconds even where its usage is empty or negative (switches write -1):
                      -- such a row goes on to the checks below.  Text there still rejects it (a
