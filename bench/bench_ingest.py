@@ -10,6 +10,10 @@
   CPU), as the ingest's own progress stages name them;
 * baseline in the same run: DuckDB copying the same CSV to Parquet with no
   checks and no rating, the floor any loader pays for reading and writing;
+* the floor of the work itself, beside it: the CPU per XDR of only reading the
+  CSV (pyarrow, typed) and of only encoding the columns the XDR table stores
+  (a sample of the XDRs just ingested, with the ledger's own Parquet options),
+  against the 2,000 ns of CPU per XDR that 1 M XDRs/s leaves on 2 cores;
 * ``--rss-xdrs`` XDRs are ingested by a separate ``rerate ingest`` process
   whose peak resident memory is read from the kernel (its VmHWM, Linux).
 
@@ -24,12 +28,17 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rerate.bootstrap import App
+from rerate.ledger.tables import XDRS, PartitionedWriter, xdr_parquet_options
 from rerate.services.ingest import ingest
 from rerate.services.worldgen import World, WorldSpec, generate_world
 
@@ -79,6 +88,48 @@ class PhaseClock:
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+#: CPU per XDR that 1 M XDRs/s leaves for everything on the reference machine's 2 cores.
+BUDGET_NS = 2 * 1e9 / 1e6
+
+
+def floor(csv_path: Path, xdr_dir: Path, sample_rows: int = 1_000_000) -> tuple[float, float]:
+    """CPU ns per XDR of the two steps no loader of this ledger can skip: reading the CSV, and
+    encoding the XDR table's stored columns (best of three, on a sample of the files ingested).
+
+    Encoding is timed on one file of the whole sample: the row-group size does not change its
+    cost per XDR (docs/performance.md), and one file leaves out the per-day split.
+    """
+    read_ns = min(_cpu_ns_per_row(lambda: pa_csv.read_csv(csv_path).num_rows) for _ in range(3))
+    parts, rows = [], 0
+    for path in sorted(xdr_dir.rglob("*.parquet")):
+        part = pq.read_table(path, partitioning=None)
+        parts.append(part)
+        rows += part.num_rows
+        if rows >= sample_rows:
+            break
+    sample = pa.concat_tables(parts).combine_chunks()
+    target = xdr_dir.parent / "floor-encoding.parquet"
+
+    def encode() -> int:
+        pq.write_table(
+            sample,
+            target,
+            row_group_size=PartitionedWriter.row_group_rows,
+            **xdr_parquet_options(sample.column_names),
+        )
+        return sample.num_rows
+
+    encode_ns = min(_cpu_ns_per_row(encode) for _ in range(3))
+    target.unlink()
+    return read_ns, encode_ns
+
+
+def _cpu_ns_per_row(step: Callable[[], int]) -> float:
+    started = _cpu()
+    rows = step()
+    return (_cpu() - started) / rows * 1e9
 
 
 def build(home: Path, data: Path, xdrs: int) -> tuple[App, World]:
@@ -136,6 +187,15 @@ def main() -> None:
         print(f"  by phase: {clock.done()}")
         home.close()
     print(f"goal >= 1 M XDRs/s (both files): {'met' if slowest >= 1e6 else 'NOT met'}")
+    read_ns, encode_ns = floor(source, app.ledger.path(XDRS))
+    columns = len(pq.read_schema(next(app.ledger.path(XDRS).rglob("*.parquet"))).names)
+    print(
+        f"the floor, CPU per XDR: reading the CSV alone (pyarrow, typed) {read_ns:,.0f} ns + "
+        f"encoding the {columns} stored columns alone (the ledger's options) {encode_ns:,.0f} ns = "
+        f"{read_ns + encode_ns:,.0f} ns, {(read_ns + encode_ns) / BUDGET_NS:.0%} of the "
+        f"{BUDGET_NS:,.0f} ns that 1 M XDRs/s leaves on 2 cores, before validation, mediation, "
+        "rating, sorting, duplicates and totals"
+    )
 
     if args.rss_xdrs:
         big_app, big_world = build(work / "home-rss", work / "world-rss", args.rss_xdrs)
