@@ -237,6 +237,54 @@ def test_correction_json_contract(home: Path, tmp_path: Path) -> None:
     rerate(home, "jobs", "diff", str(applied["job_id"]))  # an applied job's diff is kept
 
 
+def test_schedules_and_closed_periods_are_plain_before_anything_is_applied(
+    home: Path, tmp_path: Path
+) -> None:
+    """An empty --at is refused (not "now"); a schedule shows when it runs; a preview says which
+    closed periods it touches, and the apply is refused before the prompt; money is never 0E-9."""
+    xdrs = write_xdrs(
+        tmp_path / "x.csv", [("a1", "2026-10-20T11:00:00Z", "61", "1", "4420794600", "acc1", "gw1")]
+    )
+    rerate(home, "ingest", str(xdrs))
+    unset = rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--at", "", "--yes", check=False)
+    assert unset.returncode == 2 and "--at: not an ISO time" in unset.stderr
+    assert json.loads(rerate(home, "jobs", "list", "--json").stdout) == []
+
+    rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--at", "2099-01-01T06:00:00Z")
+    assert "scheduled for 2099-01-01 06:00 UTC" in rerate(home, "jobs", "list").stdout
+    (scheduled,) = json.loads(rerate(home, "jobs", "list", "--json").stdout)
+    assert scheduled["scheduled_for"].startswith("2099-01-01T06:00:00")
+    rerate(home, "jobs", "cancel", str(scheduled["job_id"]))
+
+    rerate(home, "period", "close", "Acme", "--period", "2026-10")
+    refused = rerate(home, "rerate", "--customer", "Acme", "--ghost-percent", "10", check=False)
+    assert "closed billing periods touched: Acme 2026-10" in refused.stdout  # the preview says so
+    assert refused.returncode == 1 and "--allow-closed" in refused.stderr
+    states = [j["state"] for j in json.loads(rerate(home, "jobs", "list", "--json").stdout)]
+    assert states == ["planned", "cancelled"]  # the preview only: no apply was started
+
+    applied = json.loads(
+        rerate(
+            home,
+            "rerate",
+            "--customer",
+            "Acme",
+            "--tariff",
+            "cost",
+            "--side",
+            "customer",
+            "--allow-closed",
+            "--yes",
+            "--json",
+        ).stdout
+    )
+    assert applied["state"] == "applied"
+    shown = rerate(home, "jobs", "show", str(applied["job_id"]), "--json").stdout
+    assert "E-" not in shown
+    ((*_, amount_delta, cost_delta),) = json.loads(shown)["totals"]["periods"]
+    assert cost_delta == "0.000000000" and amount_delta != cost_delta  # the customer side only
+
+
 def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:
     deck = tmp_path / "carrier.csv"
     day = deck_date()  # in the future, so the rows are new rather than skipped as past

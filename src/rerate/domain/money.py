@@ -82,6 +82,15 @@ def decimal_text(value: Decimal) -> str:
     return format(value, "f")
 
 
+def money_text(value: Decimal) -> str:
+    """Ledger money as exact text with the ledger's places, whatever the sum's own exponent.
+
+    >>> money_text(Decimal("0E-9")), money_text(Decimal(0)), money_text(Decimal("-12.5"))
+    ('0.000000000', '0.000000000', '-12.500000000')
+    """
+    return format(value, f".{MONEY_DECIMALS}f")
+
+
 def format_money(value: Decimal, decimals: int) -> str:
     """Render money with a fixed number of places, never in exponent form."""
     return f"{round_half_up(value, decimals):.{decimals}f}"

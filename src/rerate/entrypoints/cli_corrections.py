@@ -27,6 +27,7 @@ from rerate.services import schedule as schedule_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
 from rerate.services.diff_file import diff_csv
 from rerate.services.errors import InvalidInputError, RerateError
+from rerate.services.periods import closed_conflict
 from rerate.services.reprocess import reprocess, reprocess_correction
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
@@ -80,6 +81,13 @@ def show_report(report: CorrectionReport) -> None:
     if report.new_failures:
         failures = ", ".join(f"{k} {v:,}" for k, v in report.new_failures.items())
         out.print(f"  [yellow]new failures[/]: {failures}")
+    if report.adjustments:
+        periods = sorted({f"{line['customer']} {line['period']}" for line in report.adjustments})
+        verb = "records" if report.state == "applied" else "would record"
+        out.print(
+            f"  [yellow]closed billing periods touched[/]: {escape(', '.join(periods))}; it {verb} "
+            f"{len(report.adjustments):,} adjustment line(s) for the open period"
+        )
     for title, unordered, key, limit in (
         ("by customer", report.by_customer, "customer", 20),
         ("by destination (largest changes)", report.by_destination, "country", 10),
@@ -154,7 +162,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             sides=sides,
             allow_closed=allow_closed,
         )
-        if at:
+        if at is not None:  # an empty --at (an unset variable in a script) is refused, not "now"
             _schedule(wired, corrections.rerate_correction(wired, request), at, as_json, dry_run)
             return
         _preview_then_apply(
@@ -162,6 +170,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             dry_run,
             yes,
             as_json,
+            allow_closed,
         )
 
     @jobs_cli.command("list")
@@ -178,7 +187,9 @@ def register(cli: typer.Typer, app: Any) -> None:
             table.add_row(
                 str(j.id),
                 j.kind,
-                j.state,
+                f"scheduled for {j.scheduled_for:%Y-%m-%d %H:%M} UTC"
+                if j.state == "scheduled" and j.scheduled_for is not None
+                else j.state,
                 j.actor,
                 j.created_at.strftime("%Y-%m-%d %H:%M"),
                 f"{j.in_scope:,}",
@@ -329,7 +340,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             start=start,
             end=end,
         )
-        if at:
+        if at is not None:  # an empty --at (an unset variable in a script) is refused, not "now"
             correction = reprocess_correction(scope, failed_only=failed, allow_closed=allow_closed)
             _schedule(wired, correction, at, as_json, dry_run)
             return
@@ -340,6 +351,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             dry_run,
             yes,
             as_json,
+            allow_closed,
         )
 
     @collection_cli.command("list")
@@ -403,7 +415,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     ) -> None:
         """Void every XDR of a collection (undo with 'rerate jobs revert')."""
         wired = app()
-        if at:
+        if at is not None:  # an empty --at (an unset variable in a script) is refused, not "now"
             correction = rollback_service.rollback_correction(wired, collection_id, allow_closed=allow_closed)
             _schedule(wired, correction, at, as_json, dry_run)
             return
@@ -414,6 +426,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             dry_run,
             yes,
             as_json,
+            allow_closed,
         )
 
     @cache_cli.command("sync")
@@ -620,7 +633,11 @@ def _with_progress(
 
 
 def _preview_then_apply(
-    run: Callable[[bool, Any], CorrectionReport], dry_run: bool, yes: bool, as_json: bool
+    run: Callable[[bool, Any], CorrectionReport],
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    allow_closed: bool,
 ) -> None:
     """Dry run first unless --yes; apply after confirmation (or with --yes)."""
     if dry_run or not yes:
@@ -628,6 +645,10 @@ def _preview_then_apply(
         print_json(preview) if as_json else show_report(preview)
         if dry_run or preview.changed == 0:
             return
+        if preview.adjustments and not allow_closed and not as_json:
+            # Refused now, not after the operator says yes and the apply has read every day again.
+            # (The JSON preview lists the adjustments; a script applies with --yes.)
+            raise closed_conflict("this correction", "apply", preview.adjustments)
         _confirm(False, as_json, f"Apply: change {preview.changed:,} XDR(s)?")
     report = _with_progress(run, False, as_json)
     print_json(report) if as_json else show_report(report)
@@ -643,6 +664,7 @@ def _job_dict(job: Any) -> dict[str, Any]:
         "parameters": job.parameters,
         "actor": job.actor,
         "created_at": job.created_at,
+        "scheduled_for": job.scheduled_for,
         "finished_at": job.finished_at,
         "in_scope": job.in_scope,
         "changed": job.changed,

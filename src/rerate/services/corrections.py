@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Customer, Job
 from rerate.domain.arrow_money import decimal_to_nanos
-from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, to_scaled
+from rerate.domain.money import MONEY_DECIMALS, PERCENT_SCALE, money_text, to_scaled
 from rerate.domain.rating import CUSTOMER_COLUMNS, VENDOR_COLUMNS, RatingOptions, Side, rate_batch
 from rerate.domain.scopes import Scope
 from rerate.domain.statuses import Status
@@ -844,4 +844,4 @@ def adjustment_row(job_id: int, line: dict[str, Any]) -> Adjustment:
 
 
 def _plain(money: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, str]]:
-    return {c: {k: str(v) for k, v in vals.items()} for c, vals in money.items()}
+    return {c: {k: money_text(v) for k, v in vals.items()} for c, vals in money.items()}

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, BillingPeriod, Job
+from rerate.domain.money import money_text
 from rerate.ledger.reader import sql_paths
 from rerate.ledger.tables import REVISIONS
 from rerate.services import audit
@@ -172,7 +173,7 @@ def _closed_since(app: App, session: Session, job: Job, allow_closed: bool) -> l
 def _negated(delta: object) -> dict[str, dict[str, str]]:
     if not isinstance(delta, dict):
         return {}
-    return {c: {k: str(-Decimal(v)) for k, v in vals.items()} for c, vals in delta.items()}
+    return {c: {k: money_text(-Decimal(v)) for k, v in vals.items()} for c, vals in delta.items()}
 
 
 def _later_jobs_touching(app: App, job_id: int, later: list[int]) -> list[int]:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import BillingPeriod, Customer
+from rerate.domain.money import money_text
 from rerate.ledger.reader import Visibility, open_totals, open_views
 from rerate.ledger.tables import REVISIONS, TOTALS, XDRS
 from rerate.services import audit
@@ -188,7 +189,11 @@ LINE_FIELDS = ("customer_id", "period", "destination", "currency", "xdrs", "amou
 def stored_lines(lines: Sequence[dict[str, Any]]) -> list[list[Any]]:
     """Period lines as compact JSON rows (exact decimals as text)."""
     return [
-        [*(line[name] for name in LINE_FIELDS[:5]), str(line["amount_delta"]), str(line["cost_delta"])]
+        [
+            *(line[name] for name in LINE_FIELDS[:5]),
+            money_text(line["amount_delta"]),
+            money_text(line["cost_delta"]),
+        ]
         for line in lines
     ]
 
