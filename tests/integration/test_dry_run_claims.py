@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,31 @@ def test_a_queued_apply_that_ran_before_its_outcome_was_noted_keeps_the_job_it_r
     queued = apply_once(world, planned.job_id, queue_and_run, lambda q: q)
     assert job(world, queued).state == "superseded"
     assert _applied_as(world, planned.job_id) == ran_as[0] != queued
+
+
+def test_a_dry_run_whose_xdrs_another_job_changed_since_is_not_applied(world: App, tmp_path: Path) -> None:
+    """The apply prices the XDRs as they are: after another job changed them, that is not what
+    was previewed.  A job applied and reverted since leaves them as they were."""
+    from rerate.services.jobs import revert
+
+    planned = _onto_cost(world, tmp_path)
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    both_since = rerate(world, RerateRequest(scope=acme, ghost_percent=Decimal(50)))
+    assert both_since.changed
+    revert(world, both_since.job_id)  # applied and reverted since the preview: nothing it saw moved
+    ghost = rerate(world, RerateRequest(scope=acme, ghost_percent=Decimal(50)))
+    with pytest.raises(
+        ConflictError, match=rf"job\(s\) {ghost.job_id} changed XDRs of dry run {planned.job_id}"
+    ):
+        apply_planned(world, planned.job_id)
+    assert job(world, planned.job_id).state == "planned"  # refused: it may still be previewed again
+
+    earlier = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))  # after the ghost job
+    undo = revert(world, ghost.job_id)
+    with pytest.raises(
+        ConflictError, match=rf"job\(s\) {undo.job_id} changed XDRs of dry run {earlier.job_id}"
+    ):
+        apply_planned(world, earlier.job_id)  # the revert moved them back: also not what was seen
+    fresh = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
+    assert apply_planned(world, fresh.job_id).changed == fresh.changed

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
+import duckdb
+import pyarrow as pa
+import pyarrow.ipc
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rerate.bootstrap import App
 from rerate.catalog.models import Job
+from rerate.ledger.reader import sql_paths
+from rerate.ledger.tables import REVISIONS, unit_prefix
 from rerate.services import audit, faults
 from rerate.services.errors import ConflictError, LedgerBusyError, NotFoundError
 from rerate.services.locks import FileLock, ledger_lock
@@ -86,7 +93,7 @@ def claimed(app: App, job_id: int) -> Iterator[Job]:
         _recover_a_killed_apply(app, job_id)
         try:
             with app.catalog.transaction() as session:
-                job = _claim(session, job_id, apply_lock, holder)
+                job = _claim(app, session, job_id, apply_lock, holder)
         except BaseException:
             apply_lock.release()  # refused, or the claim was not stored: no apply follows
             raise
@@ -112,7 +119,7 @@ def _recover_a_killed_apply(app: App, job_id: int) -> None:
         return  # it runs: the claim is refused naming it
 
 
-def _claim(session: Session, job_id: int, apply_lock: FileLock, holder: str) -> Job:
+def _claim(app: App, session: Session, job_id: int, apply_lock: FileLock, holder: str) -> Job:
     job = _planned_in(session, job_id)
     parameters = dict(job.parameters)
     left_by = _claimer_to_take_over(session, job_id, parameters)
@@ -130,6 +137,7 @@ def _claim(session: Session, job_id: int, apply_lock: FileLock, holder: str) -> 
             after={"reason": "the apply was killed before it created its job"},
         )
     _refuse_if_prices_changed(session, job)
+    _refuse_if_its_xdrs_changed(app, session, job)
     job.parameters = {**parameters, "applied_as": APPLYING, _CLAIMED_BY: apply_lock.holder()}
     session.flush()
     session.expunge(job)
@@ -180,6 +188,56 @@ def _refuse_if_prices_changed(session: Session, job: Job) -> None:
     if changes:
         raise ConflictError(
             f"the prices behind dry run {job.id} changed since it was made ({'; '.join(changes)}): "
+            "applying it would apply something else than what was previewed; preview again"
+        )
+
+
+def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
+    """Refuse when a job applied or reverted since the preview changed XDRs the preview changes:
+    the apply prices the XDRs as they are now, which is not what was previewed.
+
+    XDRs loaded since are not checked (they enter the scope as any new traffic does), nor is a dry
+    run whose diff was pruned (it no longer says which XDRs it changes).
+    """
+    if job.finished_at is None or not job.diff_path or not Path(job.diff_path).exists():
+        return
+    #: The job whose revisions count differently now -> the job that made it so.
+    moved: dict[int, int] = {}
+    for later in session.scalars(
+        select(Job).where(Job.finished_at > job.finished_at, Job.state == "applied")
+    ):
+        if later.reverts_job_id is None:
+            moved[later.id] = later.id
+            continue
+        # A revert: the reverted job's revisions stop counting.  One applied after the preview
+        # too changed nothing the preview saw.
+        reverted = session.get(Job, later.reverts_job_id)
+        if (
+            reverted is not None
+            and reverted.finished_at is not None
+            and reverted.finished_at <= job.finished_at
+        ):
+            moved[reverted.id] = later.id
+    if not moved:
+        return
+    prefixes = tuple(unit_prefix("j", unit) for unit in moved)
+    files = [f for f in app.ledger.files(REVISIONS) if Path(f).name.startswith(prefixes)]
+    if not files:
+        return
+    with pa.ipc.open_file(job.diff_path) as diff:
+        previewed = diff.read_all().select(["xdr_id"])
+    con = duckdb.connect()
+    con.register("previewed", previewed)
+    rows = con.execute(
+        f"""
+        SELECT DISTINCT job_id FROM read_parquet({sql_paths(files)}, hive_partitioning=false)
+        WHERE xdr_id IN (SELECT xdr_id FROM previewed)
+        """
+    ).fetchall()
+    by = sorted({moved[int(row[0])] for row in rows if int(row[0]) in moved})
+    if by:
+        raise ConflictError(
+            f"job(s) {', '.join(map(str, by))} changed XDRs of dry run {job.id} since it was made: "
             "applying it would apply something else than what was previewed; preview again"
         )
 
