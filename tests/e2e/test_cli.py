@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,15 @@ def test_schedules_and_closed_periods_are_plain_before_anything_is_applied(
     assert refused.returncode == 1 and "--allow-closed" in refused.stderr
     states = [j["state"] for j in json.loads(rerate(home, "jobs", "list", "--json").stdout)]
     assert states == ["planned", "cancelled"]  # the preview only: no apply was started
+    unconfirmed = rerate(home, "jobs", "apply", str(len(states)), "--json", check=False)
+    assert unconfirmed.returncode == 1 and "--yes" in json.loads(unconfirmed.stdout)["error"]
+
+    just_now = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--at", just_now)
+    due = rerate(home, "jobs", "run-due", "--json", check=False)
+    (outcome,) = json.loads(due.stdout)  # one object per job, whatever became of it
+    assert due.returncode == 3 and outcome["state"] == "failed" and outcome["job_id"] == len(states) + 1
+    assert "closed billing period" in outcome["message"]
 
     applied = json.loads(
         rerate(
@@ -283,6 +293,8 @@ def test_schedules_and_closed_periods_are_plain_before_anything_is_applied(
     assert "E-" not in shown
     ((*_, amount_delta, cost_delta),) = json.loads(shown)["totals"]["periods"]
     assert cost_delta == "0.000000000" and amount_delta != cost_delta  # the customer side only
+    unconfirmed = rerate(home, "jobs", "revert", str(applied["job_id"]), "--json", check=False)
+    assert unconfirmed.returncode == 1 and "--yes" in json.loads(unconfirmed.stdout)["error"]
 
 
 def test_rate_deck_preview_json_contract_then_import_show_and_off_peak(home: Path, tmp_path: Path) -> None:

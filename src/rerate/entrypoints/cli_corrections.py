@@ -534,9 +534,16 @@ def register(cli: typer.Typer, app: Any) -> None:
     def jobs_run_due(as_json: JsonOption = False) -> None:
         """Apply every scheduled job whose time has come (for cron; the service runs it itself)."""
         results = schedule_service.run_due(app())
-        failed = [r for r in results if isinstance(r, str) and " failed: " in r]
-        if as_json:
-            print_json(results)
+        failed = [r for r in results if isinstance(r, schedule_service.DueNote) and r.outcome == "failed"]
+        if as_json:  # one kind of object per job: a correction's report, or what became of it
+            print_json(
+                [
+                    {"job_id": r.job_id, "state": r.outcome, "message": str(r)}
+                    if isinstance(r, schedule_service.DueNote)
+                    else r
+                    for r in results
+                ]
+            )
         else:
             if not results:
                 out.print("no scheduled job is due")
@@ -614,10 +621,15 @@ def _collection_id(text: str) -> int:
     return int(text)
 
 
-def _confirm(yes: bool, as_json: bool, question: str) -> None:
-    """Go on with --yes, or after the operator says so at a terminal; refuse otherwise."""
+def _confirm(yes: bool, as_json: bool, question: str, *, previewed: bool = False) -> None:
+    """Go on with --yes, or after the operator says so at a terminal; refuse otherwise.
+
+    With ``--json`` and nothing printed yet (``previewed`` false), the refusal is the command's
+    JSON answer: an error object on stdout, as every other error of a ``--json`` command."""
     if yes:
         return
+    if as_json and not previewed:
+        raise RerateError("not done: pass --yes to go on (--json never asks)")
     if as_json or not sys.stdin.isatty():
         err.print("[yellow]not done[/]: pass --yes to go on without a prompt")
         raise typer.Exit(1)
@@ -649,7 +661,7 @@ def _preview_then_apply(
             # Refused now, not after the operator says yes and the apply has read every day again.
             # (The JSON preview lists the adjustments; a script applies with --yes.)
             raise closed_conflict("this correction", "apply", preview.adjustments)
-        _confirm(False, as_json, f"Apply: change {preview.changed:,} XDR(s)?")
+        _confirm(False, as_json, f"Apply: change {preview.changed:,} XDR(s)?", previewed=True)
     report = _with_progress(run, False, as_json)
     print_json(report) if as_json else show_report(report)
 

@@ -124,6 +124,20 @@ def _rebuild_correction(app: App, job: Job) -> Correction:
     raise ConflictError(f"job {job.id} of kind {job.kind} cannot be scheduled")
 
 
+class DueNote(str):
+    """What became of a due job that leaves no correction report, as one line of text; its job and
+    outcome (``done``, ``waits``, ``failed``) are kept apart for ``--json``."""
+
+    job_id: int
+    outcome: str
+
+    @classmethod
+    def of(cls, job_id: int, outcome: str, text: str) -> DueNote:
+        note = cls(text)
+        note.job_id, note.outcome = job_id, outcome
+        return note
+
+
 def run_due(
     app: App,
     now: datetime | None = None,
@@ -146,14 +160,14 @@ def run_due(
             if job.kind == ingest_jobs.KIND:
                 loading = ingest_progress(job.id) if ingest_progress is not None else None
                 ingest_jobs.run_ingest_job(owner, job.id, loading)
-                results.append(f"job {job.id}: {job.description}: done")
+                results.append(DueNote.of(job.id, "done", f"job {job.id}: {job.description}: done"))
                 continue
             # The progress of the job that runs: a new one when this one was overtaken.
             results.append(execute(owner, _rebuild(owner, job), job_id=job.id, progress_for=progress))
         except JobNotScheduledError:
             continue  # cancelled, or started by another runner: not ours to record
         except LedgerBusyError as exc:  # the CLI holds the ledger: stays scheduled, the next pass retries
-            results.append(f"job {job.id} waits: {exc}")
+            results.append(DueNote.of(job.id, "waits", f"job {job.id} waits: {exc}"))
             continue
         except Exception as exc:  # one failing job is recorded; the others still run
             message = str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}"
@@ -165,7 +179,7 @@ def run_due(
                 if stored is not None:
                     stored.error = message
                     audit.record(session, job.actor, "job.failed", f"job {job.id}", after={"error": message})
-            results.append(f"job {job.id} failed: {message}")
+            results.append(DueNote.of(job.id, "failed", f"job {job.id} failed: {message}"))
     return results
 
 
