@@ -249,6 +249,10 @@ def test_schedules_and_closed_periods_are_plain_before_anything_is_applied(
     rerate(home, "ingest", str(xdrs))
     unset = rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--at", "", "--yes", check=False)
     assert unset.returncode == 2 and "--at: not an ISO time" in unset.stderr
+    typo = rerate(home, "rerate", "--customer", "Acme", "--ghost-percent", "abc", "--yes", check=False)
+    assert typo.returncode == 2 and "--ghost-percent must be a decimal number" in typo.stderr
+    which = rerate(home, "reprocess", "--dry-run", check=False)
+    assert which.returncode == 2 and "--failed or --all" in which.stderr
     assert json.loads(rerate(home, "jobs", "list", "--json").stdout) == []
 
     rerate(home, "rerate", "--customer", "Acme", "--tariff", "cost", "--at", "2099-01-01T06:00:00Z")
@@ -712,7 +716,7 @@ def test_hostile_inputs_get_one_line_errors_and_change_nothing(home: Path, tmp_p
     assert "o1" in theirs and "a1" not in theirs and "[/]" in theirs
     for args, message in [
         (("jobs", "show", "99999999999999999999"), "out of range"),
-        (("rerate", "--customer", "Acme", "--ghost-percent", "abc", "--dry-run"), "not a number"),
+        (("rerate", "--customer", "Acme", "--ghost-percent", "abc", "--dry-run"), "must be a decimal number"),
         (("rerate", "--collection", "abc", "--dry-run"), "not a collection id"),
         (("xdr", "export", "--out", str(tmp_path)), "is a folder"),
         (("report", "summary", "--format", "csv", "--out", str(tmp_path)), "Is a directory"),

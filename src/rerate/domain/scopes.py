@@ -95,11 +95,17 @@ class Scope:
             parts.append("destination groups " + ", ".join(self.destination_groups))
         if self.statuses:
             parts.append("status " + " or ".join(self.statuses))
-        if self.start or self.end:
-            start = self.start.strftime("%Y-%m-%d %H:%M") if self.start else "the beginning"
-            end = self.end.strftime("%Y-%m-%d %H:%M") if self.end else "now"
-            parts.append(f"connected from {start} to {end} UTC")
-        return "XDRs of " + "; ".join(parts)
+        start = self.start.strftime("%Y-%m-%d %H:%M") if self.start else None
+        end = self.end.strftime("%Y-%m-%d %H:%M") if self.end else None
+        if start and end:
+            window = f"connected from {start} to {end} UTC"
+        elif start:
+            window = f"connected from {start} UTC on"
+        else:
+            window = f"connected before {end} UTC" if end else ""
+        if not parts:
+            return f"XDRs {window}".rstrip()
+        return "XDRs of " + "; ".join(parts) + (f", {window}" if window else "")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form stored with the job."""

@@ -131,7 +131,13 @@ def register(cli: typer.Typer, app: Any) -> None:
         start: Annotated[str | None, typer.Option("--from", help="Connect time from (ISO UTC).")] = None,
         end: Annotated[str | None, typer.Option("--to", help="Connect time to, exclusive (ISO UTC).")] = None,
         tariff: Annotated[str | None, typer.Option(help="Price every XDR in scope with this tariff.")] = None,
-        ghost_percent: Annotated[str, typer.Option(help="Ghost time percent (RATING.md 3.1).")] = "0",
+        ghost_percent: Annotated[
+            str,
+            typer.Option(
+                help="Ghost time: bill usage x (100 + percent) / 100, rounded up, always from the "
+                "original usage (0 to 1000)."
+            ),
+        ] = "0",
         side: Annotated[SideChoice, typer.Option(help="Which side to re-price.")] = SideChoice.both,
         dry_run: DryRunOption = False,
         allow_closed: AllowClosedOption = False,
@@ -158,7 +164,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         request = RerateRequest(
             scope=scope,
             tariff=tariff,
-            ghost_percent=Decimal(ghost_percent),
+            ghost_percent=corrections.parse_ghost_percent(ghost_percent),
             sides=sides,
             allow_closed=allow_closed,
         )
@@ -215,7 +221,7 @@ def register(cli: typer.Typer, app: Any) -> None:
             Path | None, typer.Option("--output", "-o", help="Copy the CSV here (default: print its path).")
         ] = None,
     ) -> None:
-        """Every XDR the job changed, old and new values, as CSV (made from the job's Parquet diff)."""
+        """Every XDR the job changed, old and new values, as CSV (made from the job's Arrow diff file)."""
         found = jobs_service.job(app(), job_id)
         if not found.diff_path:
             err.print(f"[red]job {job_id} has no diff file[/]")
@@ -324,7 +330,7 @@ def register(cli: typer.Typer, app: Any) -> None:
     ) -> None:
         """Re-mediate and re-rate XDRs after the configuration was fixed."""
         if failed == every:
-            raise RerateError("say which XDRs: --failed or --all")
+            raise InvalidInputError("say which XDRs: --failed or --all (one of them)")
         wired = app()
         statuses = ["failed"] if failed else None
         scope = _scope(

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import duckdb
@@ -357,6 +357,19 @@ def rerate(app: App, request: RerateRequest, progress: JobProgress | None = None
 #: Ghost time of up to ten times the call: far beyond any real use, and it keeps the ghost usage of
 #: the longest call an integer the kernel computes exactly (a larger factor would wrap around).
 MAX_GHOST_PERCENT = Decimal(1000)
+
+
+def parse_ghost_percent(text: str, *, field: str = "--ghost-percent") -> Decimal:
+    """A ghost percent as typed (``2.5``), as a plain decimal: ``1e2`` is stored and shown as 100."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, ArithmeticError):
+        value = Decimal("NaN")
+    if not value.is_finite() or value.adjusted() > 6:
+        raise InvalidInputError(f"{field} must be a decimal number such as 2.5, got {text!r}")
+    if value and value.adjusted() < -6:  # written out, 1e-300000000 would take 300 MB
+        raise InvalidInputError(f"{field} has at most 4 decimals, got {text!r}")
+    return Decimal(format(value, "f"))
 
 
 def rerate_correction(app: App, request: RerateRequest) -> Correction:

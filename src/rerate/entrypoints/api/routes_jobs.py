@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,7 +18,7 @@ from rerate.entrypoints.api.security import Caller, Viewer, acting, check, deny,
 from rerate.services import dry_runs
 from rerate.services import jobs as jobs_service
 from rerate.services import schedule as schedule_service
-from rerate.services.corrections import Correction, RerateRequest, rerate_correction
+from rerate.services.corrections import Correction, RerateRequest, parse_ghost_percent, rerate_correction
 from rerate.services.diff_file import diff_csv
 from rerate.services.errors import InvalidInputError
 from rerate.services.reprocess import reprocess_correction
@@ -92,15 +92,7 @@ def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str
 
 
 def ghost_percent(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except (InvalidOperation, ArithmeticError):
-        value = Decimal("NaN")
-    if not value.is_finite() or value.adjusted() > 6:
-        raise InvalidInputError(f"ghost_percent must be a decimal number such as 2.5, got {text!r}")
-    if value and value.adjusted() < -6:  # written out, 1e-300000000 would take 300 MB
-        raise InvalidInputError(f"ghost_percent has at most 4 decimals, got {text!r}")
-    return Decimal(format(value, "f"))  # 1e3 is shown and stored as 1000
+    return parse_ghost_percent(text, field="ghost_percent")
 
 
 def rerate_correction_of(app: App, body: RerateBody) -> Correction:
