@@ -13,6 +13,7 @@ from rerate.bootstrap import App
 from rerate.catalog.models import Adjustment, Job
 from rerate.domain.rating import Side
 from rerate.services import parties
+from rerate.services.audit_log import entries
 from rerate.services.corrections import RerateRequest, rerate
 from rerate.services.errors import ConflictError, InvalidInputError
 from rerate.services.ingest import ingest
@@ -64,7 +65,13 @@ def test_correction_touching_a_closed_period_is_refused_naming_it(closed: App) -
         rerate(closed, _request(closed))
     assert ledger_and_totals(closed) == before
     with closed.catalog.reading() as session:
-        assert session.scalars(select(Job.state).order_by(Job.id.desc())).first() == "failed"
+        failed = session.scalars(select(Job).order_by(Job.id.desc())).first()
+        assert failed is not None and failed.state == "failed"
+        failed_id = failed.id
+    # The audit trail says who asked and why it failed, not only that a clean-up ran.
+    (failure,) = [e for e in entries(closed) if e["action"] == "job.failed"]
+    assert failure["subject"] == f"job {failed_id}" and failure["actor"] == closed.actor
+    assert "Acme 2026-10" in failure["after"]["error"]
 
 
 def test_allow_closed_writes_adjustments_and_keeps_the_closed_totals(closed: App) -> None:

@@ -455,6 +455,10 @@ def execute(
                 job = session.get(Job, job_id)
                 if job is not None:
                     job.error = f"{type(exc).__name__}: {exc}"
+                    # Who asked, and why it failed: the recovery below only says it cleaned up.
+                    audit.record(
+                        session, app.actor, "job.failed", f"job {job_id}", after={"error": job.error}
+                    )
             recover_interrupted(app)
             raise
 
