@@ -169,6 +169,9 @@ def test_reprocess_failed_picks_up_fixed_configuration(world: App, tmp_path: Pat
         2,
         2,
     )  # a2 its customer side, a3 its vendor side
+    # a2 leaves "no customer" for Acme: no line of its own for the customer it never had.
+    for breakdown in (report.by_customer, report.by_day, report.by_destination):
+        assert all(line["currency"] is not None for line in breakdown), breakdown
     after = {r["source_id"]: r for r in _export(world, tmp_path).values()}
     assert (after["a2"]["status"], after["a2"]["customer"]) == ("rated", "Acme")
     assert (after["a3"]["vendor_status"], after["a3"]["vendor"]) == ("rated", "NewCarrier")

@@ -718,8 +718,11 @@ UNION ALL
 SELECT old_customer_id, call_date, old_country, old_vendor_currency, 0, 0, -old_cost, 'old', false
 FROM breakdown WHERE old_cost IS NOT NULL
 """
-#: A line is kept when it counts XDRs, moves money or records XDRs leaving a customer.
-_LINE_KEPT = "HAVING sum(xdrs) > 0 OR sum(amount) <> 0 OR sum(cost) <> 0 OR bool_or(moved)"
+#: A line is kept when it counts XDRs, moves money or records XDRs leaving a customer (XDRs that
+#: had none, an unknown account's, leave no line of their own: nothing of theirs is invoiced).
+_LINE_KEPT = (
+    "HAVING sum(xdrs) > 0 OR sum(amount) <> 0 OR sum(cost) <> 0 OR bool_or(moved AND customer_id IS NOT NULL)"
+)
 
 
 #: Report attribute -> (breakdown column, the key's name in the report).
