@@ -649,7 +649,7 @@ def test_deck_dates_are_whole_seconds(app: App, tmp_path: Path) -> None:
 
 def test_workbook_number_cells_and_text_cells_are_never_read_for_each_other(app: App, tmp_path: Path) -> None:
     """A number cell equals the text it shows; no cache may hand one's reading to the other."""
-    earlier = _deck(tmp_path, "prefix,price\n49,0.0123\n", "earlier.csv")  # 123 with a decimal comma
+    earlier = _deck(tmp_path, "prefix,price\n49,0.0123\n", "earlier.csv")  # refused with a decimal comma
     import_deck(app, _request(earlier, overrides={"decimal_comma": True}, preview=True))
     book = Workbook()
     sheet = book.active

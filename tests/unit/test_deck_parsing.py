@@ -66,6 +66,29 @@ def test_number_formats(text: str, value: str) -> None:
     assert parse_number(text) == Decimal(value)
 
 
+@pytest.mark.parametrize(
+    ("text", "decimal_comma"),
+    [("0.01", True), ("$0.0123/min", True), ("1'234.50", True), ("0,5", False), ("€ 0,0123", False)],
+)
+def test_a_forced_separator_never_reads_a_price_as_thousands(text: str, decimal_comma: bool) -> None:
+    """With --decimal-comma, 0.01 is no grouping of thousands: an error, not a price of 1."""
+    with pytest.raises(DeckValueError, match="may only group thousands"):
+        parse_number(text, decimal_comma=decimal_comma)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal_comma", "value"),
+    [
+        ("1.234,5", True, "1234.5"),
+        ("1.234", True, "1234"),
+        ("-12.345.678", True, "-12345678"),
+        ("1,234.5", False, "1234.5"),
+    ],
+)
+def test_a_forced_separator_still_reads_thousands(text: str, decimal_comma: bool, value: str) -> None:
+    assert parse_number(text, decimal_comma=decimal_comma) == Decimal(value)
+
+
 def test_increments_and_dates() -> None:
     assert (parse_increments("60/1").first, parse_increments("60/1").next) == (60, 1)
     assert parse_increments("30").next is None

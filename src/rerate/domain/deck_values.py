@@ -29,11 +29,15 @@ _SPACES = re.compile(r"[\s\u00a0]+")
 _APOSTROPHE_GROUPS = re.compile(r"(?<=\d)['\u2019](?=\d{3})")
 
 
+#: A whole part whose thousands are grouped by "." or ",": one to three digits, then groups of three.
+_THOUSANDS = {g: re.compile(rf"[-+]?\d{{1,3}}(?:{re.escape(g)}\d{{3}})+") for g in ".,"}
+
+
 class NumberCell(str):
     """A workbook's numeric cell: the text it shows, and its exact value.
 
-    Its value needs no separator guessing, so ``--decimal-comma`` (which reads
-    ``0.0123`` as 123 in a CSV deck) cannot misread it.
+    Its value needs no separator guessing, so ``--decimal-comma`` (which
+    refuses ``0.0123`` in a CSV deck) cannot misread it.
     """
 
     value: Decimal
@@ -136,7 +140,18 @@ def _parse_number_text(text: str, decimal_comma: bool | None) -> Decimal:
     comma = decimal_comma
     if comma is None:
         comma = "," in value and ("." not in value or value.rfind(",") > value.rfind("."))
-    value = value.replace(".", "").replace(",", ".") if comma else value.replace(",", "")
+    group, point = (".", ",") if comma else (",", ".")
+    if group in value:
+        # The other separator only ever groups thousands (1.234,5 or 1,234.5): read otherwise, a
+        # forced --decimal-comma would make 0.01 a price of 1, a hundred times too dear.
+        whole, _, fraction = value.partition(point)
+        if group in fraction or not _THOUSANDS[group].fullmatch(whole):
+            reading = "a decimal comma" if comma else "a decimal point"
+            raise DeckValueError(
+                f"{text!r} is not a number with {reading}: {group!r} may only group thousands "
+                f"(1{group}234{point}5)"
+            )
+    value = value.replace(group, "").replace(point, ".")
     try:
         number = Decimal(value)
     except InvalidOperation as exc:
