@@ -347,6 +347,17 @@ def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) 
         import_deck(app, _request(tmp_path / "absent.csv"))
     with pytest.raises(InvalidInputError, match="lacks"):
         import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), mapping={"price": "Tarif"}))
+    with pytest.raises(
+        InvalidInputError, match=r"prefix is mapped to column #99, but the file's rows have \d+"
+    ):
+        import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), mapping={"prefix": "#99"}, preview=True))
+    for options, said in (
+        ({"delimiter": ";;"}, "--delimiter is one character"),
+        ({"quotechar": ""}, "--quote is one character"),
+        ({"delimiter": ";", "quotechar": ";"}, "cannot both be ';'"),
+    ):
+        with pytest.raises(InvalidInputError, match=said):
+            import_deck(app, _request(_deck(tmp_path, CARRIER_DECK), overrides=options, preview=True))
     latin = _deck(tmp_path, "Destination;Code;Rate\nCôte d'Ivoire;225;0,2\n", "latin.csv", "cp1252")
     report = import_deck(app, _request(latin, preview=True, past=PastPolicy.NOW))
     assert report.encoding == "cp1252" and report.rates[0].values["description"] == "Côte d'Ivoire"

@@ -453,10 +453,15 @@ def map_rows(
 ) -> list[Candidate]:
     """Candidates from ``(line, sheet, cells)`` rows, in file order."""
     columns = resolve_columns(settings.mapping, header)
+    rows = list(rows)
+    width = max((len(cells) for _, _, cells in rows), default=0)
+    beyond = {name: index for name, index in columns.items() if index >= max(width, len(header or []))}
+    if beyond:  # a column number past the last column: as clear as a header the file lacks
+        name, index = next(iter(beyond.items()))
+        raise ValueError(f"{name} is mapped to column #{index + 1}, but the file's rows have {width} columns")
     if "prefix" not in columns or not ({"price", "first_price"} & (set(columns) | set(settings.defaults))):
         raise ValueError(f"the mapping lacks a required field: {REQUIRED_NOTE}")
     if "effective_from" in columns:  # the date order is the column's, not each cell's
-        rows = list(rows)
         at = columns["effective_from"]
         order = column_date_order({cells[at] for _, _, cells in rows if at < len(cells)})
         if order is not None and order != settings.day_first:

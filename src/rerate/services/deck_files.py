@@ -46,6 +46,11 @@ def read_deck(
     path: Path, *, delimiter: str | None = None, quotechar: str = '"', encoding: str | None = None
 ) -> DeckFile:
     """The file's sheets; a clear error for a missing, empty or unreadable file."""
+    for option, given in (("--delimiter", delimiter), ("--quote", quotechar)):
+        if given is not None and (len(given) != 1 or given in "\r\n"):
+            raise InvalidInputError(f"{option} is one character (such as ';' or '\"'), not {given!r}")
+    if delimiter is not None and delimiter == quotechar:
+        raise InvalidInputError(f"--delimiter and --quote cannot both be {delimiter!r}")
     if not path.is_file():
         raise InvalidInputError(
             f"{path} is a folder, not a rate deck" if path.is_dir() else f"rate deck not found: {path}"
