@@ -327,6 +327,9 @@ def test_backdated_rates_propose_a_rerating_of_exactly_the_affected_xdrs(tmp_pat
         assert job is not None and job.state == "planned"
         assert (job.in_scope, job.changed) == (1, 1)  # a3 only: a1 is another prefix, a2 came before
         assert session.get(RateImport, report.import_id).proposed_jobs == [job_id]  # type: ignore[union-attr]
+        # retail prices no XDR's vendor side: that side's dry run is no proposal left to apply.
+        (vendor_side,) = session.scalars(select(Job).where(Job.id != job_id, Job.kind == "rerate")).all()
+        assert vendor_side.state == "cancelled" and "nothing to re-rate" in str(vendor_side.error)
     applied = apply_planned(world, job_id)
     assert (applied.state, applied.changed) == ("applied", 1)
     out = tmp_path / "after.csv"

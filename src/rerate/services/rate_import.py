@@ -27,6 +27,7 @@ from rerate.catalog.bulk import insert_columns, insert_many
 from rerate.catalog.models import (
     Destination,
     ExchangeRate,
+    Job,
     Rate,
     RateImport,
     Tariff,
@@ -436,6 +437,7 @@ def _propose_rerating(app: App, tariff_name: str, report: DeckImportReport, now:
         tariff_id = session.scalar(select(Tariff.id).where(Tariff.name == tariff_name))
     assert tariff_id is not None
     proposed: list[int] = []
+    empty: list[int] = []
     # Side by side, with the tariff itself: the XDRs priced with it get its corrected rates, and
     # nothing else moves (another side, or a re-rating an operator made onto this tariff on purpose).
     for side in (Side.CUSTOMER, Side.VENDOR):
@@ -449,10 +451,19 @@ def _propose_rerating(app: App, tariff_name: str, report: DeckImportReport, now:
         proposal = rerate(app, RerateRequest(scope=scope, tariff=tariff_name, sides=(side,), dry_run=True))
         if proposal.in_scope:
             proposed.append(proposal.job_id)
+        else:
+            empty.append(proposal.job_id)
     with app.catalog.transaction() as session:
         record = session.get(RateImport, report.import_id)
         if record is not None:
             record.proposed_jobs = proposed
+        # A side with no XDR priced with the tariff is no proposal: its dry run must not wait in the
+        # job list as one more correction to apply.
+        for job_id in empty:
+            job = session.get(Job, job_id)
+            if job is not None and job.state == "planned":
+                job.state = "cancelled"
+                job.error = f"nothing to re-rate: no XDR is priced with {tariff_name} on this side"
     return proposed
 
 
