@@ -805,3 +805,16 @@ def test_a_bad_setting_in_the_environment_is_refused_before_anything_is_loaded(
     assert f"RERATE_INGEST_CHUNK_MB='{chunk}'" in refused.stderr
     loaded = json.loads(rerate(home, "ingest", str(path), "--template", "asterisk-csv", "--json").stdout)
     assert [(r["state"], r["loaded"]) for r in loaded] == [("loaded", 2)]
+
+
+def test_help_texts_keep_their_bracketed_defaults(tmp_path: Path) -> None:
+    """Rich reads [text] as markup: the defaults the help texts give in brackets must still show."""
+    for args, shown in (
+        ((), "Home directory of catalog and ledger [default: ./rerate-home]."),
+        (("tariff", "import"), "CSV separator [detected]."),
+        (("tariff", "import"), 'CSV quote character ["].'),
+        (("tariff", "show"), "Rates listed [table: 50; JSON: every rate in force]."),
+        (("delivery", "add"), "Time zone of the days covered [default: the customer's]."),
+    ):
+        helped = rerate(tmp_path / "home", *args, "--help")
+        assert shown in helped.stdout, (args, helped.stdout)

@@ -74,7 +74,7 @@ def _main(
         typer.Option(
             "--home",
             envvar="RERATE_HOME",
-            help="Home directory of catalog and ledger [default: ./rerate-home].",
+            help="Home directory of catalog and ledger \\[default: ./rerate-home].",
         ),
     ] = None,
 ) -> None:
@@ -180,7 +180,7 @@ def customer_add(
     name: str,
     tariff: Annotated[str, typer.Option(help="Tariff the customer uses.")],
     valid_from: FromOption = None,
-    currency: Annotated[str | None, typer.Option(help="Billing currency [default: the tariff's].")] = None,
+    currency: Annotated[str | None, typer.Option(help="Billing currency \\[default: the tariff's].")] = None,
     billing_period: Annotated[str, typer.Option(help="Billing period.")] = "monthly",
     timezone: Annotated[str, typer.Option(help="Customer's time zone.")] = "UTC",
     email: Annotated[list[str] | None, typer.Option(help="Billing e-mail address (repeatable).")] = None,

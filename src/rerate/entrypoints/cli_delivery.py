@@ -71,7 +71,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         weekday: Annotated[str | None, typer.Option(help="Weekly: the day it is sent (mon..sun).")] = None,
         at: Annotated[str, typer.Option("--at", help="Local send time, HH:MM.")] = "06:00",
         timezone: Annotated[
-            str | None, typer.Option(help="Time zone of the days covered [default: the customer's].")
+            str | None, typer.Option(help="Time zone of the days covered \\[default: the customer's].")
         ] = None,
         format_: Annotated[str, typer.Option("--format", help="csv or xlsx.")] = "csv",
         columns: Annotated[
@@ -79,10 +79,10 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             typer.Option(help="Comma list of columns, each optionally NAME:Header (docs/delivery.md)."),
         ] = None,
         compress: Annotated[
-            str | None, typer.Option(help="zip, gzip or none [default: zip for CSV, none for XLSX].")
+            str | None, typer.Option(help="zip, gzip or none \\[default: zip for CSV, none for XLSX].")
         ] = None,
         max_attachment_mb: Annotated[
-            int | None, typer.Option(min=1, help="Split larger files into parts [default: setting, 10].")
+            int | None, typer.Option(min=1, help="Split larger files into parts \\[default: setting, 10].")
         ] = None,
         include_failed: Annotated[bool, typer.Option(help="Also send the failed XDRs.")] = False,
         corrections: Annotated[
@@ -90,10 +90,10 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         ] = "offer",
         timestamps: Annotated[
             str | None,
-            typer.Option("--timestamps-tz", help="Zone of the file's times [default: --timezone]."),
+            typer.Option("--timestamps-tz", help="Zone of the file's times \\[default: --timezone]."),
         ] = None,
         decimals: Annotated[
-            int | None, typer.Option(help="Decimals of amounts [default: exactly as rated].")
+            int | None, typer.Option(help="Decimals of amounts \\[default: exactly as rated].")
         ] = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -164,7 +164,9 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
     def run(
         on: Annotated[
             str | None,
-            typer.Option("--date", help="Send what is due on this local date [default: all due until now]."),
+            typer.Option(
+                "--date", help="Send what is due on this local date \\[default: all due until now]."
+            ),
         ] = None,
         customer: Annotated[str | None, typer.Option(help="Only this customer.")] = None,
         resend: Annotated[bool, typer.Option(help="Send periods already delivered again.")] = False,

@@ -47,7 +47,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
         ],
         template: Annotated[
             str | None,
-            typer.Option(help="Layout of the files: a built-in or saved template [default: canonical]."),
+            typer.Option(help="Layout of the files: a built-in or saved template \\[default: canonical]."),
         ] = None,
         as_json: JsonOption = False,
     ) -> None:

@@ -54,7 +54,7 @@ def register(cli: typer.Typer, app: Callable[[], App]) -> None:
             str | None, typer.Option("--to", help="In force until (ISO, UTC, excluded).")
         ] = None,
         min_length: Annotated[int | None, typer.Option(help="Number rules: only numbers this long.")] = None,
-        position: Annotated[int | None, typer.Option(help="Place in the list [default: last].")] = None,
+        position: Annotated[int | None, typer.Option(help="Place in the list \\[default: last].")] = None,
         description: Annotated[str | None, typer.Option(help="Why the rule exists.")] = None,
         as_json: JsonOption = False,
     ) -> None:

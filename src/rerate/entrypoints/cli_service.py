@@ -58,7 +58,7 @@ def register(cli: typer.Typer, app: Any) -> None:
         role: Annotated[str, typer.Option(help="admin, finance, noc, support or readonly.")],
         password: Annotated[
             str | None,
-            typer.Option(help="Password (at least 10 characters) [default: generated, shown once]."),
+            typer.Option(help="Password (at least 10 characters) \\[default: generated, shown once]."),
         ] = None,
         as_json: JsonOption = False,
     ) -> None:

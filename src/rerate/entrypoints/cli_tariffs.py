@@ -174,22 +174,22 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         decimals: Annotated[
             int | None, typer.Option(help="Decimals amounts are rounded to (new tariff).")
         ] = None,
-        delimiter: Annotated[str | None, typer.Option(help="CSV separator [detected].")] = None,
-        encoding: Annotated[str | None, typer.Option(help="Text encoding [detected].")] = None,
-        quote: Annotated[str | None, typer.Option(help='CSV quote character ["].')] = None,
+        delimiter: Annotated[str | None, typer.Option(help="CSV separator \\[detected].")] = None,
+        encoding: Annotated[str | None, typer.Option(help="Text encoding \\[detected].")] = None,
+        quote: Annotated[str | None, typer.Option(help='CSV quote character \\["].')] = None,
         sheet: Annotated[
-            list[str] | None, typer.Option(help="Workbook sheet(s) to read [all with rates].")
+            list[str] | None, typer.Option(help="Workbook sheet(s) to read \\[all with rates].")
         ] = None,
         header_row: Annotated[
-            int | None, typer.Option(help="Line of the header [detected]; 0: none.")
+            int | None, typer.Option(help="Line of the header \\[detected]; 0: none.")
         ] = None,
         skip_rows: Annotated[int | None, typer.Option(help="Lines to skip after the header.")] = None,
         code_delimiters: Annotated[
-            str | None, typer.Option(help="Characters separating codes in one cell [,;|].")
+            str | None, typer.Option(help="Characters separating codes in one cell \\[,;|].")
         ] = None,
         decimal_comma: Annotated[
             bool | None,
-            typer.Option("--decimal-comma/--decimal-point", help="Decimal separator [per value]."),
+            typer.Option("--decimal-comma/--decimal-point", help="Decimal separator \\[per value]."),
         ] = None,
         month_first: Annotated[
             bool, typer.Option("--month-first", help="Dates like 12/01/2026 are MM/DD.")
@@ -329,10 +329,10 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
     @tariff_cli.command("show")
     def tariff_show(
         name: str,
-        at: Annotated[str | None, typer.Option(help="The rates in force at this ISO time [now].")] = None,
+        at: Annotated[str | None, typer.Option(help="The rates in force at this ISO time \\[now].")] = None,
         limit: Annotated[
             int | None,
-            typer.Option(min=1, max=10**7, help="Rates listed [table: 50; JSON: every rate in force]."),
+            typer.Option(min=1, max=10**7, help="Rates listed \\[table: 50; JSON: every rate in force]."),
         ] = None,
         as_json: JsonOption = False,
     ) -> None:
@@ -410,7 +410,7 @@ def register(tariff_cli: typer.Typer, cli: typer.Typer, app: Callable[[], App]) 
         currency: str,
         to: Annotated[str, typer.Option("--to", help="Currency the rate converts into.")],
         rate: Annotated[str, typer.Option(help="Value of one CURRENCY in --to units.")],
-        valid_from: Annotated[str | None, typer.Option("--from", help="Effective from, ISO [now].")] = None,
+        valid_from: Annotated[str | None, typer.Option("--from", help="Effective from, ISO \\[now].")] = None,
     ) -> None:
         """Store an exchange rate."""
         result = tariff_admin.set_exchange_rate(
