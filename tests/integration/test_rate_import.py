@@ -343,6 +343,13 @@ def test_backdated_rates_propose_a_rerating_of_exactly_the_affected_xdrs(tmp_pat
         apply_planned(world, job_id)  # the proposal is applied once
 
 
+def test_a_price_with_too_many_decimals_is_named_as_written(app: App, tmp_path: Path) -> None:
+    deck = _deck(tmp_path, "Code;Rate;Date\n44;0,00000000001;2026-12-05\n")
+    (rate,) = import_deck(app, _request(deck, preview=True)).rates
+    assert rate.status.value == "error"
+    assert str(rate.error).startswith("first_price 0.00000000001 has more than 9 decimal places")  # not 1E-11
+
+
 def test_a_file_that_is_not_a_deck_is_one_clear_error(app: App, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="no prefix and price columns could be recognized"):
         import_deck(app, _request(_deck(tmp_path, "hello\nworld\n", "notes.txt")))

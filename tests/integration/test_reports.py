@@ -202,6 +202,8 @@ def test_report_errors_are_clear(loaded: App) -> None:
         )
     with pytest.raises(InvalidInputError, match="unknown: planet"):
         summary_report(loaded, ReportRequest(group_by=["prefix", "planet"]))
+    with pytest.raises(InvalidInputError, match="names customer more than once"):
+        summary_report(loaded, ReportRequest(group_by=["customer", "day", "customer"]))
     with pytest.raises(InvalidInputError, match="not both"):
         summary_report(loaded, ReportRequest(period="2026-10", start=datetime(2026, 10, 1, tzinfo=UTC)))
     with pytest.raises(InvalidInputError, match="one customer's closed"):

@@ -183,9 +183,9 @@ def _amount_problem(value: Decimal) -> str | None:
         try:
             to_nanos(value)
         except MoneyError:
-            return f"{value} has more than 9 decimal places (a rule can round it: round(value, 9))"
+            return f"{value:f} has more than 9 decimal places (a rule can round it: round(value, 9))"
     if abs(value) >= _MONEY_LIMIT:
-        return f"{value} is beyond what an amount can hold ({_MONEY_LIMIT})"
+        return f"{value:f} is beyond what an amount can hold ({_MONEY_LIMIT})"
     return None
 
 

@@ -49,7 +49,7 @@ def to_scaled(value: Decimal, decimals: int, *, field: str = "value") -> int:
     """Scale ``value`` to an integer with ``decimals`` places, refusing any loss."""
     scaled = value.scaleb(decimals)
     if scaled != scaled.to_integral_value():
-        raise MoneyError(f"{field} {value} has more than {decimals} decimal places")
+        raise MoneyError(f"{field} {value:f} has more than {decimals} decimal places")
     return int(scaled)
 
 

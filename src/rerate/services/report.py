@@ -121,6 +121,9 @@ def summary_report(app: App, request: ReportRequest) -> Report:
             f"--group-by takes a comma list of {', '.join(GROUPS)}"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
+    repeated = sorted({g for g in request.group_by if list(request.group_by).count(g) > 1})
+    if repeated:  # one column per key: the CSV schema is stable
+        raise InvalidInputError(f"--group-by names {', '.join(repeated)} more than once")
     if request.as_closed and "prefix" in request.group_by:
         raise InvalidInputError("--as-closed reproduces the closed totals, which have no prefix")
     start, end = _window(request)
