@@ -272,3 +272,23 @@ def test_a_dry_run_whose_xdrs_another_job_changed_since_is_not_applied(world: Ap
         apply_planned(world, earlier.job_id)  # the revert moved them back: also not what was seen
     fresh = rerate(world, RerateRequest(scope=acme, tariff="cost", dry_run=True))
     assert apply_planned(world, fresh.job_id).changed == fresh.changed
+
+
+def test_a_dry_run_is_applied_when_what_changed_since_is_not_what_it_prices(
+    world: App, tmp_path: Path
+) -> None:
+    """A vendor-side job since a customer-side preview leaves that preview true.  A preview that
+    changed nothing has no XDR to check (its diff holds none): it is applied, not a crash."""
+    from rerate.domain.rating import Side
+
+    ingest(world, [write_xdrs(tmp_path / "x.csv", ROWS)])
+    with world.catalog.reading() as session:
+        acme = resolve_scope(session, customers=["Acme"])
+    nothing = rerate(world, RerateRequest(scope=acme, dry_run=True))  # today's prices: no change
+    customer = rerate(world, RerateRequest(scope=acme, tariff="cost", sides=(Side.CUSTOMER,), dry_run=True))
+    vendor = rerate(world, RerateRequest(scope=acme, ghost_percent=Decimal(50), sides=(Side.VENDOR,)))
+    assert nothing.changed == 0 and customer.changed and vendor.changed
+    assert apply_planned(world, customer.job_id).changed == customer.changed  # on the vendor side too
+    assert apply_planned(world, nothing.job_id).state == "applied"
+    ledger, totals = ledger_and_totals(world)
+    assert ledger == totals

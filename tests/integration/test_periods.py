@@ -73,6 +73,18 @@ def test_correction_touching_a_closed_period_is_refused_naming_it(closed: App) -
     assert failure["subject"] == f"job {failed_id}" and failure["actor"] == closed.actor
     assert "Acme 2026-10" in failure["after"]["error"]
 
+    # Scheduled, the same refusal is one audit entry too: the runner does not record it again.
+    from rerate.services.corrections import rerate_correction
+    from rerate.services.schedule import run_due, schedule
+
+    at = datetime.now(UTC)
+    scheduled = schedule(closed, rerate_correction(closed, _request(closed)), at)
+    (outcome,) = run_due(closed, now=at)
+    assert "Acme 2026-10" in outcome
+    assert [e["action"] for e in entries(closed) if e["subject"] == f"job {scheduled}"].count(
+        "job.failed"
+    ) == 1
+
 
 def test_allow_closed_writes_adjustments_and_keeps_the_closed_totals(closed: App) -> None:
     as_closed = summary_as_closed(closed, "Acme", "2026-10")

@@ -68,7 +68,15 @@ def test_number_formats(text: str, value: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "decimal_comma"),
-    [("0.01", True), ("$0.0123/min", True), ("1'234.50", True), ("0,5", False), ("€ 0,0123", False)],
+    [
+        ("0.01", True),
+        ("0.050", True),  # three decimals, as most decks write them: never 50
+        ("$0.0123/min", True),
+        ("1'234.50", True),
+        ("0,5", False),
+        ("0,050", False),
+        ("€ 0,0123", False),
+    ],
 )
 def test_a_forced_separator_never_reads_a_price_as_thousands(text: str, decimal_comma: bool) -> None:
     """With --decimal-comma, 0.01 is no grouping of thousands: an error, not a price of 1."""
@@ -83,9 +91,11 @@ def test_a_forced_separator_never_reads_a_price_as_thousands(text: str, decimal_
         ("1.234", True, "1234"),
         ("-12.345.678", True, "-12345678"),
         ("1,234.5", False, "1234.5"),
+        ("1,23,456.00", False, "123456.00"),  # lakhs
+        ("1,23,456.00", None, "123456.00"),
     ],
 )
-def test_a_forced_separator_still_reads_thousands(text: str, decimal_comma: bool, value: str) -> None:
+def test_a_forced_separator_still_reads_thousands(text: str, decimal_comma: bool | None, value: str) -> None:
     assert parse_number(text, decimal_comma=decimal_comma) == Decimal(value)
 
 

@@ -29,8 +29,12 @@ _SPACES = re.compile(r"[\s\u00a0]+")
 _APOSTROPHE_GROUPS = re.compile(r"(?<=\d)['\u2019](?=\d{3})")
 
 
-#: A whole part whose thousands are grouped by "." or ",": one to three digits, then groups of three.
-_THOUSANDS = {g: re.compile(rf"[-+]?\d{{1,3}}(?:{re.escape(g)}\d{{3}})+") for g in ".,"}
+#: A whole part whose thousands are grouped by "." or ",": one to three digits, not starting with
+#: 0 (``0.050`` groups nothing), then groups of three; or in lakhs (``1,23,456``).
+_THOUSANDS = {
+    g: re.compile(rf"[-+]?(?:[1-9]\d{{0,2}}(?:{e}\d{{3}})+|[1-9]\d?(?:{e}\d{{2}})+{e}\d{{3}})")
+    for g, e in ((".", re.escape(".")), (",", re.escape(",")))
+}
 
 
 class NumberCell(str):
@@ -141,9 +145,9 @@ def _parse_number_text(text: str, decimal_comma: bool | None) -> Decimal:
     if comma is None:
         comma = "," in value and ("." not in value or value.rfind(",") > value.rfind("."))
     group, point = (".", ",") if comma else (",", ".")
-    if group in value:
-        # The other separator only ever groups thousands (1.234,5 or 1,234.5): read otherwise, a
-        # forced --decimal-comma would make 0.01 a price of 1, a hundred times too dear.
+    if decimal_comma is not None and group in value:
+        # Forced, the other separator only ever groups thousands (1.234,5 or 1,234.5): read
+        # otherwise, --decimal-comma would make 0.01 a price of 1 and 0.050 one of 50.
         whole, _, fraction = value.partition(point)
         if group in fraction or not _THOUSANDS[group].fullmatch(whole):
             reading = "a decimal comma" if comma else "a decimal point"

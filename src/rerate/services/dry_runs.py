@@ -193,29 +193,36 @@ def _refuse_if_prices_changed(session: Session, job: Job) -> None:
 
 
 def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
-    """Refuse when a job applied or reverted since the preview changed XDRs the preview changes:
-    the apply prices the XDRs as they are now, which is not what was previewed.
+    """Refuse when a job applied or reverted since the preview changed XDRs the preview changes,
+    on a side the preview prices: the apply prices them as they are now, not as previewed.
 
-    XDRs loaded since are not checked (they enter the scope as any new traffic does), nor is a dry
-    run whose diff was pruned (it no longer says which XDRs it changes).
+    Not checked: XDRs loaded since (they enter the scope as any new traffic does), XDRs in scope
+    the preview left unchanged, and a dry run whose diff was pruned (it no longer says which XDRs
+    it changes).
     """
-    if job.finished_at is None or not job.diff_path or not Path(job.diff_path).exists():
+    # The preview read the ledger as it was when it started (a preview takes no lock).
+    seen = job.started_at or job.finished_at
+    diff_path = Path(job.diff_path) if job.diff_path else None
+    if seen is None or not job.changed or diff_path is None or diff_path.suffix != ".arrow":
         return
+    if not diff_path.exists():
+        return
+    sides = _sides(job)
     #: The job whose revisions count differently now -> the job that made it so.
     moved: dict[int, int] = {}
-    for later in session.scalars(
-        select(Job).where(Job.finished_at > job.finished_at, Job.state == "applied")
-    ):
+    for later in session.scalars(select(Job).where(Job.finished_at > seen, Job.state == "applied")):
         if later.reverts_job_id is None:
-            moved[later.id] = later.id
+            if _sides(later) & sides:
+                moved[later.id] = later.id
             continue
         # A revert: the reverted job's revisions stop counting.  One applied after the preview
-        # too changed nothing the preview saw.
+        # started too changed nothing the preview saw.
         reverted = session.get(Job, later.reverts_job_id)
         if (
             reverted is not None
             and reverted.finished_at is not None
-            and reverted.finished_at <= job.finished_at
+            and reverted.finished_at <= seen
+            and _sides(reverted) & sides
         ):
             moved[reverted.id] = later.id
     if not moved:
@@ -224,8 +231,8 @@ def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
     files = [f for f in app.ledger.files(REVISIONS) if Path(f).name.startswith(prefixes)]
     if not files:
         return
-    with pa.ipc.open_file(job.diff_path) as diff:
-        previewed = diff.read_all().select(["xdr_id"])
+    with pa.ipc.open_file(diff_path) as diff:
+        previewed = diff.read_all().select(["xdr_id"]).cast(pa.schema([("xdr_id", pa.int64())]))
     con = duckdb.connect()
     con.register("previewed", previewed)
     rows = con.execute(
@@ -240,6 +247,17 @@ def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
             f"job(s) {', '.join(map(str, by))} changed XDRs of dry run {job.id} since it was made: "
             "applying it would apply something else than what was previewed; preview again"
         )
+
+
+#: Both sides: what a job that is no side's re-rating (a re-processing, a rollback) may change.
+_BOTH_SIDES = frozenset({"customer", "vendor"})
+
+
+def _sides(job: Job) -> frozenset[str]:
+    """The sides whose prices a job sets: a re-rating's own, or both (a re-processing re-mediates
+    the XDR, which both sides' prices follow)."""
+    sides = dict(job.parameters or {}).get("sides") if job.kind == "rerate" else None
+    return frozenset(str(s) for s in sides) & _BOTH_SIDES if isinstance(sides, list) else _BOTH_SIDES
 
 
 def record_applied(app: App, planned_id: int, job_id: int | None) -> None:

@@ -173,10 +173,10 @@ def run_due(
             message = str(exc) if isinstance(exc, RerateError) else f"{type(exc).__name__}: {exc}"
             with app.catalog.transaction() as session:
                 stored = session.get(Job, job.id)
+                # A job that failed while it ran is failed and audited already, by the correction.
                 if stored is not None and stored.state in UNFINISHED:
                     stored.state = "failed"
                     stored.finished_at = datetime.now(UTC)
-                if stored is not None:
                     stored.error = message
                     audit.record(session, job.actor, "job.failed", f"job {job.id}", after={"error": message})
             results.append(DueNote.of(job.id, "failed", f"job {job.id} failed: {message}"))
