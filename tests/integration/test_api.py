@@ -312,6 +312,8 @@ def test_scheduled_corrections_and_user_admin(service: tuple[TestClient, App]) -
         json={"customer": "Acme", "tariff": "cost", "at": "2099-01-01T00:00:00Z"},
     )
     assert later.status_code == 202 and later.json()["scheduled_for"].startswith("2099-01-01")
+    unset = client.post("/api/rerate", headers=admin, json={"customer": "Acme", "tariff": "cost", "at": ""})
+    assert unset.status_code == 422 and "not an ISO time" in unset.json()["detail"]
     cancelled = client.post(f"/api/jobs/{later.json()['job_id']}/cancel", headers=admin)
     assert cancelled.json()["state"] == "cancelled"
     created = client.post("/api/users", headers=admin, json={"name": "nora", "role": "noc"})

@@ -54,7 +54,7 @@ def scope_of(app: App, body: ScopeBody) -> Scope:
 
 def submit(request: Request, app: App, correction: Correction, at: str | None) -> dict[str, Any]:
     """Queue ``correction`` for the job runner (or schedule it at ``at``) and return the job."""
-    if at:
+    if at is not None:  # an empty "at" (a script's unset variable) is refused, not taken for now
         job_id = schedule_service.schedule(app, correction, schedule_service.when_to_run(at, field="at"))
     else:
         job_id = schedule_service.queue(app, correction)
