@@ -27,7 +27,7 @@ from rerate.services import schedule as schedule_service
 from rerate.services.corrections import CorrectionReport, RerateRequest
 from rerate.services.diff_file import diff_csv
 from rerate.services.errors import InvalidInputError, RerateError
-from rerate.services.periods import closed_conflict
+from rerate.services.periods import closed_conflict, closed_period_names
 from rerate.services.reprocess import reprocess, reprocess_correction
 from rerate.services.scopes import resolve_scope
 from rerate.services.timeparse import parse_utc
@@ -82,10 +82,10 @@ def show_report(report: CorrectionReport) -> None:
         failures = ", ".join(f"{k} {v:,}" for k, v in report.new_failures.items())
         out.print(f"  [yellow]new failures[/]: {failures}")
     if report.adjustments:
-        periods = sorted({f"{line['customer']} {line['period']}" for line in report.adjustments})
+        periods = ", ".join(closed_period_names(report.adjustments))
         verb = "records" if report.state == "applied" else "would record"
         out.print(
-            f"  [yellow]closed billing periods touched[/]: {escape(', '.join(periods))}; it {verb} "
+            f"  [yellow]closed billing periods touched[/]: {escape(periods)}; it {verb} "
             f"{len(report.adjustments):,} adjustment line(s) for the open period"
         )
     for title, unordered, key, limit in (

@@ -163,11 +163,15 @@ def closed_periods(session: Session) -> dict[tuple[int, str], str]:
     return {(r[0], r[1]): r[2] for r in rows}
 
 
+def closed_period_names(lines: Sequence[dict[str, Any]]) -> list[str]:
+    """The closed periods adjustment lines (from :func:`touched`) fall in: ``Acme 2026-10``."""
+    return sorted({f"{line['customer']} {line['period']}" for line in lines})
+
+
 def closed_conflict(subject: str, verb: str, lines: Sequence[dict[str, Any]]) -> ConflictError:
     """The refusal of a change to closed periods (lines from :func:`touched`), naming them."""
-    names = sorted({f"{line['customer']} {line['period']}" for line in lines})
     return ConflictError(
-        f"{subject} changes XDRs of closed billing period(s): {', '.join(names)}; "
+        f"{subject} changes XDRs of closed billing period(s): {', '.join(closed_period_names(lines))}; "
         f"pass --allow-closed to {verb} it and record adjustment lines for the open period"
     )
 

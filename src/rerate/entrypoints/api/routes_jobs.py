@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -91,10 +90,6 @@ def apply_dry_run(request: Request, principal: Principal, job_id: int, what: str
     )
 
 
-def ghost_percent(text: str) -> Decimal:
-    return parse_ghost_percent(text, field="ghost_percent")
-
-
 def rerate_correction_of(app: App, body: RerateBody) -> Correction:
     """The re-rating a request body (API or web form) asks for."""
     if body.side not in SIDES:
@@ -104,7 +99,7 @@ def rerate_correction_of(app: App, body: RerateBody) -> Correction:
         RerateRequest(
             scope=scope_of(app, body),
             tariff=body.tariff,
-            ghost_percent=ghost_percent(body.ghost_percent),
+            ghost_percent=parse_ghost_percent(body.ghost_percent, field="ghost_percent"),
             sides=SIDES[body.side],
             dry_run=body.dry_run,
             allow_closed=body.allow_closed,
