@@ -455,10 +455,11 @@ def map_rows(
     columns = resolve_columns(settings.mapping, header)
     rows = list(rows)
     width = max((len(cells) for _, _, cells in rows), default=0)
-    beyond = {name: index for name, index in columns.items() if index >= max(width, len(header or []))}
-    if beyond:  # a column number past the last column: as clear as a header the file lacks
-        name, index = next(iter(beyond.items()))
-        raise ValueError(f"{name} is mapped to column #{index + 1}, but the file's rows have {width} columns")
+    for name, index in columns.items():  # a column number past the last: as clear as a missing header
+        if index >= max(width, len(header or [])):
+            raise ValueError(
+                f"{name} is mapped to column #{index + 1}, but the file's rows have {width} columns"
+            )
     if "prefix" not in columns or not ({"price", "first_price"} & (set(columns) | set(settings.defaults))):
         raise ValueError(f"the mapping lacks a required field: {REQUIRED_NOTE}")
     if "effective_from" in columns:  # the date order is the column's, not each cell's

@@ -32,8 +32,8 @@ _APOSTROPHE_GROUPS = re.compile(r"(?<=\d)['\u2019](?=\d{3})")
 #: A whole part whose thousands are grouped by "." or ",": one to three digits, not starting with
 #: 0 (``0.050`` groups nothing), then groups of three; or in lakhs (``1,23,456``).
 _THOUSANDS = {
-    g: re.compile(rf"[-+]?(?:[1-9]\d{{0,2}}(?:{e}\d{{3}})+|[1-9]\d?(?:{e}\d{{2}})+{e}\d{{3}})")
-    for g, e in ((".", re.escape(".")), (",", re.escape(",")))
+    g: re.compile(rf"[-+]?(?:[1-9]\d{{0,2}}(?:\{g}\d{{3}})+|[1-9]\d?(?:\{g}\d{{2}})+\{g}\d{{3}})")
+    for g in ".,"
 }
 
 

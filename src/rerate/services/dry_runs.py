@@ -203,9 +203,13 @@ def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
     # The preview read the ledger as it was when it started (a preview takes no lock).
     seen = job.started_at or job.finished_at
     diff_path = Path(job.diff_path) if job.diff_path else None
-    if seen is None or not job.changed or diff_path is None or diff_path.suffix != ".arrow":
-        return
-    if not diff_path.exists():
+    if (
+        seen is None
+        or not job.changed
+        or diff_path is None
+        or diff_path.suffix != ".arrow"
+        or not diff_path.exists()
+    ):
         return
     sides = _sides(job)
     #: The job whose revisions count differently now -> the job that made it so.
@@ -241,7 +245,7 @@ def _refuse_if_its_xdrs_changed(app: App, session: Session, job: Job) -> None:
         WHERE xdr_id IN (SELECT xdr_id FROM previewed)
         """
     ).fetchall()
-    by = sorted({moved[int(row[0])] for row in rows if int(row[0]) in moved})
+    by = sorted({moved[int(job_id)] for (job_id,) in rows})  # the files are the moved jobs' own
     if by:
         raise ConflictError(
             f"job(s) {', '.join(map(str, by))} changed XDRs of dry run {job.id} since it was made: "

@@ -9,7 +9,7 @@ in docs/reports.md: invoicing tools import it.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -121,7 +121,7 @@ def summary_report(app: App, request: ReportRequest) -> Report:
             f"--group-by takes a comma list of {', '.join(GROUPS)}"
             + (f"; unknown: {', '.join(unknown)}" if unknown else "")
         )
-    repeated = sorted({g for g in request.group_by if list(request.group_by).count(g) > 1})
+    repeated = sorted(g for g, times in Counter(request.group_by).items() if times > 1)
     if repeated:  # one column per key: the CSV schema is stable
         raise InvalidInputError(f"--group-by names {', '.join(repeated)} more than once")
     if request.as_closed and "prefix" in request.group_by:
